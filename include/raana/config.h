@@ -1,0 +1,87 @@
+/* config.h — the job configuration (config.ini): every key, its type, default
+ * and range, parsing with FILE:LINE messages, command-line overrides
+ * (--set section.key=value) and the canonical text form stored with results.
+ *
+ * The authoritative list of keys with their meaning is config/raana.ini;
+ * tests check that file against the defaults compiled in here. */
+#ifndef RAANA_CONFIG_H
+#define RAANA_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "raana/error.h"
+
+#define RAANA_PATH_MAX 4096
+#define RAANA_MAX_BIT_CANDIDATES 10 /* {0.5, 0.75, 1, 2, ..., 8} */
+#define RAANA_MAX_EXCLUDE 64
+#define RAANA_PATTERN_MAX 256
+
+typedef enum { RAANA_CALIB_ZEROSHOT = 0, RAANA_CALIB_TEXT = 1 } raana_calib_source;
+typedef enum { RAANA_ENCODER_EXACT = 0, RAANA_ENCODER_FAST = 1 } raana_encoder;
+
+enum {
+    RAANA_TRICK_CENTRALIZE = 1u << 0,
+    RAANA_TRICK_NORM_COL = 1u << 1,
+    RAANA_TRICK_NORM_ROW = 1u << 2
+};
+
+typedef struct raana_config {
+    char source[RAANA_PATH_MAX]; /* the config file read ("" if none) */
+
+    /* [model] */
+    char model_path[RAANA_PATH_MAX];
+    /* [calibration] */
+    raana_calib_source calib_source;
+    char text_file[RAANA_PATH_MAX];
+    int n_samples;
+    int seq_len; /* 0 = the model's context, see docs */
+    /* [quantize] */
+    double avg_bits;
+    int n_bits;
+    double bits[RAANA_MAX_BIT_CANDIDATES]; /* ascending, distinct */
+    unsigned tricks;                       /* RAANA_TRICK_* */
+    double norm_col_rate;
+    uint64_t seed;
+    raana_encoder encoder;
+    int n_exclude;
+    char exclude[RAANA_MAX_EXCLUDE][RAANA_PATTERN_MAX];
+    /* [output] */
+    char output_path[RAANA_PATH_MAX];
+    int zstd_level;
+    int overwrite;
+    /* [run] */
+    int threads; /* 0 = OMP_NUM_THREADS, else 1 */
+} raana_config;
+
+/* Fills every key with its default (model.path empty: it is required). */
+void raana_config_defaults(raana_config *cfg);
+
+/* Parses INI text on top of the current values. label names the text in
+ * messages ("jobs/x.ini"); relative paths resolve against base_dir. Errors
+ * are RAANA_ERR_CONFIG with "LABEL:LINE: message". */
+raana_status raana_config_parse(raana_config *cfg, const char *text, size_t len, const char *label,
+                                const char *base_dir, raana_error *err);
+
+/* Defaults, then the file at path (relative paths against its directory). */
+raana_status raana_config_load(raana_config *cfg, const char *path, raana_error *err);
+
+/* Applies "section.key=value" (from --set); relative paths resolve against
+ * the current directory. */
+raana_status raana_config_set(raana_config *cfg, const char *assignment, raana_error *err);
+
+/* Checks that need several keys (required keys, avg_bits within the
+ * candidates, text_file for source = text). Call after all parsing. */
+raana_status raana_config_validate(const raana_config *cfg, raana_error *err);
+
+/* Writes the configuration as INI text that raana_config_parse reads back to
+ * the same values. */
+void raana_config_write(FILE *out, const raana_config *cfg);
+
+/* Names for printing. */
+const char *raana_encoder_name(raana_encoder e);
+const char *raana_calib_source_name(raana_calib_source s);
+/* "centralize,norm_col" or "none" into buf. */
+void raana_tricks_format(unsigned tricks, char *buf, size_t size);
+
+#endif

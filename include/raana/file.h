@@ -1,0 +1,22 @@
+/* file.h — small file-system helpers shared by the readers: slurp a file,
+ * resolve a path against a base directory, take a path's directory. */
+#ifndef RAANA_FILE_H
+#define RAANA_FILE_H
+
+#include <stddef.h>
+
+#include "raana/error.h"
+
+/* Reads the whole file into a malloc'd, NUL-terminated buffer. Fails with
+ * RAANA_ERR_IO naming the path (missing, unreadable, a directory). */
+raana_status raana_read_file(const char *path, char **data, size_t *len, raana_error *err);
+
+/* out = path if absolute or base is empty, else base/path. Fails with
+ * RAANA_ERR_CONFIG if the result does not fit in out_size. */
+raana_status raana_path_resolve(char *out, size_t out_size, const char *base, const char *path,
+                                raana_error *err);
+
+/* Writes the directory part of path ("." when it has none) into out. */
+void raana_path_dirname(char *out, size_t out_size, const char *path);
+
+#endif

@@ -1,0 +1,56 @@
+/* plan.h — what the job will do, before any weight is read: the linear
+ * layers to quantize (with the exclude patterns applied) and the split of
+ * contiguous decoder blocks over P ranks, balanced by parameter count.
+ * A pure function of (model config, job config, P): every rank computes the
+ * same plan without communicating. */
+#ifndef RAANA_PLAN_H
+#define RAANA_PLAN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "raana/config.h"
+#include "raana/error.h"
+#include "raana/model.h"
+
+typedef struct {
+    char name[112]; /* "model.layers.3.mlp.down_proj" */
+    int block;
+    raana_linear_kind kind;
+    int d_in, d_out;
+    int quantize; /* 0 when an exclude pattern matched */
+} raana_plan_layer;
+
+typedef struct {
+    int first_block, n_blocks; /* blocks [first_block, first_block + n_blocks) */
+    int owns_embedding, owns_head;
+    uint64_t params;          /* every parameter the rank holds */
+    uint64_t quantized_params;
+    uint64_t peak_bytes;      /* estimated peak memory, see docs/SCALING.md */
+} raana_plan_rank;
+
+typedef struct {
+    int n_layers;
+    raana_plan_layer *layers; /* block-major, forward order within a block */
+    int n_ranks;
+    raana_plan_rank *ranks;
+    uint64_t block_params;    /* parameters of one decoder block */
+    uint64_t total_params, quantized_params;
+    int seq_len;              /* calibration window actually used */
+} raana_plan;
+
+raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg,
+                              int n_ranks, raana_plan *plan, raana_error *err);
+void raana_plan_free(raana_plan *plan);
+
+/* The rank that owns decoder block b. */
+int raana_plan_block_owner(const raana_plan *plan, int block);
+
+/* Calibration window length: the configured seq_len, or the model's
+ * max_position_embeddings capped at 2048 when seq_len is 0. */
+int raana_plan_seq_len(const raana_model_config *model, const raana_config *cfg);
+
+/* The plan as text. The part above the line "ranks: P" does not depend on P. */
+void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *model);
+
+#endif

@@ -1,0 +1,332 @@
+/* model/config.c — config.json of LLaMA-family models and the names and shapes
+ * of the tensors the architecture requires (see model.h). */
+#include "raana/model.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "raana/file.h"
+
+/* ---- config.json -------------------------------------------------------- */
+
+typedef struct {
+    const cJSON *root;
+    const char *label;
+    raana_error *err;
+} json_ctx;
+
+/* Reads an integer key. Missing: default (or an error if required).
+ * Present but null: treated as missing. */
+static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int required,
+                            int dflt, int min, int *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) {
+        if (required)
+            return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key '%s'", c->label,
+                              key);
+        *out = dflt;
+        return RAANA_OK;
+    }
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+        it->valuedouble < min || it->valuedouble > 1e9)
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an integer >= %d", c->label,
+                          key, min);
+    *out = (int)it->valuedouble;
+    return RAANA_OK;
+}
+
+static raana_status get_double(json_ctx *c, const cJSON *obj, const char *key, double dflt,
+                               double *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) {
+        *out = dflt;
+        return RAANA_OK;
+    }
+    if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be a positive number",
+                          c->label, key);
+    *out = it->valuedouble;
+    return RAANA_OK;
+}
+
+static raana_status get_bool(json_ctx *c, const cJSON *obj, const char *key, int dflt, int *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) {
+        *out = dflt;
+        return RAANA_OK;
+    }
+    if (!cJSON_IsBool(it))
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be true or false", c->label,
+                          key);
+    *out = cJSON_IsTrue(it);
+    return RAANA_OK;
+}
+
+/* bos/eos ids: an integer, a list of integers (the first is used) or absent. */
+static raana_status get_token_id(json_ctx *c, const char *key, int *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    *out = -1;
+    if (!it || cJSON_IsNull(it))
+        return RAANA_OK;
+    if (cJSON_IsArray(it))
+        it = cJSON_GetArrayItem(it, 0);
+    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble != floor(it->valuedouble))
+        return raana_fail(c->err, RAANA_ERR_INPUT,
+                          "%s: key '%s' must be a token id or a list of token ids", c->label, key);
+    *out = (int)it->valuedouble;
+    return RAANA_OK;
+}
+
+/* rope_scaling (older form) or rope_parameters (newer form, which also
+ * carries rope_theta). */
+static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
+{
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(c->root, "rope_parameters");
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(c->root, "rope_scaling");
+    const char *which = "rope_scaling";
+    raana_status st = get_double(c, c->root, "rope_theta", 10000.0, &cfg->rope_theta);
+    if (st)
+        return st;
+    if (params && !cJSON_IsNull(params)) {
+        if (!cJSON_IsObject(params))
+            return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key 'rope_parameters' must be an object",
+                              c->label);
+        if ((st = get_double(c, params, "rope_theta", cfg->rope_theta, &cfg->rope_theta)))
+            return st;
+        scaling = params;
+        which = "rope_parameters";
+    }
+    cfg->rope_type = RAANA_ROPE_DEFAULT;
+    cfg->rope_factor = 1.0;
+    if (!scaling || cJSON_IsNull(scaling))
+        return RAANA_OK;
+    if (!cJSON_IsObject(scaling))
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an object or null",
+                          c->label, which);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(scaling, "rope_type");
+    if (!type)
+        type = cJSON_GetObjectItemCaseSensitive(scaling, "type");
+    if (!type || !cJSON_IsString(type))
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: '%s' needs a string 'rope_type'", c->label,
+                          which);
+    const char *t = type->valuestring;
+    if (strcmp(t, "default") == 0)
+        return RAANA_OK;
+    if (strcmp(t, "linear") == 0)
+        cfg->rope_type = RAANA_ROPE_LINEAR;
+    else if (strcmp(t, "dynamic") == 0)
+        cfg->rope_type = RAANA_ROPE_DYNAMIC;
+    else if (strcmp(t, "llama3") == 0)
+        cfg->rope_type = RAANA_ROPE_LLAMA3;
+    else
+        return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
+                          "%s: %s rope_type '%s' is not supported (supported: default, linear, "
+                          "dynamic, llama3)",
+                          c->label, which, t);
+    if ((st = get_double(c, scaling, "factor", 1.0, &cfg->rope_factor)))
+        return st;
+    if (cfg->rope_type == RAANA_ROPE_LLAMA3) {
+        if ((st = get_double(c, scaling, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor)) ||
+            (st = get_double(c, scaling, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor)) ||
+            (st = get_int(c, scaling, "original_max_position_embeddings", 1, 0, 1,
+                          &cfg->rope_original_max_position_embeddings)))
+            return st;
+    }
+    return RAANA_OK;
+}
+
+static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
+{
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(c->root, "model_type");
+    if (!mt)
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key 'model_type'", c->label);
+    if (!cJSON_IsString(mt))
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key 'model_type' must be a string", c->label);
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt->valuestring);
+    if (strcmp(mt->valuestring, "llama") == 0)
+        cfg->arch = RAANA_ARCH_LLAMA;
+    else if (strcmp(mt->valuestring, "mistral") == 0)
+        cfg->arch = RAANA_ARCH_MISTRAL;
+    else if (strcmp(mt->valuestring, "qwen2") == 0)
+        cfg->arch = RAANA_ARCH_QWEN2;
+    else
+        return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
+                          "%s: model_type '%.64s' is not supported (supported: llama, mistral, qwen2)",
+                          c->label, mt->valuestring);
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->root, "hidden_act");
+    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+        return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
+                          "%s: hidden_act must be \"silu\" for %s models", c->label,
+                          cfg->model_type);
+    return RAANA_OK;
+}
+
+static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
+{
+    const cJSON *r = c->root;
+    raana_status st;
+    if ((st = get_int(c, r, "vocab_size", 1, 0, 1, &cfg->vocab_size)) ||
+        (st = get_int(c, r, "hidden_size", 1, 0, 1, &cfg->hidden_size)) ||
+        (st = get_int(c, r, "intermediate_size", 1, 0, 1, &cfg->intermediate_size)) ||
+        (st = get_int(c, r, "num_hidden_layers", 1, 0, 1, &cfg->num_layers)) ||
+        (st = get_int(c, r, "num_attention_heads", 1, 0, 1, &cfg->num_heads)) ||
+        (st = get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, &cfg->num_kv_heads)) ||
+        (st = get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, &cfg->head_dim)) ||
+        (st = get_int(c, r, "max_position_embeddings", 0, 2048, 1,
+                      &cfg->max_position_embeddings)) ||
+        (st = get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps)))
+        return st;
+    if (cfg->head_dim == 0)
+        return raana_fail(c->err, RAANA_ERR_INPUT,
+                          "%s: hidden_size %d is smaller than num_attention_heads %d", c->label,
+                          cfg->hidden_size, cfg->num_heads);
+    if (cfg->num_heads % cfg->num_kv_heads != 0)
+        return raana_fail(c->err, RAANA_ERR_INPUT,
+                          "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                          c->label, cfg->num_heads, cfg->num_kv_heads);
+    return RAANA_OK;
+}
+
+static raana_status parse_flags(json_ctx *c, raana_model_config *cfg)
+{
+    raana_status st;
+    int attention_bias;
+    if ((st = get_bool(c, c->root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings)) ||
+        (st = get_bool(c, c->root, "attention_bias", 0, &attention_bias)) ||
+        (st = get_bool(c, c->root, "mlp_bias", 0, &cfg->mlp_bias)) ||
+        (st = get_token_id(c, "bos_token_id", &cfg->bos_token_id)) ||
+        (st = get_token_id(c, "eos_token_id", &cfg->eos_token_id)))
+        return st;
+    /* Qwen2 always has q/k/v biases and no o bias; llama's attention_bias
+     * covers all four projections. */
+    cfg->qkv_bias = cfg->arch == RAANA_ARCH_QWEN2 || attention_bias;
+    cfg->o_bias = cfg->arch != RAANA_ARCH_QWEN2 && attention_bias;
+    return RAANA_OK;
+}
+
+raana_status raana_model_config_parse(const char *json, size_t len, const char *label,
+                                      raana_model_config *cfg, raana_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
+    json_ctx c = {root, label, err};
+    raana_status st;
+    if (!cJSON_IsObject(root))
+        st = raana_fail(err, RAANA_ERR_INPUT, "%s: not a JSON object", label);
+    else if ((st = parse_arch(&c, cfg)) == RAANA_OK && (st = parse_shapes(&c, cfg)) == RAANA_OK &&
+             (st = parse_rope(&c, cfg)) == RAANA_OK)
+        st = parse_flags(&c, cfg);
+    cJSON_Delete(root);
+    return st;
+}
+
+const char *raana_arch_name(raana_arch arch)
+{
+    switch (arch) {
+    case RAANA_ARCH_LLAMA: return "llama";
+    case RAANA_ARCH_MISTRAL: return "mistral";
+    case RAANA_ARCH_QWEN2: return "qwen2";
+    }
+    return "?";
+}
+
+/* ---- names and shapes ------------------------------------------------------ */
+
+static const char *const linear_suffix[RAANA_LINEAR_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+void raana_linear_name(int block, raana_linear_kind kind, char *buf, size_t size)
+{
+    snprintf(buf, size, "model.layers.%d.%s", block, linear_suffix[kind]);
+}
+
+void raana_linear_shape(const raana_model_config *cfg, raana_linear_kind kind, int *d_in,
+                        int *d_out)
+{
+    int h = cfg->hidden_size, q = cfg->num_heads * cfg->head_dim,
+        kv = cfg->num_kv_heads * cfg->head_dim, inter = cfg->intermediate_size;
+    switch (kind) {
+    case RAANA_LINEAR_Q: *d_in = h, *d_out = q; break;
+    case RAANA_LINEAR_K:
+    case RAANA_LINEAR_V: *d_in = h, *d_out = kv; break;
+    case RAANA_LINEAR_O: *d_in = q, *d_out = h; break;
+    case RAANA_LINEAR_GATE:
+    case RAANA_LINEAR_UP: *d_in = h, *d_out = inter; break;
+    default: *d_in = inter, *d_out = h; break;
+    }
+}
+
+static int linear_has_bias(const raana_model_config *cfg, raana_linear_kind kind)
+{
+    if (kind <= RAANA_LINEAR_V)
+        return cfg->qkv_bias;
+    if (kind == RAANA_LINEAR_O)
+        return cfg->o_bias;
+    return cfg->mlp_bias;
+}
+
+uint64_t raana_block_params(const raana_model_config *cfg)
+{
+    uint64_t total = 2 * (uint64_t)cfg->hidden_size; /* two RMSNorm weights */
+    for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
+        int d_in, d_out;
+        raana_linear_shape(cfg, (raana_linear_kind)k, &d_in, &d_out);
+        total += (uint64_t)d_in * (uint64_t)d_out;
+        if (linear_has_bias(cfg, (raana_linear_kind)k))
+            total += (uint64_t)d_out;
+    }
+    return total;
+}
+
+static void add_spec(raana_tensor_spec *s, size_t *n, const char *name, int ndim, int64_t d0,
+                     int64_t d1)
+{
+    snprintf(s[*n].name, sizeof s[*n].name, "%s", name);
+    s[*n].ndim = ndim;
+    s[*n].shape[0] = d0;
+    s[*n].shape[1] = d1;
+    (*n)++;
+}
+
+raana_tensor_spec *raana_model_required_tensors(const raana_model_config *cfg, size_t *n)
+{
+    size_t cap = 3 + (size_t)cfg->num_layers * 16;
+    raana_tensor_spec *s = calloc(cap, sizeof *s);
+    char name[128], base[112];
+    *n = 0;
+    if (!s)
+        return NULL;
+    add_spec(s, n, "model.embed_tokens.weight", 2, cfg->vocab_size, cfg->hidden_size);
+    for (int b = 0; b < cfg->num_layers; b++) {
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
+        add_spec(s, n, name, 1, cfg->hidden_size, 0);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", b);
+        add_spec(s, n, name, 1, cfg->hidden_size, 0);
+        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
+            int d_in, d_out;
+            raana_linear_shape(cfg, (raana_linear_kind)k, &d_in, &d_out);
+            raana_linear_name(b, (raana_linear_kind)k, base, sizeof base);
+            snprintf(name, sizeof name, "%s.weight", base);
+            add_spec(s, n, name, 2, d_out, d_in);
+            if (linear_has_bias(cfg, (raana_linear_kind)k)) {
+                snprintf(name, sizeof name, "%s.bias", base);
+                add_spec(s, n, name, 1, d_out, 0);
+            }
+        }
+    }
+    add_spec(s, n, "model.norm.weight", 1, cfg->hidden_size, 0);
+    if (!cfg->tie_word_embeddings)
+        add_spec(s, n, "lm_head.weight", 2, cfg->vocab_size, cfg->hidden_size);
+    return s;
+}

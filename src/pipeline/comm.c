@@ -1,0 +1,46 @@
+/* comm.c — agreement on success across ranks and launch checks (see comm.h). */
+#include "raana/comm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+raana_status raana_comm_agree(MPI_Comm comm, raana_status local, raana_error *err)
+{
+    int rank, size, first_failed;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int mine = local != RAANA_OK ? rank : size;
+    MPI_Allreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, comm);
+    if (first_failed == size)
+        return RAANA_OK;
+    int status = (int)local;
+    char msg[RAANA_ERROR_MSG_MAX];
+    if (rank == first_failed)
+        memcpy(msg, err->msg, sizeof msg);
+    MPI_Bcast(&status, 1, MPI_INT, first_failed, comm);
+    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first_failed, comm);
+    msg[sizeof msg - 1] = '\0';
+    if (size > 1)
+        return raana_fail(err, (raana_status)status, "rank %d: %s", first_failed, msg);
+    return raana_fail(err, (raana_status)status, "%s", msg);
+}
+
+void raana_launch_env_read(raana_launch_env *env)
+{
+    const char *s;
+    env->launched_by_mpirun = getenv("OMPI_COMM_WORLD_SIZE") != NULL;
+    env->slurm_tasks = 0;
+    if ((s = getenv("SLURM_STEP_NUM_TASKS")) || (s = getenv("SLURM_NTASKS")))
+        env->slurm_tasks = strtol(s, NULL, 10);
+}
+
+raana_status raana_launch_check(const raana_launch_env *env, int comm_size, raana_error *err)
+{
+    if (env->launched_by_mpirun || env->slurm_tasks <= 0 || env->slurm_tasks == comm_size)
+        return RAANA_OK;
+    return raana_fail(err, RAANA_ERR_MPI,
+                      "Slurm started %ld tasks but MPI sees %d process%s: MPI was not wired "
+                      "to Slurm. Launch with `srun --mpi=pmix` (or set MpiDefault=pmix), or use "
+                      "mpirun inside the allocation",
+                      env->slurm_tasks, comm_size, comm_size == 1 ? "" : "es");
+}

@@ -1,0 +1,199 @@
+/* plan.c — layer list, exclude patterns and the block-to-rank split (see
+ * plan.h). No MPI here: the plan is computed identically on every rank. */
+#include "raana/plan.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+int raana_plan_seq_len(const raana_model_config *model, const raana_config *cfg)
+{
+    if (cfg->seq_len > 0)
+        return cfg->seq_len;
+    return model->max_position_embeddings < 2048 ? model->max_position_embeddings : 2048;
+}
+
+static int excluded(const raana_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->n_exclude; i++)
+        if (fnmatch(cfg->exclude[i], name, 0) == 0)
+            return 1;
+    return 0;
+}
+
+static raana_status build_layers(const raana_model_config *model, const raana_config *cfg,
+                                 raana_plan *plan, raana_error *err)
+{
+    plan->n_layers = model->num_layers * RAANA_LINEAR_COUNT;
+    plan->layers = calloc((size_t)plan->n_layers, sizeof *plan->layers);
+    if (!plan->layers)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d layers", plan->n_layers);
+    raana_plan_layer *l = plan->layers;
+    for (int b = 0; b < model->num_layers; b++)
+        for (int k = 0; k < RAANA_LINEAR_COUNT; k++, l++) {
+            l->block = b;
+            l->kind = (raana_linear_kind)k;
+            raana_linear_name(b, l->kind, l->name, sizeof l->name);
+            raana_linear_shape(model, l->kind, &l->d_in, &l->d_out);
+            l->quantize = !excluded(cfg, l->name);
+            if (l->quantize)
+                plan->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
+        }
+    if (plan->quantized_params == 0)
+        return raana_fail(err, RAANA_ERR_CONFIG,
+                          "%s: [quantize] exclude matches every linear layer; nothing to quantize",
+                          cfg->source[0] ? cfg->source : "configuration");
+    return RAANA_OK;
+}
+
+/* First block of rank r: the block boundary nearest to r/P of the decoder
+ * parameters (ties to the lower boundary). The blocks of one model are all
+ * the same size, so that is the boundary nearest to r*L/P, computed in
+ * integers; every rank gets floor or ceil of L/P blocks. */
+static int split_point(int n_blocks, int n_ranks, int r)
+{
+    long num = (long)r * n_blocks; /* target = num / n_ranks */
+    long q = num / n_ranks, rem = num % n_ranks;
+    return (int)(2 * rem > n_ranks ? q + 1 : q);
+}
+
+/* Estimated peak bytes of one rank: its weights in f32, plus the calibration
+ * activations kept for the backward pass (docs/SCALING.md). */
+static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank *r, int seq_len)
+{
+    uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
+             inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
+    uint64_t per_block = t * (8 * h + 3 * inter) + heads * t * t;
+    uint64_t acts = (uint64_t)r->n_blocks * per_block + 4 * t * h + 2 * t * inter + heads * t * t;
+    if (r->owns_head)
+        acts += 2 * t * (uint64_t)m->vocab_size; /* logits and their gradient */
+    return 4 * (r->params + acts);
+}
+
+static void build_ranks(const raana_model_config *m, raana_plan *plan)
+{
+    uint64_t embed = (uint64_t)m->vocab_size * (uint64_t)m->hidden_size;
+    for (int r = 0; r < plan->n_ranks; r++) {
+        raana_plan_rank *rk = &plan->ranks[r];
+        int first = split_point(m->num_layers, plan->n_ranks, r);
+        int next = split_point(m->num_layers, plan->n_ranks, r + 1);
+        rk->first_block = first;
+        rk->n_blocks = next - first;
+        rk->owns_embedding = r == 0;
+        rk->owns_head = r == plan->n_ranks - 1;
+        rk->params = (uint64_t)rk->n_blocks * plan->block_params;
+        if (rk->owns_embedding)
+            rk->params += embed;
+        if (rk->owns_head)
+            rk->params += (uint64_t)m->hidden_size + (m->tie_word_embeddings ? 0 : embed);
+        for (int i = 0; i < plan->n_layers; i++) {
+            const raana_plan_layer *l = &plan->layers[i];
+            if (l->quantize && l->block >= first && l->block < next)
+                rk->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
+        }
+        rk->peak_bytes = estimate_peak(m, rk, plan->seq_len);
+    }
+}
+
+raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg,
+                              int n_ranks, raana_plan *plan, raana_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (n_ranks < 1)
+        return raana_fail(err, RAANA_ERR_INTERNAL, "plan needs at least one rank");
+    plan->n_ranks = n_ranks;
+    plan->block_params = raana_block_params(model);
+    plan->seq_len = raana_plan_seq_len(model, cfg);
+    plan->total_params = (uint64_t)model->num_layers * plan->block_params +
+                         (uint64_t)model->hidden_size +
+                         (uint64_t)model->vocab_size * (uint64_t)model->hidden_size *
+                             (model->tie_word_embeddings ? 1u : 2u);
+    raana_status st = build_layers(model, cfg, plan, err);
+    if (st != RAANA_OK) {
+        raana_plan_free(plan);
+        return st;
+    }
+    plan->ranks = calloc((size_t)n_ranks, sizeof *plan->ranks);
+    if (!plan->ranks) {
+        raana_plan_free(plan);
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d ranks", n_ranks);
+    }
+    build_ranks(model, plan);
+    return RAANA_OK;
+}
+
+void raana_plan_free(raana_plan *plan)
+{
+    free(plan->layers);
+    free(plan->ranks);
+    plan->layers = NULL;
+    plan->ranks = NULL;
+}
+
+int raana_plan_block_owner(const raana_plan *plan, int block)
+{
+    for (int r = 0; r < plan->n_ranks; r++)
+        if (block >= plan->ranks[r].first_block &&
+            block < plan->ranks[r].first_block + plan->ranks[r].n_blocks)
+            return r;
+    return -1;
+}
+
+static void format_bytes(uint64_t bytes, char *buf, size_t size)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024 && u < 4)
+        v /= 1024, u++;
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *m)
+{
+    fprintf(out, "model: %s, %d blocks, hidden %d, intermediate %d, heads %d (kv %d, dim %d), "
+                 "vocab %d\n",
+            m->model_type, m->num_layers, m->hidden_size, m->intermediate_size, m->num_heads,
+            m->num_kv_heads, m->head_dim, m->vocab_size);
+    fprintf(out, "parameters: %llu total, %llu per block, %llu to quantize in %d linear layers\n",
+            (unsigned long long)plan->total_params, (unsigned long long)plan->block_params,
+            (unsigned long long)plan->quantized_params, plan->n_layers);
+    fprintf(out, "kept in original precision: embed_tokens, norms, %s\n",
+            m->tie_word_embeddings ? "lm_head (tied to embed_tokens)" : "lm_head");
+    fprintf(out, "calibration window: %d tokens\n", plan->seq_len);
+    fprintf(out, "layers:\n  %-40s %7s %7s %10s  %s\n", "name", "d_in", "d_out", "params",
+            "quantize");
+    for (int i = 0; i < plan->n_layers; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        fprintf(out, "  %-40s %7d %7d %10llu  %s\n", l->name, l->d_in, l->d_out,
+                (unsigned long long)l->d_in * (unsigned long long)l->d_out,
+                l->quantize ? "yes" : "no (excluded)");
+    }
+    fprintf(out, "ranks: %d\n  %4s  %-9s %12s %12s %14s  %s\n", plan->n_ranks, "rank", "blocks",
+            "params", "quantized", "est. peak mem", "also owns");
+    int idle = 0;
+    for (int r = 0; r < plan->n_ranks; r++) {
+        const raana_plan_rank *rk = &plan->ranks[r];
+        char blocks[32], mem[32], extra[64];
+        if (rk->n_blocks == 0)
+            snprintf(blocks, sizeof blocks, "-"), idle++;
+        else
+            snprintf(blocks, sizeof blocks, "%d-%d", rk->first_block,
+                     rk->first_block + rk->n_blocks - 1);
+        format_bytes(rk->peak_bytes, mem, sizeof mem);
+        snprintf(extra, sizeof extra, "%s%s%s", rk->owns_embedding ? "embedding" : "",
+                 rk->owns_embedding && rk->owns_head ? ", " : "",
+                 rk->owns_head ? "final norm, lm_head" : "");
+        fprintf(out, "  %4d  %-9s %12llu %12llu %14s  %s\n", r, blocks,
+                (unsigned long long)rk->params, (unsigned long long)rk->quantized_params, mem,
+                extra);
+    }
+    if (idle) {
+        fprintf(out, "idle ranks (no decoder block):");
+        for (int r = 0; r < plan->n_ranks; r++)
+            if (plan->ranks[r].n_blocks == 0)
+                fprintf(out, " %d", r);
+        fprintf(out, " — %d ranks for %d blocks; use at most %d ranks\n", plan->n_ranks,
+                plan->n_layers / RAANA_LINEAR_COUNT, plan->n_layers / RAANA_LINEAR_COUNT);
+    }
+}

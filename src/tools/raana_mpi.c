@@ -1,0 +1,199 @@
+/* raana_mpi.c — main() of raana-mpi: command line, MPI start-up, and the
+ * stages in order. Every rank runs this; rank 0 talks to the user, and any
+ * rank's failure reaches rank 0 through raana_comm_agree and becomes one
+ * line on stderr and the exit code (README "Exit codes"). */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raana/comm.h"
+#include "raana/config.h"
+#include "raana/error.h"
+#include "raana/model.h"
+#include "raana/plan.h"
+
+#define MAX_OVERRIDES 64
+
+typedef struct {
+    const char *config_path;
+    const char *overrides[MAX_OVERRIDES];
+    int n_overrides;
+    int dry_run, print_config, help, version;
+} cli_args;
+
+static const char usage_text[] =
+    "usage: raana-mpi [options] CONFIG.ini\n"
+    "\n"
+    "Quantize a Hugging Face LLaMA-family checkpoint with RaanA (RaBitQ-H codes,\n"
+    "AllocateBits mixed precision) as an MPI job; see config/raana.ini for every key.\n"
+    "\n"
+    "  srun --mpi=pmix raana-mpi CONFIG.ini     on a Slurm cluster\n"
+    "  mpirun -n P raana-mpi CONFIG.ini         with Open MPI\n"
+    "  raana-mpi CONFIG.ini                     one process\n"
+    "\n"
+    "options:\n"
+    "  --dry-run              print the plan (layers, rank split, memory) and exit;\n"
+    "                         reads config.json and tensor headers, no weights\n"
+    "  --set SECTION.KEY=VAL  override a config key (repeatable), e.g.\n"
+    "                         --set quantize.avg_bits=2.5\n"
+    "  --print-config         print the effective configuration and exit\n"
+    "  -h, --help             this text\n"
+    "  -V, --version          version and exit\n"
+    "\n"
+    "exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
+    "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal\n";
+
+static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *err)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0)
+            a->help = 1;
+        else if (strcmp(s, "-V") == 0 || strcmp(s, "--version") == 0)
+            a->version = 1;
+        else if (strcmp(s, "--dry-run") == 0)
+            a->dry_run = 1;
+        else if (strcmp(s, "--print-config") == 0)
+            a->print_config = 1;
+        else if (strcmp(s, "--set") == 0 || strncmp(s, "--set=", 6) == 0) {
+            const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v)
+                return raana_fail(err, RAANA_ERR_USAGE, "--set needs SECTION.KEY=VALUE");
+            if (a->n_overrides == MAX_OVERRIDES)
+                return raana_fail(err, RAANA_ERR_USAGE, "more than %d --set options",
+                                  MAX_OVERRIDES);
+            a->overrides[a->n_overrides++] = v;
+        } else if (s[0] == '-' && s[1] != '\0')
+            return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", s);
+        else if (a->config_path)
+            return raana_fail(err, RAANA_ERR_USAGE, "more than one config file given ('%s', '%s')",
+                              a->config_path, s);
+        else
+            a->config_path = s;
+    }
+    if (!a->help && !a->version && !a->config_path)
+        return raana_fail(err, RAANA_ERR_USAGE, "no config file given (see --help)");
+    return RAANA_OK;
+}
+
+/* Rank as seen by the launcher, before MPI_Init (for --help output only). */
+static int launcher_rank(void)
+{
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = getenv(vars[i]);
+        if (v)
+            return atoi(v);
+    }
+    return 0;
+}
+
+static raana_status load_config(const cli_args *a, raana_config *cfg, raana_error *err)
+{
+    raana_status st = raana_config_load(cfg, a->config_path, err);
+    for (int i = 0; st == RAANA_OK && i < a->n_overrides; i++)
+        st = raana_config_set(cfg, a->overrides[i], err);
+    if (st == RAANA_OK)
+        st = raana_config_validate(cfg, err);
+    return st;
+}
+
+typedef struct {
+    raana_config cfg;
+    raana_model model;
+    raana_plan plan;
+    int model_open;
+} job_state;
+
+/* Stage "plan": config, checkpoint headers, the plan. Agreed collectively. */
+static raana_status stage_plan(const cli_args *a, job_state *job, int size, raana_error *err)
+{
+    raana_status st = load_config(a, &job->cfg, err);
+    if (st == RAANA_OK && !a->print_config) {
+        st = raana_model_open(&job->model, job->cfg.model_path, err);
+        job->model_open = st == RAANA_OK;
+    }
+    if (st == RAANA_OK && !a->print_config)
+        st = raana_plan_build(&job->model.config, &job->cfg, size, &job->plan, err);
+    return raana_comm_agree(MPI_COMM_WORLD, st, err);
+}
+
+static void print_dry_run(const job_state *job)
+{
+    const raana_config *c = &job->cfg;
+    char tricks[64];
+    raana_tricks_format(c->tricks, tricks, sizeof tricks);
+    printf("raana-mpi %s: dry run (plan only; no weights are read)\n", RAANA_VERSION);
+    printf("config: %s\n", c->source);
+    printf("checkpoint: %s (%d file%s)\n", job->model.tensor_source, job->model.n_files,
+           job->model.n_files == 1 ? "" : "s");
+    printf("quantize: avg_bits %g over candidates", c->avg_bits);
+    for (int i = 0; i < c->n_bits; i++)
+        printf("%s%g", i ? ", " : " ", c->bits[i]);
+    printf("; tricks %s; encoder %s; seed %llu\n", tricks, raana_encoder_name(c->encoder),
+           (unsigned long long)c->seed);
+    printf("output: %s (zstd level %d)\n", c->output_path, c->zstd_level);
+    raana_plan_print(stdout, &job->plan, &job->model.config);
+    fflush(stdout);
+}
+
+static int run(const cli_args *a, const raana_launch_env *env)
+{
+    int rank, size;
+    raana_error err;
+    raana_error_clear(&err);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    job_state *job = calloc(1, sizeof *job);
+    raana_status st = job ? raana_launch_check(env, size, &err)
+                          : raana_fail(&err, RAANA_ERR_NOMEM, "out of memory");
+    st = raana_comm_agree(MPI_COMM_WORLD, st, &err);
+    if (st == RAANA_OK)
+        st = stage_plan(a, job, size, &err);
+    if (st == RAANA_OK && a->print_config) {
+        if (rank == 0)
+            raana_config_write(stdout, &job->cfg);
+    } else if (st == RAANA_OK && a->dry_run) {
+        if (rank == 0)
+            print_dry_run(job);
+    } else if (st == RAANA_OK) {
+        st = raana_fail(&err, RAANA_ERR_UNSUPPORTED,
+                        "the quantization stages (calibrate, allocate, quantize, write) are not "
+                        "implemented in this version yet; run with --dry-run to see the plan");
+    }
+    if (st != RAANA_OK && rank == 0)
+        fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+    if (job) {
+        raana_plan_free(&job->plan);
+        if (job->model_open)
+            raana_model_close(&job->model);
+        free(job);
+    }
+    return (int)st;
+}
+
+int main(int argc, char **argv)
+{
+    cli_args args;
+    raana_error err;
+    raana_launch_env env;
+    raana_status st = parse_args(argc, argv, &args, &err);
+    if (st != RAANA_OK || args.help || args.version) {
+        if (launcher_rank() == 0) {
+            if (st != RAANA_OK)
+                fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+            else if (args.help)
+                fputs(usage_text, stdout);
+            else
+                printf("raana-mpi %s\n", RAANA_VERSION);
+        }
+        return (int)st;
+    }
+    raana_launch_env_read(&env);
+    MPI_Init(&argc, &argv);
+    int code = run(&args, &env);
+    MPI_Finalize();
+    return code;
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# test_dry_run_ranks.sh — `mpirun -n P raana-mpi --dry-run` for P = 1..4:
+# the plan above the rank table is identical to P = 1, the split is
+# contiguous and balanced within one block, only rank 0 prints, and a
+# failure on one rank ends every rank with that rank's message.
+# Usage: test_dry_run_ranks.sh RAANA_MPI SOURCE_DIR MPIEXEC
+set -u
+bin=$1 src=$2 mpiexec=$3
+. "$src/tests/cli/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+export OMPI_MCA_rmaps_base_oversubscribe=1
+job=$src/jobs/kjv-tiny.ini
+plan_part() { sed '/^ranks:/,$d' <<<"$1"; }
+
+run "$mpiexec" -n 1 "$bin" --dry-run "$job"
+expect_rc 0 "P=1"
+ref=$(plan_part "$out")
+for p in 1 2 3 4; do
+  run "$mpiexec" -n "$p" "$bin" --dry-run "$job"
+  expect_rc 0 "P=$p"
+  if [ "$(plan_part "$out")" = "$ref" ]; then ok; else bad "P=$p: plan differs from P=1"; fi
+  [ "$(grep -c 'dry run' <<<"$out")" -eq 1 ] && ok || bad "P=$p: printed more than once"
+  # rank rows: "  r  first-last ..." ; check contiguity and balance
+  rows=$(sed -n '/^ranks:/,$p' <<<"$out" | awk '$1 ~ /^[0-9]+$/ {print $2}')
+  [ "$(wc -l <<<"$rows")" -eq "$p" ] && ok || bad "P=$p: expected $p rank rows"
+  next=0 min=99 max=0
+  while read -r range; do
+    first=${range%-*} last=${range#*-}
+    [ "$first" -eq "$next" ] && ok || bad "P=$p: block range $range not contiguous"
+    n=$((last - first + 1)); next=$((last + 1))
+    [ $n -lt $min ] && min=$n; [ $n -gt $max ] && max=$n
+  done <<<"$rows"
+  [ "$next" -eq 4 ] && ok || bad "P=$p: blocks not all covered"
+  [ $((max - min)) -le 1 ] && ok || bad "P=$p: split unbalanced ($min..$max)"
+done
+
+# more ranks than blocks: works and names the idle ranks
+run "$mpiexec" -n 6 "$bin" --dry-run "$job"
+expect_rc 0 "P=6"; expect_out "idle ranks (no decoder block): " "P=6"
+
+# one rank fails (its own bad config), the others end too, with its message
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cat >"$tmp/wrap.sh" <<WRAP
+#!/usr/bin/env bash
+if [ "\$OMPI_COMM_WORLD_RANK" = 2 ]; then exec "$bin" --dry-run --set output.zstd_level=0 "$job"; fi
+exec "$bin" --dry-run "$job"
+WRAP
+chmod +x "$tmp/wrap.sh"
+run timeout 60 "$mpiexec" -n 3 "$tmp/wrap.sh"
+expect_rc 3 "rank 2 fails"
+expect_err "raana-mpi: error: rank 2: --set output.zstd_level=0" "rank 2 fails"
+expect_one_error_line "rank 2 fails"
+finish

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# run.sh — the README's test command: installs dependencies, builds with
+# warnings as errors, runs the whole ctest suite (unit, numpy cross-check,
+# command line, MPI with 1..4 ranks), again under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then each libFuzzer target for a bounded time.
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 60)
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+cd "$src"
+bash tests/setup-debian.sh
+jobs=$(nproc)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+export OPENBLAS_NUM_THREADS=1
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "build (Release, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DRAANA_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+step "tests"
+(cd build && ctest --output-on-failure)
+
+step "build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+step "tests under ASan + UBSan"
+(cd build-asan && ctest --output-on-failure)
+
+step "fuzzers (libFuzzer, ${FUZZ_SECONDS:-60} s each)"
+CC=clang cmake -S . -B build-fuzz -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON -DRAANA_FUZZ=ON \
+  -DRAANA_TESTS=ON >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors_header fuzz_config
+for target in safetensors_header:safetensors config:config; do
+  name=${target%%:*} corpus=${target##*:}
+  work=$(mktemp -d)
+  ./build-fuzz/tests/fuzz_"$name" -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1 \
+    "$work" "tests/fuzz/corpus/$corpus" 2>"$work.log" || { tail -50 "$work.log"; exit 1; }
+  grep -E 'stat::number_of_executed_units' "$work.log" | sed "s/^/fuzz_$name: /"
+  rm -rf "$work" "$work.log"
+done
+step "all tests passed"
