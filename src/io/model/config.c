@@ -198,7 +198,7 @@ static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
 static raana_status parse_flags(json_ctx *c, raana_model_config *cfg)
 {
     raana_status st;
-    int attention_bias;
+    int attention_bias = 0;
     if ((st = get_bool(c, c->root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings)) ||
         (st = get_bool(c, c->root, "attention_bias", 0, &attention_bias)) ||
         (st = get_bool(c, c->root, "mlp_bias", 0, &cfg->mlp_bias)) ||
