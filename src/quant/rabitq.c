@@ -6,6 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/simd.h"
+
+/* What a bucket's events add (hot in the first pass: 12 bytes; a bucket
+ * holds about 8 events, so a float sum loses nothing that matters). */
+typedef struct {
+    float sum_o;
+    int32_t sum_2c, count;
+} raana_bucket;
+
+/* Per bucket, for the sweep: the state at its start, where its events go. */
+typedef struct {
+    double num0, s20;
+    size_t start;
+    int mark;
+} raana_bucket_state;
+
 struct raana_rabitq_work {
     int cap;
     float *o;         /* |w_i| / ||w|| */
@@ -17,7 +33,20 @@ struct raana_rabitq_work {
     /* merge heap over the M event lists */
     double *heap_t;
     int *heap_c, *head;
+    /* bucketed sweep: per bucket of scales, the events' count, sum of o,
+     * sum of 2c, largest scale, start state; events of marked buckets as
+     * keys (scale's float bits << 32 | coordinate << 7 | c) */
+    size_t bucket_cap, event_cap, merge_max_events;
+    float *qf; /* 1 / o (0 where o = 0), for the event scales */
+    raana_bucket *buckets;
+    raana_bucket_state *bstate;
+    size_t bstate_cap;
+    uint64_t *ev;
 };
+
+/* The exact search uses the bucketed sweep unless the caller lowered this
+ * limit on events per column (tests use 0 to exercise the heap sweep). */
+#define MERGE_MAX_EVENTS SIZE_MAX
 
 raana_rabitq_work *raana_rabitq_work_new(int d)
 {
@@ -26,6 +55,7 @@ raana_rabitq_work *raana_rabitq_work_new(int d)
         return NULL;
     size_t n = (size_t)(d > 0 ? d : 1);
     w->cap = d;
+    w->merge_max_events = MERGE_MAX_EVENTS;
     w->o = malloc(n * sizeof *w->o);
     w->keys = malloc(n * sizeof *w->keys);
     w->order = malloc(n * sizeof *w->order);
@@ -36,12 +66,18 @@ raana_rabitq_work *raana_rabitq_work_new(int d)
     w->heap_t = malloc(128 * sizeof *w->heap_t);
     w->heap_c = malloc(128 * sizeof *w->heap_c);
     w->head = malloc(129 * sizeof *w->head);
-    if (!w->o || !w->keys || !w->order || !w->tmp_keys || !w->tmp_order || !w->q || !w->u ||
+    w->qf = malloc(n * sizeof *w->qf);
+    if (!w->qf || !w->o || !w->keys || !w->order || !w->tmp_keys || !w->tmp_order || !w->q || !w->u ||
         !w->heap_t || !w->heap_c || !w->head) {
         raana_rabitq_work_free(w);
         return NULL;
     }
     return w;
+}
+
+void raana_rabitq_work_set_merge_limit(raana_rabitq_work *w, size_t max_events)
+{
+    w->merge_max_events = max_events;
 }
 
 void raana_rabitq_work_free(raana_rabitq_work *w)
@@ -58,6 +94,10 @@ void raana_rabitq_work_free(raana_rabitq_work *w)
     free(w->heap_t);
     free(w->heap_c);
     free(w->head);
+    free(w->qf);
+    free(w->buckets);
+    free(w->bstate);
+    free(w->ev);
     free(w);
 }
 
@@ -130,10 +170,252 @@ static int events_up_to(double t, double q, int m)
     return c;
 }
 
-/* The sweep over all critical scales; returns the best t (0: all-zero code). */
-static double exact_best_t(raana_rabitq_work *w, int d, int m)
+/* Scale of event (c, coordinate with 1/o = qf): the one expression used by
+ * the bucketed sweep and by the code reconstruction. */
+static inline float event_scale(int c, float qf)
 {
-    sort_by_o(w, d);
+    return (float)c * qf;
+}
+
+static inline uint32_t float_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+static int reserve(void **buf, size_t *cap, size_t n, size_t elem)
+{
+    if (n <= *cap)
+        return 0;
+    free(*buf);
+    *buf = malloc(n * elem);
+    *cap = *buf ? n : 0;
+    return *buf ? 0 : -1;
+}
+
+typedef struct {
+    uint32_t lo_bits, cap_bits; /* scales at or above cap go to the last bucket */
+    int shift, n_buckets;
+} bucket_map;
+
+/* Bucket of an event scale: monotone in t (non-negative floats order like
+ * their bits), so bucket boundaries are scale thresholds. */
+static inline int bucket_of(const bucket_map *bm, float t)
+{
+    uint32_t b = float_bits(t);
+    if (b >= bm->cap_bits)
+        return bm->n_buckets - 1;
+    return (int)((b - bm->lo_bits) >> bm->shift);
+}
+
+/* Float bits of the largest scale that falls in bucket b (b not last). */
+static inline uint32_t bucket_end_bits(const bucket_map *bm, int b)
+{
+    return bm->lo_bits + ((uint32_t)(b + 1) << bm->shift) - 1;
+}
+
+static void insertion_sort(uint64_t *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        uint64_t x = a[i];
+        size_t j = i;
+        for (; j > 0 && a[j - 1] > x; j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
+}
+
+static int by_key(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Pass 1: per bucket, the number of events and what they add to
+ * <u+1/2, o> (sum of o) and ||u+1/2||^2 (sum of 2c). */
+__attribute__((noinline)) static void fill_buckets(raana_rabitq_work *w, int d, int m, const bucket_map *bm)
+{
+    raana_bucket *bk = w->buckets;
+    for (int i = 0; i < d; i++) {
+        float o = w->o[i], qf = w->qf[i];
+        if (o <= 0)
+            continue;
+        for (int c = 1; c <= m; c++) {
+            raana_bucket *b = &bk[bucket_of(bm, event_scale(c, qf))];
+            b->count++;
+            b->sum_o += o;
+            b->sum_2c += 2 * c;
+        }
+    }
+}
+
+/* Pass 2: the events of the marked buckets, whose scales all lie in
+ * [t_lo, t_hi] (t_hi may be +inf): per coordinate only the c with scales in
+ * that window (+-1 for rounding; the bucket test decides). Returns the
+ * number of events written. */
+__attribute__((noinline)) static size_t collect_marked(raana_rabitq_work *w, int d, int m, const bucket_map *bm, float t_lo,
+                             float t_hi)
+{
+    size_t written = 0;
+    for (int i = 0; i < d; i++) {
+        float o = w->o[i], qf = w->qf[i];
+        if (o <= 0)
+            continue;
+        float lo = t_lo * o - 1, hi = t_hi * o + 1; /* hi may be +inf */
+        int c = lo < 1 ? 1 : (int)lo, c_end = hi >= (float)m ? m : (int)hi;
+        for (; c <= c_end; c++) {
+            float t = event_scale(c, qf);
+            int b = bucket_of(bm, t);
+            if (w->bstate[b].mark) {
+                w->ev[w->bstate[b].start++] = (uint64_t)float_bits(t) << 32 |
+                                               (uint32_t)i << 7 | (uint32_t)c;
+                written++;
+            }
+        }
+    }
+    return written;
+}
+
+/* Sorts and sweeps the events of the marked buckets, each from its start
+ * state; updates *best and *best_bits. Returns -1 if out of memory. */
+static int sweep_marked(raana_rabitq_work *w, int d, int m, const bucket_map *bm, double *best,
+                        uint32_t *best_bits)
+{
+    size_t total = 0;
+    int first = -1, last = -1;
+    for (int b = 0; b < bm->n_buckets; b++) {
+        w->bstate[b].start = total;
+        if (w->bstate[b].mark) {
+            total += (size_t)w->buckets[b].count;
+            first = first < 0 ? b : first;
+            last = b;
+        }
+    }
+    if (total == 0)
+        return 0;
+    if (reserve((void **)&w->ev, &w->event_cap, total, sizeof *w->ev) != 0)
+        return -1;
+    uint32_t lo = first == 0 ? 0 : bucket_end_bits(bm, first - 1);
+    float t_lo, t_hi = INFINITY;
+    memcpy(&t_lo, &lo, sizeof t_lo);
+    if (last < bm->n_buckets - 1) {
+        uint32_t hi = bucket_end_bits(bm, last);
+        memcpy(&t_hi, &hi, sizeof t_hi);
+    }
+    if (collect_marked(w, d, m, bm, t_lo, t_hi) != total)
+        return -1; /* cannot happen; the caller falls back to the heap sweep */
+    size_t at = 0;
+    for (int b = first; b <= last; b++) {
+        const raana_bucket_state *bk = &w->bstate[b];
+        if (!bk->mark)
+            continue;
+        uint64_t *ev = w->ev + at;
+        size_t n = (size_t)w->buckets[b].count;
+        at += n;
+        if (n <= 32)
+            insertion_sort(ev, n);
+        else
+            qsort(ev, n, sizeof *ev, by_key);
+        double num = bk->num0, s2 = bk->s20;
+        for (size_t e = 0; e < n; e++) {
+            uint32_t p = (uint32_t)ev[e], t_bits = (uint32_t)(ev[e] >> 32);
+            num += w->o[p >> 7];
+            s2 += 2.0 * (double)(p & 127);
+            if ((e + 1 == n || (uint32_t)(ev[e + 1] >> 32) != t_bits) && num * num > *best * s2)
+                *best = num * num / s2, *best_bits = t_bits;
+        }
+    }
+    return 0;
+}
+
+/* The exact optimum over all critical scales, by buckets of scale with
+ * bounds (see the file comment); returns the best scale (0: all-zero
+ * code), or -1 if out of memory. */
+static float bucket_best_t(raana_rabitq_work *w, int d, int m)
+{
+    float o_max = 0;
+    double sum_o = 0;
+    for (int i = 0; i < d; i++)
+        o_max = w->o[i] > o_max ? w->o[i] : o_max, sum_o += w->o[i];
+    size_t events = (size_t)d * (size_t)m;
+    bucket_map bm;
+    bm.n_buckets = 16;
+    while ((size_t)bm.n_buckets * 8 < events && bm.n_buckets < (1 << 20))
+        bm.n_buckets *= 2;
+    bm.lo_bits = float_bits(1.0f / o_max); /* the smallest scale */
+    bm.cap_bits = float_bits(16.0f * (float)(m + 1) / o_max);
+    bm.shift = 0;
+    while (((bm.cap_bits - bm.lo_bits) >> bm.shift) >= (uint32_t)(bm.n_buckets - 1))
+        bm.shift++;
+    size_t nb = (size_t)bm.n_buckets;
+    if (reserve((void **)&w->buckets, &w->bucket_cap, nb, sizeof *w->buckets) != 0 ||
+        reserve((void **)&w->bstate, &w->bstate_cap, nb, sizeof *w->bstate) != 0)
+        return -1.0f;
+    memset(w->buckets, 0, nb * sizeof *w->buckets);
+    fill_buckets(w, d, m, &bm);
+    /* every bucket boundary is a code: evaluate them all. The overflow
+     * bucket's end is every coordinate at M, represented by +inf. */
+    double num = 0.5 * sum_o, s2 = 0.25 * d, best = num * num / s2;
+    uint32_t best_bits = 0;
+    for (int b = 0; b < bm.n_buckets; b++) {
+        const raana_bucket *bk = &w->buckets[b];
+        w->bstate[b].num0 = num, w->bstate[b].s20 = s2;
+        num += bk->sum_o;
+        s2 += (double)bk->sum_2c;
+        if (bk->count && num * num > best * s2)
+            best = num * num / s2,
+            best_bits = b < bm.n_buckets - 1 ? bucket_end_bits(&bm, b) : 0x7f800000u;
+    }
+    /* Inside bucket b, a prefix of its events adds x <= X = sum of o to N
+     * and sum 2c = sum 2 t o >= 2 t_lo x to S2 (t_lo: the bucket's lowest
+     * scale; 1e-6 covers float rounding of t). (N0 + x) / sqrt(S0 + a x) is
+     * quasi-convex in x, so its maximum over [0, X] is at x = 0 (the start,
+     * a boundary already evaluated) or at x = X: sweep the bucket only if
+     * that bound beats the best boundary. */
+    for (int b = 0; b < bm.n_buckets; b++) {
+        raana_bucket_state *bk = &w->bstate[b];
+        uint32_t lo_bits = bm.lo_bits + ((uint32_t)b << bm.shift);
+        if (b == bm.n_buckets - 1)
+            lo_bits = bm.cap_bits;
+        float t_lo;
+        memcpy(&t_lo, &lo_bits, sizeof t_lo);
+        double x = w->buckets[b].sum_o, a = 2.0 * t_lo * (1.0 - 1e-6), n_end = bk->num0 + x;
+        bk->mark = w->buckets[b].count > 1 && n_end * n_end > best * (bk->s20 + a * x);
+    }
+    if (sweep_marked(w, d, m, &bm, &best, &best_bits) != 0)
+        return -1.0f;
+    float t;
+    memcpy(&t, &best_bits, sizeof t);
+    return t;
+}
+
+RAANA_HOT static void inverse_magnitudes(const float *restrict o, int d, float *restrict qf)
+{
+    for (int i = 0; i < d; i++)
+        qf[i] = o[i] > 0 ? 1.0f / o[i] : 0.0f;
+}
+
+/* u_i = the largest c in [0, M] with event_scale(c, qf_i) <= t (0 where
+ * o_i = 0): floor(t o_i) corrected by one either way so that it agrees
+ * with the event arithmetic exactly. t is finite. */
+RAANA_HOT static void codes_at_event_scale(const float *restrict o, const float *restrict qf,
+                                           int d, int m, float t, int *restrict u)
+{
+    float fm = (float)m;
+    for (int i = 0; i < d; i++) {
+        float f = t * o[i];
+        int c = (int)(f < fm ? f : fm);
+        c += c < m && event_scale(c + 1, qf[i]) <= t;
+        c -= c > 0 && event_scale(c, qf[i]) > t;
+        u[i] = o[i] > 0 ? c : 0;
+    }
+}
+
+/* The heap sweep over all critical scales (O(D) memory); returns the best
+ * t (0: all-zero code). */
+static double heap_best_t(raana_rabitq_work *w, int d, int m)
+{
     int npos = 0; /* coordinates with o > 0, by o descending */
     uint32_t *desc = w->tmp_order;
     double sum_o = 0;
@@ -170,33 +452,104 @@ static double exact_best_t(raana_rabitq_work *w, int d, int m)
             heap_swap(ht, hc, 0, n);
         }
         heap_down(ht, hc, n, 0);
-        if (n == 0 || ht[0] != t) {
-            double val = num * num / s2;
-            if (val > best)
-                best = val, best_t = t;
-        }
+        if ((n == 0 || ht[0] != t) && num * num > best * s2) /* num^2 / s2 > best */
+            best = num * num / s2, best_t = t;
     }
     return best_t;
 }
 
-/* u(t) with floor/min (fast search); returns num^2 / s2. */
-static double eval_scale(const float *o, int d, int m, float t, int *u)
+#define LANES 16
+typedef float vfloat __attribute__((vector_size(4 * LANES)));
+typedef int vint __attribute__((vector_size(4 * LANES)));
+
+/* num^2 / s2 of u(t) = min(floor(t o), M), written with vector extensions
+ * so that every target_clones copy is vectorized (used to compare scales). */
+RAANA_HOT static double eval_scale(const float *restrict o, int d, int m, float t)
 {
-    double num = 0, s2 = 0;
-    for (int i = 0; i < d; i++) {
-        float f = t * o[i];
-        int ui = f >= (float)m ? m : (int)f;
-        if (u)
-            u[i] = ui;
-        double y = ui + 0.5;
-        num += y * o[i];
+    vfloat num = {0}, s2 = {0}, half = num + 0.5f, tv = num + t;
+    vint mv = (vint){0} + m;
+    int i = 0;
+    for (; i + LANES <= d; i += LANES) {
+        vfloat ov;
+        memcpy(&ov, o + i, sizeof ov);
+        vint k = __builtin_convertvector(tv * ov, vint); /* t o >= 0: truncation is floor */
+        vint lt = k < mv;
+        k = (k & lt) | (mv & ~lt);
+        vfloat y = __builtin_convertvector(k, vfloat) + half;
+        num += y * ov;
         s2 += y * y;
     }
-    return num * num / s2;
+    double n_sum = 0, s_sum = 0;
+    for (int l = 0; l < LANES; l++)
+        n_sum += num[l], s_sum += s2[l];
+    for (; i < d; i++) {
+        int k = (int)(t * o[i]);
+        double y = (double)(k < m ? k : m) + 0.5;
+        n_sum += y * o[i], s_sum += y * y;
+    }
+    return n_sum * n_sum / s_sum;
+}
+
+RAANA_HOT static void code_at_scale(const float *restrict o, int d, int m, float t,
+                                     int *restrict u)
+{
+    for (int i = 0; i < d; i++) {
+        int k = (int)(t * o[i]);
+        u[i] = k < m ? k : m;
+    }
+}
+
+/* <u + 1/2, o> and ||u + 1/2||^2: products in float vector lanes (y o has a
+ * float's relative error; y^2 and its lane sums of 16 terms are exact),
+ * flushed to double every 16 vectors. */
+RAANA_HOT static void code_stats(const float *restrict o, const int *restrict u, int d,
+                                 double *num_out, double *s2_out)
+{
+    double num = 0, s2 = 0;
+    int i = 0;
+    while (i + LANES <= d) {
+        vfloat nv = {0}, sv = {0};
+        for (int blk = 0; blk < 16 && i + LANES <= d; blk++, i += LANES) {
+            vfloat ov;
+            vint uv;
+            memcpy(&ov, o + i, sizeof ov);
+            memcpy(&uv, u + i, sizeof uv);
+            vfloat y = __builtin_convertvector(uv, vfloat) + 0.5f;
+            nv += y * ov;
+            sv += y * y;
+        }
+        for (int l = 0; l < LANES; l++)
+            num += nv[l], s2 += sv[l];
+    }
+    for (; i < d; i++) {
+        double y = u[i] + 0.5;
+        num += y * o[i], s2 += y * y;
+    }
+    *num_out = num;
+    *s2_out = s2;
+}
+
+/* o = |w| / ||w||; returns ||w|| (accumulated in LANES double lanes). */
+RAANA_HOT static double normalize_abs(const float *restrict w, int d, float *restrict o)
+{
+    double acc[LANES] = {0}, norm2 = 0;
+    int i = 0;
+    for (; i + LANES <= d; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += (double)w[i + l] * w[i + l];
+    for (int l = 0; l < LANES; l++)
+        norm2 += acc[l];
+    for (; i < d; i++)
+        norm2 += (double)w[i] * w[i];
+    double norm = sqrt(norm2);
+    float inv = norm > 0 ? (float)(1.0 / norm) : 0.0f;
+    for (i = 0; i < d; i++)
+        o[i] = fabsf(w[i]) * inv;
+    return norm;
 }
 
 /* O(D) per column: a geometric grid of scales t = g (M + 1) / o_max with
- * g from 0.5 to 4 (the exact optimum clips the largest coordinates: g was
+ * g from 0.5 to 3.7 (the exact optimum clips the largest coordinates: g was
  * measured between 1.0 and 3.3 on Gaussian columns, larger for fewer bits),
  * then a golden-section refinement between the best point's neighbours. */
 static void fast_code(raana_rabitq_work *w, int d, int m)
@@ -208,68 +561,89 @@ static void fast_code(raana_rabitq_work *w, int d, int m)
         memset(w->u, 0, (size_t)d * sizeof *w->u);
         return;
     }
-    const int n_grid = 16;
-    const float step = 1.15f;
+    const int n_grid = 12;
+    const float step = 1.2f; /* 0.5 .. 3.7 */
     float base = (float)(m + 1) / o_max, best_t = base, t = 0.5f * base;
     double best = -1;
     for (int g = 0; g < n_grid; g++, t *= step) {
-        double v = eval_scale(w->o, d, m, t, NULL);
+        double v = eval_scale(w->o, d, m, t);
         if (v > best)
             best = v, best_t = t;
     }
     float lo = best_t / step, hi = best_t * step;
     const float phi = 0.618034f;
     float a = hi - phi * (hi - lo), b = lo + phi * (hi - lo);
-    double va = eval_scale(w->o, d, m, a, NULL), vb = eval_scale(w->o, d, m, b, NULL);
-    for (int it = 0; it < 12; it++) {
+    double va = eval_scale(w->o, d, m, a), vb = eval_scale(w->o, d, m, b);
+    for (int it = 0; it < 10; it++) {
         if (va >= vb) {
             hi = b, b = a, vb = va;
             a = hi - phi * (hi - lo);
-            va = eval_scale(w->o, d, m, a, NULL);
+            va = eval_scale(w->o, d, m, a);
         } else {
             lo = a, a = b, va = vb;
             b = lo + phi * (hi - lo);
-            vb = eval_scale(w->o, d, m, b, NULL);
+            vb = eval_scale(w->o, d, m, b);
         }
         if (va > best)
             best = va, best_t = a;
         if (vb > best)
             best = vb, best_t = b;
     }
-    eval_scale(w->o, d, m, best_t, w->u);
+    code_at_scale(w->o, d, m, best_t, w->u);
+}
+
+/* The exact code into w->u: merge sweep when the events fit in memory,
+ * else (or if allocating them fails) the heap sweep. */
+static void exact_code(raana_rabitq_work *w, int d, int m)
+{
+    inverse_magnitudes(w->o, d, w->qf);
+    float tf = (size_t)m * (size_t)d <= w->merge_max_events ? bucket_best_t(w, d, m) : -1;
+    if (isinf(tf)) {
+        for (int i = 0; i < d; i++)
+            w->u[i] = w->o[i] > 0 ? m : 0;
+        return;
+    }
+    if (tf >= 0) {
+        codes_at_event_scale(w->o, w->qf, d, m, tf, w->u);
+        return;
+    }
+    sort_by_o(w, d);
+    double t = heap_best_t(w, d, m);
+    for (int i = 0; i < d; i++)
+        w->u[i] = w->o[i] > 0 ? events_up_to(t, 1.0 / (double)w->o[i], m) : 0;
+}
+
+/* c_i = half + u_i if w_i > 0 else half - 1 - u_i, without a branch on
+ * the (random) sign. */
+RAANA_HOT static void signed_codes(const float *restrict w, const int *restrict u, int d, int half,
+                                   uint8_t *restrict codes)
+{
+    for (int i = 0; i < d; i++) {
+        int positive = w[i] > 0;
+        codes[i] = (uint8_t)(half - 1 - u[i] + positive * (2 * u[i] + 1));
+    }
 }
 
 double raana_rabitq_encode_column(const float *wcol, int d, int bits, raana_encoder encoder,
                                   raana_rabitq_work *w, uint8_t *codes, float *rescale)
 {
     int m = (1 << (bits - 1)) - 1, half = 1 << (bits - 1);
-    double norm2 = 0;
-    for (int i = 0; i < d; i++)
-        norm2 += (double)wcol[i] * wcol[i];
-    double norm = sqrt(norm2);
+    double norm = normalize_abs(wcol, d, w->o);
     if (norm == 0) {
         memset(codes, half, (size_t)d);
         *rescale = 0;
         return 1.0;
     }
-    for (int i = 0; i < d; i++)
-        w->o[i] = (float)(fabs((double)wcol[i]) / norm);
     if (m == 0) {
         memset(w->u, 0, (size_t)d * sizeof *w->u);
     } else if (encoder == RAANA_ENCODER_FAST) {
         fast_code(w, d, m);
     } else {
-        double t = exact_best_t(w, d, m);
-        for (int i = 0; i < d; i++)
-            w->u[i] = w->o[i] > 0 ? events_up_to(t, 1.0 / (double)w->o[i], m) : 0;
+        exact_code(w, d, m);
     }
-    double num = 0, s2 = 0;
-    for (int i = 0; i < d; i++) {
-        double y = w->u[i] + 0.5;
-        num += y * w->o[i];
-        s2 += y * y;
-        codes[i] = (uint8_t)(wcol[i] > 0 ? half + w->u[i] : half - 1 - w->u[i]);
-    }
+    double num, s2;
+    code_stats(w->o, w->u, d, &num, &s2);
+    signed_codes(wcol, w->u, d, half, codes);
     *rescale = (float)(norm / num);
     return num / sqrt(s2);
 }

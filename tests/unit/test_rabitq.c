@@ -35,9 +35,10 @@ static double brute_force_cosine(const float *w, int d, int bits)
     }
 }
 
-static void test_exact_is_optimal(void)
+static void test_exact_is_optimal(size_t merge_limit)
 {
     raana_rabitq_work *work = raana_rabitq_work_new(8);
+    raana_rabitq_work_set_merge_limit(work, merge_limit);
     uint8_t codes[8];
     float r, w[8];
     int cases = 0, optimal = 0;
@@ -59,6 +60,30 @@ static void test_exact_is_optimal(void)
             }
     CHECK_INT(optimal, cases);
     raana_rabitq_work_free(work);
+}
+
+/* The merge and heap sweeps find the same optimum on long columns. */
+static void test_paths_agree(void)
+{
+    const int d = 3000;
+    raana_rabitq_work *merge = raana_rabitq_work_new(d), *heap = raana_rabitq_work_new(d);
+    raana_rabitq_work_set_merge_limit(heap, 0);
+    float *w = malloc(d * sizeof *w), r1, r2;
+    uint8_t *c1 = malloc(d), *c2 = malloc(d);
+    int agree = 0, total = 0;
+    for (int bits = 2; bits <= 8; bits += 3)
+        for (int col = 0; col < 4; col++) {
+            for (int i = 0; i < d; i++)
+                w[i] = (float)raana_rng_normal(77, (uint64_t)(bits * 8 + col), (uint64_t)i);
+            double a = raana_rabitq_encode_column(w, d, bits, RAANA_ENCODER_EXACT, merge, c1, &r1);
+            double b = raana_rabitq_encode_column(w, d, bits, RAANA_ENCODER_EXACT, heap, c2, &r2);
+            total++;
+            agree += fabs(a - b) <= 1e-7 * a;
+        }
+    CHECK_INT(agree, total);
+    raana_rabitq_work_free(merge);
+    raana_rabitq_work_free(heap);
+    free(w), free(c1), free(c2);
 }
 
 /* mean ||w - what|| / ||w|| over Gaussian columns of dimension 4096 */
@@ -170,7 +195,9 @@ static void test_bitpack(void)
 
 int main(void)
 {
-    test_exact_is_optimal();
+    test_exact_is_optimal((size_t)1 << 20); /* merge of all events */
+    test_exact_is_optimal(0);               /* heap */
+    test_paths_agree();
     test_error_shrinks_per_bit();
     test_fast_on_real_weights();
     test_bitpack();
