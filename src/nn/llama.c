@@ -1,0 +1,538 @@
+/* llama.c — LLaMA-family forward pass and activation-gradient backward in
+ * f32 on OpenBLAS (see llama.h). Each block keeps the activations its
+ * backward needs in a trace; nothing computes weight gradients. */
+#include "raana/llama.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- loading ------------------------------------------------------------- */
+
+static raana_status read_tensor(const raana_model *m, const char *name, size_t count, float **out,
+                                raana_error *err)
+{
+    *out = malloc(count * sizeof **out);
+    if (!*out)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory reading %s (%zu values)", name,
+                          count);
+    return raana_model_read_f32(m, name, *out, count, err);
+}
+
+static int has_bias(const raana_model_config *c, raana_linear_kind k)
+{
+    return k <= RAANA_LINEAR_V ? c->qkv_bias : k == RAANA_LINEAR_O ? c->o_bias : c->mlp_bias;
+}
+
+static raana_status load_block(const raana_model *m, int block, raana_block_weights *bw,
+                               raana_error *err)
+{
+    const raana_model_config *c = &m->config;
+    char name[160], base[112];
+    raana_status st;
+    size_t h = (size_t)c->hidden_size;
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", block);
+    if ((st = read_tensor(m, name, h, &bw->attn_norm, err)))
+        return st;
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", block);
+    if ((st = read_tensor(m, name, h, &bw->mlp_norm, err)))
+        return st;
+    for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
+        int d_in, d_out;
+        raana_linear_shape(c, (raana_linear_kind)k, &d_in, &d_out);
+        raana_linear_name(block, (raana_linear_kind)k, base, sizeof base);
+        snprintf(name, sizeof name, "%s.weight", base);
+        if ((st = read_tensor(m, name, (size_t)d_in * d_out, &bw->w[k], err)))
+            return st;
+        if (has_bias(c, (raana_linear_kind)k)) {
+            snprintf(name, sizeof name, "%s.bias", base);
+            if ((st = read_tensor(m, name, (size_t)d_out, &bw->b[k], err)))
+                return st;
+        }
+    }
+    return RAANA_OK;
+}
+
+/* RoPE frequencies as Hugging Face computes them (in f32), with linear and
+ * llama3 scaling applied (dynamic scaling changes nothing up to
+ * max_position_embeddings, the longest window raana runs). */
+static raana_status rope_frequencies(raana_llama *net, raana_error *err)
+{
+    const raana_model_config *c = &net->cfg;
+    int half = c->head_dim / 2;
+    net->inv_freq = malloc((size_t)half * sizeof *net->inv_freq);
+    if (!net->inv_freq)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < half; i++) {
+        float f = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+        if (c->rope_type == RAANA_ROPE_LINEAR)
+            f /= (float)c->rope_factor;
+        if (c->rope_type == RAANA_ROPE_LLAMA3) {
+            double old = c->rope_original_max_position_embeddings;
+            double low_wl = old / c->rope_low_freq_factor, high_wl = old / c->rope_high_freq_factor;
+            double wl = 2 * M_PI / f;
+            if (wl > low_wl)
+                f = (float)(f / c->rope_factor);
+            else if (wl >= high_wl) {
+                double smooth = (old / wl - c->rope_low_freq_factor) /
+                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                f = (float)((1 - smooth) * f / c->rope_factor + smooth * f);
+            }
+        }
+        net->inv_freq[i] = f;
+    }
+    return RAANA_OK;
+}
+
+raana_status raana_llama_load(raana_llama *net, const raana_model *model, int first, int n,
+                              int with_embedding, int with_head, raana_error *err)
+{
+    memset(net, 0, sizeof *net);
+    net->cfg = model->config;
+    net->first_block = first;
+    net->n_blocks = n;
+    const raana_model_config *c = &model->config;
+    size_t vh = (size_t)c->vocab_size * c->hidden_size;
+    raana_status st = rope_frequencies(net, err);
+    net->blocks = calloc((size_t)(n > 0 ? n : 1), sizeof *net->blocks);
+    if (st == RAANA_OK && !net->blocks)
+        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    for (int b = 0; st == RAANA_OK && b < n; b++)
+        st = load_block(model, first + b, &net->blocks[b], err);
+    if (st == RAANA_OK && (with_embedding || (with_head && c->tie_word_embeddings)))
+        st = read_tensor(model, "model.embed_tokens.weight", vh, &net->embed, err);
+    if (st == RAANA_OK && with_head) {
+        st = read_tensor(model, "model.norm.weight", (size_t)c->hidden_size, &net->final_norm, err);
+        if (st == RAANA_OK && !c->tie_word_embeddings)
+            st = read_tensor(model, "lm_head.weight", vh, &net->lm_head, err);
+        else
+            net->lm_head = net->embed;
+    }
+    if (st != RAANA_OK)
+        raana_llama_free(net);
+    return st;
+}
+
+void raana_llama_free(raana_llama *net)
+{
+    for (int b = 0; net->blocks && b < net->n_blocks; b++) {
+        free(net->blocks[b].attn_norm);
+        free(net->blocks[b].mlp_norm);
+        for (int k = 0; k < RAANA_LINEAR_COUNT; k++)
+            free(net->blocks[b].w[k]), free(net->blocks[b].b[k]);
+    }
+    free(net->blocks);
+    if (net->lm_head != net->embed)
+        free(net->lm_head);
+    free(net->embed);
+    free(net->final_norm);
+    free(net->inv_freq);
+    memset(net, 0, sizeof *net);
+}
+
+/* ---- building blocks --------------------------------------------------------- */
+
+/* y[T][out] = x[T][in] W^T (+ b) */
+static void linear(const float *x, int t, int d_in, int d_out, const float *w, const float *b,
+                   float *y)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, d_out, d_in, 1.0f, x, d_in, w, d_in,
+                0.0f, y, d_out);
+    if (b)
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j < d_out; j++)
+                y[(size_t)i * d_out + j] += b[j];
+}
+
+/* dx[T][in] (+)= dy[T][out] W */
+static void linear_backward(const float *dy, int t, int d_in, int d_out, const float *w,
+                            float beta, float *dx)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d_in, d_out, 1.0f, dy, d_out, w,
+                d_in, beta, dx, d_in);
+}
+
+static double sum_sq(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return s;
+}
+
+/* y = x / rms(x) * w per row; r[i] = 1 / rms(row i) */
+static void rmsnorm(const float *x, int t, int h, const float *w, double eps, float *r, float *y)
+{
+    for (int i = 0; i < t; i++) {
+        const float *xi = x + (size_t)i * h;
+        float ms = 0;
+        for (int j = 0; j < h; j++)
+            ms += xi[j] * xi[j];
+        float ri = 1.0f / sqrtf(ms / (float)h + (float)eps);
+        r[i] = ri;
+        for (int j = 0; j < h; j++)
+            y[(size_t)i * h + j] = xi[j] * ri * w[j];
+    }
+}
+
+/* dx += d(rmsnorm)/dx^T dy: with g = w dy, dx = r g - x r^3 <g, x> / H */
+static void rmsnorm_backward(const float *x, const float *r, int t, int h, const float *w,
+                             const float *dy, float *dx)
+{
+    for (int i = 0; i < t; i++) {
+        const float *xi = x + (size_t)i * h, *dyi = dy + (size_t)i * h;
+        float *dxi = dx + (size_t)i * h, ri = r[i];
+        double dot = 0;
+        for (int j = 0; j < h; j++)
+            dot += (double)w[j] * dyi[j] * xi[j];
+        float coef = (float)(dot * ri * ri * ri / h);
+        for (int j = 0; j < h; j++)
+            dxi[j] += ri * w[j] * dyi[j] - xi[j] * coef;
+    }
+}
+
+/* Rotates each head of x[T][n_heads * hd] by position (sign = +1), or
+ * applies the transpose (sign = -1, for gradients). */
+static void rope(const raana_llama *net, float *x, int t, int n_heads, float sign)
+{
+    int hd = net->cfg.head_dim, half = hd / 2;
+    for (int p = 0; p < t; p++)
+        for (int i = 0; i < half; i++) {
+            float ang = (float)p * net->inv_freq[i], c = cosf(ang), s = sign * sinf(ang);
+            for (int hh = 0; hh < n_heads; hh++) {
+                float *v = x + (size_t)p * n_heads * hd + (size_t)hh * hd;
+                float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+}
+
+static float silu(float g)
+{
+    return g / (1.0f + expf(-g));
+}
+
+/* ---- the trace ----------------------------------------------------------------- */
+
+typedef struct {
+    float *x_in, *r1, *h1, *q, *k, *v, *p, *ctx, *x_mid, *r2, *h2, *g, *u, *a;
+} block_trace;
+
+struct raana_llama_trace {
+    int t, n_blocks;
+    block_trace *blocks;
+    raana_linear_stats *fwd; /* x_sq and y_sq from the forward pass */
+};
+
+static void block_trace_free(block_trace *b)
+{
+    float **f[] = {&b->x_in, &b->r1, &b->h1, &b->q, &b->k, &b->v, &b->p,
+                   &b->ctx,  &b->x_mid, &b->r2, &b->h2, &b->g, &b->u, &b->a};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        free(*f[i]), *f[i] = NULL;
+}
+
+void raana_llama_trace_free(raana_llama_trace *tr)
+{
+    if (!tr)
+        return;
+    for (int b = 0; b < tr->n_blocks; b++)
+        block_trace_free(&tr->blocks[b]);
+    free(tr->blocks);
+    free(tr->fwd);
+    free(tr);
+}
+
+static int block_trace_alloc(block_trace *b, const raana_model_config *c, int t)
+{
+    size_t T = (size_t)t, h = (size_t)c->hidden_size, q = (size_t)c->num_heads * c->head_dim,
+           kv = (size_t)c->num_kv_heads * c->head_dim, in = (size_t)c->intermediate_size;
+    b->x_in = malloc(T * h * 4), b->r1 = malloc(T * 4), b->h1 = malloc(T * h * 4);
+    b->q = malloc(T * q * 4), b->k = malloc(T * kv * 4), b->v = malloc(T * kv * 4);
+    b->p = malloc((size_t)c->num_heads * T * T * 4), b->ctx = malloc(T * q * 4);
+    b->x_mid = malloc(T * h * 4), b->r2 = malloc(T * 4), b->h2 = malloc(T * h * 4);
+    b->g = malloc(T * in * 4), b->u = malloc(T * in * 4), b->a = malloc(T * in * 4);
+    return b->x_in && b->r1 && b->h1 && b->q && b->k && b->v && b->p && b->ctx && b->x_mid &&
+           b->r2 && b->h2 && b->g && b->u && b->a;
+}
+
+/* ---- forward ---------------------------------------------------------------------- */
+
+raana_status raana_llama_embed(const raana_llama *net, const int *tokens, int t, float *hidden,
+                               raana_error *err)
+{
+    int h = net->cfg.hidden_size;
+    for (int i = 0; i < t; i++) {
+        if (tokens[i] < 0 || tokens[i] >= net->cfg.vocab_size)
+            return raana_fail(err, RAANA_ERR_INPUT, "token id %d at position %d is outside the "
+                              "vocabulary (%d)", tokens[i], i, net->cfg.vocab_size);
+        memcpy(hidden + (size_t)i * h, net->embed + (size_t)tokens[i] * h, (size_t)h * 4);
+    }
+    return RAANA_OK;
+}
+
+/* softmax(scale * q_h k_h^T) with the causal mask, then ctx_h = P v_h. */
+static void attention(const raana_model_config *c, int t, block_trace *bt)
+{
+    int hd = c->head_dim, nh = c->num_heads, group = nh / c->num_kv_heads;
+    int q_stride = nh * hd, kv_stride = c->num_kv_heads * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int hh = 0; hh < nh; hh++) {
+        int kvh = hh / group;
+        float *p = bt->p + (size_t)hh * t * t;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, bt->q + hh * hd,
+                    q_stride, bt->k + kvh * hd, kv_stride, 0.0f, p, t);
+        for (int i = 0; i < t; i++) {
+            float *row = p + (size_t)i * t, mx = row[0], sum = 0;
+            for (int j = 1; j <= i; j++)
+                mx = row[j] > mx ? row[j] : mx;
+            for (int j = 0; j <= i; j++)
+                sum += row[j] = expf(row[j] - mx);
+            for (int j = 0; j <= i; j++)
+                row[j] /= sum;
+            for (int j = i + 1; j < t; j++)
+                row[j] = 0;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, p, t,
+                    bt->v + kvh * hd, kv_stride, 0.0f, bt->ctx + hh * hd, q_stride);
+    }
+}
+
+static void block_forward(const raana_llama *net, const raana_block_weights *bw, float *x, int t,
+                          block_trace *bt, raana_linear_stats *st, float *tmp)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim,
+        in = c->intermediate_size;
+    size_t T = (size_t)t;
+    memcpy(bt->x_in, x, T * h * 4);
+    rmsnorm(x, t, h, bw->attn_norm, c->rms_norm_eps, bt->r1, bt->h1);
+    linear(bt->h1, t, h, q, bw->w[RAANA_LINEAR_Q], bw->b[RAANA_LINEAR_Q], bt->q);
+    linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_K], bw->b[RAANA_LINEAR_K], bt->k);
+    linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_V], bw->b[RAANA_LINEAR_V], bt->v);
+    double h1_sq = sum_sq(bt->h1, T * h);
+    st[RAANA_LINEAR_Q] = (raana_linear_stats){h1_sq, sum_sq(bt->q, T * q), 0};
+    st[RAANA_LINEAR_K] = (raana_linear_stats){h1_sq, sum_sq(bt->k, T * kv), 0};
+    st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, sum_sq(bt->v, T * kv), 0};
+    rope(net, bt->q, t, c->num_heads, 1.0f);
+    rope(net, bt->k, t, c->num_kv_heads, 1.0f);
+    attention(c, t, bt);
+    linear(bt->ctx, t, q, h, bw->w[RAANA_LINEAR_O], bw->b[RAANA_LINEAR_O], tmp);
+    st[RAANA_LINEAR_O] = (raana_linear_stats){sum_sq(bt->ctx, T * q), sum_sq(tmp, T * h), 0};
+    for (size_t i = 0; i < T * h; i++)
+        x[i] += tmp[i];
+    memcpy(bt->x_mid, x, T * h * 4);
+    rmsnorm(x, t, h, bw->mlp_norm, c->rms_norm_eps, bt->r2, bt->h2);
+    linear(bt->h2, t, h, in, bw->w[RAANA_LINEAR_GATE], bw->b[RAANA_LINEAR_GATE], bt->g);
+    linear(bt->h2, t, h, in, bw->w[RAANA_LINEAR_UP], bw->b[RAANA_LINEAR_UP], bt->u);
+    double h2_sq = sum_sq(bt->h2, T * h);
+    st[RAANA_LINEAR_GATE] = (raana_linear_stats){h2_sq, sum_sq(bt->g, T * in), 0};
+    st[RAANA_LINEAR_UP] = (raana_linear_stats){h2_sq, sum_sq(bt->u, T * in), 0};
+    for (size_t i = 0; i < T * in; i++)
+        bt->a[i] = silu(bt->g[i]) * bt->u[i];
+    linear(bt->a, t, in, h, bw->w[RAANA_LINEAR_DOWN], bw->b[RAANA_LINEAR_DOWN], tmp);
+    st[RAANA_LINEAR_DOWN] = (raana_linear_stats){sum_sq(bt->a, T * in), sum_sq(tmp, T * h), 0};
+    for (size_t i = 0; i < T * h; i++)
+        x[i] += tmp[i];
+}
+
+raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, int t,
+                                        raana_llama_trace **out, raana_error *err)
+{
+    raana_llama_trace *tr = calloc(1, sizeof *tr);
+    float *tmp = malloc((size_t)t * net->cfg.hidden_size * 4);
+    *out = NULL;
+    if (!tr || !tmp ||
+        !(tr->blocks = calloc((size_t)(net->n_blocks ? net->n_blocks : 1), sizeof *tr->blocks)) ||
+        !(tr->fwd = calloc((size_t)(net->n_blocks ? net->n_blocks : 1) * RAANA_LINEAR_COUNT,
+                           sizeof *tr->fwd))) {
+        free(tmp);
+        raana_llama_trace_free(tr);
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for activations");
+    }
+    tr->t = t;
+    tr->n_blocks = net->n_blocks;
+    for (int b = 0; b < net->n_blocks; b++) {
+        if (!block_trace_alloc(&tr->blocks[b], &net->cfg, t)) {
+            free(tmp);
+            raana_llama_trace_free(tr);
+            return raana_fail(err, RAANA_ERR_NOMEM,
+                              "out of memory for the activations of %d tokens", t);
+        }
+        block_forward(net, &net->blocks[b], hidden, t, &tr->blocks[b],
+                      tr->fwd + (size_t)b * RAANA_LINEAR_COUNT, tmp);
+    }
+    free(tmp);
+    *out = tr;
+    return RAANA_OK;
+}
+
+raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens,
+                              int t, float *logits_out, double *loss, float *dhidden,
+                              raana_error *err)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size, v = c->vocab_size;
+    float *r = malloc((size_t)t * 4), *hn = malloc((size_t)t * h * 4);
+    float *logits = logits_out ? logits_out : malloc((size_t)t * v * 4);
+    float *dhn = calloc((size_t)t * h, 4);
+    if (!r || !hn || !logits || !dhn) {
+        free(r), free(hn), free(dhn);
+        if (!logits_out)
+            free(logits);
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d x %d logits", t, v);
+    }
+    rmsnorm(hidden, t, h, net->final_norm, c->rms_norm_eps, r, hn);
+    linear(hn, t, h, v, net->lm_head, NULL, logits);
+    double total = 0;
+    int n_pred = t - 1;
+    for (int p = 0; p < n_pred; p++) {
+        float *row = logits + (size_t)p * v, mx = row[0];
+        for (int j = 1; j < v; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        double sum = 0;
+        for (int j = 0; j < v; j++)
+            sum += exp((double)row[j] - mx);
+        total += log(sum) + mx - row[tokens[p + 1]];
+        if (dhidden) { /* dlogits = (softmax - onehot) / n_pred, row by row */
+            float *dl = malloc((size_t)v * 4);
+            if (!dl)
+                continue;
+            for (int j = 0; j < v; j++)
+                dl[j] = (float)(exp((double)row[j] - mx) / sum / n_pred);
+            dl[tokens[p + 1]] -= 1.0f / (float)n_pred;
+            cblas_sgemv(CblasRowMajor, CblasTrans, v, h, 1.0f, net->lm_head, h, dl, 1, 0.0f,
+                        dhn + (size_t)p * h, 1);
+            free(dl);
+        }
+    }
+    *loss = n_pred > 0 ? total / n_pred : 0;
+    if (dhidden) {
+        memset(dhidden, 0, (size_t)t * h * 4);
+        rmsnorm_backward(hidden, r, t, h, net->final_norm, dhn, dhidden);
+    }
+    free(r), free(hn), free(dhn);
+    if (!logits_out)
+        free(logits);
+    return RAANA_OK;
+}
+
+/* ---- backward ------------------------------------------------------------------------ */
+
+/* Gradients of q (post-RoPE), k, v from the gradient of ctx. */
+static void attention_backward(const raana_model_config *c, int t, const block_trace *bt,
+                               const float *dctx, float *dq, float *dk, float *dv, float *dp)
+{
+    int hd = c->head_dim, nh = c->num_heads, group = nh / c->num_kv_heads;
+    int q_stride = nh * hd, kv_stride = c->num_kv_heads * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    memset(dk, 0, (size_t)t * kv_stride * 4);
+    memset(dv, 0, (size_t)t * kv_stride * 4);
+    for (int hh = 0; hh < nh; hh++) {
+        int kvh = hh / group;
+        const float *p = bt->p + (size_t)hh * t * t;
+        /* dP = dctx_h v_h^T; dv_h += P^T dctx_h */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, 1.0f, dctx + hh * hd,
+                    q_stride, bt->v + kvh * hd, kv_stride, 0.0f, dp, t);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, 1.0f, p, t, dctx + hh * hd,
+                    q_stride, 1.0f, dv + kvh * hd, kv_stride);
+        /* dS = P (dP - rowsum(dP P)), in place in dp */
+        for (int i = 0; i < t; i++) {
+            float *dpi = dp + (size_t)i * t;
+            const float *pi = p + (size_t)i * t;
+            double dot = 0;
+            for (int j = 0; j <= i; j++)
+                dot += (double)dpi[j] * pi[j];
+            for (int j = 0; j < t; j++)
+                dpi[j] = j <= i ? pi[j] * (dpi[j] - (float)dot) : 0.0f;
+        }
+        /* dq_h = scale dS k_h; dk_h += scale dS^T q_h */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, scale, dp, t,
+                    bt->k + kvh * hd, kv_stride, 0.0f, dq + hh * hd, q_stride);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, scale, dp, t,
+                    bt->q + hh * hd, q_stride, 1.0f, dk + kvh * hd, kv_stride);
+    }
+}
+
+typedef struct {
+    float *da, *dg, *du, *dh, *dctx, *dq, *dk, *dv, *dp;
+} backward_scratch;
+
+static void scratch_free(backward_scratch *s)
+{
+    free(s->da), free(s->dg), free(s->du), free(s->dh), free(s->dctx);
+    free(s->dq), free(s->dk), free(s->dv), free(s->dp);
+}
+
+static int scratch_alloc(backward_scratch *s, const raana_model_config *c, int t)
+{
+    size_t T = (size_t)t, in = (size_t)c->intermediate_size, h = (size_t)c->hidden_size,
+           q = (size_t)c->num_heads * c->head_dim, kv = (size_t)c->num_kv_heads * c->head_dim;
+    s->da = malloc(T * in * 4), s->dg = malloc(T * in * 4), s->du = malloc(T * in * 4);
+    s->dh = malloc(T * h * 4), s->dctx = malloc(T * q * 4), s->dq = malloc(T * q * 4);
+    s->dk = malloc(T * kv * 4), s->dv = malloc(T * kv * 4), s->dp = malloc(T * T * 4);
+    return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dk && s->dv && s->dp;
+}
+
+static void block_backward(const raana_llama *net, const raana_block_weights *bw,
+                           const block_trace *bt, int t, float *dx, raana_linear_stats *st,
+                           backward_scratch *s)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim,
+        in = c->intermediate_size;
+    size_t T = (size_t)t;
+    /* MLP: dY_down = dx */
+    st[RAANA_LINEAR_DOWN].dy_sq += sum_sq(dx, T * h);
+    linear_backward(dx, t, in, h, bw->w[RAANA_LINEAR_DOWN], 0.0f, s->da);
+    for (size_t i = 0; i < T * in; i++) {
+        float g = bt->g[i], sg = 1.0f / (1.0f + expf(-g));
+        s->dg[i] = s->da[i] * bt->u[i] * sg * (1.0f + g * (1.0f - sg));
+        s->du[i] = s->da[i] * g * sg;
+    }
+    st[RAANA_LINEAR_GATE].dy_sq += sum_sq(s->dg, T * in);
+    st[RAANA_LINEAR_UP].dy_sq += sum_sq(s->du, T * in);
+    linear_backward(s->dg, t, h, in, bw->w[RAANA_LINEAR_GATE], 0.0f, s->dh);
+    linear_backward(s->du, t, h, in, bw->w[RAANA_LINEAR_UP], 1.0f, s->dh);
+    rmsnorm_backward(bt->x_mid, bt->r2, t, h, bw->mlp_norm, s->dh, dx);
+    /* attention: dY_o = dx */
+    st[RAANA_LINEAR_O].dy_sq += sum_sq(dx, T * h);
+    linear_backward(dx, t, q, h, bw->w[RAANA_LINEAR_O], 0.0f, s->dctx);
+    attention_backward(c, t, bt, s->dctx, s->dq, s->dk, s->dv, s->dp);
+    rope(net, s->dq, t, c->num_heads, -1.0f); /* gradient w.r.t. the pre-RoPE output */
+    rope(net, s->dk, t, c->num_kv_heads, -1.0f);
+    st[RAANA_LINEAR_Q].dy_sq += sum_sq(s->dq, T * q);
+    st[RAANA_LINEAR_K].dy_sq += sum_sq(s->dk, T * kv);
+    st[RAANA_LINEAR_V].dy_sq += sum_sq(s->dv, T * kv);
+    linear_backward(s->dq, t, h, q, bw->w[RAANA_LINEAR_Q], 0.0f, s->dh);
+    linear_backward(s->dk, t, h, kv, bw->w[RAANA_LINEAR_K], 1.0f, s->dh);
+    linear_backward(s->dv, t, h, kv, bw->w[RAANA_LINEAR_V], 1.0f, s->dh);
+    rmsnorm_backward(bt->x_in, bt->r1, t, h, bw->attn_norm, s->dh, dx);
+}
+
+raana_status raana_llama_backward_blocks(const raana_llama *net, raana_llama_trace *tr,
+                                         float *dhidden, raana_linear_stats *stats,
+                                         raana_error *err)
+{
+    backward_scratch s;
+    memset(&s, 0, sizeof s);
+    if (!scratch_alloc(&s, &net->cfg, tr->t)) {
+        scratch_free(&s);
+        raana_llama_trace_free(tr);
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the backward pass");
+    }
+    for (int b = net->n_blocks - 1; b >= 0; b--) {
+        raana_linear_stats *st = stats + (size_t)b * RAANA_LINEAR_COUNT;
+        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
+            st[k].x_sq += tr->fwd[(size_t)b * RAANA_LINEAR_COUNT + k].x_sq;
+            st[k].y_sq += tr->fwd[(size_t)b * RAANA_LINEAR_COUNT + k].y_sq;
+        }
+        block_backward(net, &net->blocks[b], &tr->blocks[b], tr->t, dhidden, st, &s);
+        block_trace_free(&tr->blocks[b]); /* its memory is not needed any more */
+    }
+    scratch_free(&s);
+    raana_llama_trace_free(tr);
+    return RAANA_OK;
+}

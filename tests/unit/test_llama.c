@@ -1,0 +1,222 @@
+/* test_llama.c — the forward pass and the activation-gradient backward
+ * against the fixture's reference.json (computed by PyTorch): loss, last
+ * logits, logit norms, and every linear layer's ||X||, ||Y||, ||dL/dY||,
+ * ||W||; the same numbers when the blocks run as two pipeline stages; and a
+ * finite-difference check of the backward pass on a tiny random model with
+ * grouped-query attention, biases and tied embeddings. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "raana/file.h"
+#include "raana/llama.h"
+#include "tiny_model.h"
+
+#define FIXTURE RAANA_SOURCE_DIR "/tests/data/kjv-tiny"
+
+static cJSON *reference;
+
+static int *json_ints(const cJSON *arr, int *n)
+{
+    *n = cJSON_GetArraySize(arr);
+    int *v = malloc((size_t)*n * sizeof *v);
+    for (int i = 0; i < *n; i++)
+        v[i] = cJSON_GetArrayItem(arr, i)->valueint;
+    return v;
+}
+
+static double jnum(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key)->valuedouble;
+}
+
+/* Forward (and, if stats is not NULL, backward) of tokens through the
+ * blocks split at `split` into two nets, as two pipeline stages would. */
+static double run(const raana_model *m, const int *tokens, int t, int split, float *logits,
+                  raana_linear_stats *stats)
+{
+    raana_llama a, b;
+    raana_error err;
+    int n = m->config.num_layers;
+    CHECK_INT(raana_llama_load(&a, m, 0, split, 1, 0, &err), RAANA_OK);
+    CHECK_INT(raana_llama_load(&b, m, split, n - split, 0, 1, &err), RAANA_OK);
+    float *x = malloc((size_t)t * m->config.hidden_size * 4);
+    float *dx = stats ? malloc((size_t)t * m->config.hidden_size * 4) : NULL;
+    raana_llama_trace *ta, *tb;
+    double loss;
+    CHECK_INT(raana_llama_embed(&a, tokens, t, x, &err), RAANA_OK);
+    CHECK_INT(raana_llama_forward_blocks(&a, x, t, &ta, &err), RAANA_OK);
+    CHECK_INT(raana_llama_forward_blocks(&b, x, t, &tb, &err), RAANA_OK);
+    CHECK_INT(raana_llama_head(&b, x, tokens, t, logits, &loss, dx, &err), RAANA_OK);
+    if (stats) {
+        CHECK_INT(raana_llama_backward_blocks(&b, tb, dx, stats + (size_t)split * RAANA_LINEAR_COUNT, &err),
+                  RAANA_OK);
+        CHECK_INT(raana_llama_backward_blocks(&a, ta, dx, stats, &err), RAANA_OK);
+    } else {
+        raana_llama_trace_free(ta);
+        raana_llama_trace_free(tb);
+    }
+    raana_llama_free(&a);
+    raana_llama_free(&b);
+    free(x);
+    free(dx);
+    return loss;
+}
+
+static void test_forward_check(const raana_model *m)
+{
+    const cJSON *fc = cJSON_GetObjectItemCaseSensitive(reference, "forward_check");
+    int t, v = m->config.vocab_size;
+    int *tokens = json_ints(cJSON_GetObjectItemCaseSensitive(fc, "input_ids"), &t);
+    float *logits = malloc((size_t)t * v * 4);
+    for (int split = 0; split <= m->config.num_layers; split += 2) {
+        double loss = run(m, tokens, t, split, logits, NULL);
+        CHECK_NEAR(loss, jnum(fc, "mean_loss"), 1e-4 * jnum(fc, "mean_loss"));
+        const cJSON *last = cJSON_GetObjectItemCaseSensitive(fc, "last_logits");
+        double worst = 0;
+        int argmax = 0;
+        for (int j = 0; j < v; j++) {
+            double d = fabs(logits[(size_t)(t - 1) * v + j] - cJSON_GetArrayItem(last, j)->valuedouble);
+            worst = d > worst ? d : worst;
+            if (logits[(size_t)(t - 1) * v + j] > logits[(size_t)(t - 1) * v + argmax])
+                argmax = j;
+        }
+        CHECK(worst < 1e-3);
+        CHECK_INT(argmax, (int)jnum(fc, "last_argmax"));
+        const cJSON *norms = cJSON_GetObjectItemCaseSensitive(fc, "logits_l2_norm_per_position");
+        double worst_rel = 0;
+        for (int p = 0; p < t; p++) {
+            double s = 0, want = cJSON_GetArrayItem(norms, p)->valuedouble;
+            for (int j = 0; j < v; j++)
+                s += (double)logits[(size_t)p * v + j] * logits[(size_t)p * v + j];
+            worst_rel = fmax(worst_rel, fabs(sqrt(s) - want) / want);
+        }
+        CHECK(worst_rel < 1e-4);
+        if (split == 0)
+            printf("  forward_check: loss %.7f (ref %.7f), max |logit diff| %.2e, norms rel %.2e\n",
+                   loss, jnum(fc, "mean_loss"), worst, worst_rel);
+    }
+    free(tokens);
+    free(logits);
+}
+
+static void test_calibration_check(const raana_model *m)
+{
+    const cJSON *cc = cJSON_GetObjectItemCaseSensitive(reference, "calibration_check");
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cc, "layers");
+    int t, n = m->config.num_layers;
+    int *tokens = json_ints(cJSON_GetObjectItemCaseSensitive(cc, "input_ids"), &t);
+    for (int split = 1; split <= 3; split += 2) {
+        raana_linear_stats *stats = calloc((size_t)n * RAANA_LINEAR_COUNT, sizeof *stats);
+        double loss = run(m, tokens, t, split, NULL, stats);
+        CHECK_NEAR(loss, jnum(cc, "loss"), 1e-4 * jnum(cc, "loss"));
+        double worst[4] = {0};
+        for (int b = 0; b < n; b++)
+            for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
+                char name[112];
+                raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
+                const cJSON *ref = cJSON_GetObjectItemCaseSensitive(layers, name);
+                const raana_linear_stats *s = &stats[b * RAANA_LINEAR_COUNT + k];
+                double got[3] = {sqrt(s->x_sq), sqrt(s->y_sq), sqrt(s->dy_sq)};
+                const char *keys[3] = {"x_fro", "y_fro", "dy_fro"};
+                for (int q = 0; q < 3; q++)
+                    worst[q] = fmax(worst[q], fabs(got[q] - jnum(ref, keys[q])) / jnum(ref, keys[q]));
+                char wname[128];
+                snprintf(wname, sizeof wname, "%s.weight", name);
+                const raana_tensor_entry *e = raana_model_find(m, wname);
+                float *w = malloc(e->tensor->numel * 4);
+                raana_error err;
+                raana_model_read_f32(m, wname, w, e->tensor->numel, &err);
+                double ws = 0;
+                for (uint64_t i = 0; i < e->tensor->numel; i++)
+                    ws += (double)w[i] * w[i];
+                worst[3] = fmax(worst[3], fabs(sqrt(ws) - jnum(ref, "w_fro")) / jnum(ref, "w_fro"));
+                free(w);
+            }
+        for (int q = 0; q < 4; q++)
+            CHECK(worst[q] < 1e-3);
+        printf("  calibration_check (split %d): loss %.7f (ref %.7f); worst rel: x %.1e y %.1e "
+               "dy %.1e w %.1e\n",
+               split, loss, jnum(cc, "loss"), worst[0], worst[1], worst[2], worst[3]);
+        free(stats);
+    }
+    free(tokens);
+}
+
+/* d loss / d (block input) against central differences, on a tiny model with
+ * GQA (4 heads, 2 kv heads), q/k/v and MLP biases and tied embeddings. */
+static void test_finite_differences(void)
+{
+    char dir[] = "/tmp/raana-test-llama-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    const char *cfg = "{\"model_type\":\"qwen2\",\"vocab_size\":40,\"hidden_size\":16,"
+                      "\"intermediate_size\":24,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                      "\"num_key_value_heads\":2,\"rms_norm_eps\":1e-6,\"rope_theta\":1000.0,"
+                      "\"max_position_embeddings\":64,\"tie_word_embeddings\":true,"
+                      "\"mlp_bias\":true}";
+    CHECK_INT(write_tiny_model(dir, cfg, NULL), 0);
+    raana_model m;
+    raana_llama net;
+    raana_error err;
+    CHECK_INT(raana_model_open(&m, dir, &err), RAANA_OK);
+    CHECK_INT(raana_llama_load(&net, &m, 0, 2, 1, 1, &err), RAANA_OK);
+    CHECK(net.lm_head == net.embed && net.blocks[0].b[RAANA_LINEAR_Q] && net.blocks[0].b[RAANA_LINEAR_UP]);
+    const int t = 9, h = 16;
+    int tokens[9] = {1, 5, 9, 33, 2, 17, 17, 4, 39};
+    float x0[9 * 16], x[9 * 16], dx[9 * 16];
+    raana_llama_trace *tr;
+    raana_linear_stats stats[2 * RAANA_LINEAR_COUNT] = {{0}};
+    double loss;
+    CHECK_INT(raana_llama_embed(&net, tokens, t, x0, &err), RAANA_OK);
+    memcpy(x, x0, sizeof x);
+    CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
+    CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, &loss, dx, &err), RAANA_OK);
+    CHECK_INT(raana_llama_backward_blocks(&net, tr, dx, stats, &err), RAANA_OK);
+    double num = 0, den = 0;
+    const float eps = 2e-2f;
+    for (int i = 0; i < t * h; i += 7) {
+        double lp, lm;
+        for (int sgn = -1; sgn <= 1; sgn += 2) {
+            memcpy(x, x0, sizeof x);
+            x[i] += (float)sgn * eps;
+            CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
+            raana_llama_trace_free(tr);
+            CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, sgn < 0 ? &lm : &lp, NULL, &err),
+                      RAANA_OK);
+        }
+        double fd = (lp - lm) / (2.0 * eps);
+        num += (fd - dx[i]) * (fd - dx[i]);
+        den += (double)dx[i] * dx[i];
+    }
+    printf("  finite differences: |fd - backward| / |backward| = %.2e\n", sqrt(num / den));
+    CHECK(sqrt(num / den) < 2e-2);
+    for (int k = 0; k < 2 * RAANA_LINEAR_COUNT; k++)
+        CHECK(stats[k].dy_sq > 0 && stats[k].x_sq > 0 && stats[k].y_sq > 0);
+    raana_llama_free(&net);
+    raana_model_close(&m);
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    char *text;
+    size_t len;
+    raana_error err;
+    raana_model m;
+    if (raana_read_file(FIXTURE "/reference.json", &text, &len, &err) != RAANA_OK)
+        return 2;
+    reference = cJSON_ParseWithLength(text, len);
+    free(text);
+    CHECK_INT(raana_model_open(&m, FIXTURE, &err), RAANA_OK);
+    test_forward_check(&m);
+    test_calibration_check(&m);
+    test_finite_differences();
+    raana_model_close(&m);
+    cJSON_Delete(reference);
+    return check_summary("test_llama");
+}
