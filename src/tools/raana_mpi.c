@@ -2,12 +2,18 @@
  * stages in order. Every rank runs this; rank 0 talks to the user, and any
  * rank's failure reaches rank 0 through raana_comm_agree and becomes one
  * line on stderr and the exit code (README "Exit codes"). */
+#include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "raana/calibrate.h"
 #include "raana/comm.h"
+#include "raana/file.h"
 #include "raana/config.h"
 #include "raana/error.h"
 #include "raana/model.h"
@@ -19,7 +25,7 @@ typedef struct {
     const char *config_path;
     const char *overrides[MAX_OVERRIDES];
     int n_overrides;
-    int dry_run, print_config, help, version;
+    int dry_run, print_config, calibrate_only, help, version;
 } cli_args;
 
 static const char usage_text[] =
@@ -38,6 +44,8 @@ static const char usage_text[] =
     "  --set SECTION.KEY=VAL  override a config key (repeatable), e.g.\n"
     "                         --set quantize.avg_bits=2.5\n"
     "  --print-config         print the effective configuration and exit\n"
+    "  --calibrate-only       run calibration and write the per-layer statistics to\n"
+    "                         OUTPUT.calibration.json (docs/CALIBRATION.md)\n"
     "  -h, --help             this text\n"
     "  -V, --version          version and exit\n"
     "\n"
@@ -57,6 +65,8 @@ static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *
             a->dry_run = 1;
         else if (strcmp(s, "--print-config") == 0)
             a->print_config = 1;
+        else if (strcmp(s, "--calibrate-only") == 0)
+            a->calibrate_only = 1;
         else if (strcmp(s, "--set") == 0 || strncmp(s, "--set=", 6) == 0) {
             const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v)
@@ -104,7 +114,10 @@ typedef struct {
     raana_config cfg;
     raana_model model;
     raana_plan plan;
-    int model_open;
+    raana_tokenizer *tok;
+    raana_windows windows;
+    raana_llama net;
+    int model_open, net_loaded;
 } job_state;
 
 /* Stage "plan": config, checkpoint headers, the plan. Agreed collectively. */
@@ -139,6 +152,112 @@ static void print_dry_run(const job_state *job)
     fflush(stdout);
 }
 
+/* The calibration text: the zero-shot sentence repeated enough times, or
+ * the configured file. */
+static raana_status calibration_text(const raana_config *c, int seq_len, char **text, size_t *len,
+                                     raana_error *err)
+{
+    if (c->calib_source == RAANA_CALIB_TEXT) {
+        raana_status st = raana_read_file(c->text_file, text, len, err);
+        return st == RAANA_OK ? st : raana_error_restatus(err, RAANA_ERR_INPUT);
+    }
+    size_t one = strlen(raana_zeroshot_sentence), reps = (size_t)c->n_samples * seq_len / 8 + 1;
+    *text = malloc(one * reps + 1);
+    if (!*text)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the calibration text");
+    for (size_t r = 0; r < reps; r++)
+        memcpy(*text + r * one, raana_zeroshot_sentence, one);
+    (*text)[one * reps] = '\0';
+    *len = one * reps;
+    return RAANA_OK;
+}
+
+/* Stage "load" and the calibration windows (every rank tokenizes: cheap,
+ * and the first and last stages both need the tokens). */
+static raana_status stage_load(job_state *job, int rank, raana_error *err)
+{
+    char *text = NULL;
+    size_t len;
+    raana_status st = raana_tokenizer_load(&job->tok, job->cfg.model_path, err);
+    if (st == RAANA_OK)
+        st = calibration_text(&job->cfg, job->plan.seq_len, &text, &len, err);
+    if (st == RAANA_OK) {
+        st = raana_windows_calib(job->tok, text, len, job->plan.seq_len, job->cfg.n_samples,
+                                 &job->windows, err);
+        if (st != RAANA_OK)
+            raana_error_prefix(err, "%s", job->cfg.calib_source == RAANA_CALIB_TEXT
+                                              ? job->cfg.text_file
+                                              : "zero-shot calibration text");
+    }
+    free(text);
+    if (st == RAANA_OK) {
+        st = raana_stage_load(&job->net, &job->model, &job->plan, rank, err);
+        job->net_loaded = st == RAANA_OK;
+    }
+    return raana_comm_agree(MPI_COMM_WORLD, st, err);
+}
+
+/* The statistics as JSON (docs/CALIBRATION.md), written atomically. */
+static raana_status write_calibration(const job_state *job, const raana_layer_stats *stats,
+                                      double loss, char *path, size_t path_size, raana_error *err)
+{
+    cJSON *root = cJSON_CreateObject(), *layers = cJSON_CreateArray();
+    cJSON_AddStringToObject(root, "format", "raana-calibration-v1");
+    cJSON_AddStringToObject(root, "model", job->cfg.model_path);
+    cJSON_AddNumberToObject(root, "windows", job->windows.n);
+    cJSON_AddNumberToObject(root, "seq_len", job->windows.len);
+    cJSON_AddNumberToObject(root, "loss", loss);
+    cJSON_AddItemToObject(root, "layers", layers);
+    for (int i = 0; i < job->plan.n_layers; i++) {
+        const raana_plan_layer *l = &job->plan.layers[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", l->name);
+        cJSON_AddNumberToObject(o, "d_in", l->d_in);
+        cJSON_AddNumberToObject(o, "d_out", l->d_out);
+        cJSON_AddNumberToObject(o, "grad_rms", stats[i].grad_rms);
+        cJSON_AddNumberToObject(o, "x_rms", stats[i].x_rms);
+        cJSON_AddNumberToObject(o, "x_fro", stats[i].x_fro);
+        cJSON_AddNumberToObject(o, "y_fro", stats[i].y_fro);
+        cJSON_AddNumberToObject(o, "dy_fro", stats[i].dy_fro);
+        cJSON_AddItemToArray(layers, o);
+    }
+    char *text = cJSON_Print(root), tmp[RAANA_PATH_MAX + 16];
+    cJSON_Delete(root);
+    snprintf(path, path_size, "%s.calibration.json", job->cfg.output_path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = text ? fopen(tmp, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = f && fclose(f) == 0 && ok;
+    free(text);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return RAANA_OK;
+}
+
+static raana_status calibrate_only(job_state *job, int rank, raana_error *err)
+{
+    raana_status st = stage_load(job, rank, err);
+    raana_layer_stats *stats = calloc((size_t)job->plan.n_layers, sizeof *stats);
+    double loss = 0;
+    if (st == RAANA_OK && !stats)
+        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    st = raana_comm_agree(MPI_COMM_WORLD, st, err);
+    if (st == RAANA_OK)
+        st = raana_pipeline_calibrate(MPI_COMM_WORLD, &job->net, &job->plan, &job->windows, stats,
+                                      &loss, rank == 0 ? stderr : NULL, err);
+    char path[RAANA_PATH_MAX + 32];
+    if (st == RAANA_OK && rank == 0)
+        st = write_calibration(job, stats, loss, path, sizeof path, err);
+    st = raana_comm_agree(MPI_COMM_WORLD, st, err);
+    if (st == RAANA_OK && rank == 0)
+        printf("calibration: %d windows of %d tokens, loss %.6f\nwrote %s\n", job->windows.n,
+               job->windows.len, loss, path);
+    free(stats);
+    return st;
+}
+
 static int run(const cli_args *a, const raana_launch_env *env)
 {
     int rank, size;
@@ -158,6 +277,8 @@ static int run(const cli_args *a, const raana_launch_env *env)
     } else if (st == RAANA_OK && a->dry_run) {
         if (rank == 0)
             print_dry_run(job);
+    } else if (st == RAANA_OK && a->calibrate_only) {
+        st = calibrate_only(job, rank, &err);
     } else if (st == RAANA_OK) {
         st = raana_fail(&err, RAANA_ERR_UNSUPPORTED,
                         "the quantization stages (calibrate, allocate, quantize, write) are not "
@@ -166,6 +287,10 @@ static int run(const cli_args *a, const raana_launch_env *env)
     if (st != RAANA_OK && rank == 0)
         fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
     if (job) {
+        if (job->net_loaded)
+            raana_llama_free(&job->net);
+        raana_windows_free(&job->windows);
+        raana_tokenizer_free(job->tok);
         raana_plan_free(&job->plan);
         if (job->model_open)
             raana_model_close(&job->model);

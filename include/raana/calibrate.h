@@ -1,0 +1,61 @@
+/* calibrate.h — the pipeline-parallel passes over MPI ranks: token windows
+ * from text, evaluation (mean next-token NLL over windows) and calibration
+ * (forward + activation-gradient backward, per-layer sensitivity
+ * statistics). Rank r holds only its plan's blocks; activations travel
+ * r -> r+1 and their gradients r+1 -> r with point-to-point messages.
+ * Every window's arithmetic is the same whichever rank runs which block, so
+ * results do not depend on the number of ranks. */
+#ifndef RAANA_CALIBRATE_H
+#define RAANA_CALIBRATE_H
+
+#include <mpi.h>
+#include <stdio.h>
+
+#include "raana/error.h"
+#include "raana/llama.h"
+#include "raana/plan.h"
+#include "raana/tokenizer.h"
+
+/* The built-in zero-shot calibration text (one sentence, repeated). */
+extern const char raana_zeroshot_sentence[];
+
+typedef struct {
+    int n, len;  /* n windows of len tokens */
+    int *tokens; /* [n][len] */
+} raana_windows;
+
+/* Evaluation windows: the text as one stream with bos once, cut into
+ * non-overlapping windows of len tokens, the remainder dropped. */
+raana_status raana_windows_eval(const raana_tokenizer *tok, const char *text, size_t n, int len,
+                                raana_windows *w, raana_error *err);
+/* Calibration windows: up to max_windows windows of len tokens, each bos
+ * followed by the next len - 1 tokens of the text (tokenized without bos).
+ * Fails if the text is shorter than one window. */
+raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, size_t n, int len,
+                                 int max_windows, raana_windows *w, raana_error *err);
+void raana_windows_free(raana_windows *w);
+
+/* This rank's share of the model, per the plan. */
+raana_status raana_stage_load(raana_llama *net, const raana_model *model, const raana_plan *plan,
+                              int rank, raana_error *err);
+
+/* Collective. Sum of NLL and number of scored tokens over all windows, on
+ * every rank. progress (rank 0 only, may be NULL) gets one line per window. */
+raana_status raana_pipeline_eval(MPI_Comm comm, const raana_llama *net, const raana_windows *w,
+                                 double *nll_sum, long *count, FILE *progress, raana_error *err);
+
+/* Per linear layer, averaged over calibration windows (DESIGN section 4):
+ * grad_rms = ||dL/dY|| / sqrt(numel(Y)), x_rms = ||X|| / sqrt(rows of X),
+ * plus the mean raw norms. */
+typedef struct {
+    double grad_rms, x_rms, x_fro, y_fro, dy_fro;
+} raana_layer_stats;
+
+/* Collective. Fills stats[n_layers] (plan order) on every rank and the mean
+ * calibration loss. */
+raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net,
+                                      const raana_plan *plan, const raana_windows *w,
+                                      raana_layer_stats *stats, double *loss, FILE *progress,
+                                      raana_error *err);
+
+#endif

@@ -1,0 +1,255 @@
+/* calibrate.c — pipeline-parallel evaluation and calibration over MPI
+ * ranks (see calibrate.h).
+ *
+ * Protocol: window i's activations go rank r -> r+1 with tag i, its
+ * gradients r+1 -> r with tag n + i. Every message carries one extra float,
+ * a failure flag: a rank that fails (out of memory) keeps passing flagged
+ * messages so that no rank waits forever, and all ranks agree on the
+ * outcome at the end (raana_comm_agree). Calibration runs every window's
+ * forward before the backward passes (GPipe order), keeping one trace per
+ * window. */
+#include "raana/calibrate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raana/comm.h"
+
+const char raana_zeroshot_sentence[] =
+    "The curious fox leaped over the quiet stream, its reflection rippling in the golden "
+    "afternoon light. ";
+
+/* ---- windows ---------------------------------------------------------------- */
+
+void raana_windows_free(raana_windows *w)
+{
+    free(w->tokens);
+    memset(w, 0, sizeof *w);
+}
+
+raana_status raana_windows_eval(const raana_tokenizer *tok, const char *text, size_t n, int len,
+                                raana_windows *w, raana_error *err)
+{
+    int *ids;
+    size_t count;
+    memset(w, 0, sizeof *w);
+    raana_status st = raana_tokenizer_encode(tok, text, n, 1, &ids, &count, err);
+    if (st != RAANA_OK)
+        return st;
+    if (count < (size_t)len) {
+        free(ids);
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "the text has %zu tokens, fewer than one window of %d", count, len);
+    }
+    w->n = (int)(count / (size_t)len);
+    w->len = len;
+    w->tokens = ids; /* the first n * len tokens, in order */
+    return RAANA_OK;
+}
+
+raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, size_t n, int len,
+                                 int max_windows, raana_windows *w, raana_error *err)
+{
+    int *ids, bos = raana_tokenizer_bos(tok), body = bos >= 0 ? len - 1 : len;
+    size_t count;
+    memset(w, 0, sizeof *w);
+    raana_status st = raana_tokenizer_encode(tok, text, n, 0, &ids, &count, err);
+    if (st != RAANA_OK)
+        return st;
+    size_t available = body > 0 ? count / (size_t)body : 0;
+    if (available == 0) {
+        free(ids);
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "the calibration text has %zu tokens, fewer than one window of %d "
+                          "(seq_len)", count, len);
+    }
+    w->n = (int)(available < (size_t)max_windows ? available : (size_t)max_windows);
+    w->len = len;
+    w->tokens = malloc((size_t)w->n * len * sizeof *w->tokens);
+    if (!w->tokens) {
+        free(ids);
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for calibration windows");
+    }
+    for (int i = 0; i < w->n; i++) {
+        int *dst = w->tokens + (size_t)i * len;
+        if (bos >= 0)
+            *dst++ = bos;
+        memcpy(dst, ids + (size_t)i * body, (size_t)body * sizeof *ids);
+    }
+    free(ids);
+    return RAANA_OK;
+}
+
+raana_status raana_stage_load(raana_llama *net, const raana_model *model, const raana_plan *plan,
+                              int rank, raana_error *err)
+{
+    const raana_plan_rank *r = &plan->ranks[rank];
+    return raana_llama_load(net, model, r->first_block, r->n_blocks, r->owns_embedding,
+                            r->owns_head, err);
+}
+
+/* ---- messages ------------------------------------------------------------------ */
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+    size_t count; /* floats of one activation (T x H), plus one flag */
+} link;
+
+static void send_to(const link *l, int to, int tag, float *buf, int failed)
+{
+    buf[l->count] = failed ? 1.0f : 0.0f;
+    MPI_Send(buf, (int)l->count + 1, MPI_FLOAT, to, tag, l->comm);
+}
+
+/* Returns nonzero if the sender had failed. */
+static int recv_from(const link *l, int from, int tag, float *buf)
+{
+    MPI_Recv(buf, (int)l->count + 1, MPI_FLOAT, from, tag, l->comm, MPI_STATUS_IGNORE);
+    return buf[l->count] != 0.0f;
+}
+
+static void progress_line(FILE *out, const char *what, int done, int total, double t0)
+{
+    if (!out)
+        return;
+    double el = MPI_Wtime() - t0, eta = done ? el * (total - done) / done : 0;
+    fprintf(out, "%s: window %d/%d (%3.0f%%), %.1f s, ETA %.1f s\n", what, done, total,
+            100.0 * done / total, el, eta);
+    fflush(out);
+}
+
+/* One window through this rank's stage, forward. hidden is in/out. */
+static int stage_forward(const link *l, const raana_llama *net, const int *tokens, int t, int tag,
+                         float *hidden, raana_llama_trace **trace, int failed, raana_error *err)
+{
+    if (l->rank == 0)
+        failed |= raana_llama_embed(net, tokens, t, hidden, err) != RAANA_OK;
+    else
+        failed |= recv_from(l, l->rank - 1, tag, hidden);
+    *trace = NULL;
+    if (!failed)
+        failed |= raana_llama_forward_blocks(net, hidden, t, trace, err) != RAANA_OK;
+    if (l->rank < l->size - 1)
+        send_to(l, l->rank + 1, tag, hidden, failed);
+    return failed;
+}
+
+raana_status raana_pipeline_eval(MPI_Comm comm, const raana_llama *net, const raana_windows *w,
+                                 double *nll_sum, long *count, FILE *progress, raana_error *err)
+{
+    link l = {comm, 0, 0, (size_t)w->len * net->cfg.hidden_size};
+    MPI_Comm_rank(comm, &l.rank);
+    MPI_Comm_size(comm, &l.size);
+    float *hidden = malloc((l.count + 1) * sizeof *hidden);
+    int failed = hidden == NULL;
+    if (failed)
+        raana_fail(err, RAANA_ERR_NOMEM, "out of memory for activations");
+    double sums[2] = {0, 0}, t0 = MPI_Wtime();
+    for (int i = 0; i < w->n && hidden; i++) {
+        raana_llama_trace *trace;
+        const int *tokens = w->tokens + (size_t)i * w->len;
+        failed = stage_forward(&l, net, tokens, w->len, i, hidden, &trace, failed, err);
+        raana_llama_trace_free(trace);
+        if (l.rank == l.size - 1 && !failed) {
+            double loss;
+            failed |= raana_llama_head(net, hidden, tokens, w->len, NULL, &loss, NULL, err) !=
+                      RAANA_OK;
+            sums[0] += loss * (w->len - 1);
+            sums[1] += w->len - 1;
+        }
+        if (l.rank == 0)
+            progress_line(progress, "eval", i + 1, w->n, t0);
+    }
+    free(hidden);
+    raana_status st = raana_comm_agree(comm, failed ? err->status : RAANA_OK, err);
+    MPI_Bcast(sums, 2, MPI_DOUBLE, l.size - 1, comm);
+    *nll_sum = sums[0];
+    *count = (long)sums[1];
+    return st;
+}
+
+/* ---- calibration -------------------------------------------------------------------- */
+
+/* Adds one window's per-layer numbers (this rank's blocks) to acc. */
+static void add_window_stats(const raana_plan *plan, int first_block, int n_blocks, int t,
+                             const raana_linear_stats *s, double *acc)
+{
+    for (int b = 0; b < n_blocks; b++)
+        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
+            int li = (first_block + b) * RAANA_LINEAR_COUNT + k;
+            const raana_plan_layer *layer = &plan->layers[li];
+            const raana_linear_stats *ls = &s[b * RAANA_LINEAR_COUNT + k];
+            double *a = acc + (size_t)li * 5;
+            a[0] += sqrt(ls->dy_sq) / sqrt((double)t * layer->d_out);
+            a[1] += sqrt(ls->x_sq) / sqrt((double)t);
+            a[2] += sqrt(ls->x_sq);
+            a[3] += sqrt(ls->y_sq);
+            a[4] += sqrt(ls->dy_sq);
+        }
+}
+
+raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net,
+                                      const raana_plan *plan, const raana_windows *w,
+                                      raana_layer_stats *stats, double *loss, FILE *progress,
+                                      raana_error *err)
+{
+    link l = {comm, 0, 0, (size_t)w->len * net->cfg.hidden_size};
+    MPI_Comm_rank(comm, &l.rank);
+    MPI_Comm_size(comm, &l.size);
+    int n = w->n, nb = net->n_blocks, failed = 0;
+    size_t n_acc = (size_t)plan->n_layers * 5;
+    float *hidden = malloc((l.count + 1) * sizeof *hidden);
+    float *grads = malloc((size_t)n * (l.count + 1) * sizeof *grads); /* last rank: head grads */
+    raana_llama_trace **traces = calloc((size_t)n, sizeof *traces);
+    raana_linear_stats *ws = malloc((size_t)(nb ? nb : 1) * RAANA_LINEAR_COUNT * sizeof *ws);
+    double *acc = calloc(n_acc, sizeof *acc), *all = calloc(n_acc, sizeof *all), sums = 0;
+    double t0 = MPI_Wtime();
+    if (!hidden || !grads || !traces || !ws || !acc || !all) {
+        failed = 1;
+        raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d calibration windows", n);
+    }
+    for (int i = 0; i < n && hidden && grads && traces; i++) { /* forward, every window */
+        const int *tokens = w->tokens + (size_t)i * w->len;
+        failed = stage_forward(&l, net, tokens, w->len, i, hidden, &traces[i], failed, err);
+        if (l.rank == l.size - 1 && !failed) {
+            double li;
+            failed |= raana_llama_head(net, hidden, tokens, w->len, NULL, &li,
+                                       grads + (size_t)i * (l.count + 1), err) != RAANA_OK;
+            sums += li;
+        }
+        if (l.rank == 0)
+            progress_line(progress, "calibrate (forward)", i + 1, n, t0);
+    }
+    for (int i = 0; i < n && hidden && grads && traces && ws && acc; i++) { /* backward */
+        float *g = l.rank == l.size - 1 ? grads + (size_t)i * (l.count + 1) : hidden;
+        if (l.rank < l.size - 1)
+            failed |= recv_from(&l, l.rank + 1, n + i, g);
+        memset(ws, 0, (size_t)(nb ? nb : 1) * RAANA_LINEAR_COUNT * sizeof *ws);
+        if (!failed && traces[i]) {
+            failed |= raana_llama_backward_blocks(net, traces[i], g, ws, err) != RAANA_OK;
+            add_window_stats(plan, net->first_block, nb, w->len, ws, acc);
+        } else
+            raana_llama_trace_free(traces[i]);
+        traces[i] = NULL;
+        if (l.rank > 0)
+            send_to(&l, l.rank - 1, n + i, g, failed);
+        if (l.rank == 0)
+            progress_line(progress, "calibrate (backward)", i + 1, n, t0);
+    }
+    raana_status st = raana_comm_agree(comm, failed ? err->status : RAANA_OK, err);
+    if (st == RAANA_OK) { /* each layer's numbers come from exactly one rank */
+        MPI_Allreduce(acc, all, (int)n_acc, MPI_DOUBLE, MPI_SUM, comm);
+        MPI_Bcast(&sums, 1, MPI_DOUBLE, l.size - 1, comm);
+        for (int li = 0; li < plan->n_layers; li++) {
+            const double *a = all + (size_t)li * 5;
+            stats[li] = (raana_layer_stats){a[0] / n, a[1] / n, a[2] / n, a[3] / n, a[4] / n};
+        }
+        *loss = sums / n;
+    }
+    for (int i = 0; traces && i < n; i++)
+        raana_llama_trace_free(traces[i]);
+    free(traces), free(hidden), free(grads), free(ws), free(acc), free(all);
+    return st;
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# test_calibrate_ranks.sh — the MPI pipeline on the fixture for P = 1..4:
+# raana-eval's held-out perplexity against reference.json (and identical for
+# every P); raana-mpi --calibrate-only on the reference's calibration text
+# (one window of 362 tokens) against every layer's ||X||, ||Y||, ||dL/dY|| in
+# reference.json; bad inputs: a text shorter than one window, NaN in a
+# weight held by rank 1. Usage: test_calibrate_ranks.sh RAANA_MPI RAANA_EVAL SOURCE_DIR MPIEXEC
+set -u
+mpi_bin=$1 eval_bin=$2 src=$3 mpiexec=$4
+. "$src/tests/cli/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+py=/usr/bin/python3
+fixture=$src/tests/data/kjv-tiny
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# perplexity: reference 31.9218 (fp32 PyTorch), 47,940 scored tokens
+first=""
+for p in 1 2 3 4; do
+  run "$mpiexec" -n "$p" "$eval_bin" --model "$fixture" --text "$fixture/heldout.txt" --seq-len 256 --quiet
+  expect_rc 0 "eval P=$p"; expect_out "scored_tokens: 47940" "eval P=$p"
+  printf '%s\n' "$out" >"$tmp/eval.txt"
+  "$py" "$src/tests/py/check_eval.py" "$fixture/reference.json" "$tmp/eval.txt" >/dev/null &&
+    ok || bad "eval P=$p: perplexity off: $out"
+  [ -z "$first" ] && first=$out
+  [ "$out" = "$first" ] && ok || bad "eval P=$p differs from P=1"
+done
+
+# calibration: the reference's text as one window of 362 tokens
+"$py" - "$fixture/reference.json" "$tmp/calib.txt" <<'PY'
+import json, sys
+cc = json.load(open(sys.argv[1]))["calibration_check"]
+open(sys.argv[2], "w").write(cc["text"] * cc["repeat"])
+PY
+cat >"$tmp/calib.ini" <<INI
+[model]
+path = $fixture
+[calibration]
+source = text
+text_file = calib.txt
+n_samples = 1
+seq_len = 362
+[output]
+path = out.h5
+INI
+for p in 1 2 3 4; do
+  run "$mpiexec" -n "$p" "$mpi_bin" --calibrate-only "$tmp/calib.ini"
+  expect_rc 0 "calibrate P=$p"; expect_out "1 windows of 362 tokens" "calibrate P=$p"
+  "$py" "$src/tests/py/check_calibration.py" "$fixture/reference.json" \
+    "$tmp/out.h5.calibration.json" && ok || bad "calibrate P=$p: statistics differ from reference.json"
+  cp "$tmp/out.h5.calibration.json" "$tmp/p$p.json"
+done
+cmp -s "$tmp/p1.json" "$tmp/p4.json" && ok || bad "calibration output differs between P=1 and P=4"
+
+# a text shorter than one window
+printf 'In the beginning God created the heaven and the earth.\n' >"$tmp/short.txt"
+run "$mpiexec" -n 2 "$mpi_bin" --calibrate-only --set calibration.text_file="$tmp/short.txt" "$src/jobs/kjv-tiny.ini"
+expect_rc 4 "short text"; expect_err "short.txt: the calibration text has" "short text"
+expect_err "fewer than one window of 256 (seq_len)" "short text"; expect_one_error_line "short text"
+
+# NaN in a weight that rank 1 of 2 holds (blocks 2-3)
+mkdir -p "$tmp/nan"
+cp "$fixture"/*.json "$tmp/nan/"
+cp "$fixture/model.safetensors" "$tmp/nan/"
+"$py" - "$tmp/nan/model.safetensors" <<'PY'
+import json, struct, sys
+path = sys.argv[1]
+blob = bytearray(open(path, "rb").read())
+n = struct.unpack("<Q", blob[:8])[0]
+info = json.loads(blob[8:8 + n])["model.layers.3.mlp.up_proj.weight"]
+at = 8 + n + info["data_offsets"][0] + 2 * 10
+blob[at:at + 2] = b"\xc0\x7f"  # BF16 NaN at flat index 10
+open(path, "wb").write(blob)
+PY
+run "$mpiexec" -n 2 "$mpi_bin" --calibrate-only --set model.path="$tmp/nan" --set output.path="$tmp/nan.h5" "$src/jobs/kjv-tiny.ini"
+expect_rc 9 "NaN weight"; expect_err "rank 1: $tmp/nan/model.safetensors: tensor 'model.layers.3.mlp.up_proj.weight' holds NaN at flat index 10" "NaN weight"
+[ ! -e "$tmp/nan.h5.calibration.json" ] && ok || bad "NaN weight: output left behind"
+run "$eval_bin" --model "$fixture" --text "$tmp/short.txt" --seq-len 256
+expect_rc 4 "eval short text"; expect_err "short.txt: the text has" "eval short text"
+finish
