@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-kjv-tiny.sh — the README's first command: installs dependencies,
 # builds raana-mpi and runs the job on the bundled kjv-tiny model with two
-# MPI ranks.
+# MPI ranks: the plan, calibration (per-layer sensitivity statistics) and
+# the model's held-out perplexity.
 #   RANKS=N   number of MPI ranks (default 2)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,17 @@ if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 export OMPI_MCA_btl=self,vader OPENBLAS_NUM_THREADS=1
-echo "Note: this version implements the plan stage only (calibration, allocation,"
-echo "quantization and the container are in progress), so the job runs as --dry-run."
-mpirun --oversubscribe -n "${RANKS:-2}" build/raana-mpi --dry-run jobs/kjv-tiny.ini
+ranks=${RANKS:-2}
+out=$src/build/kjv-tiny.raana.h5
+echo "== plan (raana-mpi --dry-run)"
+mpirun --oversubscribe -n "$ranks" build/raana-mpi --dry-run --set output.path="$out" jobs/kjv-tiny.ini
+echo
+echo "== calibration (raana-mpi --calibrate-only)"
+mpirun --oversubscribe -n "$ranks" build/raana-mpi --calibrate-only --set output.path="$out" jobs/kjv-tiny.ini
+echo
+echo "== held-out perplexity of the unquantized model (raana-eval)"
+mpirun --oversubscribe -n "$ranks" build/raana-eval --model tests/data/kjv-tiny \
+  --text tests/data/kjv-tiny/heldout.txt --seq-len 256 --quiet
+echo
+echo "Note: this version stops after calibration. Bit allocation, quantization and the"
+echo "HDF5 container (the rest of the job) are being built; see README 'Status'."
