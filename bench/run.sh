@@ -6,7 +6,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target bench_quant
+cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama
 out=bench/RESULTS.md
 {
   echo "# Benchmark results"
@@ -21,6 +21,15 @@ out=bench/RESULTS.md
   echo "Fast cosine loss = (exact cosine - fast cosine) / exact cosine, mean over columns."
   echo
   OPENBLAS_NUM_THREADS=1 ./build-bench/bench_quant
+  echo
+  echo "## Forward and backward (issue 4): one Llama-2-7B-shaped block"
+  echo
+  echo "Hidden 4096, intermediate 11008, 32 heads, random weights, 512 tokens, one thread;"
+  echo "FLOPs counted: linears forward and input gradients, attention products."
+  echo
+  echo "| what | measured |"
+  echo "|---|---|"
+  OPENBLAS_NUM_THREADS=1 ./build-bench/bench_llama
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

@@ -15,6 +15,9 @@ export OPENBLAS_NUM_THREADS=1
 
 step() { printf '\n=== %s\n' "$*"; }
 
+step "independent reference implementations (npm, tests/js)"
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
 step "build (Release, -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DRAANA_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"

@@ -12,10 +12,15 @@ packages=(
   libopenblas-dev liblapacke-dev             # BLAS + LAPACK
   libzstd-dev                                # Zstandard
   libinih-dev libcjson-dev                   # INI and JSON parsers
+  libpcre2-dev libutf8proc-dev               # tokenizer regexes and Unicode NFC
   python3 python3-numpy python3-h5py python3-hdf5plugin  # tests and analysis/
   clang libclang-rt-14-dev                   # libFuzzer targets
   valgrind
 )
+
+# Node.js runs Hugging Face's JavaScript tokenizer in a cross-check test;
+# use the machine's node if it has one, else Debian's.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -41,6 +41,10 @@ raana_status raana_llama_load(raana_llama *net, const raana_model *model, int fi
                               int with_embedding, int with_head, raana_error *err);
 void raana_llama_free(raana_llama *net);
 
+/* Sets net->inv_freq from net->cfg (done by raana_llama_load; for nets
+ * assembled by hand, e.g. benchmarks with random weights). */
+raana_status raana_llama_init_rope(raana_llama *net, raana_error *err);
+
 /* Sums of squares over one sequence for one linear layer. */
 typedef struct {
     double x_sq, y_sq, dy_sq;

@@ -1,10 +1,14 @@
-/* tokenizer.h — Hugging Face tokenizer.json BPE tokenizers of the
- * SentencePiece style (Llama-2, Mistral, the fixture): normalizer
- * Prepend("▁") + Replace(" ", "▁") or a Metaspace pre-tokenizer, merges by
- * rank (lowest first, leftmost on ties), byte_fallback to <0xXX> pieces,
- * fuse_unk, added/special tokens matched before normalization, and bos from
- * tokenizer_config.json / the post-processor. The byte-level style
- * (Llama-3, Qwen2, GPT-2) is refused by name until it is implemented. */
+/* tokenizer.h — Hugging Face tokenizer.json BPE tokenizers:
+ * - SentencePiece style (Llama-2, Mistral, the fixture): normalizer
+ *   Prepend("▁") + Replace(" ", "▁") or a Metaspace pre-tokenizer,
+ *   byte_fallback to <0xXX> pieces, fuse_unk;
+ * - byte-level style (Llama-3, Qwen2, GPT-2): optional NFC normalizer, the
+ *   Split pre-tokenizer's regex (PCRE2 with Unicode properties) and/or
+ *   ByteLevel (bytes as GPT-2's printable characters), ignore_merges;
+ * merges by rank (lowest first, leftmost on ties), added/special tokens
+ * matched before normalization, bos from the post-processor or
+ * tokenizer_config.json. Other models (WordPiece, Unigram) are refused by
+ * name. */
 #ifndef RAANA_TOKENIZER_H
 #define RAANA_TOKENIZER_H
 
@@ -26,9 +30,9 @@ void raana_tokenizer_free(raana_tokenizer *tok);
 raana_status raana_tokenizer_encode(const raana_tokenizer *tok, const char *text, size_t len,
                                     int add_bos, int **ids, size_t *n, raana_error *err);
 
-/* Text of ids (malloc'd, NUL-terminated), as the Llama decoder makes it:
- * "▁" -> " ", <0xXX> pieces -> bytes, the first leading space stripped;
- * special tokens are skipped. */
+/* Text of ids (malloc'd, NUL-terminated), special tokens skipped: for the
+ * SentencePiece style "▁" -> " ", <0xXX> pieces -> bytes, the first leading
+ * space stripped; for byte-level, characters back to bytes. */
 raana_status raana_tokenizer_decode(const raana_tokenizer *tok, const int *ids, size_t n,
                                     char **text, raana_error *err);
 

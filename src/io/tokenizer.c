@@ -1,11 +1,15 @@
-/* tokenizer.c — SentencePiece-style BPE from tokenizer.json (see
- * tokenizer.h): parsing with cJSON, hash tables for pieces and merges, the
- * rank-ordered merge loop (a heap over adjacent pairs, O(n log n) so that a
- * whole document can be one word), byte fallback, added tokens, decoding. */
+/* tokenizer.c — BPE from tokenizer.json (see tokenizer.h): parsing with
+ * cJSON, hash tables for pieces and merges, the rank-ordered merge loop (a
+ * heap over adjacent pairs, O(n log n) so that a whole document can be one
+ * word), byte fallback, added tokens; byte-level BPE with the Split regex
+ * run by PCRE2 (Unicode properties) and NFC by utf8proc; decoding. */
 #include "raana/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdint.h>
+#include <utf8proc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +55,18 @@ struct raana_tokenizer {
     int metaspace;      /* Metaspace: no prepend when the text starts with a space */
     int n_added;
     int *added_id, *added_special;
+    /* byte-level BPE (Llama-3, Qwen2, GPT-2) */
+    int nfc;                   /* normalizer NFC */
+    pcre2_code *split_re;      /* Split(Regex, Isolated), or ByteLevel's own regex */
+    int byte_level, byte_prefix_space;
+    char byte_char[256][3];    /* byte -> UTF-8 of its byte-level character */
+    unsigned char byte_char_len[256];
+    int char_byte[324];        /* byte-level code point -> byte, -1 if none */
 };
+
+/* GPT-2's regex, used by ByteLevel(use_regex = true). */
+static const char gpt2_pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static int piece_find(const raana_tokenizer *t, const char *s, size_t n)
 {
@@ -122,6 +137,7 @@ void raana_tokenizer_free(raana_tokenizer *t)
     free(t->pairs.merged);
     free(t->added_id);
     free(t->added_special);
+    pcre2_code_free(t->split_re);
     free(t);
 }
 
@@ -261,6 +277,10 @@ static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, cons
         }
         return RAANA_OK;
     }
+    if (strcmp(name, "NFC") == 0) {
+        t->nfc = 1;
+        return RAANA_OK;
+    }
     if (strcmp(name, "Prepend") == 0 && cJSON_IsString(obj(norm, "prepend")) &&
         strcmp(obj(norm, "prepend")->valuestring, SPACE_MARK) == 0) {
         t->prepend_space = 1;
@@ -275,18 +295,55 @@ static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, cons
     }
     return raana_fail(err, RAANA_ERR_UNSUPPORTED,
                       "%s: normalizer '%s' is not supported (supported: Prepend(\"\xe2\x96\x81\"), "
-                      "Replace(\" \", \"\xe2\x96\x81\"), Sequence of those)",
+                      "Replace(\" \", \"\xe2\x96\x81\"), NFC, Sequence of those)",
                       label, name);
 }
 
-static raana_status parse_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, const char *label,
-                                        raana_error *err)
+static raana_status compile_split(raana_tokenizer *t, const char *pattern, const char *label,
+                                  raana_error *err)
 {
-    if (!pre || cJSON_IsNull(pre))
-        return RAANA_OK;
+    int code;
+    PCRE2_SIZE at;
+    t->split_re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+                                &code, &at, NULL);
+    if (!t->split_re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return raana_fail(err, RAANA_ERR_UNSUPPORTED,
+                          "%s: Split pattern does not compile (PCRE2, offset %zu): %s", label,
+                          (size_t)at, (const char *)msg);
+    }
+    (void)pcre2_jit_compile(t->split_re, PCRE2_JIT_COMPLETE); /* faster when available */
+    return RAANA_OK;
+}
+
+/* GPT-2's byte -> printable character map. */
+static void byte_level_tables(raana_tokenizer *t)
+{
+    int n = 0;
+    for (int c = 0; c < 324; c++)
+        t->char_byte[c] = -1;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        int cp = printable ? b : 256 + n++;
+        t->char_byte[cp] = b;
+        if (cp < 128) {
+            t->byte_char[b][0] = (char)cp;
+            t->byte_char_len[b] = 1;
+        } else {
+            t->byte_char[b][0] = (char)(0xc0 | (cp >> 6));
+            t->byte_char[b][1] = (char)(0x80 | (cp & 0x3f));
+            t->byte_char_len[b] = 2;
+        }
+    }
+}
+
+static raana_status parse_one_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, int in_sequence,
+                                            const char *label, raana_error *err)
+{
     const cJSON *type = obj(pre, "type");
     const char *name = cJSON_IsString(type) ? type->valuestring : "?";
-    if (strcmp(name, "Metaspace") == 0) {
+    if (strcmp(name, "Metaspace") == 0 && !in_sequence) {
         const cJSON *scheme = obj(pre, "prepend_scheme"), *add = obj(pre, "add_prefix_space");
         t->replace_space = 1;
         t->prepend_space = cJSON_IsString(scheme) ? strcmp(scheme->valuestring, "never") != 0
@@ -296,10 +353,51 @@ static raana_status parse_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, co
         t->metaspace = 1;
         return RAANA_OK;
     }
+    if (strcmp(name, "Split") == 0 && !t->split_re) {
+        const cJSON *re = obj(obj(pre, "pattern"), "Regex"), *behavior = obj(pre, "behavior");
+        if (!cJSON_IsString(re) || !cJSON_IsString(behavior) ||
+            strcmp(behavior->valuestring, "Isolated") != 0 || cJSON_IsTrue(obj(pre, "invert")))
+            return raana_fail(err, RAANA_ERR_UNSUPPORTED,
+                              "%s: only Split with a Regex pattern, behavior Isolated and no "
+                              "invert is supported", label);
+        return compile_split(t, re->valuestring, label, err);
+    }
+    if (strcmp(name, "ByteLevel") == 0) {
+        t->byte_level = 1;
+        byte_level_tables(t);
+        t->byte_prefix_space = cJSON_IsTrue(obj(pre, "add_prefix_space"));
+        if (t->byte_prefix_space && t->split_re)
+            return raana_fail(err, RAANA_ERR_UNSUPPORTED,
+                              "%s: ByteLevel with add_prefix_space after a Split is not supported",
+                              label);
+        if (!cJSON_IsFalse(obj(pre, "use_regex")) && !t->split_re)
+            return compile_split(t, gpt2_pattern, label, err);
+        return RAANA_OK;
+    }
     return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "%s: pre_tokenizer '%s' is not supported yet (byte-level BPE tokenizers such "
-                      "as Llama-3's and Qwen2's are planned; supported: Metaspace or none)",
+                      "%s: pre_tokenizer '%s' is not supported (supported: Metaspace; Split(Regex, "
+                      "Isolated) and ByteLevel, alone or in a Sequence)",
                       label, name);
+}
+
+static raana_status parse_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, const char *label,
+                                        raana_error *err)
+{
+    if (!pre || cJSON_IsNull(pre))
+        return RAANA_OK;
+    const cJSON *type = obj(pre, "type");
+    if (!(cJSON_IsString(type) && strcmp(type->valuestring, "Sequence") == 0))
+        return parse_one_pre_tokenizer(t, pre, 0, label, err);
+    const cJSON *list = obj(pre, "pretokenizers");
+    for (const cJSON *it = list ? list->child : NULL; it; it = it->next) {
+        raana_status st = parse_one_pre_tokenizer(t, it, 1, label, err);
+        if (st != RAANA_OK)
+            return st;
+    }
+    if (t->split_re && !t->byte_level)
+        return raana_fail(err, RAANA_ERR_UNSUPPORTED,
+                          "%s: a Split pre-tokenizer without ByteLevel is not supported", label);
+    return RAANA_OK;
 }
 
 /* bos: the post-processor's leading special token, else none. */
@@ -498,11 +596,11 @@ static int initial_symbols(const raana_tokenizer *t, const char *w, size_t n, in
                 if (push(sym, t->byte_piece[(unsigned char)w[i + b]]))
                     return -1;
             last_unk = 0;
-        } else if (!(t->fuse_unk && last_unk)) {
+        } else if (t->unk >= 0 && !(t->fuse_unk && last_unk)) {
             if (push(sym, t->unk))
                 return -1;
             last_unk = 1;
-        }
+        } /* no unk token: the character is dropped */
         i += cl;
     }
     return 0;
@@ -561,12 +659,86 @@ done:
     return rc;
 }
 
+/* One regex piece: its bytes as byte-level characters, then BPE. */
+static int encode_byte_piece(const raana_tokenizer *t, const char *s, size_t n, int_vec *out)
+{
+    char *mapped = malloc(2 * n + 1);
+    size_t k = 0;
+    if (!mapped)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)s[i];
+        memcpy(mapped + k, t->byte_char[b], t->byte_char_len[b]);
+        k += t->byte_char_len[b];
+    }
+    int rc = encode_word(t, mapped, k, out);
+    free(mapped);
+    return rc;
+}
+
+/* Byte-level: optional NFC and prefix space, the Split regex (matches and
+ * the gaps between them are pieces), each piece encoded on its own. */
+static int encode_byte_level(const raana_tokenizer *t, const char *s, size_t n, int_vec *out)
+{
+    char *text = malloc(n + 2);
+    if (!text)
+        return -1;
+    size_t k = 0;
+    if (t->byte_prefix_space && s[0] != ' ')
+        text[k++] = ' ';
+    memcpy(text + k, s, n);
+    k += n;
+    text[k] = '\0';
+    if (t->nfc) {
+        utf8proc_uint8_t *nfc = utf8proc_NFC((const utf8proc_uint8_t *)text);
+        if (nfc) { /* invalid UTF-8 is left as it is */
+            free(text);
+            text = (char *)nfc;
+            k = strlen(text);
+        }
+    }
+    int rc = 0;
+    if (!t->split_re) {
+        rc = encode_byte_piece(t, text, k, out);
+        free(text);
+        return rc;
+    }
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->split_re, NULL);
+    PCRE2_SIZE pos = 0, gap = 0;
+    while (md && rc == 0 && pos < k) {
+        int m = pcre2_match(t->split_re, (PCRE2_SPTR)text, k, pos, 0, md, NULL);
+        if (m < 0)
+            break; /* no more matches (or invalid UTF-8: the rest is one piece) */
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        if (ov[1] == ov[0]) { /* empty match: step one character */
+            pos = ov[0] + 1;
+            while (pos < k && ((unsigned char)text[pos] & 0xc0) == 0x80)
+                pos++;
+            continue;
+        }
+        if (ov[0] > gap)
+            rc = encode_byte_piece(t, text + gap, ov[0] - gap, out);
+        if (rc == 0)
+            rc = encode_byte_piece(t, text + ov[0], ov[1] - ov[0], out);
+        gap = pos = ov[1];
+    }
+    if (rc == 0 && gap < k)
+        rc = encode_byte_piece(t, text + gap, k - gap, out);
+    if (!md)
+        rc = -1;
+    pcre2_match_data_free(md);
+    free(text);
+    return rc;
+}
+
 /* Normalizes a plain segment (no added tokens in it) and encodes it. */
 static int encode_segment(const raana_tokenizer *t, const char *s, size_t n, int first,
                           int_vec *out)
 {
     if (n == 0)
         return 0;
+    if (t->byte_level)
+        return encode_byte_level(t, s, n, out);
     size_t cap = 3 * n + 4, k = 0;
     char *norm = malloc(cap);
     if (!norm)
@@ -664,6 +836,21 @@ raana_status raana_tokenizer_decode(const raana_tokenizer *t, const int *ids, si
             continue;
         const char *p = t->piece[id];
         size_t pl = t->piece_len[id];
+        if (t->byte_level) { /* each character back to its byte */
+            for (size_t j = 0; j < pl;) {
+                utf8proc_int32_t cp;
+                utf8proc_ssize_t used = utf8proc_iterate((const utf8proc_uint8_t *)p + j,
+                                                         (utf8proc_ssize_t)(pl - j), &cp);
+                if (used <= 0)
+                    break;
+                if (cp >= 0 && cp < 324 && t->char_byte[cp] >= 0)
+                    s[k++] = (char)t->char_byte[cp];
+                else
+                    memcpy(s + k, p + j, (size_t)used), k += (size_t)used;
+                j += (size_t)used;
+            }
+            continue;
+        }
         unsigned byte;
         if (pl == 6 && sscanf(p, "<0x%2X>", &byte) == 1) {
             s[k++] = (char)byte;
@@ -676,7 +863,7 @@ raana_status raana_tokenizer_decode(const raana_tokenizer *t, const int *ids, si
                 s[k++] = p[j++];
     }
     s[k] = '\0';
-    if (k > 0 && s[0] == ' ') /* Strip(" ", 1, 0) */
+    if (!t->byte_level && k > 0 && s[0] == ' ') /* Strip(" ", 1, 0) */
         memmove(s, s + 1, k);
     *text = s;
     return RAANA_OK;

@@ -57,7 +57,7 @@ static raana_status load_block(const raana_model *m, int block, raana_block_weig
 /* RoPE frequencies as Hugging Face computes them (in f32), with linear and
  * llama3 scaling applied (dynamic scaling changes nothing up to
  * max_position_embeddings, the longest window raana runs). */
-static raana_status rope_frequencies(raana_llama *net, raana_error *err)
+raana_status raana_llama_init_rope(raana_llama *net, raana_error *err)
 {
     const raana_model_config *c = &net->cfg;
     int half = c->head_dim / 2;
@@ -94,7 +94,7 @@ raana_status raana_llama_load(raana_llama *net, const raana_model *model, int fi
     net->n_blocks = n;
     const raana_model_config *c = &model->config;
     size_t vh = (size_t)c->vocab_size * c->hidden_size;
-    raana_status st = rope_frequencies(net, err);
+    raana_status st = raana_llama_init_rope(net, err);
     net->blocks = calloc((size_t)(n > 0 ? n : 1), sizeof *net->blocks);
     if (st == RAANA_OK && !net->blocks)
         st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");

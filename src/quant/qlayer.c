@@ -164,6 +164,7 @@ static raana_status encode_columns(raana_qlayer *q, const float *w, raana_encode
 {
     int d_in = q->d_in, d_out = q->d_out, n_kept = q->n_kept, failed = 0;
     double cos_sum = 0;
+    (void)threads; /* only read by the OpenMP pragma */
 #pragma omp parallel num_threads(threads) reduction(+ : cos_sum) reduction(| : failed)
     {
         raana_rabitq_work *work = raana_rabitq_work_new(n_kept);

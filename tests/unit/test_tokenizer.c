@@ -112,8 +112,12 @@ static void test_bad_files(void)
         {"{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", RAANA_ERR_UNSUPPORTED,
          "tokenizer model type 'Unigram' is not supported"},
         {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": "
-         "[\"a b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
-         RAANA_ERR_UNSUPPORTED, "pre_tokenizer 'ByteLevel' is not supported yet"},
+         "[\"a b\"]}, \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}",
+         RAANA_ERR_UNSUPPORTED, "pre_tokenizer 'BertPreTokenizer' is not supported"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+         "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(unclosed\"}, "
+         "\"behavior\": \"Isolated\"}}",
+         RAANA_ERR_UNSUPPORTED, "Split pattern does not compile"},
         {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a c\"]}}",
          RAANA_ERR_INPUT, "merges[0] uses a piece that is not in the vocab"},
         {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
@@ -136,6 +140,50 @@ static void test_bad_files(void)
     CHECK_MSG(err, "/nonexistent/tokenizer.json");
 }
 
+/* A byte-level tokenizer with NFC: every byte's character, plus "é" as one
+ * merged piece. Decomposed e + U+0301 must become the same token. */
+static void test_byte_level_nfc(void)
+{
+    char json[8192];
+    size_t k = (size_t)snprintf(json, sizeof json, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
+    int n = 0;
+    for (int b = 0; b < 256; b++) { /* GPT-2's byte -> character map, in order */
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        int cp = printable ? b : 256 + n++;
+        char ch[3] = {0};
+        if (cp < 128)
+            ch[0] = (char)cp;
+        else
+            ch[0] = (char)(0xc0 | (cp >> 6)), ch[1] = (char)(0x80 | (cp & 0x3f));
+        k += (size_t)snprintf(json + k, sizeof json - k, "%s\"%s%s\": %d", b ? ", " : "",
+                              cp == '"' || cp == '\\' ? "\\" : "", ch, b);
+    }
+    snprintf(json + k, sizeof json - k,
+             ", \"\xc3\x83\xc2\xa9\": 256}, \"merges\": [\"\xc3\x83 \xc2\xa9\"]}, "
+             "\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+             "\"add_prefix_space\": false, \"use_regex\": true}}");
+    raana_tokenizer *tok;
+    raana_error err;
+    CHECK_INT(raana_tokenizer_parse(&tok, json, strlen(json), "bytelevel.json", &err), RAANA_OK);
+    int *ids;
+    size_t cnt;
+    char *text;
+    CHECK_INT(raana_tokenizer_encode(tok, "\xc3\xa9", 2, 0, &ids, &cnt, &err), RAANA_OK);
+    CHECK(cnt == 1 && ids[0] == 256);
+    free(ids);
+    CHECK_INT(raana_tokenizer_encode(tok, "e\xcc\x81", 3, 0, &ids, &cnt, &err), RAANA_OK);
+    CHECK(cnt == 1 && ids[0] == 256); /* NFC composed it */
+    CHECK_INT(raana_tokenizer_decode(tok, ids, cnt, &text, &err), RAANA_OK);
+    CHECK(strcmp(text, "\xc3\xa9") == 0);
+    free(ids);
+    free(text);
+    CHECK_INT(raana_tokenizer_encode(tok, "a b", 3, 0, &ids, &cnt, &err), RAANA_OK);
+    /* ids are byte values here: "a", " b" -> a, (space), b */
+    CHECK(cnt == 3 && ids[0] == 'a' && ids[1] == ' ' && ids[2] == 'b');
+    free(ids);
+    raana_tokenizer_free(tok);
+}
+
 int main(void)
 {
     raana_tokenizer *tok;
@@ -145,5 +193,6 @@ int main(void)
     test_reference_ids(tok);
     raana_tokenizer_free(tok);
     test_bad_files();
+    test_byte_level_nfc();
     return check_summary("test_tokenizer");
 }
