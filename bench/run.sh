@@ -6,7 +6,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama
+cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_allocate
 out=bench/RESULTS.md
 {
   echo "# Benchmark results"
@@ -30,6 +30,13 @@ out=bench/RESULTS.md
   echo "| what | measured |"
   echo "|---|---|"
   OPENBLAS_NUM_THREADS=1 ./build-bench/bench_llama
+  echo
+  echo "## AllocateBits (issue 5): Llama-2-70B-shaped instance, 560 layers"
+  echo
+  echo "Target: exact DP and fallback each under a second. DP memory is one byte per"
+  echo "(layer, scaled budget) cell; gap bound = (fallback cost - its Lagrangian lower bound) / cost."
+  echo
+  ./build-bench/bench_allocate
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

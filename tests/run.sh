@@ -23,6 +23,13 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DRAANA_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 step "tests"
 (cd build && ctest --output-on-failure)
+step "install (cmake --install) and run the installed programs"
+prefix=$(mktemp -d)
+cmake --install build --prefix "$prefix" >/dev/null
+"$prefix/bin/raana-mpi" --version && "$prefix/bin/raana-eval" --help | head -1
+test -f "$prefix/lib/libraana.a" && test -f "$prefix/include/raana/qlayer.h" &&
+  test -f "$prefix/share/raana-mpi/raana.ini"
+rm -rf "$prefix"
 
 step "build (AddressSanitizer + UndefinedBehaviorSanitizer)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON >/dev/null

@@ -202,6 +202,41 @@ static void test_finite_differences(void)
     rmdir(dir);
 }
 
+/* RoPE frequencies with Llama-3.1's scaling (factor 8, low 1, high 4,
+ * original context 8192, theta 500000, head_dim 128) against Hugging Face's
+ * rule in closed form: wavelengths below 2048 unchanged, above 8192 divided
+ * by 8, smooth interpolation in between; and linear scaling. */
+static void test_rope_scaling(void)
+{
+    raana_llama net;
+    raana_error err;
+    memset(&net, 0, sizeof net);
+    net.cfg.head_dim = 128, net.cfg.rope_theta = 500000, net.cfg.rope_type = RAANA_ROPE_LLAMA3;
+    net.cfg.rope_factor = 8, net.cfg.rope_low_freq_factor = 1, net.cfg.rope_high_freq_factor = 4;
+    net.cfg.rope_original_max_position_embeddings = 8192;
+    CHECK_INT(raana_llama_init_rope(&net, &err), RAANA_OK);
+    int kept = 0, divided = 0, smoothed = 0, bad = 0;
+    for (int i = 0; i < 64; i++) {
+        double f = pow(500000.0, -2.0 * i / 128), wl = 2 * M_PI / f, want;
+        if (wl < 2048)
+            want = f, kept++;
+        else if (wl > 8192)
+            want = f / 8, divided++;
+        else {
+            double smooth = (8192 / wl - 1) / 3;
+            want = (1 - smooth) * f / 8 + smooth * f, smoothed++;
+        }
+        bad += fabs(net.inv_freq[i] - want) > 2e-6 * want;
+    }
+    CHECK_INT(bad, 0);
+    CHECK(kept > 0 && divided > 0 && smoothed > 0); /* every branch exercised */
+    free(net.inv_freq);
+    net.cfg.rope_type = RAANA_ROPE_LINEAR, net.cfg.rope_factor = 4, net.cfg.rope_theta = 10000;
+    CHECK_INT(raana_llama_init_rope(&net, &err), RAANA_OK);
+    CHECK_NEAR(net.inv_freq[10], pow(10000.0, -20.0 / 128) / 4, 1e-6 * net.inv_freq[10]);
+    free(net.inv_freq);
+}
+
 int main(void)
 {
     char *text;
@@ -216,6 +251,7 @@ int main(void)
     test_forward_check(&m);
     test_calibration_check(&m);
     test_finite_differences();
+    test_rope_scaling();
     raana_model_close(&m);
     cJSON_Delete(reference);
     return check_summary("test_llama");
