@@ -35,9 +35,25 @@ raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, s
                                  int max_windows, raana_windows *w, raana_error *err);
 void raana_windows_free(raana_windows *w);
 
-/* This rank's share of the model, per the plan. */
-raana_status raana_stage_load(raana_llama *net, const raana_model *model, const raana_plan *plan,
-                              int rank, raana_error *err);
+/* Everything one rank holds for a pipeline pass: the checkpoint's headers,
+ * the plan, the tokenizer, the token windows and its own blocks. Start from
+ * zero, fill with the calls below; raana_stage_free releases whatever was
+ * filled. */
+typedef struct {
+    raana_model model;
+    raana_plan plan;
+    raana_tokenizer *tok;
+    raana_windows windows;
+    raana_llama net;
+    int model_open, net_loaded;
+} raana_stage;
+
+/* Opens the checkpoint (headers only) and builds the plan for n_ranks. */
+raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana_config *cfg,
+                              int n_ranks, raana_error *err);
+/* Loads this rank's share of the model, per the plan. */
+raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
+void raana_stage_free(raana_stage *s);
 
 /* Collective. Sum of NLL and number of scored tokens over all windows, on
  * every rank. progress (rank 0 only, may be NULL) gets one line per window. */

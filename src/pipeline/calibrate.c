@@ -81,12 +81,35 @@ raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, s
     return RAANA_OK;
 }
 
-raana_status raana_stage_load(raana_llama *net, const raana_model *model, const raana_plan *plan,
-                              int rank, raana_error *err)
+raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana_config *cfg,
+                              int n_ranks, raana_error *err)
 {
-    const raana_plan_rank *r = &plan->ranks[rank];
-    return raana_llama_load(net, model, r->first_block, r->n_blocks, r->owns_embedding,
-                            r->owns_head, err);
+    raana_status st = raana_model_open(&s->model, model_dir, err);
+    s->model_open = st == RAANA_OK;
+    if (st == RAANA_OK)
+        st = raana_plan_build(&s->model.config, cfg, n_ranks, &s->plan, err);
+    return st;
+}
+
+raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err)
+{
+    const raana_plan_rank *r = &s->plan.ranks[rank];
+    raana_status st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks,
+                                       r->owns_embedding, r->owns_head, err);
+    s->net_loaded = st == RAANA_OK;
+    return st;
+}
+
+void raana_stage_free(raana_stage *s)
+{
+    if (s->net_loaded)
+        raana_llama_free(&s->net);
+    raana_windows_free(&s->windows);
+    raana_tokenizer_free(s->tok);
+    raana_plan_free(&s->plan);
+    if (s->model_open)
+        raana_model_close(&s->model);
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- messages ------------------------------------------------------------------ */

@@ -56,16 +56,7 @@ static raana_status parse_args(int argc, char **argv, eval_args *a, raana_error 
     return RAANA_OK;
 }
 
-typedef struct {
-    raana_model model;
-    raana_plan plan;
-    raana_tokenizer *tok;
-    raana_windows windows;
-    raana_llama net;
-    int model_open, net_loaded;
-} eval_state;
-
-static raana_status prepare(const eval_args *a, eval_state *s, int rank, int size,
+static raana_status prepare(const eval_args *a, raana_stage *s, int rank, int size,
                             raana_error *err)
 {
     raana_config cfg;
@@ -73,10 +64,7 @@ static raana_status prepare(const eval_args *a, eval_state *s, int rank, int siz
     size_t len;
     raana_config_defaults(&cfg);
     cfg.seq_len = a->seq_len;
-    raana_status st = raana_model_open(&s->model, a->model, err);
-    s->model_open = st == RAANA_OK;
-    if (st == RAANA_OK)
-        st = raana_plan_build(&s->model.config, &cfg, size, &s->plan, err);
+    raana_status st = raana_stage_open(s, a->model, &cfg, size, err);
     if (st == RAANA_OK)
         st = raana_tokenizer_load(&s->tok, a->model, err);
     if (st == RAANA_OK && (st = raana_read_file(a->text, &text, &len, err)) == RAANA_OK) {
@@ -85,10 +73,8 @@ static raana_status prepare(const eval_args *a, eval_state *s, int rank, int siz
             raana_error_prefix(err, "%s", a->text);
     }
     free(text);
-    if (st == RAANA_OK) {
-        st = raana_stage_load(&s->net, &s->model, &s->plan, rank, err);
-        s->net_loaded = st == RAANA_OK;
-    }
+    if (st == RAANA_OK)
+        st = raana_stage_load(s, rank, err);
     return st;
 }
 
@@ -109,7 +95,7 @@ int main(int argc, char **argv)
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    eval_state s;
+    raana_stage s;
     memset(&s, 0, sizeof s);
     st = raana_comm_agree(MPI_COMM_WORLD, prepare(&a, &s, rank, size, &err), &err);
     double nll = 0;
@@ -125,13 +111,7 @@ int main(int argc, char **argv)
         else
             fprintf(stderr, "raana-eval: error: %s\n", err.msg);
     }
-    if (s.net_loaded)
-        raana_llama_free(&s.net);
-    raana_windows_free(&s.windows);
-    raana_tokenizer_free(s.tok);
-    raana_plan_free(&s.plan);
-    if (s.model_open)
-        raana_model_close(&s.model);
+    raana_stage_free(&s);
     MPI_Finalize();
     return (int)st;
 }

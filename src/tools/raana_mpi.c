@@ -112,24 +112,15 @@ static raana_status load_config(const cli_args *a, raana_config *cfg, raana_erro
 
 typedef struct {
     raana_config cfg;
-    raana_model model;
-    raana_plan plan;
-    raana_tokenizer *tok;
-    raana_windows windows;
-    raana_llama net;
-    int model_open, net_loaded;
+    raana_stage stage;
 } job_state;
 
 /* Stage "plan": config, checkpoint headers, the plan. Agreed collectively. */
 static raana_status stage_plan(const cli_args *a, job_state *job, int size, raana_error *err)
 {
     raana_status st = load_config(a, &job->cfg, err);
-    if (st == RAANA_OK && !a->print_config) {
-        st = raana_model_open(&job->model, job->cfg.model_path, err);
-        job->model_open = st == RAANA_OK;
-    }
     if (st == RAANA_OK && !a->print_config)
-        st = raana_plan_build(&job->model.config, &job->cfg, size, &job->plan, err);
+        st = raana_stage_open(&job->stage, job->cfg.model_path, &job->cfg, size, err);
     return raana_comm_agree(MPI_COMM_WORLD, st, err);
 }
 
@@ -140,15 +131,15 @@ static void print_dry_run(const job_state *job)
     raana_tricks_format(c->tricks, tricks, sizeof tricks);
     printf("raana-mpi %s: dry run (plan only; no weights are read)\n", RAANA_VERSION);
     printf("config: %s\n", c->source);
-    printf("checkpoint: %s (%d file%s)\n", job->model.tensor_source, job->model.n_files,
-           job->model.n_files == 1 ? "" : "s");
+    const raana_model *m = &job->stage.model;
+    printf("checkpoint: %s (%d file%s)\n", m->tensor_source, m->n_files, m->n_files == 1 ? "" : "s");
     printf("quantize: avg_bits %g over candidates", c->avg_bits);
     for (int i = 0; i < c->n_bits; i++)
         printf("%s%g", i ? ", " : " ", c->bits[i]);
     printf("; tricks %s; encoder %s; seed %llu\n", tricks, raana_encoder_name(c->encoder),
            (unsigned long long)c->seed);
     printf("output: %s (zstd level %d)\n", c->output_path, c->zstd_level);
-    raana_plan_print(stdout, &job->plan, &job->model.config);
+    raana_plan_print(stdout, &job->stage.plan, &job->stage.model.config);
     fflush(stdout);
 }
 
@@ -178,22 +169,20 @@ static raana_status stage_load(job_state *job, int rank, raana_error *err)
 {
     char *text = NULL;
     size_t len;
-    raana_status st = raana_tokenizer_load(&job->tok, job->cfg.model_path, err);
+    raana_status st = raana_tokenizer_load(&job->stage.tok, job->cfg.model_path, err);
     if (st == RAANA_OK)
-        st = calibration_text(&job->cfg, job->plan.seq_len, &text, &len, err);
+        st = calibration_text(&job->cfg, job->stage.plan.seq_len, &text, &len, err);
     if (st == RAANA_OK) {
-        st = raana_windows_calib(job->tok, text, len, job->plan.seq_len, job->cfg.n_samples,
-                                 &job->windows, err);
+        st = raana_windows_calib(job->stage.tok, text, len, job->stage.plan.seq_len,
+                                 job->cfg.n_samples, &job->stage.windows, err);
         if (st != RAANA_OK)
             raana_error_prefix(err, "%s", job->cfg.calib_source == RAANA_CALIB_TEXT
                                               ? job->cfg.text_file
                                               : "zero-shot calibration text");
     }
     free(text);
-    if (st == RAANA_OK) {
-        st = raana_stage_load(&job->net, &job->model, &job->plan, rank, err);
-        job->net_loaded = st == RAANA_OK;
-    }
+    if (st == RAANA_OK)
+        st = raana_stage_load(&job->stage, rank, err);
     return raana_comm_agree(MPI_COMM_WORLD, st, err);
 }
 
@@ -204,12 +193,12 @@ static raana_status write_calibration(const job_state *job, const raana_layer_st
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_CreateArray();
     cJSON_AddStringToObject(root, "format", "raana-calibration-v1");
     cJSON_AddStringToObject(root, "model", job->cfg.model_path);
-    cJSON_AddNumberToObject(root, "windows", job->windows.n);
-    cJSON_AddNumberToObject(root, "seq_len", job->windows.len);
+    cJSON_AddNumberToObject(root, "windows", job->stage.windows.n);
+    cJSON_AddNumberToObject(root, "seq_len", job->stage.windows.len);
     cJSON_AddNumberToObject(root, "loss", loss);
     cJSON_AddItemToObject(root, "layers", layers);
-    for (int i = 0; i < job->plan.n_layers; i++) {
-        const raana_plan_layer *l = &job->plan.layers[i];
+    for (int i = 0; i < job->stage.plan.n_layers; i++) {
+        const raana_plan_layer *l = &job->stage.plan.layers[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", l->name);
         cJSON_AddNumberToObject(o, "d_in", l->d_in);
@@ -239,21 +228,22 @@ static raana_status write_calibration(const job_state *job, const raana_layer_st
 static raana_status calibrate_only(job_state *job, int rank, raana_error *err)
 {
     raana_status st = stage_load(job, rank, err);
-    raana_layer_stats *stats = calloc((size_t)job->plan.n_layers, sizeof *stats);
+    raana_layer_stats *stats = calloc((size_t)job->stage.plan.n_layers, sizeof *stats);
     double loss = 0;
     if (st == RAANA_OK && !stats)
         st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     st = raana_comm_agree(MPI_COMM_WORLD, st, err);
     if (st == RAANA_OK)
-        st = raana_pipeline_calibrate(MPI_COMM_WORLD, &job->net, &job->plan, &job->windows, stats,
-                                      &loss, rank == 0 ? stderr : NULL, err);
+        st = raana_pipeline_calibrate(MPI_COMM_WORLD, &job->stage.net, &job->stage.plan,
+                                      &job->stage.windows, stats, &loss,
+                                      rank == 0 ? stderr : NULL, err);
     char path[RAANA_PATH_MAX + 32];
     if (st == RAANA_OK && rank == 0)
         st = write_calibration(job, stats, loss, path, sizeof path, err);
     st = raana_comm_agree(MPI_COMM_WORLD, st, err);
     if (st == RAANA_OK && rank == 0)
-        printf("calibration: %d windows of %d tokens, loss %.6f\nwrote %s\n", job->windows.n,
-               job->windows.len, loss, path);
+        printf("calibration: %d windows of %d tokens, loss %.6f\nwrote %s\n",
+               job->stage.windows.n, job->stage.windows.len, loss, path);
     free(stats);
     return st;
 }
@@ -287,13 +277,7 @@ static int run(const cli_args *a, const raana_launch_env *env)
     if (st != RAANA_OK && rank == 0)
         fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
     if (job) {
-        if (job->net_loaded)
-            raana_llama_free(&job->net);
-        raana_windows_free(&job->windows);
-        raana_tokenizer_free(job->tok);
-        raana_plan_free(&job->plan);
-        if (job->model_open)
-            raana_model_close(&job->model);
+        raana_stage_free(&job->stage);
         free(job);
     }
     return (int)st;
