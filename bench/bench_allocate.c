@@ -22,13 +22,14 @@ int main(void)
 {
     uint64_t size[560];
     double coef[560];
-    const uint64_t shapes[7] = {8192ull * 8192, 8192ull * 1024, 8192ull * 1024, 8192ull * 8192,
+    const uint64_t shapes[7] = {8192ull * 8192,  8192ull * 1024,  8192ull * 1024, 8192ull * 8192,
                                 8192ull * 28672, 8192ull * 28672, 28672ull * 8192};
     for (int l = 0; l < 560; l++)
         size[l] = shapes[l % 7], coef[l] = exp(6 * raana_rng_uniform(70, 0, (uint64_t)l) - 3);
     const double sets[2][10] = {{1, 2, 3, 4, 5, 6, 7, 8}, {0.5, 0.75, 1, 2, 3, 4, 5, 6, 7, 8}};
     const int n_sets[2] = {8, 10};
-    printf("| candidates | avg bits | exact DP | DP back-pointers | Lagrangian + repair | gap bound |\n");
+    printf("| candidates | avg bits | exact DP | DP back-pointers | Lagrangian + repair | gap "
+           "bound |\n");
     printf("|---|---|---|---|---|---|\n");
     for (int s = 0; s < 2; s++)
         for (double avg = 2.1; avg < 4.2; avg += 1.0) {

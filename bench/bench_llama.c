@@ -80,7 +80,8 @@ int main(void)
     }
     double weights_mib = weights * 4.0 / 1048576, rss_w = peak_rss_mib();
     const int t = 512;
-    float *x = random_matrix((size_t)t * 4096, 5, 1), *dx = random_matrix((size_t)t * 4096, 6, 1e-3f);
+    float *x = random_matrix((size_t)t * 4096, 5, 1),
+          *dx = random_matrix((size_t)t * 4096, 6, 1e-3f);
     raana_linear_stats stats[RAANA_LINEAR_COUNT];
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
@@ -94,11 +95,12 @@ int main(void)
     }
     double h = 4096, in = 11008, T = t, heads = 32, hd = 128;
     double linear = 2 * T * (4 * h * h + 3 * h * in); /* forward; backward input grads: same */
-    double attention = 2 * 2 * T * T * hd * heads;      /* QK^T and PV; backward: twice that */
+    double attention = 2 * 2 * T * T * hd * heads;    /* QK^T and PV; backward: twice that */
     double flops = 2 * linear + 3 * attention;
     double activations_mib = T * (8 * h + 3 * in + heads * T) * 4 / 1048576;
     printf("| sgemm rate, 1 thread (2048^3) | %.1f GFLOP/s |\n", rate);
-    printf("| forward + backward, 512 tokens, 1 thread | %.3f s, %.1f GFLOP/s = **%.0f%%** of sgemm (target >= 50%%) |\n",
+    printf("| forward + backward, 512 tokens, 1 thread | %.3f s, %.1f GFLOP/s = **%.0f%%** of "
+           "sgemm (target >= 50%%) |\n",
            best, flops / best / 1e9, 100 * flops / best / 1e9 / rate);
     printf("| f32 weights of the block | %.0f MiB |\n", weights_mib);
     printf("| activations kept for the backward (T (8H + 3I + heads T) floats) | %.0f MiB |\n",

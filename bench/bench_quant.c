@@ -30,7 +30,8 @@ static double now(void)
 static double time_sgemm(void)
 {
     const int n = 4096;
-    float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
+    float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4),
+          *c = malloc((size_t)n * n * 4);
     for (size_t i = 0; i < (size_t)n * n; i++)
         a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
     openblas_set_num_threads(1);
@@ -58,7 +59,8 @@ static double encode_once(const float *w, int d_in, int d_out, int bits, raana_e
         float r;
 #pragma omp for schedule(dynamic, 8)
         for (int j = 0; j < d_out; j++)
-            total += raana_rabitq_encode_column(w + (size_t)j * d_in, d_in, bits, enc, work, codes, &r);
+            total +=
+                raana_rabitq_encode_column(w + (size_t)j * d_in, d_in, bits, enc, work, codes, &r);
         raana_rabitq_work_free(work);
         free(codes);
     }
@@ -82,8 +84,10 @@ int main(int argc, char **argv)
     int max_threads = omp_get_max_threads();
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     double sgemm = time_sgemm();
-    printf("sgemm 4096^3, 1 thread: %.3f s (%.1f GFLOP/s)\n\n", sgemm, 2.0 * 4096 * 4096 * 4096 / sgemm / 1e9);
-    printf("| layer (d_in x d_out) | B | threads | rotation | exact encode | fast encode | fast cosine loss |\n");
+    printf("sgemm 4096^3, 1 thread: %.3f s (%.1f GFLOP/s)\n\n", sgemm,
+           2.0 * 4096 * 4096 * 4096 / sgemm / 1e9);
+    printf("| layer (d_in x d_out) | B | threads | rotation | exact encode | fast encode | fast "
+           "cosine loss |\n");
     printf("|---|---|---|---|---|---|---|\n");
     const int shapes[2][2] = {{4096, 4096}, {4096, 11008}};
     const int all_bits[] = {1, 2, 3, 4, 6, 8};
@@ -96,7 +100,8 @@ int main(int argc, char **argv)
         raana_rotation rot;
         raana_error err;
         raana_rotation_init(&rot, d_in, 99, &err);
-        for (int threads = 1; threads <= max_threads; threads = threads == max_threads ? threads + 1 : max_threads) {
+        for (int threads = 1; threads <= max_threads;
+             threads = threads == max_threads ? threads + 1 : max_threads) {
             double t_rot = 1e30;
             for (int r = 0; r < REPEATS; r++) {
                 memcpy(w, w0, n * sizeof *w);
@@ -114,7 +119,8 @@ int main(int argc, char **argv)
                 double ce, cf;
                 double te = encode_all(w, d_in, d_out, bits, RAANA_ENCODER_EXACT, threads, &ce);
                 double tf = encode_all(w, d_in, d_out, bits, RAANA_ENCODER_FAST, threads, &cf);
-                printf("| %d x %d | %d | %d | %.4f (%.3f s) | %.3f (%.2f s) | %.4f (%.3f s) | %.1e |\n",
+                printf("| %d x %d | %d | %d | %.4f (%.3f s) | %.3f (%.2f s) | %.4f (%.3f s) | %.1e "
+                       "|\n",
                        d_in, d_out, bits, threads, t_rot / sgemm, t_rot, te / sgemm, te, tf / sgemm,
                        tf, (ce - cf) / ce);
                 fflush(stdout);

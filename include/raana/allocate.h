@@ -26,7 +26,7 @@ typedef struct {
     const uint64_t *size; /* n_l: weights per layer */
     const double *coef;   /* c_l >= 0 */
     int n_bits;
-    const double *bits;   /* candidates, ascending, from {0.5, 0.75, 1, ..., 8} */
+    const double *bits; /* candidates, ascending, from {0.5, 0.75, 1, ..., 8} */
     double avg_bits;
 } raana_alloc_problem;
 
@@ -38,7 +38,7 @@ typedef struct {
     double lower_bound; /* <= the optimum; equals cost for the exact DP */
     double achieved_avg_bits;
     raana_alloc_method method;
-    uint64_t dp_cells;  /* L x (scaled budget + 1) */
+    uint64_t dp_cells; /* L x (scaled budget + 1) */
 } raana_alloc_result;
 
 /* f(b) */

@@ -69,9 +69,8 @@ typedef struct {
 
 /* Collective. Fills stats[n_layers] (plan order) on every rank and the mean
  * calibration loss. */
-raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net,
-                                      const raana_plan *plan, const raana_windows *w,
-                                      raana_layer_stats *stats, double *loss, FILE *progress,
-                                      raana_error *err);
+raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
+                                      const raana_windows *w, raana_layer_stats *stats,
+                                      double *loss, FILE *progress, raana_error *err);
 
 #endif

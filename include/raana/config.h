@@ -12,10 +12,10 @@
 
 #include "raana/error.h"
 
-#define RAANA_PATH_MAX 4096
+#define RAANA_PATH_MAX           4096
 #define RAANA_MAX_BIT_CANDIDATES 10 /* {0.5, 0.75, 1, 2, ..., 8} */
-#define RAANA_MAX_EXCLUDE 64
-#define RAANA_PATTERN_MAX 256
+#define RAANA_MAX_EXCLUDE        64
+#define RAANA_PATTERN_MAX        256
 
 typedef enum { RAANA_CALIB_ZEROSHOT = 0, RAANA_CALIB_TEXT = 1 } raana_calib_source;
 typedef enum { RAANA_ENCODER_EXACT = 0, RAANA_ENCODER_FAST = 1 } raana_encoder;

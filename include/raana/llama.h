@@ -20,9 +20,9 @@
 #include "raana/model.h"
 
 typedef struct {
-    float *attn_norm, *mlp_norm;               /* [H] */
-    float *w[RAANA_LINEAR_COUNT];              /* HF layout [d_out][d_in] */
-    float *b[RAANA_LINEAR_COUNT];              /* bias [d_out] or NULL */
+    float *attn_norm, *mlp_norm;  /* [H] */
+    float *w[RAANA_LINEAR_COUNT]; /* HF layout [d_out][d_in] */
+    float *b[RAANA_LINEAR_COUNT]; /* bias [d_out] or NULL */
 } raana_block_weights;
 
 typedef struct {
@@ -65,9 +65,8 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
 /* Final norm, logits (optional out, [T][V]) and the mean cross-entropy of
  * predicting tokens[1..T) from positions 0..T-2; also dL/dhidden (the
  * gradient flowing back into the last block), [T][H]. */
-raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens,
-                              int t, float *logits, double *loss, float *dhidden,
-                              raana_error *err);
+raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens, int t,
+                              float *logits, double *loss, float *dhidden, raana_error *err);
 
 /* Backward through the blocks: dhidden[T][H] (gradient at the blocks'
  * output) becomes the gradient at their input, in place; adds each linear

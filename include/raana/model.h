@@ -96,8 +96,8 @@ const raana_tensor_entry *raana_model_find(const raana_model *m, const char *nam
 
 /* Converts tensor `name` to f32 into out (count must equal its numel) and
  * refuses NaN or infinite values, naming the tensor. */
-raana_status raana_model_read_f32(const raana_model *m, const char *name, float *out,
-                                  size_t count, raana_error *err);
+raana_status raana_model_read_f32(const raana_model *m, const char *name, float *out, size_t count,
+                                  raana_error *err);
 
 const char *raana_arch_name(raana_arch arch);
 

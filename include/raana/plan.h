@@ -24,9 +24,9 @@ typedef struct {
 typedef struct {
     int first_block, n_blocks; /* blocks [first_block, first_block + n_blocks) */
     int owns_embedding, owns_head;
-    uint64_t params;          /* every parameter the rank holds */
+    uint64_t params; /* every parameter the rank holds */
     uint64_t quantized_params;
-    uint64_t peak_bytes;      /* estimated peak memory, see docs/SCALING.md */
+    uint64_t peak_bytes; /* estimated peak memory, see docs/SCALING.md */
 } raana_plan_rank;
 
 typedef struct {
@@ -34,13 +34,13 @@ typedef struct {
     raana_plan_layer *layers; /* block-major, forward order within a block */
     int n_ranks;
     raana_plan_rank *ranks;
-    uint64_t block_params;    /* parameters of one decoder block */
+    uint64_t block_params; /* parameters of one decoder block */
     uint64_t total_params, quantized_params;
-    int seq_len;              /* calibration window actually used */
+    int seq_len; /* calibration window actually used */
 } raana_plan;
 
-raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg,
-                              int n_ranks, raana_plan *plan, raana_error *err);
+raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg, int n_ranks,
+                              raana_plan *plan, raana_error *err);
 void raana_plan_free(raana_plan *plan);
 
 /* The rank that owns decoder block b. */

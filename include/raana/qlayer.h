@@ -35,14 +35,14 @@
 
 typedef struct {
     int d_in, d_out;
-    double bits;    /* 0.5, 0.75, 1 .. 8 */
-    int code_bits;  /* bits per stored code: 1 below one bit, else bits */
+    double bits;   /* 0.5, 0.75, 1 .. 8 */
+    int code_bits; /* bits per stored code: 1 below one bit, else bits */
     unsigned tricks;
-    uint64_t key;   /* rotation key: raana_rng_layer_key(seed, name) */
+    uint64_t key; /* rotation key: raana_rng_layer_key(seed, name) */
     raana_rotation rot;
-    int n_kept;     /* coded coordinates per column: d_in, or m_a + m_b */
-    int m_a, m_b;   /* below one bit: kept coordinates of regions A and B */
-    float *mu;      /* [d_in] or NULL */
+    int n_kept;       /* coded coordinates per column: d_in, or m_a + m_b */
+    int m_a, m_b;     /* below one bit: kept coordinates of regions A and B */
+    float *mu;        /* [d_in] or NULL */
     float *row_scale; /* [d_in] or NULL */
     int n_held;
     int32_t *held_cols;  /* [n_held], ascending */

@@ -295,9 +295,7 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
         cfg->tricks = tricks;
         return 0;
     }
-    case KEY_GLOBS:
-        cfg->n_exclude = 0;
-        return for_each_item(value, glob_item, cfg, why, why_size);
+    case KEY_GLOBS: cfg->n_exclude = 0; return for_each_item(value, glob_item, cfg, why, why_size);
     }
     snprintf(why, why_size, "internal: unhandled key type");
     return -1;
@@ -373,11 +371,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
     int line = st->reader.line;
     char why[512];
     if (st->err->status != RAANA_OK)
-        return 0; /* report the first problem only */
+        return 0;          /* report the first problem only */
     st->error_line = line; /* cleared again below if the key is fine */
     if (section[0] == '\0') {
-        raana_fail(st->err, RAANA_ERR_CONFIG, "%s:%d: key '%s' is outside any [section]",
-                   st->label, line, name);
+        raana_fail(st->err, RAANA_ERR_CONFIG, "%s:%d: key '%s' is outside any [section]", st->label,
+                   line, name);
         return 0;
     }
     if (!section_known(section)) {
@@ -394,8 +392,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     size_t k = (size_t)(key - config_keys);
     if (st->set_on_line[k]) {
-        raana_fail(st->err, RAANA_ERR_CONFIG, "%s:%d: duplicate key '%s' in [%s] (first set on line %d)",
-                   st->label, line, name, section, st->set_on_line[k]);
+        raana_fail(st->err, RAANA_ERR_CONFIG,
+                   "%s:%d: duplicate key '%s' in [%s] (first set on line %d)", st->label, line,
+                   name, section, st->set_on_line[k]);
         return 0;
     }
     st->set_on_line[k] = line;
@@ -421,7 +420,8 @@ raana_status raana_config_parse(raana_config *cfg, const char *text, size_t len,
     st.err = err;
     raana_error_clear(err);
     if (memchr(text, '\0', len))
-        return raana_fail(err, RAANA_ERR_CONFIG, "%s: contains a NUL byte (not a text file)", label);
+        return raana_fail(err, RAANA_ERR_CONFIG, "%s: contains a NUL byte (not a text file)",
+                          label);
     int rc = ini_parse_stream(read_line, &st.reader, on_key, &st);
     /* inih returns the first failing line, a syntax error or one our handler
      * refused (then err already holds the message). */
@@ -461,8 +461,7 @@ raana_status raana_config_set(raana_config *cfg, const char *assignment, raana_e
     const char *dot = strchr(assignment, '.'), *eq = strchr(assignment, '=');
     if (!dot || !eq || dot > eq || (size_t)(dot - assignment) >= sizeof section ||
         (size_t)(eq - dot - 1) >= sizeof name)
-        return raana_fail(err, RAANA_ERR_USAGE, "--set %s: expected section.key=value",
-                          assignment);
+        return raana_fail(err, RAANA_ERR_USAGE, "--set %s: expected section.key=value", assignment);
     snprintf(section, sizeof section, "%.*s", (int)(dot - assignment), assignment);
     snprintf(name, sizeof name, "%.*s", (int)(eq - dot - 1), dot + 1);
     const config_key *key = find_key(section, name);

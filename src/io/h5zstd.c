@@ -14,7 +14,7 @@
 #include "raana/h5zstd.h"
 #endif
 
-#define FILTER_ID 32015
+#define FILTER_ID     32015
 #define DEFAULT_LEVEL 3
 
 static size_t zstd_filter(unsigned int flags, size_t cd_nelmts, const unsigned int cd_values[],

@@ -22,11 +22,11 @@ static const struct {
     raana_dtype dtype;
     size_t size;
 } dtype_table[] = {
-    {"F32", RAANA_DTYPE_F32, 4},     {"F16", RAANA_DTYPE_F16, 2},
-    {"BF16", RAANA_DTYPE_BF16, 2},   {"F64", RAANA_DTYPE_F64, 8},
-    {"I64", RAANA_DTYPE_I64, 8},     {"I32", RAANA_DTYPE_I32, 4},
-    {"I16", RAANA_DTYPE_I16, 2},     {"I8", RAANA_DTYPE_I8, 1},
-    {"U8", RAANA_DTYPE_U8, 1},       {"BOOL", RAANA_DTYPE_BOOL, 1},
+    {"F32", RAANA_DTYPE_F32, 4},         {"F16", RAANA_DTYPE_F16, 2},
+    {"BF16", RAANA_DTYPE_BF16, 2},       {"F64", RAANA_DTYPE_F64, 8},
+    {"I64", RAANA_DTYPE_I64, 8},         {"I32", RAANA_DTYPE_I32, 4},
+    {"I16", RAANA_DTYPE_I16, 2},         {"I8", RAANA_DTYPE_I8, 1},
+    {"U8", RAANA_DTYPE_U8, 1},           {"BOOL", RAANA_DTYPE_BOOL, 1},
     {"F8_E4M3", RAANA_DTYPE_F8_E4M3, 1}, {"F8_E5M2", RAANA_DTYPE_F8_E5M2, 1},
 };
 #define N_DTYPES (sizeof dtype_table / sizeof dtype_table[0])
@@ -86,12 +86,13 @@ static int json_uint(const cJSON *item, uint64_t *out)
     return 0;
 }
 
-static raana_status parse_tensor(const cJSON *item, const char *label,
-                                 raana_st_tensor *t, raana_error *err)
+static raana_status parse_tensor(const cJSON *item, const char *label, raana_st_tensor *t,
+                                 raana_error *err)
 {
     const char *name = item->string;
     if (!cJSON_IsObject(item))
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: tensor '%s' is not a JSON object", label, name);
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: tensor '%s' is not a JSON object", label,
+                          name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
@@ -131,18 +132,18 @@ static raana_status parse_tensor(const cJSON *item, const char *label,
     uint64_t begin, end;
     if (cJSON_GetArraySize(offsets) != 2 || json_uint(cJSON_GetArrayItem(offsets, 0), &begin) ||
         json_uint(cJSON_GetArrayItem(offsets, 1), &end) || begin > end)
-        return raana_fail(err, RAANA_ERR_INPUT,
-                          "%s: tensor '%s' data_offsets must be [begin, end] with 0 <= begin <= end",
-                          label, name);
+        return raana_fail(
+            err, RAANA_ERR_INPUT,
+            "%s: tensor '%s' data_offsets must be [begin, end] with 0 <= begin <= end", label,
+            name);
     size_t esize = dtype_table[d].size;
     if (overflow || numel > UINT64_MAX / esize || numel * esize != end - begin)
-        return raana_fail(err, RAANA_ERR_INPUT,
-                          "%s: tensor '%s' shape and dtype %s need %llu bytes but data_offsets "
-                          "[%llu, %llu] span %llu",
-                          label, name, dtype_table[d].name,
-                          overflow ? 0ull : (unsigned long long)(numel * esize),
-                          (unsigned long long)begin, (unsigned long long)end,
-                          (unsigned long long)(end - begin));
+        return raana_fail(
+            err, RAANA_ERR_INPUT,
+            "%s: tensor '%s' shape and dtype %s need %llu bytes but data_offsets "
+            "[%llu, %llu] span %llu",
+            label, name, dtype_table[d].name, overflow ? 0ull : (unsigned long long)(numel * esize),
+            (unsigned long long)begin, (unsigned long long)end, (unsigned long long)(end - begin));
     t->numel = numel;
     t->begin = begin;
     t->end = end;
@@ -181,11 +182,10 @@ static raana_status check_layout(raana_st_tensor *t, size_t n, uint64_t data_siz
         if (cur->begin == cur->end)
             continue; /* empty tensors occupy no bytes */
         if (last && cur->begin < last->end)
-            st = raana_fail(err, RAANA_ERR_INPUT,
-                            "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", label,
-                            last->name, (unsigned long long)last->begin,
-                            (unsigned long long)last->end, cur->name,
-                            (unsigned long long)cur->begin, (unsigned long long)cur->end);
+            st = raana_fail(
+                err, RAANA_ERR_INPUT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
+                label, last->name, (unsigned long long)last->begin, (unsigned long long)last->end,
+                cur->name, (unsigned long long)cur->begin, (unsigned long long)cur->end);
         if (cur->begin != (last ? last->end : 0))
             contiguous = 0;
         if (cur->end > max_end)

@@ -9,10 +9,10 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdint.h>
-#include <utf8proc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "raana/file.h"
 
@@ -48,7 +48,7 @@ struct raana_tokenizer {
     int byte_piece[256]; /* id of <0xXX>, or -1 */
     int byte_fallback, fuse_unk, ignore_merges, unk, bos;
     /* normalization */
-    int prepend_space;  /* normalizer Prepend("▁") or Metaspace prepend */
+    int prepend_space; /* normalizer Prepend("▁") or Metaspace prepend */
     int prepend_first_only;
     int replace_space;  /* " " -> "▁" */
     int split_on_space; /* Metaspace split */
@@ -56,12 +56,12 @@ struct raana_tokenizer {
     int n_added;
     int *added_id, *added_special;
     /* byte-level BPE (Llama-3, Qwen2, GPT-2) */
-    int nfc;                   /* normalizer NFC */
-    pcre2_code *split_re;      /* Split(Regex, Isolated), or ByteLevel's own regex */
+    int nfc;              /* normalizer NFC */
+    pcre2_code *split_re; /* Split(Regex, Isolated), or ByteLevel's own regex */
     int byte_level, byte_prefix_space;
-    char byte_char[256][3];    /* byte -> UTF-8 of its byte-level character */
+    char byte_char[256][3]; /* byte -> UTF-8 of its byte-level character */
     unsigned char byte_char_len[256];
-    int char_byte[324];        /* byte-level code point -> byte, -1 if none */
+    int char_byte[324]; /* byte-level code point -> byte, -1 if none */
 };
 
 /* GPT-2's regex, used by ByteLevel(use_regex = true). */
@@ -232,8 +232,8 @@ static raana_status parse_merges(raana_tokenizer *t, const cJSON *merges, const 
             left = it->valuestring;
             right = strchr(left, ' ') + 1;
             left_len = (size_t)(right - 1 - left);
-        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 &&
-                   cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
+        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(it->child) &&
+                   cJSON_IsString(it->child->next)) {
             left = it->child->valuestring, right = it->child->next->valuestring;
             left_len = strlen(left);
         } else
@@ -269,8 +269,8 @@ static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, cons
     const cJSON *type = obj(norm, "type");
     const char *name = cJSON_IsString(type) ? type->valuestring : "?";
     if (strcmp(name, "Sequence") == 0) {
-        for (const cJSON *it = obj(norm, "normalizers") ? obj(norm, "normalizers")->child : NULL; it;
-             it = it->next) {
+        for (const cJSON *it = obj(norm, "normalizers") ? obj(norm, "normalizers")->child : NULL;
+             it; it = it->next) {
             raana_status st = parse_normalizer(t, it, label, err);
             if (st != RAANA_OK)
                 return st;
@@ -359,7 +359,8 @@ static raana_status parse_one_pre_tokenizer(raana_tokenizer *t, const cJSON *pre
             strcmp(behavior->valuestring, "Isolated") != 0 || cJSON_IsTrue(obj(pre, "invert")))
             return raana_fail(err, RAANA_ERR_UNSUPPORTED,
                               "%s: only Split with a Regex pattern, behavior Isolated and no "
-                              "invert is supported", label);
+                              "invert is supported",
+                              label);
         return compile_split(t, re->valuestring, label, err);
     }
     if (strcmp(name, "ByteLevel") == 0) {
@@ -442,7 +443,8 @@ raana_status raana_tokenizer_parse(raana_tokenizer **out, const char *json, size
         st = parse_pre_tokenizer(t, obj(root, "pre_tokenizer"), label, err);
     if (st == RAANA_OK) {
         const cJSON *unk = obj(model, "unk_token");
-        t->unk = cJSON_IsString(unk) ? piece_find(t, unk->valuestring, strlen(unk->valuestring)) : -1;
+        t->unk =
+            cJSON_IsString(unk) ? piece_find(t, unk->valuestring, strlen(unk->valuestring)) : -1;
         t->byte_fallback = cJSON_IsTrue(obj(model, "byte_fallback"));
         t->fuse_unk = cJSON_IsTrue(obj(model, "fuse_unk"));
         t->ignore_merges = cJSON_IsTrue(obj(model, "ignore_merges"));
@@ -816,8 +818,8 @@ raana_status raana_tokenizer_encode(const raana_tokenizer *t, const char *text, 
     return RAANA_OK;
 }
 
-raana_status raana_tokenizer_decode(const raana_tokenizer *t, const int *ids, size_t n,
-                                    char **text, raana_error *err)
+raana_status raana_tokenizer_decode(const raana_tokenizer *t, const int *ids, size_t n, char **text,
+                                    raana_error *err)
 {
     size_t cap = 16, k = 0;
     for (size_t i = 0; i < n; i++)

@@ -146,11 +146,11 @@ static void linear(const float *x, int t, int d_in, int d_out, const float *w, c
 }
 
 /* dx[T][in] (+)= dy[T][out] W */
-static void linear_backward(const float *dy, int t, int d_in, int d_out, const float *w,
-                            float beta, float *dx)
+static void linear_backward(const float *dy, int t, int d_in, int d_out, const float *w, float beta,
+                            float *dx)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d_in, d_out, 1.0f, dy, d_out, w,
-                d_in, beta, dx, d_in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d_in, d_out, 1.0f, dy, d_out, w, d_in,
+                beta, dx, d_in);
 }
 
 static double sum_sq(const float *x, size_t n)
@@ -228,7 +228,7 @@ struct raana_llama_trace {
 
 static void block_trace_free(block_trace *b)
 {
-    float **f[] = {&b->x_in, &b->r1, &b->h1, &b->q, &b->k, &b->v, &b->p,
+    float **f[] = {&b->x_in, &b->r1,    &b->h1, &b->q,  &b->k, &b->v, &b->p,
                    &b->ctx,  &b->x_mid, &b->r2, &b->h2, &b->g, &b->u, &b->a};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(*f[i]), *f[i] = NULL;
@@ -266,8 +266,10 @@ raana_status raana_llama_embed(const raana_llama *net, const int *tokens, int t,
     int h = net->cfg.hidden_size;
     for (int i = 0; i < t; i++) {
         if (tokens[i] < 0 || tokens[i] >= net->cfg.vocab_size)
-            return raana_fail(err, RAANA_ERR_INPUT, "token id %d at position %d is outside the "
-                              "vocabulary (%d)", tokens[i], i, net->cfg.vocab_size);
+            return raana_fail(err, RAANA_ERR_INPUT,
+                              "token id %d at position %d is outside the "
+                              "vocabulary (%d)",
+                              tokens[i], i, net->cfg.vocab_size);
         memcpy(hidden + (size_t)i * h, net->embed + (size_t)tokens[i] * h, (size_t)h * 4);
     }
     return RAANA_OK;
@@ -369,9 +371,8 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
     return RAANA_OK;
 }
 
-raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens,
-                              int t, float *logits_out, double *loss, float *dhidden,
-                              raana_error *err)
+raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens, int t,
+                              float *logits_out, double *loss, float *dhidden, raana_error *err)
 {
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size, v = c->vocab_size;

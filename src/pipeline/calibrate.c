@@ -62,7 +62,8 @@ raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, s
         free(ids);
         return raana_fail(err, RAANA_ERR_INPUT,
                           "the calibration text has %zu tokens, fewer than one window of %d "
-                          "(seq_len)", count, len);
+                          "(seq_len)",
+                          count, len);
     }
     w->n = (int)(available < (size_t)max_windows ? available : (size_t)max_windows);
     w->len = len;
@@ -177,8 +178,8 @@ raana_status raana_pipeline_eval(MPI_Comm comm, const raana_llama *net, const ra
         raana_llama_trace_free(trace);
         if (l.rank == l.size - 1 && !failed) {
             double loss;
-            failed |= raana_llama_head(net, hidden, tokens, w->len, NULL, &loss, NULL, err) !=
-                      RAANA_OK;
+            failed |=
+                raana_llama_head(net, hidden, tokens, w->len, NULL, &loss, NULL, err) != RAANA_OK;
             sums[0] += loss * (w->len - 1);
             sums[1] += w->len - 1;
         }
@@ -213,10 +214,9 @@ static void add_window_stats(const raana_plan *plan, int first_block, int n_bloc
         }
 }
 
-raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net,
-                                      const raana_plan *plan, const raana_windows *w,
-                                      raana_layer_stats *stats, double *loss, FILE *progress,
-                                      raana_error *err)
+raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
+                                      const raana_windows *w, raana_layer_stats *stats,
+                                      double *loss, FILE *progress, raana_error *err)
 {
     link l = {comm, 0, 0, (size_t)w->len * net->cfg.hidden_size};
     MPI_Comm_rank(comm, &l.rank);

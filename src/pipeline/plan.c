@@ -95,8 +95,8 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan)
     }
 }
 
-raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg,
-                              int n_ranks, raana_plan *plan, raana_error *err)
+raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg, int n_ranks,
+                              raana_plan *plan, raana_error *err)
 {
     memset(plan, 0, sizeof *plan);
     if (n_ranks < 1)
@@ -151,8 +151,9 @@ static void format_bytes(uint64_t bytes, char *buf, size_t size)
 
 void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *m)
 {
-    fprintf(out, "model: %s, %d blocks, hidden %d, intermediate %d, heads %d (kv %d, dim %d), "
-                 "vocab %d\n",
+    fprintf(out,
+            "model: %s, %d blocks, hidden %d, intermediate %d, heads %d (kv %d, dim %d), "
+            "vocab %d\n",
             m->model_type, m->num_layers, m->hidden_size, m->intermediate_size, m->num_heads,
             m->num_kv_heads, m->head_dim, m->vocab_size);
     fprintf(out, "parameters: %llu total, %llu per block, %llu to quantize in %d linear layers\n",

@@ -42,7 +42,8 @@ typedef int v16i __attribute__((vector_size(64)));
 
 /* One level h (1, 2, 4 or 8) inside a vector of 16: partner i ^ h, sum in
  * the lower, difference in the upper element of each pair. */
-__attribute__((always_inline)) static inline void level_in_vector(v16f *v, const v16i *partner, const v16i *upper)
+__attribute__((always_inline)) static inline void level_in_vector(v16f *v, const v16i *partner,
+                                                                  const v16i *upper)
 {
     v16f u = __builtin_shuffle(*v, *partner);
     v16i sum, diff;
@@ -55,7 +56,8 @@ __attribute__((always_inline)) static inline void level_in_vector(v16f *v, const
 
 /* Levels 1, 2, 4 and 8 on each group of 16, in registers, after
  * multiplying by signs (if not NULL). */
-__attribute__((always_inline)) static inline void fwht_first16(float *x, size_t n, const float *signs)
+__attribute__((always_inline)) static inline void fwht_first16(float *x, size_t n,
+                                                               const float *signs)
 {
     static const v16i p1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
     static const v16i p2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};

@@ -212,8 +212,8 @@ static raana_status allocate(raana_qlayer *q, raana_error *err)
 }
 
 raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
-                                   const raana_qlayer_params *p, const char *name,
-                                   raana_qlayer *q, raana_error *err)
+                                   const raana_qlayer_params *p, const char *name, raana_qlayer *q,
+                                   raana_error *err)
 {
     memset(q, 0, sizeof *q);
     size_t n = (size_t)d_in * (size_t)d_out;
@@ -306,8 +306,7 @@ raana_status raana_qlayer_dequantize(const raana_qlayer *q, float *what, raana_e
 }
 
 /* Rotated, truncated, scaled activations: xk[n][n_kept]. */
-static void prepare_activations(const raana_qlayer *q, const float *x, int n, float *xs,
-                                float *xk)
+static void prepare_activations(const raana_qlayer *q, const float *x, int n, float *xs, float *xk)
 {
     int d_in = q->d_in;
     memcpy(xs, x, (size_t)n * d_in * sizeof *xs);

@@ -24,11 +24,11 @@ typedef struct {
 
 struct raana_rabitq_work {
     int cap;
-    float *o;         /* |w_i| / ||w|| */
-    uint32_t *keys;   /* radix sort scratch */
-    uint32_t *order;  /* coordinate indices by o ascending */
+    float *o;        /* |w_i| / ||w|| */
+    uint32_t *keys;  /* radix sort scratch */
+    uint32_t *order; /* coordinate indices by o ascending */
     uint32_t *tmp_keys, *tmp_order;
-    double *q;        /* 1 / o over coordinates by o descending (q ascending) */
+    double *q; /* 1 / o over coordinates by o descending (q ascending) */
     int *u;
     /* merge heap over the M event lists */
     double *heap_t;
@@ -67,8 +67,8 @@ raana_rabitq_work *raana_rabitq_work_new(int d)
     w->heap_c = malloc(128 * sizeof *w->heap_c);
     w->head = malloc(129 * sizeof *w->head);
     w->qf = malloc(n * sizeof *w->qf);
-    if (!w->qf || !w->o || !w->keys || !w->order || !w->tmp_keys || !w->tmp_order || !w->q || !w->u ||
-        !w->heap_t || !w->heap_c || !w->head) {
+    if (!w->qf || !w->o || !w->keys || !w->order || !w->tmp_keys || !w->tmp_order || !w->q ||
+        !w->u || !w->heap_t || !w->heap_c || !w->head) {
         raana_rabitq_work_free(w);
         return NULL;
     }
@@ -234,7 +234,8 @@ static int by_key(const void *a, const void *b)
 
 /* Pass 1: per bucket, the number of events and what they add to
  * <u+1/2, o> (sum of o) and ||u+1/2||^2 (sum of 2c). */
-__attribute__((noinline)) static void fill_buckets(raana_rabitq_work *w, int d, int m, const bucket_map *bm)
+__attribute__((noinline)) static void fill_buckets(raana_rabitq_work *w, int d, int m,
+                                                   const bucket_map *bm)
 {
     raana_bucket *bk = w->buckets;
     for (int i = 0; i < d; i++) {
@@ -254,8 +255,8 @@ __attribute__((noinline)) static void fill_buckets(raana_rabitq_work *w, int d, 
  * [t_lo, t_hi] (t_hi may be +inf): per coordinate only the c with scales in
  * that window (+-1 for rounding; the bucket test decides). Returns the
  * number of events written. */
-__attribute__((noinline)) static size_t collect_marked(raana_rabitq_work *w, int d, int m, const bucket_map *bm, float t_lo,
-                             float t_hi)
+__attribute__((noinline)) static size_t collect_marked(raana_rabitq_work *w, int d, int m,
+                                                       const bucket_map *bm, float t_lo, float t_hi)
 {
     size_t written = 0;
     for (int i = 0; i < d; i++) {
@@ -268,8 +269,8 @@ __attribute__((noinline)) static size_t collect_marked(raana_rabitq_work *w, int
             float t = event_scale(c, qf);
             int b = bucket_of(bm, t);
             if (w->bstate[b].mark) {
-                w->ev[w->bstate[b].start++] = (uint64_t)float_bits(t) << 32 |
-                                               (uint32_t)i << 7 | (uint32_t)c;
+                w->ev[w->bstate[b].start++] =
+                    (uint64_t)float_bits(t) << 32 | (uint32_t)i << 7 | (uint32_t)c;
                 written++;
             }
         }
@@ -399,8 +400,8 @@ RAANA_HOT static void inverse_magnitudes(const float *restrict o, int d, float *
 /* u_i = the largest c in [0, M] with event_scale(c, qf_i) <= t (0 where
  * o_i = 0): floor(t o_i) corrected by one either way so that it agrees
  * with the event arithmetic exactly. t is finite. */
-RAANA_HOT static void codes_at_event_scale(const float *restrict o, const float *restrict qf,
-                                           int d, int m, float t, int *restrict u)
+RAANA_HOT static void codes_at_event_scale(const float *restrict o, const float *restrict qf, int d,
+                                           int m, float t, int *restrict u)
 {
     float fm = (float)m;
     for (int i = 0; i < d; i++) {
@@ -490,8 +491,7 @@ RAANA_HOT static double eval_scale(const float *restrict o, int d, int m, float 
     return n_sum * n_sum / s_sum;
 }
 
-RAANA_HOT static void code_at_scale(const float *restrict o, int d, int m, float t,
-                                     int *restrict u)
+RAANA_HOT static void code_at_scale(const float *restrict o, int d, int m, float t, int *restrict u)
 {
     for (int i = 0; i < d; i++) {
         int k = (int)(t * o[i]);

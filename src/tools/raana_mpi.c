@@ -5,17 +5,17 @@
 #include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "raana/calibrate.h"
 #include "raana/comm.h"
-#include "raana/file.h"
 #include "raana/config.h"
 #include "raana/error.h"
+#include "raana/file.h"
 #include "raana/model.h"
 #include "raana/plan.h"
 
@@ -132,7 +132,8 @@ static void print_dry_run(const job_state *job)
     printf("raana-mpi %s: dry run (plan only; no weights are read)\n", RAANA_VERSION);
     printf("config: %s\n", c->source);
     const raana_model *m = &job->stage.model;
-    printf("checkpoint: %s (%d file%s)\n", m->tensor_source, m->n_files, m->n_files == 1 ? "" : "s");
+    printf("checkpoint: %s (%d file%s)\n", m->tensor_source, m->n_files,
+           m->n_files == 1 ? "" : "s");
     printf("quantize: avg_bits %g over candidates", c->avg_bits);
     for (int i = 0; i < c->n_bits; i++)
         printf("%s%g", i ? ", " : " ", c->bits[i]);
@@ -176,9 +177,10 @@ static raana_status stage_load(job_state *job, int rank, raana_error *err)
         st = raana_windows_calib(job->stage.tok, text, len, job->stage.plan.seq_len,
                                  job->cfg.n_samples, &job->stage.windows, err);
         if (st != RAANA_OK)
-            raana_error_prefix(err, "%s", job->cfg.calib_source == RAANA_CALIB_TEXT
-                                              ? job->cfg.text_file
-                                              : "zero-shot calibration text");
+            raana_error_prefix(err, "%s",
+                               job->cfg.calib_source == RAANA_CALIB_TEXT
+                                   ? job->cfg.text_file
+                                   : "zero-shot calibration text");
     }
     free(text);
     if (st == RAANA_OK)
@@ -235,15 +237,15 @@ static raana_status calibrate_only(job_state *job, int rank, raana_error *err)
     st = raana_comm_agree(MPI_COMM_WORLD, st, err);
     if (st == RAANA_OK)
         st = raana_pipeline_calibrate(MPI_COMM_WORLD, &job->stage.net, &job->stage.plan,
-                                      &job->stage.windows, stats, &loss,
-                                      rank == 0 ? stderr : NULL, err);
+                                      &job->stage.windows, stats, &loss, rank == 0 ? stderr : NULL,
+                                      err);
     char path[RAANA_PATH_MAX + 32];
     if (st == RAANA_OK && rank == 0)
         st = write_calibration(job, stats, loss, path, sizeof path, err);
     st = raana_comm_agree(MPI_COMM_WORLD, st, err);
     if (st == RAANA_OK && rank == 0)
-        printf("calibration: %d windows of %d tokens, loss %.6f\nwrote %s\n",
-               job->stage.windows.n, job->stage.windows.len, loss, path);
+        printf("calibration: %d windows of %d tokens, loss %.6f\nwrote %s\n", job->stage.windows.n,
+               job->stage.windows.len, loss, path);
     free(stats);
     return st;
 }

@@ -10,8 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     raana_config cfg;
     raana_error err;
     raana_config_defaults(&cfg);
-    if (raana_config_parse(&cfg, (const char *)data, size, "fuzz.ini", "/base", &err) ==
-        RAANA_OK) {
+    if (raana_config_parse(&cfg, (const char *)data, size, "fuzz.ini", "/base", &err) == RAANA_OK) {
         (void)raana_config_validate(&cfg, &err);
         FILE *null = fopen("/dev/null", "w");
         if (null) {

@@ -53,7 +53,8 @@ static int read_file(const char *path, const char *name, int check)
         size_t n = 4;
         char fname[64];
         bad += H5Pget_filter_by_id2(dcpl, RAANA_H5Z_ZSTD, &flags, &n, cd, sizeof fname, fname,
-                                    NULL) < 0 || n < 1 || cd[0] != 5;
+                                    NULL) < 0 ||
+               n < 1 || cd[0] != 5;
         bad += H5Dget_storage_size(d) * 4 > sizeof data; /* at least 4x smaller */
         H5Pclose(dcpl);
     }

@@ -84,7 +84,7 @@ static void test_llama2_70b(void)
     const int L = 560;
     uint64_t size[560];
     double coef[560];
-    const uint64_t shapes[7] = {8192ull * 8192, 8192ull * 1024, 8192ull * 1024, 8192ull * 8192,
+    const uint64_t shapes[7] = {8192ull * 8192,  8192ull * 1024,  8192ull * 1024, 8192ull * 8192,
                                 8192ull * 28672, 8192ull * 28672, 28672ull * 8192};
     for (int l = 0; l < L; l++) {
         size[l] = shapes[l % 7];

@@ -144,8 +144,9 @@ static void test_round_trip(void)
 {
     raana_config cfg, back;
     raana_error err;
-    CHECK_INT(parse(&cfg, "[model]\npath=/m\n[quantize]\nbits=0.5,0.75,3\navg_bits=0.8\n"
-                          "exclude=a*,b?\ntricks=none\nseed=18446744073709551615\n",
+    CHECK_INT(parse(&cfg,
+                    "[model]\npath=/m\n[quantize]\nbits=0.5,0.75,3\navg_bits=0.8\n"
+                    "exclude=a*,b?\ntricks=none\nseed=18446744073709551615\n",
                     &err),
               RAANA_OK);
     char *buf = NULL;

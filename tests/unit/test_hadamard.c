@@ -37,7 +37,13 @@ static void test_rotation(void)
         raana_rotation rot;
         raana_error err;
         CHECK_INT(raana_rotation_init(&rot, d, raana_rng_layer_key(7, "layer"), &err), RAANA_OK);
-        CHECK_INT(rot.k, d == 1 ? 1 : d == 3 ? 2 : d == 192 ? 128 : d == 576 ? 512 : d == 11008 ? 8192 : d == 28672 ? 16384 : d);
+        CHECK_INT(rot.k, d == 1       ? 1
+                         : d == 3     ? 2
+                         : d == 192   ? 128
+                         : d == 576   ? 512
+                         : d == 11008 ? 8192
+                         : d == 28672 ? 16384
+                                      : d);
         float *x = malloc(2 * (size_t)d * sizeof *x), *orig = malloc(2 * (size_t)d * sizeof *orig);
         double n0 = 0, n1 = 0, dot0 = 0, dot1 = 0;
         for (int i = 0; i < 2 * d; i++)

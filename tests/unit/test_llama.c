@@ -49,7 +49,8 @@ static double run(const raana_model *m, const int *tokens, int t, int split, flo
     CHECK_INT(raana_llama_forward_blocks(&b, x, t, &tb, &err), RAANA_OK);
     CHECK_INT(raana_llama_head(&b, x, tokens, t, logits, &loss, dx, &err), RAANA_OK);
     if (stats) {
-        CHECK_INT(raana_llama_backward_blocks(&b, tb, dx, stats + (size_t)split * RAANA_LINEAR_COUNT, &err),
+        CHECK_INT(raana_llama_backward_blocks(&b, tb, dx,
+                                              stats + (size_t)split * RAANA_LINEAR_COUNT, &err),
                   RAANA_OK);
         CHECK_INT(raana_llama_backward_blocks(&a, ta, dx, stats, &err), RAANA_OK);
     } else {
@@ -76,7 +77,8 @@ static void test_forward_check(const raana_model *m)
         double worst = 0;
         int argmax = 0;
         for (int j = 0; j < v; j++) {
-            double d = fabs(logits[(size_t)(t - 1) * v + j] - cJSON_GetArrayItem(last, j)->valuedouble);
+            double d =
+                fabs(logits[(size_t)(t - 1) * v + j] - cJSON_GetArrayItem(last, j)->valuedouble);
             worst = d > worst ? d : worst;
             if (logits[(size_t)(t - 1) * v + j] > logits[(size_t)(t - 1) * v + argmax])
                 argmax = j;
@@ -120,7 +122,8 @@ static void test_calibration_check(const raana_model *m)
                 double got[3] = {sqrt(s->x_sq), sqrt(s->y_sq), sqrt(s->dy_sq)};
                 const char *keys[3] = {"x_fro", "y_fro", "dy_fro"};
                 for (int q = 0; q < 3; q++)
-                    worst[q] = fmax(worst[q], fabs(got[q] - jnum(ref, keys[q])) / jnum(ref, keys[q]));
+                    worst[q] =
+                        fmax(worst[q], fabs(got[q] - jnum(ref, keys[q])) / jnum(ref, keys[q]));
                 char wname[128];
                 snprintf(wname, sizeof wname, "%s.weight", name);
                 const raana_tensor_entry *e = raana_model_find(m, wname);
@@ -160,7 +163,8 @@ static void test_finite_differences(void)
     raana_error err;
     CHECK_INT(raana_model_open(&m, dir, &err), RAANA_OK);
     CHECK_INT(raana_llama_load(&net, &m, 0, 2, 1, 1, &err), RAANA_OK);
-    CHECK(net.lm_head == net.embed && net.blocks[0].b[RAANA_LINEAR_Q] && net.blocks[0].b[RAANA_LINEAR_UP]);
+    CHECK(net.lm_head == net.embed && net.blocks[0].b[RAANA_LINEAR_Q] &&
+          net.blocks[0].b[RAANA_LINEAR_UP]);
     const int t = 9, h = 16;
     int tokens[9] = {1, 5, 9, 33, 2, 17, 17, 4, 39};
     float x0[9 * 16], x[9 * 16], dx[9 * 16];

@@ -179,10 +179,12 @@ static void test_checkpoint_errors(void)
                                "\"model.embed_tokens.weight\":\"model.safetensors\"}}"),
               0);
     CHECK_INT(raana_model_open(&m, tmpdir, &err), RAANA_ERR_INPUT);
-    CHECK_MSG(err, "model.safetensors.index.json", "tensor 'model.layers.0.input_layernorm.weight' is missing");
+    CHECK_MSG(err, "model.safetensors.index.json",
+              "tensor 'model.layers.0.input_layernorm.weight' is missing");
     /* an index naming a shard that does not exist */
-    CHECK_INT(write_text(path, "{\"weight_map\":{"
-                               "\"model.embed_tokens.weight\":\"model-00009-of-00009.safetensors\"}}"),
+    CHECK_INT(write_text(path,
+                         "{\"weight_map\":{"
+                         "\"model.embed_tokens.weight\":\"model-00009-of-00009.safetensors\"}}"),
               0);
     CHECK_INT(raana_model_open(&m, tmpdir, &err), RAANA_ERR_INPUT);
     CHECK_MSG(err, "model.safetensors.index.json", "model-00009-of-00009.safetensors",

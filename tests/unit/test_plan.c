@@ -76,8 +76,8 @@ static void test_layers_and_exclude(void)
     CHECK(strcmp(plan.layers[7 * 3 + 6].name, "model.layers.3.mlp.down_proj") == 0);
     CHECK_INT(plan.layers[1].d_out, 1024); /* k_proj: 8 kv heads * 128 */
     /* Llama-2-70B: 68.7e9 parameters, 64.4e9 of them in the linears of the blocks */
-    CHECK_INT(plan.quantized_params, 80ull * (2 * 8192ull * 8192 + 2 * 8192ull * 1024 +
-                                             3 * 8192ull * 28672));
+    CHECK_INT(plan.quantized_params,
+              80ull * (2 * 8192ull * 8192 + 2 * 8192ull * 1024 + 3 * 8192ull * 28672));
     CHECK_INT(plan.total_params, 68976648192ull);
     raana_plan_free(&plan);
 

@@ -27,8 +27,7 @@ static raana_qlayer_params params(double bits, unsigned tricks, uint64_t key)
 }
 
 /* y[n][d_out] = x[n][d_in] w^T in double */
-static void reference_product(const float *x, const float *w, int n, int d_in, int d_out,
-                              double *y)
+static void reference_product(const float *x, const float *w, int n, int d_in, int d_out, double *y)
 {
     for (int t = 0; t < n; t++)
         for (int j = 0; j < d_out; j++) {
@@ -88,13 +87,15 @@ static void test_product_from_codes(void)
 {
     const double bits[] = {0.5, 0.75, 1, 2, 4, 8};
     const int dims[] = {192, 576, 256};
-    const unsigned tricks[] = {0, RAANA_TRICK_CENTRALIZE | RAANA_TRICK_NORM_COL | RAANA_TRICK_NORM_ROW};
+    const unsigned tricks[] = {0, RAANA_TRICK_CENTRALIZE | RAANA_TRICK_NORM_COL |
+                                      RAANA_TRICK_NORM_ROW};
     const int d_out = 400, n = 7;
     for (size_t di = 0; di < 3; di++)
         for (size_t bi = 0; bi < 6; bi++)
             for (size_t ti = 0; ti < 2; ti++) {
                 int d_in = dims[di];
-                float *w = gaussian((size_t)d_in * d_out, 2 + di), *x = gaussian((size_t)n * d_in, 3);
+                float *w = gaussian((size_t)d_in * d_out, 2 + di),
+                      *x = gaussian((size_t)n * d_in, 3);
                 for (int i = 0; i < d_in * d_out; i++)
                     w[i] += 0.3f; /* a mean for centralize to remove */
                 raana_qlayer_params p = params(bits[bi], tricks[ti], 77);
@@ -137,7 +138,8 @@ static void test_tricks_at_8_bits(void)
     for (int h = 0; h < q.n_held; h++)
         has10 |= q.held_cols[h] == 10, has700 |= q.held_cols[h] == 700;
     CHECK(has10 && has700);
-    float *what = malloc((size_t)d_in * d_out * sizeof *what), *y = malloc((size_t)n * d_out * sizeof *y);
+    float *what = malloc((size_t)d_in * d_out * sizeof *what),
+          *y = malloc((size_t)n * d_out * sizeof *y);
     double *ref = malloc((size_t)n * d_out * sizeof *ref);
     CHECK_INT(raana_qlayer_dequantize(&q, what, &err), RAANA_OK);
     for (int h = 0; h < q.n_held; h++) {
@@ -166,7 +168,7 @@ static void check_unbiased(int d, double bits, int trials)
         if (i < d / 10)
             x[i] = (float)g; /* first */
         if (i >= d - d / 10)
-            x[d + i] = (float)g; /* last */
+            x[d + i] = (float)g;                      /* last */
         x[2 * d + i] = (float)(g * 0.5 + 0.5 * w[i]); /* everywhere, correlated with w */
     }
     double truth[3] = {0}, sum[3] = {0}, sum2[3] = {0};

@@ -46,10 +46,12 @@ static void test_exact_is_optimal(size_t merge_limit)
         for (int d = 1; d <= 8; d++)
             for (int trial = 0; trial < (bits == 4 && d > 6 ? 2 : 12); trial++) {
                 for (int i = 0; i < d; i++) /* some trials with repeated magnitudes */
-                    w[i] = trial % 4 == 3 ? (float)(1 + i % 2) * (i % 3 ? 1.f : -1.f)
-                                          : (float)raana_rng_normal((uint64_t)trial, (uint64_t)(bits * 16 + d), (uint64_t)i);
-                double cos = raana_rabitq_encode_column(w, d, bits, RAANA_ENCODER_EXACT, work,
-                                                        codes, &r);
+                    w[i] = trial % 4 == 3
+                               ? (float)(1 + i % 2) * (i % 3 ? 1.f : -1.f)
+                               : (float)raana_rng_normal((uint64_t)trial, (uint64_t)(bits * 16 + d),
+                                                         (uint64_t)i);
+                double cos =
+                    raana_rabitq_encode_column(w, d, bits, RAANA_ENCODER_EXACT, work, codes, &r);
                 double from_codes = raana_rabitq_code_cosine(w, d, bits, codes);
                 double brute = brute_force_cosine(w, d, bits);
                 cases++;

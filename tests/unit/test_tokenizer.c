@@ -75,7 +75,8 @@ static void test_reference_ids(const raana_tokenizer *tok)
     CHECK_INT(raana_tokenizer_encode(tok, held, len, 1, &ids, &n, &err), RAANA_OK);
     const cJSON *hp = cJSON_GetObjectItemCaseSensitive(ref, "heldout_ppl");
     CHECK_INT(n, cJSON_GetObjectItemCaseSensitive(hp, "stream_tokens")->valueint); /* 48141 */
-    const cJSON *fwd = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ref, "forward_check"), "input_ids");
+    const cJSON *fwd = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(ref, "forward_check"), "input_ids");
     CHECK(n >= 64 && same_ids(ids, 64, fwd));
     free(ids);
     free(held);

@@ -53,8 +53,7 @@ static inline float tiny_value(uint64_t seed, uint64_t i)
 /* Writes dir/config.json (json text) and dir/model.safetensors holding every
  * required tensor as F32 (norm weights near 1, others small random). If
  * nan_tensor is not NULL, element 3 of that tensor is NaN. */
-static inline int write_tiny_model(const char *dir, const char *config_json,
-                                   const char *nan_tensor)
+static inline int write_tiny_model(const char *dir, const char *config_json, const char *nan_tensor)
 {
     char path[4096];
     raana_model_config cfg;
@@ -70,7 +69,8 @@ static inline int write_tiny_model(const char *dir, const char *config_json,
     char *header = malloc(hcap);
     used += (size_t)snprintf(header + used, hcap - used, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (size_t i = 0; i < n; i++) {
-        size_t numel = (size_t)spec[i].shape[0] * (spec[i].ndim == 2 ? (size_t)spec[i].shape[1] : 1);
+        size_t numel =
+            (size_t)spec[i].shape[0] * (spec[i].ndim == 2 ? (size_t)spec[i].shape[1] : 1);
         if (spec[i].ndim == 2)
             used += (size_t)snprintf(header + used, hcap - used,
                                      ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],"
@@ -89,7 +89,8 @@ static inline int write_tiny_model(const char *dir, const char *config_json,
     float *data = malloc(total * sizeof *data);
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t numel = (size_t)spec[i].shape[0] * (spec[i].ndim == 2 ? (size_t)spec[i].shape[1] : 1);
+        size_t numel =
+            (size_t)spec[i].shape[0] * (spec[i].ndim == 2 ? (size_t)spec[i].shape[1] : 1);
         int is_norm = strstr(spec[i].name, "norm") != NULL;
         for (size_t j = 0; j < numel; j++)
             data[at + j] = is_norm ? 1.0f + 0.2f * tiny_value(i, j) : 0.6f * tiny_value(i, j);
@@ -105,10 +106,10 @@ static inline int write_tiny_model(const char *dir, const char *config_json,
     return rc;
 }
 
-#define TINY_LLAMA_CONFIG                                                             \
-    "{\"model_type\":\"llama\",\"vocab_size\":32,\"hidden_size\":16,"                 \
-    "\"intermediate_size\":24,\"num_hidden_layers\":2,\"num_attention_heads\":4,"     \
-    "\"num_key_value_heads\":2,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"         \
+#define TINY_LLAMA_CONFIG                                                                          \
+    "{\"model_type\":\"llama\",\"vocab_size\":32,\"hidden_size\":16,"                              \
+    "\"intermediate_size\":24,\"num_hidden_layers\":2,\"num_attention_heads\":4,"                  \
+    "\"num_key_value_heads\":2,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"                      \
     "\"max_position_embeddings\":64,\"tie_word_embeddings\":false}"
 
 #endif

@@ -37,8 +37,8 @@ static raana_status open_single(raana_model *m, const char *path, raana_error *e
 }
 
 /* Index of shard `name` in m->files, opening it on first use. */
-static raana_status shard_index(raana_model *m, const char *index_path, const char *name,
-                                int *out, raana_error *err)
+static raana_status shard_index(raana_model *m, const char *index_path, const char *name, int *out,
+                                raana_error *err)
 {
     char path[sizeof m->dir + 256];
     for (int i = 0; i < m->n_files; i++) {
@@ -95,8 +95,9 @@ static raana_status open_sharded(raana_model *m, const char *index_path, raana_e
             break;
         const raana_st_tensor *t = raana_st_find(&m->files[file], it->string);
         if (!t) {
-            st = raana_fail(err, RAANA_ERR_INPUT, "%s: maps tensor '%s' to %s, which does not hold it",
-                            index_path, it->string, it->valuestring);
+            st = raana_fail(err, RAANA_ERR_INPUT,
+                            "%s: maps tensor '%s' to %s, which does not hold it", index_path,
+                            it->string, it->valuestring);
             break;
         }
         m->entries[m->n_entries++] = (raana_tensor_entry){t->name, file, t};
@@ -210,8 +211,8 @@ const raana_tensor_entry *raana_model_find(const raana_model *m, const char *nam
     return bsearch(&key, m->entries, m->n_entries, sizeof key, entry_by_name);
 }
 
-raana_status raana_model_read_f32(const raana_model *m, const char *name, float *out,
-                                  size_t count, raana_error *err)
+raana_status raana_model_read_f32(const raana_model *m, const char *name, float *out, size_t count,
+                                  raana_error *err)
 {
     const raana_tensor_entry *e = raana_model_find(m, name);
     if (!e)
@@ -219,8 +220,9 @@ raana_status raana_model_read_f32(const raana_model *m, const char *name, float 
                           name);
     const raana_st_file *f = &m->files[e->file];
     if (e->tensor->numel != count)
-        return raana_fail(err, RAANA_ERR_INTERNAL, "%s: tensor '%s' has %llu values, caller expected %zu",
-                          f->path, name, (unsigned long long)e->tensor->numel, count);
+        return raana_fail(err, RAANA_ERR_INTERNAL,
+                          "%s: tensor '%s' has %llu values, caller expected %zu", f->path, name,
+                          (unsigned long long)e->tensor->numel, count);
     raana_status st = raana_st_read_f32(f, e->tensor, out, err);
     if (st != RAANA_OK)
         return st;

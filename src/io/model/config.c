@@ -21,8 +21,8 @@ typedef struct {
 
 /* Reads an integer key. Missing: default (or an error if required).
  * Present but null: treated as missing. */
-static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int required,
-                            int dflt, int min, int *out)
+static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int required, int dflt,
+                            int min, int *out)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!it || cJSON_IsNull(it)) {
@@ -32,10 +32,10 @@ static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int 
         *out = dflt;
         return RAANA_OK;
     }
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-        it->valuedouble < min || it->valuedouble > 1e9)
-        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an integer >= %d", c->label,
-                          key, min);
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < min ||
+        it->valuedouble > 1e9)
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an integer >= %d",
+                          c->label, key, min);
     *out = (int)it->valuedouble;
     return RAANA_OK;
 }
@@ -97,8 +97,8 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
         return st;
     if (params && !cJSON_IsNull(params)) {
         if (!cJSON_IsObject(params))
-            return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key 'rope_parameters' must be an object",
-                              c->label);
+            return raana_fail(c->err, RAANA_ERR_INPUT,
+                              "%s: key 'rope_parameters' must be an object", c->label);
         if ((st = get_double(c, params, "rope_theta", cfg->rope_theta, &cfg->rope_theta)))
             return st;
         scaling = params;
@@ -147,9 +147,11 @@ static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
 {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(c->root, "model_type");
     if (!mt)
-        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key 'model_type'", c->label);
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key 'model_type'",
+                          c->label);
     if (!cJSON_IsString(mt))
-        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key 'model_type' must be a string", c->label);
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key 'model_type' must be a string",
+                          c->label);
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt->valuestring);
     if (strcmp(mt->valuestring, "llama") == 0)
         cfg->arch = RAANA_ARCH_LLAMA;
@@ -158,9 +160,10 @@ static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
     else if (strcmp(mt->valuestring, "qwen2") == 0)
         cfg->arch = RAANA_ARCH_QWEN2;
     else
-        return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
-                          "%s: model_type '%.64s' is not supported (supported: llama, mistral, qwen2)",
-                          c->label, mt->valuestring);
+        return raana_fail(
+            c->err, RAANA_ERR_UNSUPPORTED,
+            "%s: model_type '%.64s' is not supported (supported: llama, mistral, qwen2)", c->label,
+            mt->valuestring);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->root, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
         return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
@@ -180,8 +183,8 @@ static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
         (st = get_int(c, r, "num_attention_heads", 1, 0, 1, &cfg->num_heads)) ||
         (st = get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, &cfg->num_kv_heads)) ||
         (st = get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, &cfg->head_dim)) ||
-        (st = get_int(c, r, "max_position_embeddings", 0, 2048, 1,
-                      &cfg->max_position_embeddings)) ||
+        (st =
+             get_int(c, r, "max_position_embeddings", 0, 2048, 1, &cfg->max_position_embeddings)) ||
         (st = get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps)))
         return st;
     if (cfg->head_dim == 0)
