@@ -2,7 +2,7 @@
 # run-kjv-tiny.sh — the README's first command: installs dependencies,
 # builds raana-mpi and runs the job on the bundled kjv-tiny model with two
 # MPI ranks: the plan, calibration (per-layer sensitivity statistics) and
-# the model's held-out perplexity.
+# AllocateBits (each layer's bit width), and the model's held-out perplexity.
 #   RANKS=N   number of MPI ranks (default 2)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,12 +19,12 @@ out=$src/build/kjv-tiny.raana.h5
 echo "== plan (raana-mpi --dry-run)"
 mpirun --oversubscribe -n "$ranks" build/raana-mpi --dry-run --set output.path="$out" jobs/kjv-tiny.ini
 echo
-echo "== calibration (raana-mpi --calibrate-only)"
-mpirun --oversubscribe -n "$ranks" build/raana-mpi --calibrate-only --set output.path="$out" jobs/kjv-tiny.ini
+echo "== calibration and bit allocation (raana-mpi --allocate-only)"
+mpirun --oversubscribe -n "$ranks" build/raana-mpi --allocate-only --set output.path="$out" jobs/kjv-tiny.ini
 echo
 echo "== held-out perplexity of the unquantized model (raana-eval)"
 mpirun --oversubscribe -n "$ranks" build/raana-eval --model tests/data/kjv-tiny \
   --text tests/data/kjv-tiny/heldout.txt --seq-len 256 --quiet
 echo
-echo "Note: this version stops after calibration. Bit allocation, quantization and the"
-echo "HDF5 container (the rest of the job) are being built; see README 'Status'."
+echo "Note: this version stops after the bit allocation. Quantizing the layers and writing"
+echo "the HDF5 container (the rest of the job) are being built; see README 'Status'."

@@ -69,6 +69,12 @@ raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
                                    raana_qlayer *q, raana_error *err);
 void raana_qlayer_free(raana_qlayer *q);
 
+/* ||W||_F of the matrix that gets quantized: weight after the tricks
+ * (centralized, rows normalized, held-out columns zeroed), as AllocateBits'
+ * coefficient needs it (DESIGN section 4). */
+raana_status raana_qlayer_trick_norm(const float *weight, int d_in, int d_out, unsigned tricks,
+                                     double norm_col_rate, double *norm, raana_error *err);
+
 /* What[d_out][d_in] (see above). */
 raana_status raana_qlayer_dequantize(const raana_qlayer *q, float *what, raana_error *err);
 

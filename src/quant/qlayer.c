@@ -156,6 +156,50 @@ static raana_status hold_out_columns(raana_qlayer *q, const float *weight, float
     return RAANA_OK;
 }
 
+/* w = weight after the tricks in q->tricks (fills q's trick terms; q->mu and
+ * q->row_scale must be allocated when their trick is on). */
+static raana_status apply_tricks(raana_qlayer *q, const float *weight, float *w, double rate,
+                                 raana_error *err)
+{
+    memcpy(w, weight, (size_t)q->d_in * q->d_out * sizeof *w);
+    if (q->mu)
+        centralize(q, w);
+    if (q->row_scale)
+        normalize_rows(q, w);
+    if (q->tricks & RAANA_TRICK_NORM_COL)
+        return hold_out_columns(q, weight, w, rate, err);
+    return RAANA_OK;
+}
+
+raana_status raana_qlayer_trick_norm(const float *weight, int d_in, int d_out, unsigned tricks,
+                                     double norm_col_rate, double *norm, raana_error *err)
+{
+    raana_qlayer q;
+    memset(&q, 0, sizeof q);
+    q.d_in = d_in, q.d_out = d_out, q.tricks = tricks;
+    size_t n = (size_t)d_in * (size_t)d_out;
+    float *w = malloc(n * sizeof *w);
+    if (tricks & RAANA_TRICK_CENTRALIZE)
+        q.mu = calloc((size_t)d_in, sizeof *q.mu);
+    if (tricks & RAANA_TRICK_NORM_ROW)
+        q.row_scale = calloc((size_t)d_in, sizeof *q.row_scale);
+    raana_status st = RAANA_OK;
+    if (!w || ((tricks & RAANA_TRICK_CENTRALIZE) && !q.mu) ||
+        ((tricks & RAANA_TRICK_NORM_ROW) && !q.row_scale))
+        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", d_out, d_in);
+    if (st == RAANA_OK)
+        st = apply_tricks(&q, weight, w, norm_col_rate, err);
+    if (st == RAANA_OK) {
+        double s = 0;
+        for (size_t i = 0; i < n; i++)
+            s += (double)w[i] * w[i];
+        *norm = sqrt(s);
+    }
+    free(w);
+    raana_qlayer_free(&q);
+    return st;
+}
+
 /* ---- encoding ------------------------------------------------------------------ */
 
 /* Encodes every rotated column of w in parallel; returns the mean cosine. */
@@ -238,13 +282,7 @@ raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
         raana_qlayer_free(q);
         return st != RAANA_OK ? st : raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", name);
     }
-    memcpy(w, weight, n * sizeof *w);
-    if (q->mu)
-        centralize(q, w);
-    if (q->row_scale)
-        normalize_rows(q, w);
-    if (p->tricks & RAANA_TRICK_NORM_COL)
-        st = hold_out_columns(q, weight, w, p->norm_col_rate, err);
+    st = apply_tricks(q, weight, w, p->norm_col_rate, err);
     if (st == RAANA_OK) {
 #pragma omp parallel for num_threads(p->threads) schedule(static)
         for (int j = 0; j < d_out; j++)

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "raana/allocation.h"
 #include "raana/calibrate.h"
 #include "raana/comm.h"
 #include "raana/config.h"
@@ -25,7 +26,7 @@ typedef struct {
     const char *config_path;
     const char *overrides[MAX_OVERRIDES];
     int n_overrides;
-    int dry_run, print_config, calibrate_only, help, version;
+    int dry_run, print_config, calibrate_only, allocate_only, help, version;
 } cli_args;
 
 static const char usage_text[] =
@@ -46,6 +47,8 @@ static const char usage_text[] =
     "  --print-config         print the effective configuration and exit\n"
     "  --calibrate-only       run calibration and write the per-layer statistics to\n"
     "                         OUTPUT.calibration.json (docs/CALIBRATION.md)\n"
+    "  --allocate-only        calibration, then AllocateBits: prints the allocation\n"
+    "                         and writes OUTPUT.allocation.json\n"
     "  -h, --help             this text\n"
     "  -V, --version          version and exit\n"
     "\n"
@@ -67,6 +70,8 @@ static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *
             a->print_config = 1;
         else if (strcmp(s, "--calibrate-only") == 0)
             a->calibrate_only = 1;
+        else if (strcmp(s, "--allocate-only") == 0)
+            a->allocate_only = 1;
         else if (strcmp(s, "--set") == 0 || strncmp(s, "--set=", 6) == 0) {
             const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v)
@@ -190,7 +195,8 @@ static raana_status stage_load(job_state *job, int rank, raana_error *err)
 
 /* The statistics as JSON (docs/CALIBRATION.md), written atomically. */
 static raana_status write_calibration(const job_state *job, const raana_layer_stats *stats,
-                                      double loss, char *path, size_t path_size, raana_error *err)
+                                      const raana_allocation *alloc, double loss, char *path,
+                                      size_t path_size, raana_error *err)
 {
     cJSON *root = cJSON_CreateObject(), *layers = cJSON_CreateArray();
     cJSON_AddStringToObject(root, "format", "raana-calibration-v1");
@@ -210,11 +216,28 @@ static raana_status write_calibration(const job_state *job, const raana_layer_st
         cJSON_AddNumberToObject(o, "x_fro", stats[i].x_fro);
         cJSON_AddNumberToObject(o, "y_fro", stats[i].y_fro);
         cJSON_AddNumberToObject(o, "dy_fro", stats[i].dy_fro);
+        if (alloc) {
+            cJSON_AddNumberToObject(o, "w_fro", alloc->w_fro[i]);
+            cJSON_AddNumberToObject(o, "coef", alloc->coef[i]);
+            cJSON_AddNumberToObject(o, "bits", alloc->bits[i]);
+        }
         cJSON_AddItemToArray(layers, o);
+    }
+    if (alloc) {
+        cJSON *a = cJSON_AddObjectToObject(root, "allocation");
+        cJSON_AddNumberToObject(a, "avg_bits", job->cfg.avg_bits);
+        cJSON_AddItemToObject(a, "candidates",
+                              cJSON_CreateDoubleArray(job->cfg.bits, job->cfg.n_bits));
+        cJSON_AddNumberToObject(a, "achieved_avg_bits", alloc->result.achieved_avg_bits);
+        cJSON_AddNumberToObject(a, "modelled_error", alloc->result.cost);
+        cJSON_AddNumberToObject(a, "lower_bound", alloc->result.lower_bound);
+        cJSON_AddStringToObject(
+            a, "method", alloc->result.method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian");
     }
     char *text = cJSON_Print(root), tmp[RAANA_PATH_MAX + 16];
     cJSON_Delete(root);
-    snprintf(path, path_size, "%s.calibration.json", job->cfg.output_path);
+    snprintf(path, path_size, "%s.%s.json", job->cfg.output_path,
+             alloc ? "allocation" : "calibration");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = text ? fopen(tmp, "w") : NULL;
     int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
@@ -227,25 +250,44 @@ static raana_status write_calibration(const job_state *job, const raana_layer_st
     return RAANA_OK;
 }
 
-static raana_status calibrate_only(job_state *job, int rank, raana_error *err)
+/* Stages load and calibrate; stats[n_layers] and the loss on every rank. */
+static raana_status calibrate(job_state *job, int rank, raana_layer_stats *stats, double *loss,
+                              raana_error *err)
 {
     raana_status st = stage_load(job, rank, err);
-    raana_layer_stats *stats = calloc((size_t)job->stage.plan.n_layers, sizeof *stats);
-    double loss = 0;
-    if (st == RAANA_OK && !stats)
-        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    st = raana_comm_agree(MPI_COMM_WORLD, st, err);
     if (st == RAANA_OK)
         st = raana_pipeline_calibrate(MPI_COMM_WORLD, &job->stage.net, &job->stage.plan,
-                                      &job->stage.windows, stats, &loss, rank == 0 ? stderr : NULL,
+                                      &job->stage.windows, stats, loss, rank == 0 ? stderr : NULL,
                                       err);
+    return st;
+}
+
+/* --calibrate-only, and with `allocate` also the reduce + allocate stage
+ * (--allocate-only): the statistics (and the allocation) as JSON. */
+static raana_status calibrate_only(job_state *job, int rank, int allocate, raana_error *err)
+{
+    raana_layer_stats *stats = calloc((size_t)job->stage.plan.n_layers, sizeof *stats);
+    raana_allocation alloc;
+    memset(&alloc, 0, sizeof alloc);
+    double loss = 0;
+    raana_status st = stats ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    st = raana_comm_agree(MPI_COMM_WORLD, st, err);
+    if (st == RAANA_OK)
+        st = calibrate(job, rank, stats, &loss, err);
+    if (st == RAANA_OK && allocate)
+        st = raana_stage_allocate(MPI_COMM_WORLD, &job->stage, &job->cfg, stats, &alloc, err);
     char path[RAANA_PATH_MAX + 32];
     if (st == RAANA_OK && rank == 0)
-        st = write_calibration(job, stats, loss, path, sizeof path, err);
+        st = write_calibration(job, stats, allocate ? &alloc : NULL, loss, path, sizeof path, err);
     st = raana_comm_agree(MPI_COMM_WORLD, st, err);
-    if (st == RAANA_OK && rank == 0)
-        printf("calibration: %d windows of %d tokens, loss %.6f\nwrote %s\n", job->stage.windows.n,
-               job->stage.windows.len, loss, path);
+    if (st == RAANA_OK && rank == 0) {
+        printf("calibration: %d windows of %d tokens, loss %.6f\n", job->stage.windows.n,
+               job->stage.windows.len, loss);
+        if (allocate)
+            raana_allocation_print(stdout, &job->stage.plan, &job->cfg, stats, &alloc);
+        printf("wrote %s\n", path);
+    }
+    raana_allocation_free(&alloc);
     free(stats);
     return st;
 }
@@ -269,8 +311,8 @@ static int run(const cli_args *a, const raana_launch_env *env)
     } else if (st == RAANA_OK && a->dry_run) {
         if (rank == 0)
             print_dry_run(job);
-    } else if (st == RAANA_OK && a->calibrate_only) {
-        st = calibrate_only(job, rank, &err);
+    } else if (st == RAANA_OK && (a->calibrate_only || a->allocate_only)) {
+        st = calibrate_only(job, rank, a->allocate_only, &err);
     } else if (st == RAANA_OK) {
         st = raana_fail(&err, RAANA_ERR_UNSUPPORTED,
                         "the quantization stages (calibrate, allocate, quantize, write) are not "

@@ -53,6 +53,17 @@ for p in 1 2 3 4; do
 done
 cmp -s "$tmp/p1.json" "$tmp/p4.json" && ok || bad "calibration output differs between P=1 and P=4"
 
+# reduce + allocate: the same allocation for every P, optimal, coefficients
+# from independently recomputed weight norms
+for p in 1 2 3 4; do
+  run "$mpiexec" -n "$p" "$mpi_bin" --allocate-only --set output.path="$tmp/al.h5" \
+    --set quantize.avg_bits=2.5 "$src/jobs/kjv-tiny.ini"
+  expect_rc 0 "allocate P=$p"; expect_out "allocation: target 2.5 bits" "allocate P=$p"
+  cp "$tmp/al.h5.allocation.json" "$tmp/al$p.json"
+  cmp -s "$tmp/al1.json" "$tmp/al$p.json" && ok || bad "allocation differs between P=1 and P=$p"
+done
+"$py" "$src/tests/py/check_allocation.py" "$fixture" "$tmp/al1.json" && ok || bad "allocation check"
+
 # a text shorter than one window
 printf 'In the beginning God created the heaven and the earth.\n' >"$tmp/short.txt"
 run "$mpiexec" -n 2 "$mpi_bin" --calibrate-only --set calibration.text_file="$tmp/short.txt" "$src/jobs/kjv-tiny.ini"

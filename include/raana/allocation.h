@@ -1,0 +1,34 @@
+/* allocation.h — the "reduce + allocate" stage: every rank computes the
+ * AllocateBits coefficient of its own quantized layers from the calibration
+ * statistics and the norm of the weight after the tricks, one collective
+ * gives every rank the whole table, and every rank solves the same
+ * allocation (DESIGN sections 2 and 4). */
+#ifndef RAANA_ALLOCATION_H
+#define RAANA_ALLOCATION_H
+
+#include <mpi.h>
+#include <stdio.h>
+
+#include "raana/allocate.h"
+#include "raana/calibrate.h"
+#include "raana/config.h"
+
+typedef struct {
+    int n_layers;              /* plan layers (quantized or not) */
+    double *w_fro;             /* [n_layers] ||W after tricks||_F, 0 for excluded layers */
+    double *coef;              /* [n_layers] c_l = grad_rms * x_rms * w_fro / sqrt(d_in) */
+    double *bits;              /* [n_layers] allocated width, 0 for excluded layers */
+    raana_alloc_result result; /* over the quantized layers, in plan order */
+} raana_allocation;
+
+/* Collective. stats come from raana_pipeline_calibrate. */
+raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
+                                  const raana_layer_stats *stats, raana_allocation *a,
+                                  raana_error *err);
+void raana_allocation_free(raana_allocation *a);
+
+/* The table as text (layer, shape, bits, coefficient, statistics). */
+void raana_allocation_print(FILE *out, const raana_plan *plan, const raana_config *cfg,
+                            const raana_layer_stats *stats, const raana_allocation *a);
+
+#endif
