@@ -264,7 +264,7 @@ static raana_status calibrate(job_state *job, int rank, raana_layer_stats *stats
 
 /* --calibrate-only, and with `allocate` also the reduce + allocate stage
  * (--allocate-only): the statistics (and the allocation) as JSON. */
-static raana_status calibrate_only(job_state *job, int rank, int allocate, raana_error *err)
+static raana_status calibrate_and_report(job_state *job, int rank, int allocate, raana_error *err)
 {
     raana_layer_stats *stats = calloc((size_t)job->stage.plan.n_layers, sizeof *stats);
     raana_allocation alloc;
@@ -312,7 +312,7 @@ static int run(const cli_args *a, const raana_launch_env *env)
         if (rank == 0)
             print_dry_run(job);
     } else if (st == RAANA_OK && (a->calibrate_only || a->allocate_only)) {
-        st = calibrate_only(job, rank, a->allocate_only, &err);
+        st = calibrate_and_report(job, rank, a->allocate_only, &err);
     } else if (st == RAANA_OK) {
         st = raana_fail(&err, RAANA_ERR_UNSUPPORTED,
                         "the quantization stages (calibrate, allocate, quantize, write) are not "
