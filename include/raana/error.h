@@ -29,6 +29,7 @@ typedef enum {
 
 typedef struct {
     raana_status status;
+    int agreed; /* set by raana_comm_agree: msg already names the failing rank */
     char msg[RAANA_ERROR_MSG_MAX];
 } raana_error;
 

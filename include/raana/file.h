@@ -19,4 +19,14 @@ raana_status raana_path_resolve(char *out, size_t out_size, const char *base, co
 /* Writes the directory part of path ("." when it has none) into out. */
 void raana_path_dirname(char *out, size_t out_size, const char *path);
 
+/* Writes len bytes to path atomically: into "path.tmp", flushed to disk,
+ * then renamed over path, so path holds either the old or the whole new
+ * content. Fails with RAANA_ERR_IO naming the path and the system's reason
+ * (disk full, file too large, permission) and removes the temporary. */
+raana_status raana_write_file_atomic(const char *path, const void *data, size_t len,
+                                     raana_error *err);
+
+/* Creates directory path (one level) unless it exists as a directory. */
+raana_status raana_make_dir(const char *path, raana_error *err);
+
 #endif

@@ -13,16 +13,19 @@ raana_status raana_comm_agree(MPI_Comm comm, raana_status local, raana_error *er
     MPI_Allreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, comm);
     if (first_failed == size)
         return RAANA_OK;
-    int status = (int)local;
+    int head[2] = {(int)local, err->agreed}; /* status; already agreed (names its rank) */
     char msg[RAANA_ERROR_MSG_MAX];
     if (rank == first_failed)
         memcpy(msg, err->msg, sizeof msg);
-    MPI_Bcast(&status, 1, MPI_INT, first_failed, comm);
+    MPI_Bcast(head, 2, MPI_INT, first_failed, comm);
     MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first_failed, comm);
     msg[sizeof msg - 1] = '\0';
-    if (size > 1)
-        return raana_fail(err, (raana_status)status, "rank %d: %s", first_failed, msg);
-    return raana_fail(err, (raana_status)status, "%s", msg);
+    if (size > 1 && !head[1])
+        raana_fail(err, (raana_status)head[0], "rank %d: %s", first_failed, msg);
+    else
+        raana_fail(err, (raana_status)head[0], "%s", msg);
+    err->agreed = 1;
+    return err->status;
 }
 
 void raana_launch_env_read(raana_launch_env *env)

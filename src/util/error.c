@@ -13,6 +13,7 @@ raana_status raana_fail(raana_error *err, raana_status status, const char *fmt, 
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
         err->status = status;
+        err->agreed = 0;
     }
     return status;
 }
@@ -32,6 +33,7 @@ raana_status raana_error_prefix(raana_error *err, const char *fmt, ...)
 void raana_error_clear(raana_error *err)
 {
     err->status = RAANA_OK;
+    err->agreed = 0;
     err->msg[0] = '\0';
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 raana_status raana_read_file(const char *path, char **data, size_t *len, raana_error *err)
 {
@@ -62,4 +63,33 @@ void raana_path_dirname(char *out, size_t out_size, const char *path)
     if (n == 0)
         n = 1; /* "/file" -> "/" */
     snprintf(out, out_size, "%.*s", (int)n, path);
+}
+
+raana_status raana_write_file_atomic(const char *path, const void *data, size_t len,
+                                     raana_error *err)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return raana_fail(err, RAANA_ERR_IO, "path too long: %s", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    errno = 0;
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int saved = errno;
+    ok = fclose(f) == 0 && ok;
+    if (ok && rename(tmp, path) == 0)
+        return RAANA_OK;
+    saved = saved ? saved : errno;
+    unlink(tmp);
+    return raana_fail(err, RAANA_ERR_IO, "%s: cannot write: %s", path, strerror(saved));
+}
+
+raana_status raana_make_dir(const char *path, raana_error *err)
+{
+    struct stat st;
+    if (mkdir(path, 0777) == 0 || (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return RAANA_OK;
+    return raana_fail(err, RAANA_ERR_IO, "%s: cannot create directory: %s", path,
+                      errno == EEXIST ? "a file of that name exists" : strerror(errno));
 }
