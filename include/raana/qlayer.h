@@ -90,7 +90,8 @@ float raana_qlayer_coord_scale(const raana_qlayer *q, int i);
 
 /* Stored bits per weight, everything counted: codes, rescales (32 bits per
  * column), trick terms (mu, row scales, held-out columns and indices, 32
- * bits each) and nothing for the signs (regenerated from the seed). */
+ * bits each) and the two rotation sign vectors (one bit per entry, padded
+ * to whole bytes), as the container stores them. */
 double raana_qlayer_effective_bits(const raana_qlayer *q);
 
 #endif

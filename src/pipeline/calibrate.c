@@ -10,6 +10,8 @@
  * window. */
 #include "raana/calibrate.h"
 
+#include "raana/fault.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,6 +244,7 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
                                        grads + (size_t)i * (l.count + 1), err) != RAANA_OK;
             sums += li;
         }
+        raana_fault_point("calibrate", l.rank);
         if (l.rank == 0)
             progress_line(progress, "calibrate (forward)", i + 1, n, t0);
     }

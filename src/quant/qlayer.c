@@ -423,5 +423,6 @@ double raana_qlayer_effective_bits(const raana_qlayer *q)
     if (q->row_scale)
         stored += 32.0 * q->d_in;
     stored += q->n_held * (32.0 * q->d_in + 32.0);
+    stored += 2.0 * 8.0 * (double)((q->d_in + 7) / 8); /* the two sign vectors, packed */
     return stored / weights;
 }
