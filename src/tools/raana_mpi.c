@@ -3,6 +3,7 @@
  * rank's failure reaches rank 0 through raana_comm_agree and becomes one
  * line on stderr and the exit code (README "Exit codes"). */
 #include <errno.h>
+#include <signal.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,9 @@
 #include "raana/config.h"
 #include "raana/error.h"
 #include "raana/file.h"
+#include "raana/h5file.h"
 #include "raana/model.h"
+#include "raana/pipeline.h"
 #include "raana/plan.h"
 
 #define MAX_OVERRIDES 64
@@ -27,6 +30,7 @@ typedef struct {
     const char *overrides[MAX_OVERRIDES];
     int n_overrides;
     int dry_run, print_config, calibrate_only, allocate_only, help, version;
+    char command_line[2048]; /* stored in the container's provenance */
 } cli_args;
 
 static const char usage_text[] =
@@ -88,6 +92,9 @@ static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *
         else
             a->config_path = s;
     }
+    for (int i = 0, used = 0; i < argc && used < (int)sizeof a->command_line; i++)
+        used += snprintf(a->command_line + used, sizeof a->command_line - (size_t)used, "%s%s",
+                         i ? " " : "", argv[i]);
     if (!a->help && !a->version && !a->config_path)
         return raana_fail(err, RAANA_ERR_USAGE, "no config file given (see --help)");
     return RAANA_OK;
@@ -147,50 +154,6 @@ static void print_dry_run(const job_state *job)
     printf("output: %s (zstd level %d)\n", c->output_path, c->zstd_level);
     raana_plan_print(stdout, &job->stage.plan, &job->stage.model.config);
     fflush(stdout);
-}
-
-/* The calibration text: the zero-shot sentence repeated enough times, or
- * the configured file. */
-static raana_status calibration_text(const raana_config *c, int seq_len, char **text, size_t *len,
-                                     raana_error *err)
-{
-    if (c->calib_source == RAANA_CALIB_TEXT) {
-        raana_status st = raana_read_file(c->text_file, text, len, err);
-        return st == RAANA_OK ? st : raana_error_restatus(err, RAANA_ERR_INPUT);
-    }
-    size_t one = strlen(raana_zeroshot_sentence), reps = (size_t)c->n_samples * seq_len / 8 + 1;
-    *text = malloc(one * reps + 1);
-    if (!*text)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the calibration text");
-    for (size_t r = 0; r < reps; r++)
-        memcpy(*text + r * one, raana_zeroshot_sentence, one);
-    (*text)[one * reps] = '\0';
-    *len = one * reps;
-    return RAANA_OK;
-}
-
-/* Stage "load" and the calibration windows (every rank tokenizes: cheap,
- * and the first and last stages both need the tokens). */
-static raana_status stage_load(job_state *job, int rank, raana_error *err)
-{
-    char *text = NULL;
-    size_t len;
-    raana_status st = raana_tokenizer_load(&job->stage.tok, job->cfg.model_path, err);
-    if (st == RAANA_OK)
-        st = calibration_text(&job->cfg, job->stage.plan.seq_len, &text, &len, err);
-    if (st == RAANA_OK) {
-        st = raana_windows_calib(job->stage.tok, text, len, job->stage.plan.seq_len,
-                                 job->cfg.n_samples, &job->stage.windows, err);
-        if (st != RAANA_OK)
-            raana_error_prefix(err, "%s",
-                               job->cfg.calib_source == RAANA_CALIB_TEXT
-                                   ? job->cfg.text_file
-                                   : "zero-shot calibration text");
-    }
-    free(text);
-    if (st == RAANA_OK)
-        st = raana_stage_load(&job->stage, rank, err);
-    return raana_comm_agree(MPI_COMM_WORLD, st, err);
 }
 
 /* The statistics as JSON (docs/CALIBRATION.md), written atomically. */
@@ -254,7 +217,7 @@ static raana_status write_calibration(const job_state *job, const raana_layer_st
 static raana_status calibrate(job_state *job, int rank, raana_layer_stats *stats, double *loss,
                               raana_error *err)
 {
-    raana_status st = stage_load(job, rank, err);
+    raana_status st = raana_job_load(MPI_COMM_WORLD, &job->cfg, &job->stage, rank, err);
     if (st == RAANA_OK)
         st = raana_pipeline_calibrate(MPI_COMM_WORLD, &job->stage.net, &job->stage.plan,
                                       &job->stage.windows, stats, loss, rank == 0 ? stderr : NULL,
@@ -299,6 +262,7 @@ static int run(const cli_args *a, const raana_launch_env *env)
     raana_error_clear(&err);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    double t_start = MPI_Wtime();
     job_state *job = calloc(1, sizeof *job);
     raana_status st = job ? raana_launch_check(env, size, &err)
                           : raana_fail(&err, RAANA_ERR_NOMEM, "out of memory");
@@ -314,9 +278,10 @@ static int run(const cli_args *a, const raana_launch_env *env)
     } else if (st == RAANA_OK && (a->calibrate_only || a->allocate_only)) {
         st = calibrate_and_report(job, rank, a->allocate_only, &err);
     } else if (st == RAANA_OK) {
-        st = raana_fail(&err, RAANA_ERR_UNSUPPORTED,
-                        "the quantization stages (calibrate, allocate, quantize, write) are not "
-                        "implemented in this version yet; run with --dry-run to see the plan");
+        st = raana_job_check_output(MPI_COMM_WORLD, &job->cfg, &err);
+        raana_job_options opt = {a->command_line, stdout, stderr, MPI_Wtime() - t_start};
+        if (st == RAANA_OK)
+            st = raana_job_quantize(MPI_COMM_WORLD, &job->cfg, &job->stage, &opt, &err);
     }
     if (st != RAANA_OK && rank == 0)
         fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
@@ -344,9 +309,16 @@ int main(int argc, char **argv)
         }
         return (int)st;
     }
+    /* a file-size limit must become a write error we can report, not a kill */
+    signal(SIGXFSZ, SIG_IGN);
     raana_launch_env_read(&env);
     MPI_Init(&argc, &argv);
     int code = run(&args, &env);
+    if (raana_h5_library_unusable()) { /* see h5file.h: every rank agreed on the error */
+        fflush(stdout);
+        fflush(stderr);
+        _exit(code);
+    }
     MPI_Finalize();
     return code;
 }

@@ -1,0 +1,689 @@
+/* container.c — the container schema and its collective writing and
+ * verification (see container.h and docs/FORMAT.md). */
+#include "raana/container.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "raana/comm.h"
+#include "raana/file.h"
+#include "raana/bitpack.h"
+#include "raana/h5file.h"
+#include "raana/h5zstd.h"
+#include "raana/rng.h"
+
+const char *const raana_stage_names[RAANA_STAGE_COUNT] = {"plan",     "load",     "calibrate",
+                                                          "allocate", "quantize", "write"};
+
+/* Model files copied into /model when present, in this order. */
+static const char *const model_files[] = {"config.json",          "generation_config.json",
+                                          "tokenizer.json",       "tokenizer_config.json",
+                                          "special_tokens_map.json", "tokenizer.model"};
+#define N_MODEL_FILES (sizeof model_files / sizeof model_files[0])
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        raana_status try_st_ = (expr);                                                             \
+        if (try_st_ != RAANA_OK)                                                                   \
+            return try_st_;                                                                        \
+    } while (0)
+
+static int is_quantized_weight(const raana_plan *plan, const char *tensor)
+{
+    size_t n = strlen(tensor);
+    if (n < 7 || strcmp(tensor + n - 7, ".weight") != 0)
+        return 0;
+    for (int i = 0; i < plan->n_layers; i++)
+        if (plan->layers[i].quantize && strlen(plan->layers[i].name) == n - 7 &&
+            strncmp(plan->layers[i].name, tensor, n - 7) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- /  /model  /config.ini ---------------------------------------------------- */
+
+static raana_status write_root(raana_h5 *h, const raana_container_content *c, raana_error *err)
+{
+    TRY(raana_h5_attr_str(h, "/", "format", RAANA_FORMAT_NAME, err));
+    TRY(raana_h5_attr_i64(h, "/", "format_version", RAANA_FORMAT_VERSION, err));
+    TRY(raana_h5_attr_str(h, "/", "rng", RAANA_RNG_ID, err));
+    TRY(raana_h5_attr_str(h, "/", "model_type", c->stage->model.config.model_type, err));
+    return RAANA_OK;
+}
+
+static raana_status write_model_files(raana_h5 *h, const raana_container_content *c,
+                                      raana_error *err)
+{
+    TRY(raana_h5_group(h, "/model", err));
+    for (size_t i = 0; i < N_MODEL_FILES; i++) {
+        char path[4400], *data = NULL;
+        size_t len = 0;
+        int present = 0;
+        if (h->rank == 0) {
+            snprintf(path, sizeof path, "%s/%s", c->stage->model.dir, model_files[i]);
+            present = access(path, R_OK) == 0;
+        }
+        MPI_Bcast(&present, 1, MPI_INT, 0, h->comm);
+        if (!present)
+            continue;
+        raana_status st = h->rank == 0 ? raana_read_file(path, &data, &len, err) : RAANA_OK;
+        st = raana_comm_agree(h->comm, st, err);
+        snprintf(path, sizeof path, "/model/%s", model_files[i]);
+        if (st == RAANA_OK)
+            st = raana_h5_blob(h, path, 0, data, len, err);
+        free(data);
+        TRY(st);
+    }
+    return RAANA_OK;
+}
+
+static raana_status write_config(raana_h5 *h, const raana_container_content *c, raana_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (h->rank == 0) {
+        FILE *f = open_memstream(&text, &len);
+        if (f) {
+            raana_config_write(f, c->cfg);
+            fclose(f);
+        }
+    }
+    raana_status st = raana_comm_agree(
+        h->comm, h->rank == 0 && !text ? raana_fail(err, RAANA_ERR_NOMEM, "out of memory") : RAANA_OK,
+        err);
+    if (st == RAANA_OK)
+        st = raana_h5_blob(h, "/config.ini", 0, text, len, err);
+    free(text);
+    return st;
+}
+
+/* ---- /calibration  /allocation ------------------------------------------------ */
+
+static raana_status write_calibration(raana_h5 *h, const raana_container_content *c,
+                                      raana_error *err)
+{
+    const raana_windows *w = &c->stage->windows;
+    char fp[32];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)c->calibration_fingerprint);
+    TRY(raana_h5_group(h, "/calibration", err));
+    TRY(raana_h5_attr_f64(h, "/calibration", "loss", &c->loss, 1, err));
+    TRY(raana_h5_attr_str(h, "/calibration", "source",
+                          raana_calib_source_name(c->cfg->calib_source), err));
+    TRY(raana_h5_attr_str(h, "/calibration", "fingerprint", fp, err));
+    hsize_t dims[2] = {(hsize_t)w->n, (hsize_t)w->len};
+    return raana_h5_dataset(h, "/calibration/tokens", H5T_NATIVE_INT32, 2, dims, 0, w->tokens,
+                            err);
+}
+
+/* One column of the allocation table: value(i) for every plan layer. */
+static raana_status write_column(raana_h5 *h, const char *name, int n, hid_t type,
+                                 const void *values, raana_error *err)
+{
+    char path[128];
+    hsize_t dims[1] = {(hsize_t)n};
+    snprintf(path, sizeof path, "/allocation/%s", name);
+    return raana_h5_dataset(h, path, type, 1, dims, 0, values, err);
+}
+
+enum { C_BITS, C_COEF, C_GRAD, C_XRMS, C_XFRO, C_YFRO, C_DYFRO, C_WFRO, C_REL, C_COS, C_EFF,
+       N_COLS };
+static const char *const column_names[N_COLS] = {
+    "bits",  "coef",  "grad_rms", "x_rms",     "x_fro",      "y_fro",
+    "dy_fro", "w_fro", "rel_error", "mean_cosine", "effective_bits"};
+
+static void fill_columns(const raana_container_content *c, double *col, int *ints, char *names)
+{
+    const raana_plan *p = &c->stage->plan;
+    int n = p->n_layers;
+    for (int i = 0; i < n; i++) {
+        const raana_layer_stats *s = &c->stats[i];
+        const raana_layer_summary *q = &c->quantized->summary[i];
+        double row[N_COLS] = {c->alloc->bits[i], c->alloc->coef[i], s->grad_rms, s->x_rms,
+                              s->x_fro,          s->y_fro,          s->dy_fro,   c->alloc->w_fro[i],
+                              q->rel_error,      q->mean_cosine,    q->effective_bits};
+        for (int k = 0; k < N_COLS; k++)
+            col[(size_t)k * n + i] = row[k];
+        ints[i] = p->layers[i].d_in, ints[n + i] = p->layers[i].d_out;
+        ints[2 * n + i] = p->layers[i].quantize;
+        size_t width = sizeof p->layers[i].name;
+        memcpy(names + (size_t)i * width, p->layers[i].name, strnlen(p->layers[i].name, width));
+    }
+}
+
+static raana_status allocation_attrs(raana_h5 *h, const raana_container_content *c,
+                                     raana_error *err)
+{
+    const raana_alloc_result *r = &c->alloc->result;
+    const char *g = "/allocation";
+    TRY(raana_h5_attr_f64(h, g, "avg_bits", &c->cfg->avg_bits, 1, err));
+    TRY(raana_h5_attr_f64(h, g, "candidates", c->cfg->bits, c->cfg->n_bits, err));
+    TRY(raana_h5_attr_f64(h, g, "achieved_avg_bits", &r->achieved_avg_bits, 1, err));
+    TRY(raana_h5_attr_f64(h, g, "modelled_error", &r->cost, 1, err));
+    TRY(raana_h5_attr_f64(h, g, "lower_bound", &r->lower_bound, 1, err));
+    return raana_h5_attr_str(h, g, "method",
+                             r->method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian", err);
+}
+
+static raana_status write_allocation(raana_h5 *h, const raana_container_content *c,
+                                     raana_error *err)
+{
+    int n = c->stage->plan.n_layers;
+    size_t name_len = sizeof c->stage->plan.layers[0].name;
+    double *col = calloc((size_t)n * N_COLS, sizeof *col);
+    int *ints = calloc((size_t)n * 3, sizeof *ints);
+    char *names = calloc((size_t)n, name_len);
+    raana_status st = col && ints && names ? RAANA_OK
+                                           : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    st = raana_comm_agree(h->comm, st, err);
+    if (st == RAANA_OK) {
+        fill_columns(c, col, ints, names);
+        st = raana_h5_group(h, "/allocation", err);
+    }
+    if (st == RAANA_OK)
+        st = allocation_attrs(h, c, err);
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, name_len);
+    H5Tset_strpad(str, H5T_STR_NULLPAD);
+    if (st == RAANA_OK)
+        st = write_column(h, "name", n, str, names, err);
+    H5Tclose(str);
+    const char *int_names[3] = {"d_in", "d_out", "quantized"};
+    for (int k = 0; k < 3 && st == RAANA_OK; k++)
+        st = write_column(h, int_names[k], n, H5T_NATIVE_INT, ints + (size_t)k * n, err);
+    for (int k = 0; k < N_COLS && st == RAANA_OK; k++)
+        st = write_column(h, column_names[k], n, H5T_NATIVE_DOUBLE, col + (size_t)k * n, err);
+    free(col), free(ints), free(names);
+    return st;
+}
+
+/* ---- /layers ------------------------------------------------------------------- */
+
+/* signs[2][ceil(d/8)]: bit i (LSB first) of row r set when s_{r+1}[i] = -1. */
+static uint8_t *pack_signs(const raana_rotation *rot)
+{
+    size_t row = ((size_t)rot->d + 7) / 8;
+    uint8_t *out = calloc(2 * row, 1);
+    for (int i = 0; out && i < rot->d; i++) {
+        if (rot->s1[i] < 0)
+            out[i / 8] |= (uint8_t)(1u << (i % 8));
+        if (rot->s2[i] < 0)
+            out[row + i / 8] |= (uint8_t)(1u << (i % 8));
+    }
+    return out;
+}
+
+static raana_status layer_attrs(raana_h5 *h, const char *g, const raana_container_content *c,
+                                int i, raana_error *err)
+{
+    const raana_plan_layer *l = &c->stage->plan.layers[i];
+    const raana_layer_summary *s = &c->quantized->summary[i];
+    char tricks[64];
+    raana_tricks_format(c->cfg->tricks, tricks, sizeof tricks);
+    const int64_t ints[] = {l->d_in,   l->d_out, s->code_bits, s->n_kept,
+                            s->m_a,    s->m_b,   s->n_held,    raana_pow2_floor(l->d_in),
+                            (int64_t)s->packed_bytes};
+    const char *names[] = {"d_in", "d_out", "code_bits", "n_kept",      "m_a",
+                           "m_b",  "n_held", "rotation_k", "packed_bytes"};
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+        TRY(raana_h5_attr_i64(h, g, names[k], ints[k], err));
+    TRY(raana_h5_attr_f64(h, g, "bits", &c->alloc->bits[i], 1, err));
+    TRY(raana_h5_attr_str(h, g, "tricks", tricks, err));
+    TRY(raana_h5_attr_u64(h, g, "key", raana_rng_layer_key(c->cfg->seed, l->name), err));
+    TRY(raana_h5_attr_f64(h, g, "coef", &c->alloc->coef[i], 1, err));
+    TRY(raana_h5_attr_f64(h, g, "rel_error", &s->rel_error, 1, err));
+    TRY(raana_h5_attr_f64(h, g, "mean_cosine", &s->mean_cosine, 1, err));
+    return raana_h5_attr_f64(h, g, "effective_bits", &s->effective_bits, 1, err);
+}
+
+static raana_status layer_dataset(raana_h5 *h, const char *g, const char *name, hid_t type,
+                                  int ndim, hsize_t d0, hsize_t d1, int writer, const void *data,
+                                  raana_error *err)
+{
+    char path[300];
+    hsize_t dims[2] = {d0, d1};
+    snprintf(path, sizeof path, "%s/%s", g, name);
+    return raana_h5_dataset(h, path, type, ndim, dims, writer, data, err);
+}
+
+static raana_status write_layer(raana_h5 *h, const raana_container_content *c, int i,
+                                raana_error *err)
+{
+    const raana_plan_layer *l = &c->stage->plan.layers[i];
+    const raana_layer_summary *s = &c->quantized->summary[i];
+    const raana_qlayer *q = c->quantized->layers[i];
+    int writer = raana_plan_block_owner(&c->stage->plan, l->block);
+    char g[200];
+    snprintf(g, sizeof g, "/layers/%s", l->name);
+    uint8_t *signs = q ? pack_signs(&q->rot) : NULL;
+    raana_status st = raana_comm_agree(
+        h->comm, q && !signs ? raana_fail(err, RAANA_ERR_NOMEM, "out of memory") : RAANA_OK,
+        err);
+    if (st == RAANA_OK)
+        st = raana_h5_group(h, g, err);
+    if (st == RAANA_OK)
+        st = layer_attrs(h, g, c, i, err);
+    hsize_t d_in = (hsize_t)l->d_in, d_out = (hsize_t)l->d_out;
+    if (st == RAANA_OK)
+        st = layer_dataset(h, g, "codes", H5T_NATIVE_UINT8, 2, d_out, s->packed_bytes, writer,
+                           q ? q->packed : NULL, err);
+    if (st == RAANA_OK)
+        st = layer_dataset(h, g, "rescale", H5T_NATIVE_FLOAT, 1, d_out, 0, writer,
+                           q ? q->rescale : NULL, err);
+    if (st == RAANA_OK)
+        st = layer_dataset(h, g, "signs", H5T_NATIVE_UINT8, 2, 2, (d_in + 7) / 8, writer, signs,
+                           err);
+    if (st == RAANA_OK && (c->cfg->tricks & RAANA_TRICK_CENTRALIZE))
+        st = layer_dataset(h, g, "mu", H5T_NATIVE_FLOAT, 1, d_in, 0, writer, q ? q->mu : NULL,
+                           err);
+    if (st == RAANA_OK && (c->cfg->tricks & RAANA_TRICK_NORM_ROW))
+        st = layer_dataset(h, g, "row_scale", H5T_NATIVE_FLOAT, 1, d_in, 0, writer,
+                           q ? q->row_scale : NULL, err);
+    if (st == RAANA_OK)
+        st = layer_dataset(h, g, "held_cols", H5T_NATIVE_INT32, 1, (hsize_t)s->n_held, 0, writer,
+                           q ? q->held_cols : NULL, err);
+    if (st == RAANA_OK)
+        st = layer_dataset(h, g, "held_values", H5T_NATIVE_FLOAT, 2, (hsize_t)s->n_held, d_in,
+                           writer, q ? q->held_values : NULL, err);
+    free(signs);
+    if (st != RAANA_OK)
+        raana_error_prefix(err, "layer %s", l->name);
+    return st;
+}
+
+/* ---- /tensors ------------------------------------------------------------------ */
+
+static hid_t tensor_type(raana_dtype d)
+{
+    switch (d) {
+    case RAANA_DTYPE_F32: return H5T_NATIVE_FLOAT;
+    case RAANA_DTYPE_F64: return H5T_NATIVE_DOUBLE;
+    case RAANA_DTYPE_F16:
+    case RAANA_DTYPE_BF16: return H5T_NATIVE_UINT16; /* raw bits; attribute dtype says which */
+    case RAANA_DTYPE_I16: return H5T_NATIVE_INT16;
+    case RAANA_DTYPE_I64: return H5T_NATIVE_INT64;
+    case RAANA_DTYPE_I32: return H5T_NATIVE_INT32;
+    case RAANA_DTYPE_I8: return H5T_NATIVE_INT8;
+    default: return H5T_NATIVE_UINT8; /* U8, BOOL, F8: raw bytes */
+    }
+}
+
+static raana_status write_tensor(raana_h5 *h, const raana_container_content *c,
+                                 const raana_tensor_entry *e, raana_error *err)
+{
+    const raana_st_tensor *t = e->tensor;
+    const raana_model *m = &c->stage->model;
+    int writer = raana_tensor_owner(&c->stage->plan, e->name);
+    hsize_t dims[RAANA_MAX_DIMS] = {1};
+    int ndim = t->ndim > 0 ? t->ndim : 1;
+    for (int d = 0; d < t->ndim; d++)
+        dims[d] = (hsize_t)t->shape[d];
+    char path[300];
+    snprintf(path, sizeof path, "/tensors/%s", e->name);
+    TRY(raana_h5_dataset(h, path, tensor_type(t->dtype), ndim, dims, writer,
+                         m->files[e->file].data + t->begin, err));
+    return raana_h5_attr_str(h, path, "dtype", raana_dtype_name(t->dtype), err);
+}
+
+/* ---- /report  /provenance ------------------------------------------------------ */
+
+static raana_status write_report(raana_h5 *h, const raana_container_content *c, raana_error *err)
+{
+    TRY(raana_h5_group(h, "/report", err));
+    TRY(raana_h5_attr_f64(h, "/report", "effective_bits_quantized", &c->bits.quantized, 1, err));
+    TRY(raana_h5_attr_f64(h, "/report", "effective_bits_model", &c->bits.model, 1, err));
+    TRY(raana_h5_attr_f64(h, "/report", "achieved_avg_bits", &c->bits.codes_only, 1, err));
+    TRY(raana_h5_attr_f64(h, "/report", "target_avg_bits", &c->cfg->avg_bits, 1, err));
+    return raana_h5_blob(h, "/report/table", 0, c->table, c->table ? strlen(c->table) : 0, err);
+}
+
+static raana_status write_provenance(raana_h5 *h, const raana_container_content *c,
+                                     raana_error *err)
+{
+    char date[64] = "", host[256] = "";
+    int n_ranks;
+    MPI_Comm_size(h->comm, &n_ranks);
+    if (h->rank == 0) {
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+        gethostname(host, sizeof host - 1);
+    }
+    MPI_Bcast(date, sizeof date, MPI_CHAR, 0, h->comm);
+    MPI_Bcast(host, sizeof host, MPI_CHAR, 0, h->comm);
+    const char *g = "/provenance";
+    TRY(raana_h5_group(h, g, err));
+    TRY(raana_h5_attr_str(h, g, "raana_version", RAANA_VERSION, err));
+    TRY(raana_h5_attr_str(h, g, "created", date, err));
+    TRY(raana_h5_attr_str(h, g, "host", host, err));
+    TRY(raana_h5_attr_str(h, g, "command", c->command_line ? c->command_line : "", err));
+    TRY(raana_h5_attr_i64(h, g, "n_ranks", n_ranks, err));
+    TRY(raana_h5_attr_i64(h, g, "threads_per_rank", raana_quantize_threads(c->cfg), err));
+    TRY(raana_h5_attr_u64(h, g, "seed", c->cfg->seed, err));
+    TRY(raana_h5_attr_i64(h, g, "layers_resumed", c->quantized->reused, err));
+    TRY(raana_h5_attr_i64(h, g, "calibration_resumed", c->resumed_calibration, err));
+    for (int s = 0; s < RAANA_STAGE_COUNT; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "seconds_%s", raana_stage_names[s]);
+        TRY(raana_h5_attr_f64(h, g, name, &c->seconds[s], 1, err));
+    }
+    return RAANA_OK;
+}
+
+/* ---- the whole file ------------------------------------------------------------ */
+
+static raana_status write_contents(raana_h5 *h, raana_container_content *c, raana_error *err)
+{
+    const raana_plan *p = &c->stage->plan;
+    const raana_model *m = &c->stage->model;
+    double t0 = MPI_Wtime();
+    TRY(write_root(h, c, err));
+    TRY(write_model_files(h, c, err));
+    TRY(write_config(h, c, err));
+    TRY(write_calibration(h, c, err));
+    TRY(write_allocation(h, c, err));
+    TRY(raana_h5_group(h, "/layers", err));
+    for (int i = 0; i < p->n_layers; i++)
+        if (p->layers[i].quantize)
+            TRY(write_layer(h, c, i, err));
+    TRY(raana_h5_group(h, "/tensors", err));
+    for (size_t i = 0; i < m->n_entries; i++)
+        if (!is_quantized_weight(p, m->entries[i].name))
+            TRY(write_tensor(h, c, &m->entries[i], err));
+    TRY(write_report(h, c, err));
+    double mine = MPI_Wtime() - t0;
+    MPI_Allreduce(&mine, &c->seconds[RAANA_STAGE_WRITE], 1, MPI_DOUBLE, MPI_MAX, h->comm);
+    return write_provenance(h, c, err);
+}
+
+raana_status raana_container_write(MPI_Comm comm, const char *path,
+                                   raana_container_content *c, raana_error *err)
+{
+    raana_h5 h;
+    raana_status st = raana_h5_create(&h, comm, path, c->cfg->zstd_level, err);
+    if (st != RAANA_OK)
+        return st;
+    st = write_contents(&h, c, err);
+    if (st != RAANA_OK) {
+        raana_h5_abandon(&h); /* see h5file.h; the caller removes the file */
+        return st;
+    }
+    return raana_comm_agree(comm, raana_h5_close(&h, err), err);
+}
+
+/* ---- verification -------------------------------------------------------------- */
+
+static raana_status verify_dataset(raana_h5 *h, const char *path, const void *expect, size_t bytes,
+                                   raana_error *err)
+{
+    uint8_t *got = malloc(bytes ? bytes : 1);
+    if (!got)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory verifying %s", path);
+    raana_status st = raana_h5_read(h, path, H5T_NATIVE_UINT8, got, bytes, err);
+    if (st == RAANA_OK && bytes && memcmp(got, expect, bytes) != 0)
+        st = raana_fail(err, RAANA_ERR_IO, "%s: %s reads back different from what was written",
+                        h->path, path);
+    free(got);
+    return st;
+}
+
+static raana_status verify_own(raana_h5 *h, const raana_container_content *c, raana_error *err)
+{
+    const raana_plan *p = &c->stage->plan;
+    const raana_model *m = &c->stage->model;
+    char path[300];
+    for (int i = 0; i < p->n_layers; i++) {
+        const raana_qlayer *q = c->quantized->layers[i];
+        if (!q)
+            continue;
+        snprintf(path, sizeof path, "/layers/%s/codes", p->layers[i].name);
+        TRY(verify_dataset(h, path, q->packed, q->packed_bytes * (size_t)q->d_out, err));
+        snprintf(path, sizeof path, "/layers/%s/rescale", p->layers[i].name);
+        hid_t d = H5Dopen2(h->file, path, H5P_DEFAULT);
+        float *r = malloc((size_t)q->d_out * sizeof *r);
+        herr_t rc = d < 0 || !r ? -1
+                                : H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, r);
+        int same = rc >= 0 && memcmp(r, q->rescale, (size_t)q->d_out * sizeof *r) == 0;
+        free(r);
+        if (d >= 0)
+            H5Dclose(d);
+        if (!same)
+            return raana_fail(err, RAANA_ERR_IO, "%s: %s does not read back as written", h->path,
+                              path);
+    }
+    int rank = h->rank;
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const raana_tensor_entry *e = &m->entries[i];
+        if (is_quantized_weight(p, e->name) || raana_tensor_owner(p, e->name) != rank)
+            continue;
+        snprintf(path, sizeof path, "/tensors/%s", e->name);
+        hid_t d = H5Dopen2(h->file, path, H5P_DEFAULT);
+        size_t bytes = e->tensor->end - e->tensor->begin;
+        uint8_t *got = malloc(bytes ? bytes : 1);
+        herr_t rc = d < 0 || !got ? -1
+                                  : H5Dread(d, tensor_type(e->tensor->dtype), H5S_ALL, H5S_ALL,
+                                            H5P_DEFAULT, got);
+        int same = rc >= 0 && memcmp(got, m->files[e->file].data + e->tensor->begin, bytes) == 0;
+        free(got);
+        if (d >= 0)
+            H5Dclose(d);
+        if (!same)
+            return raana_fail(err, RAANA_ERR_IO, "%s: %s does not read back as written", h->path,
+                              path);
+    }
+    return RAANA_OK;
+}
+
+raana_status raana_container_verify(MPI_Comm comm, const char *path,
+                                    const raana_container_content *c, raana_error *err)
+{
+    raana_h5 h;
+    raana_status st = raana_h5_open_read(&h, comm, path, err);
+    if (st != RAANA_OK)
+        return st;
+    st = raana_comm_agree(comm, verify_own(&h, c, err), err);
+    raana_error ignored;
+    raana_h5_close(&h, &ignored);
+    return st;
+}
+
+void raana_container_count_bits(raana_container_content *c)
+{
+    const raana_plan *p = &c->stage->plan;
+    const raana_model *m = &c->stage->model;
+    double qbits = 0, qweights = 0, all_bits = 0, all_params = 0;
+    for (int i = 0; i < p->n_layers; i++)
+        if (p->layers[i].quantize) {
+            double n = (double)p->layers[i].d_in * p->layers[i].d_out;
+            qbits += c->quantized->summary[i].effective_bits * n;
+            qweights += n;
+        }
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const raana_st_tensor *t = m->entries[i].tensor;
+        all_params += (double)t->numel;
+        if (!is_quantized_weight(p, m->entries[i].name))
+            all_bits += 8.0 * (double)(t->end - t->begin);
+    }
+    c->bits.quantized = qweights > 0 ? qbits / qweights : 0;
+    c->bits.model = all_params > 0 ? (qbits + all_bits) / all_params : 0;
+    c->bits.codes_only = c->alloc->result.achieved_avg_bits;
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+static int read_attr(hid_t file, const char *obj, const char *name, hid_t type, void *out)
+{
+    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = a >= 0 && H5Aread(a, type, out) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    return ok;
+}
+
+static int read_attr_text(hid_t file, const char *obj, const char *name, char *out, size_t size)
+{
+    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+    size_t n = t >= 0 ? H5Tget_size(t) : 0;
+    int ok = t >= 0 && H5Tget_class(t) == H5T_STRING && n < size && H5Aread(a, t, out) >= 0;
+    if (ok)
+        out[n] = '\0';
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return ok;
+}
+
+raana_status raana_container_open(const char *path, hid_t *file, raana_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    raana_status st = raana_h5zstd_register(err);
+    if (st != RAANA_OK)
+        return st;
+    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (*file < 0)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: cannot open as HDF5", path);
+    char format[64];
+    int64_t version = 0;
+    if (!read_attr_text(*file, "/", "format", format, sizeof format) ||
+        strcmp(format, RAANA_FORMAT_NAME) != 0 ||
+        !read_attr(*file, "/", "format_version", H5T_NATIVE_INT64, &version))
+        st = raana_fail(err, RAANA_ERR_INPUT, "%s: not a raana container (no format attribute)",
+                        path);
+    else if (version != RAANA_FORMAT_VERSION)
+        st = raana_fail(err, RAANA_ERR_UNSUPPORTED,
+                        "%s: container format version %lld; this raana reads version %d", path,
+                        (long long)version, RAANA_FORMAT_VERSION);
+    if (st != RAANA_OK) {
+        H5Fclose(*file);
+        *file = H5I_INVALID_HID;
+    }
+    return st;
+}
+
+/* malloc'd contents of dataset g/name, which must hold n elements. */
+static void *read_array(hid_t file, const char *g, const char *name, hid_t type, size_t n)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", g, name);
+    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+    if (d < 0)
+        return NULL;
+    hid_t space = H5Dget_space(d);
+    void *out = NULL;
+    if (H5Sget_simple_extent_npoints(space) == (hssize_t)n) {
+        out = malloc(n ? n * H5Tget_size(type) : 1);
+        if (out && n && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+            free(out);
+            out = NULL;
+        }
+    }
+    H5Sclose(space);
+    H5Dclose(d);
+    return out;
+}
+
+static raana_status read_layer_arrays(hid_t file, const char *g, raana_qlayer *q)
+{
+    size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
+    q->packed = read_array(file, g, "codes", H5T_NATIVE_UINT8, d_out * q->packed_bytes);
+    q->rescale = read_array(file, g, "rescale", H5T_NATIVE_FLOAT, d_out);
+    q->held_cols = read_array(file, g, "held_cols", H5T_NATIVE_INT32, held);
+    q->held_values = read_array(file, g, "held_values", H5T_NATIVE_FLOAT, held * d_in);
+    if (q->tricks & RAANA_TRICK_CENTRALIZE)
+        q->mu = read_array(file, g, "mu", H5T_NATIVE_FLOAT, d_in);
+    if (q->tricks & RAANA_TRICK_NORM_ROW)
+        q->row_scale = read_array(file, g, "row_scale", H5T_NATIVE_FLOAT, d_in);
+    int ok = q->packed && q->rescale && q->held_cols && q->held_values &&
+             (!(q->tricks & RAANA_TRICK_CENTRALIZE) || q->mu) &&
+             (!(q->tricks & RAANA_TRICK_NORM_ROW) || q->row_scale);
+    for (size_t h = 0; ok && h < held; h++)
+        ok = q->held_cols[h] >= 0 && q->held_cols[h] < q->d_out;
+    return ok ? RAANA_OK : RAANA_ERR_INPUT;
+}
+
+static int signs_match(hid_t file, const char *g, const raana_rotation *rot)
+{
+    uint8_t *stored = read_array(file, g, "signs", H5T_NATIVE_UINT8, 2 * (((size_t)rot->d + 7) / 8));
+    uint8_t *expect = pack_signs(rot);
+    int same = stored && expect && memcmp(stored, expect, 2 * (((size_t)rot->d + 7) / 8)) == 0;
+    free(stored);
+    free(expect);
+    return same;
+}
+
+raana_status raana_container_read_layer(hid_t file, const char *path, const char *name,
+                                        raana_qlayer *q, raana_error *err)
+{
+    char g[200], tricks[64];
+    int64_t v[8];
+    const char *names[8] = {"d_in", "d_out", "code_bits", "n_kept",
+                            "m_a",  "m_b",   "n_held",    "packed_bytes"};
+    memset(q, 0, sizeof *q);
+    snprintf(g, sizeof g, "/layers/%s", name);
+    if (H5Lexists(file, "/layers", H5P_DEFAULT) <= 0 || H5Lexists(file, g, H5P_DEFAULT) <= 0)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: no quantized layer '%s'", path, name);
+    int ok = read_attr(file, g, "bits", H5T_NATIVE_DOUBLE, &q->bits) &&
+             read_attr(file, g, "key", H5T_NATIVE_UINT64, &q->key) &&
+             read_attr_text(file, g, "tricks", tricks, sizeof tricks);
+    for (int k = 0; ok && k < 8; k++)
+        ok = read_attr(file, g, names[k], H5T_NATIVE_INT64, &v[k]);
+    ok = ok && v[0] > 0 && v[1] > 0 && v[0] <= (1 << 24) && v[1] <= (1 << 24) && v[2] >= 1 &&
+         v[2] <= 8 && v[3] > 0 && v[3] <= v[0] && v[6] >= 0 && v[6] <= v[1] &&
+         (uint64_t)v[7] == raana_packed_size((size_t)v[3], (int)v[2]);
+    if (!ok)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: layer %s: missing or inconsistent attributes",
+                          path, name);
+    q->d_in = (int)v[0], q->d_out = (int)v[1], q->code_bits = (int)v[2], q->n_kept = (int)v[3];
+    q->m_a = (int)v[4], q->m_b = (int)v[5], q->n_held = (int)v[6];
+    q->packed_bytes = (size_t)v[7];
+    q->tricks = (strstr(tricks, "centralize") ? RAANA_TRICK_CENTRALIZE : 0) |
+                (strstr(tricks, "norm_col") ? RAANA_TRICK_NORM_COL : 0) |
+                (strstr(tricks, "norm_row") ? RAANA_TRICK_NORM_ROW : 0);
+    raana_status st = raana_rotation_init(&q->rot, q->d_in, q->key, err);
+    if (st == RAANA_OK && read_layer_arrays(file, g, q) != RAANA_OK)
+        st = raana_fail(err, RAANA_ERR_INPUT, "%s: layer %s: a dataset is missing or has the "
+                                              "wrong size", path, name);
+    if (st == RAANA_OK && !signs_match(file, g, &q->rot))
+        st = raana_fail(err, RAANA_ERR_INPUT,
+                        "%s: layer %s: stored signs differ from generator %s with key %016llx",
+                        path, name, RAANA_RNG_ID, (unsigned long long)q->key);
+    if (st != RAANA_OK)
+        raana_qlayer_free(q);
+    return st;
+}
+
+uint64_t raana_container_size_bound(const raana_container_content *c)
+{
+    const raana_plan *p = &c->stage->plan;
+    const raana_model *m = &c->stage->model;
+    uint64_t bytes = 0, datasets = 16;
+    for (size_t i = 0; i < N_MODEL_FILES; i++) {
+        char path[4400];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", m->dir, model_files[i]);
+        if (stat(path, &sb) == 0)
+            bytes += (uint64_t)sb.st_size, datasets++;
+    }
+    bytes += (uint64_t)c->stage->windows.n * (uint64_t)c->stage->windows.len * 4;
+    bytes += (uint64_t)p->n_layers * (sizeof p->layers[0].name + 3 * 4 + N_COLS * 8);
+    for (int i = 0; i < p->n_layers; i++) {
+        if (!p->layers[i].quantize)
+            continue;
+        const raana_layer_summary *s = &c->quantized->summary[i];
+        uint64_t d_in = (uint64_t)p->layers[i].d_in, d_out = (uint64_t)p->layers[i].d_out;
+        bytes += d_out * s->packed_bytes + 4 * d_out + 2 * ((d_in + 7) / 8);
+        bytes += 8 * d_in + (uint64_t)s->n_held * (4 + 4 * d_in); /* mu, row scales, held */
+        datasets += 8;
+    }
+    for (size_t i = 0; i < m->n_entries; i++)
+        if (!is_quantized_weight(p, m->entries[i].name))
+            bytes += m->entries[i].tensor->end - m->entries[i].tensor->begin, datasets++;
+    /* zstd's worst case is +0.4% per chunk; chunk indexes, object headers,
+     * attributes and the report: a margin per dataset and overall */
+    return bytes + bytes / 128 + datasets * 4096 + (1u << 20);
+}
