@@ -71,7 +71,8 @@ expect_rc 0 "sharded dry run"; expect_out "(2 files)" "sharded dry run"
 sharded=$(grep -v '^checkpoint:' <<<"$out")
 if [ "$single" = "$sharded" ]; then ok; else bad "sharded plan differs"; fi
 
-# without --dry-run this version says plainly that the stages are missing
-run "$bin" "$job"
-expect_rc 8 "full run"; expect_err "not implemented in this version yet" "full run"
+# the whole job in one process (no mpirun): the container appears, nothing else stays
+run "$bin" "$job" --set "output.path=$tmp/one.h5"
+expect_rc 0 "full run, one process"; expect_out "wrote $tmp/one.h5" "full run, one process"
+[ -f "$tmp/one.h5" ] && [ ! -e "$tmp/one.h5.resume" ] && ok || bad "full run: files left"
 finish

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test_valgrind.sh — raana-eval and raana-mpi --calibrate-only (forward and
-# backward through every block) on the small model under valgrind memcheck:
+# test_valgrind.sh — raana-eval, raana-mpi --calibrate-only (forward and
+# backward through every block) and the whole job (quantize, the HDF5
+# container) on the small model under valgrind memcheck:
 # no invalid access, no use of uninitialized values, no leak outside Open
 # MPI's own (tests/valgrind.supp). Indirect leaks are not counted: those
 # here hang off Open MPI's suppressed blocks (an indirect leak of raana's
@@ -20,4 +21,8 @@ expect_rc 0 "raana-eval under valgrind"; expect_out "perplexity:" "raana-eval un
 run "${vg[@]}" "$mpi_bin" --calibrate-only --set calibration.n_samples=1 \
   --set calibration.seq_len=48 --set output.path="$tmp/out.h5" "$src/jobs/kjv-tiny.ini"
 expect_rc 0 "calibrate under valgrind"; expect_out "1 windows of 48 tokens" "calibrate under valgrind"
+# the whole job: calibrate, allocate, quantize, write the container, verify
+run "${vg[@]}" "$mpi_bin" --set calibration.n_samples=1 --set calibration.seq_len=48 \
+  --set output.path="$tmp/full.h5" "$src/jobs/kjv-tiny.ini"
+expect_rc 0 "whole job under valgrind"; expect_out "wrote $tmp/full.h5" "whole job under valgrind"
 finish

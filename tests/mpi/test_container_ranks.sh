@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# test_container_ranks.sh — the whole job on the fixture (jobs/kjv-tiny.ini)
+# for P = 1, 2, 3, 4: every container's datasets, attributes and allocation
+# are byte-identical to P = 1 (outside /provenance); a numpy-only rebuild of
+# every layer matches raana's dequantization (tests/py/check_container.py),
+# also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
+# installed-style plugin prints a dataset's numbers (and without the plugin
+# it cannot); raana-inspect reads the report back.
+# Usage: test_container_ranks.sh RAANA_MPI RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
+set -u
+mpi_bin=$1 inspect_bin=$2 plugin_dir=$3 src=$4 mpiexec=$5
+. "$src/tests/cli/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+py=/usr/bin/python3
+fixture=$src/tests/data/kjv-tiny
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+job=$src/jobs/kjv-tiny.ini
+out_h5=$tmp/kjv.h5
+
+for p in 1 2 3 4; do
+  run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$out_h5"
+  expect_rc 0 "job P=$p"
+  expect_out "allocation: target 3 bits, achieved 3.0000 (exact DP)" "job P=$p"
+  expect_out "wrote $out_h5" "job P=$p"
+  [ -f "$out_h5" ] && [ ! -e "$out_h5.partial" ] && [ ! -e "$out_h5.resume" ] && ok ||
+    bad "P=$p: container in place, no temporary or resume files left"
+  mv "$out_h5" "$tmp/p$p.h5"
+  printf '%s\n' "$out" | grep -v '^time:' >"$tmp/report$p.txt"
+done
+for p in 2 3 4; do
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
+    "$tmp/p$p.h5" && ok || bad "container P=$p differs from P=1"
+  sed "s|$tmp/p1.h5||" "$tmp/report1.txt" | cmp -s - <(sed "s|$tmp/p$p.h5||" "$tmp/report$p.txt") &&
+    ok || bad "report P=$p differs from P=1"
+done
+
+# numpy-only reconstruction, signs, rel_error, unquantized tensors
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p2.h5" \
+  "$inspect_bin" "$fixture" && ok || bad "check_container on the fixture job"
+run "$mpiexec" -n 3 "$mpi_bin" "$job" --set "output.path=$tmp/sub.h5" \
+  --set quantize.bits=0.5,0.75,1,2 --set quantize.avg_bits=0.9 \
+  --set quantize.tricks=centralize,norm_col,norm_row --set 'quantize.exclude=*.k_proj' \
+  --set quantize.encoder=fast
+expect_rc 0 "sub-bit variant"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/sub.h5" \
+  "$inspect_bin" "$fixture" && ok || bad "check_container on the sub-bit variant"
+
+# h5dump reads the zstd datasets only through the plugin (it exits 0 either way)
+ds=/layers/model.layers.0.self_attn.k_proj/rescale
+run env HDF5_PLUGIN_PATH="$plugin_dir" h5dump -d "$ds" "$tmp/p1.h5"
+expect_rc 0 "h5dump with the plugin"
+grep -qE '^ *\(0\): [0-9]\.[0-9]+, ' <<<"$out" && ok || bad "h5dump printed no numbers: $out"
+run env HDF5_PLUGIN_PATH=/nonexistent h5dump -d "$ds" "$tmp/p1.h5"
+grep -qE '^ *\(0\): [0-9]' <<<"$out" && bad "h5dump decoded zstd without the plugin" || ok
+
+run "$inspect_bin" "$tmp/p1.h5"
+expect_rc 0 "raana-inspect"; expect_out "achieved average bits (codes): 3" "raana-inspect"
+expect_out "model.layers.3.mlp.down_proj" "raana-inspect table"
+run "$inspect_bin" "$fixture/config.json"
+expect_rc 4 "raana-inspect on a non-container"; expect_err "cannot open as HDF5" "raana-inspect"
+finish
