@@ -29,6 +29,14 @@ cmake --install build --prefix "$prefix" >/dev/null
 "$prefix/bin/raana-mpi" --version && "$prefix/bin/raana-eval" --help | head -1
 test -f "$prefix/lib/libraana.a" && test -f "$prefix/include/raana/qlayer.h" &&
   test -f "$prefix/share/raana-mpi/raana.ini"
+# the installed programs make a container; h5dump reads it through the installed plugin
+plugin_dir=$(dirname "$(find "$prefix" -name libraana_h5zstd.so)")
+mpirun --oversubscribe -n 2 "$prefix/bin/raana-mpi" jobs/kjv-tiny.ini \
+  --set output.path="$prefix/kjv.h5" >/dev/null
+"$prefix/bin/raana-inspect" "$prefix/kjv.h5" | head -3
+HDF5_PLUGIN_PATH=$plugin_dir h5dump -d /layers/model.layers.0.mlp.up_proj/rescale "$prefix/kjv.h5" |
+  grep -qE '^ *\(0\): [0-9]\.[0-9]+, ' || { echo "h5dump with the installed plugin: no data"; exit 1; }
+echo "h5dump with $plugin_dir/libraana_h5zstd.so: reads the container"
 rm -rf "$prefix"
 
 step "build (AddressSanitizer + UndefinedBehaviorSanitizer)"

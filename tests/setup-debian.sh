@@ -17,6 +17,7 @@ packages=(
   python3 python3-numpy python3-h5py python3-hdf5plugin  # tests and analysis/
   clang libclang-rt-14-dev                   # libFuzzer targets
   valgrind
+  slurm-wlm slurmctld slurmd slurm-client munge slurm-wlm-basic-plugins  # the Slurm test
 )
 
 # Node.js runs Hugging Face's JavaScript tokenizer in a cross-check test;

@@ -16,11 +16,17 @@ raana_status raana_comm_agree(MPI_Comm comm, raana_status local, raana_error *er
 
 typedef struct {
     int launched_by_mpirun; /* OMPI_COMM_WORLD_SIZE was set */
+    int has_pmix;           /* PMIX_RANK was set (srun --mpi=pmix) */
     long slurm_tasks;       /* SLURM_STEP_NUM_TASKS or SLURM_NTASKS, 0 if unset */
 } raana_launch_env;
 
 /* Reads the launcher's environment; call before MPI_Init. */
 void raana_launch_env_read(raana_launch_env *env);
+
+/* Before MPI_Init: fails (RAANA_ERR_MPI) when Slurm started several tasks
+ * without PMIx (srun --mpi=none or pmi2), where Open MPI's MPI_Init would
+ * abort or every task would become a one-rank job. */
+raana_status raana_launch_check_before_init(const raana_launch_env *env, raana_error *err);
 
 /* Fails (RAANA_ERR_MPI) when Slurm started a different number of tasks than
  * MPI sees, e.g. `srun -n 4` without PMIx support gives four 1-rank jobs. */

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "raana/file.h"
 
@@ -450,7 +451,8 @@ raana_status raana_config_load(raana_config *cfg, const char *path, raana_error 
         return raana_error_restatus(err, RAANA_ERR_CONFIG);
     snprintf(cfg->source, sizeof cfg->source, "%s", path);
     raana_path_dirname(dir, sizeof dir, path);
-    st = raana_config_parse(cfg, text, len, path, dir, err);
+    char absolute[RAANA_PATH_MAX]; /* paths stored with results must not depend on the cwd */
+    st = raana_config_parse(cfg, text, len, path, realpath(dir, absolute) ? absolute : dir, err);
     free(text);
     return st;
 }
@@ -468,7 +470,8 @@ raana_status raana_config_set(raana_config *cfg, const char *assignment, raana_e
     if (!key)
         return raana_fail(err, RAANA_ERR_CONFIG, "--set %s: unknown key '%s.%s'", assignment,
                           section, name);
-    if (set_key(cfg, key, eq + 1, "", why, sizeof why) != 0)
+    char cwd[RAANA_PATH_MAX];
+    if (set_key(cfg, key, eq + 1, getcwd(cwd, sizeof cwd) ? cwd : "", why, sizeof why) != 0)
         return raana_fail(err, RAANA_ERR_CONFIG, "--set %s: %s", assignment, why);
     return RAANA_OK;
 }
@@ -521,6 +524,20 @@ void raana_tricks_format(unsigned tricks, char *buf, size_t size)
         snprintf(buf, size, "none");
 }
 
+
+/* The shortest decimal that reads back as the same double (2.1, not
+ * 2.1000000000000001). */
+static void write_double(FILE *out, double v)
+{
+    char buf[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, out);
+}
+
 static void write_value(FILE *out, const raana_config *cfg, const config_key *key)
 {
     const char *field = (const char *)cfg + key->offset;
@@ -528,7 +545,7 @@ static void write_value(FILE *out, const raana_config *cfg, const config_key *ke
     switch (key->type) {
     case KEY_PATH: fprintf(out, "%s", field); break;
     case KEY_INT: fprintf(out, "%d", *(const int *)field); break;
-    case KEY_DOUBLE: fprintf(out, "%.17g", *(const double *)field); break;
+    case KEY_DOUBLE: write_double(out, *(const double *)field); break;
     case KEY_BOOL: fprintf(out, "%s", *(const int *)field ? "true" : "false"); break;
     case KEY_U64: fprintf(out, "%" PRIu64, *(const uint64_t *)field); break;
     case KEY_SOURCE: fprintf(out, "%s", raana_calib_source_name(cfg->calib_source)); break;

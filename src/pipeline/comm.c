@@ -32,6 +32,7 @@ void raana_launch_env_read(raana_launch_env *env)
 {
     const char *s;
     env->launched_by_mpirun = getenv("OMPI_COMM_WORLD_SIZE") != NULL;
+    env->has_pmix = getenv("PMIX_RANK") != NULL;
     env->slurm_tasks = 0;
     if ((s = getenv("SLURM_STEP_NUM_TASKS")) || (s = getenv("SLURM_NTASKS")))
         env->slurm_tasks = strtol(s, NULL, 10);
@@ -46,4 +47,15 @@ raana_status raana_launch_check(const raana_launch_env *env, int comm_size, raan
                       "to Slurm. Launch with `srun --mpi=pmix` (or set MpiDefault=pmix), or use "
                       "mpirun inside the allocation",
                       env->slurm_tasks, comm_size, comm_size == 1 ? "" : "es");
+}
+
+raana_status raana_launch_check_before_init(const raana_launch_env *env, raana_error *err)
+{
+    if (env->launched_by_mpirun || env->has_pmix || env->slurm_tasks <= 1)
+        return RAANA_OK;
+    return raana_fail(err, RAANA_ERR_MPI,
+                      "Slurm started %ld tasks without PMIx, so they cannot form one MPI job. "
+                      "Launch with `srun --mpi=pmix` (or set MpiDefault=pmix), or use mpirun "
+                      "inside the allocation",
+                      env->slurm_tasks);
 }

@@ -75,7 +75,8 @@ static raana_status buf_commit(byte_buf *b, const char *path, raana_error *err)
 }
 
 /* Reads path and checks magic, version, fingerprint and checksum; on
- * success the reader covers the payload after the fingerprint. */
+ * success the reader covers the payload after the fingerprint (free *data
+ * afterwards), else 0 and nothing to free. */
 static int open_checked(const char *path, const char *magic, uint64_t fingerprint, char **data,
                         byte_reader *r)
 {
@@ -83,17 +84,21 @@ static int open_checked(const char *path, const char *magic, uint64_t fingerprin
     raana_error ignored;
     if (raana_read_file(path, data, &len, &ignored) != RAANA_OK)
         return 0;
-    uint64_t sum, fp;
-    uint32_t version;
-    if (len < 8 + 4 + 8 + 8 || memcmp(*data, magic, 8) != 0)
+    uint64_t sum = 0, fp = 0;
+    uint32_t version = 0;
+    int ok = len >= 8 + 4 + 8 + 8 && memcmp(*data, magic, 8) == 0;
+    if (ok) {
+        memcpy(&sum, *data + len - 8, 8);
+        memcpy(&version, *data + 8, 4);
+        memcpy(&fp, *data + 12, 8);
+        ok = sum == XXH3_64bits(*data, len - 8) && version == RESUME_FORMAT &&
+             fp == fingerprint;
+    }
+    if (!ok) {
+        free(*data);
+        *data = NULL;
         return 0;
-    memcpy(&sum, *data + len - 8, 8);
-    if (sum != XXH3_64bits(*data, len - 8))
-        return 0;
-    memcpy(&version, *data + 8, 4);
-    memcpy(&fp, *data + 12, 8);
-    if (version != RESUME_FORMAT || fp != fingerprint)
-        return 0;
+    }
     r->p = (const uint8_t *)*data + 20;
     r->left = len - 28;
     r->failed = 0;

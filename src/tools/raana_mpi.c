@@ -312,6 +312,11 @@ int main(int argc, char **argv)
     /* a file-size limit must become a write error we can report, not a kill */
     signal(SIGXFSZ, SIG_IGN);
     raana_launch_env_read(&env);
+    if ((st = raana_launch_check_before_init(&env, &err)) != RAANA_OK) {
+        if (launcher_rank() == 0)
+            fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+        return (int)st;
+    }
     MPI_Init(&argc, &argv);
     int code = run(&args, &env);
     if (raana_h5_library_unusable()) { /* see h5file.h: every rank agreed on the error */

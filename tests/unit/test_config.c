@@ -117,7 +117,10 @@ static void test_set_and_files(void)
     CHECK_INT(raana_config_set(&cfg, "quantize.avg_bits=2.25", &err), RAANA_OK);
     CHECK_NEAR(cfg.avg_bits, 2.25, 0);
     CHECK_INT(raana_config_set(&cfg, "model.path=rel/dir", &err), RAANA_OK);
-    CHECK(strcmp(cfg.model_path, "rel/dir") == 0); /* --set paths stay relative to the cwd */
+    char expect[RAANA_PATH_MAX + 16], cwd[RAANA_PATH_MAX];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    snprintf(expect, sizeof expect, "%s/rel/dir", cwd);
+    CHECK(strcmp(cfg.model_path, expect) == 0); /* --set paths resolve against the cwd */
     CHECK_INT(raana_config_set(&cfg, "quantize.colour=red", &err), RAANA_ERR_CONFIG);
     CHECK_MSG(err, "--set quantize.colour=red", "unknown key");
     CHECK_INT(raana_config_set(&cfg, "avg_bits=2", &err), RAANA_ERR_USAGE);
