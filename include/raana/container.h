@@ -10,6 +10,7 @@
 
 #include <hdf5.h>
 #include <mpi.h>
+#include <stdio.h>
 
 #include "raana/allocation.h"
 #include "raana/calibrate.h"
@@ -45,6 +46,7 @@ typedef struct {
     raana_bits_summary bits;
     const char *table; /* the report table (rank 0 only) */
     const char *command_line;
+    FILE *progress; /* rank 0: a line per layer written (may be NULL) */
     int resumed_calibration;
     double seconds[RAANA_STAGE_COUNT]; /* write: up to the provenance group */
 } raana_container_content;

@@ -386,9 +386,20 @@ static raana_status write_contents(raana_h5 *h, raana_container_content *c, raan
     TRY(write_calibration(h, c, err));
     TRY(write_allocation(h, c, err));
     TRY(raana_h5_group(h, "/layers", err));
+    int n_quantized = 0, written = 0;
     for (int i = 0; i < p->n_layers; i++)
-        if (p->layers[i].quantize)
-            TRY(write_layer(h, c, i, err));
+        n_quantized += p->layers[i].quantize;
+    for (int i = 0; i < p->n_layers; i++) {
+        if (!p->layers[i].quantize)
+            continue;
+        TRY(write_layer(h, c, i, err));
+        if (c->progress && h->rank == 0) {
+            double elapsed = MPI_Wtime() - t0, frac = (double)++written / n_quantized;
+            fprintf(c->progress, "write: %-40s (%3.0f%%, ETA %.0f s)\n", p->layers[i].name,
+                    100.0 * frac, elapsed * (1 - frac) / frac);
+            fflush(c->progress);
+        }
+    }
     TRY(raana_h5_group(h, "/tensors", err));
     for (size_t i = 0; i < m->n_entries; i++)
         if (!is_quantized_weight(p, m->entries[i].name))
@@ -587,23 +598,41 @@ static void *read_array(hid_t file, const char *g, const char *name, hid_t type,
     return out;
 }
 
-static raana_status read_layer_arrays(hid_t file, const char *g, raana_qlayer *q)
+/* *out = contents of g/name (n elements), or a failure naming the dataset. */
+static raana_status read_dataset(hid_t file, const char *path, const char *g, const char *name,
+                                 hid_t type, size_t n, void **out, raana_error *err)
+{
+    *out = read_array(file, g, name, type, n);
+    if (*out)
+        return RAANA_OK;
+    return raana_fail(err, RAANA_ERR_INPUT,
+                      "%s: %s/%s: missing, of the wrong size, or unreadable (a chunk fails its "
+                      "checksum or does not decompress)",
+                      path, g, name);
+}
+
+static raana_status read_layer_arrays(hid_t file, const char *path, const char *g,
+                                      raana_qlayer *q, raana_error *err)
 {
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
-    q->packed = read_array(file, g, "codes", H5T_NATIVE_UINT8, d_out * q->packed_bytes);
-    q->rescale = read_array(file, g, "rescale", H5T_NATIVE_FLOAT, d_out);
-    q->held_cols = read_array(file, g, "held_cols", H5T_NATIVE_INT32, held);
-    q->held_values = read_array(file, g, "held_values", H5T_NATIVE_FLOAT, held * d_in);
+    TRY(read_dataset(file, path, g, "codes", H5T_NATIVE_UINT8, d_out * q->packed_bytes,
+                     (void **)&q->packed, err));
+    TRY(read_dataset(file, path, g, "rescale", H5T_NATIVE_FLOAT, d_out, (void **)&q->rescale,
+                     err));
+    TRY(read_dataset(file, path, g, "held_cols", H5T_NATIVE_INT32, held, (void **)&q->held_cols,
+                     err));
+    TRY(read_dataset(file, path, g, "held_values", H5T_NATIVE_FLOAT, held * d_in,
+                     (void **)&q->held_values, err));
     if (q->tricks & RAANA_TRICK_CENTRALIZE)
-        q->mu = read_array(file, g, "mu", H5T_NATIVE_FLOAT, d_in);
+        TRY(read_dataset(file, path, g, "mu", H5T_NATIVE_FLOAT, d_in, (void **)&q->mu, err));
     if (q->tricks & RAANA_TRICK_NORM_ROW)
-        q->row_scale = read_array(file, g, "row_scale", H5T_NATIVE_FLOAT, d_in);
-    int ok = q->packed && q->rescale && q->held_cols && q->held_values &&
-             (!(q->tricks & RAANA_TRICK_CENTRALIZE) || q->mu) &&
-             (!(q->tricks & RAANA_TRICK_NORM_ROW) || q->row_scale);
-    for (size_t h = 0; ok && h < held; h++)
-        ok = q->held_cols[h] >= 0 && q->held_cols[h] < q->d_out;
-    return ok ? RAANA_OK : RAANA_ERR_INPUT;
+        TRY(read_dataset(file, path, g, "row_scale", H5T_NATIVE_FLOAT, d_in,
+                         (void **)&q->row_scale, err));
+    for (size_t h = 0; h < held; h++)
+        if (q->held_cols[h] < 0 || q->held_cols[h] >= q->d_out)
+            return raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d out of range",
+                              path, g, q->held_cols[h]);
+    return RAANA_OK;
 }
 
 static int signs_match(hid_t file, const char *g, const raana_rotation *rot)
@@ -645,9 +674,8 @@ raana_status raana_container_read_layer(hid_t file, const char *path, const char
                 (strstr(tricks, "norm_col") ? RAANA_TRICK_NORM_COL : 0) |
                 (strstr(tricks, "norm_row") ? RAANA_TRICK_NORM_ROW : 0);
     raana_status st = raana_rotation_init(&q->rot, q->d_in, q->key, err);
-    if (st == RAANA_OK && read_layer_arrays(file, g, q) != RAANA_OK)
-        st = raana_fail(err, RAANA_ERR_INPUT, "%s: layer %s: a dataset is missing or has the "
-                                              "wrong size", path, name);
+    if (st == RAANA_OK)
+        st = read_layer_arrays(file, path, g, q, err);
     if (st == RAANA_OK && !signs_match(file, g, &q->rot))
         st = raana_fail(err, RAANA_ERR_INPUT,
                         "%s: layer %s: stored signs differ from generator %s with key %016llx",

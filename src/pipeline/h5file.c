@@ -181,7 +181,8 @@ static hid_t dataset_creation(const raana_h5 *h, hid_t type, int ndim, const hsi
     chunk[0] = rows < dims[0] ? rows : dims[0];
     unsigned level = (unsigned)h->zstd_level;
     if (H5Pset_chunk(dcpl, ndim, chunk) < 0 ||
-        H5Pset_filter(dcpl, RAANA_H5Z_ZSTD, H5Z_FLAG_MANDATORY, 1, &level) < 0) {
+        H5Pset_filter(dcpl, RAANA_H5Z_ZSTD, H5Z_FLAG_MANDATORY, 1, &level) < 0 ||
+        H5Pset_fletcher32(dcpl) < 0) { /* a checksum of each compressed chunk */
         H5Pclose(dcpl);
         return H5I_INVALID_HID;
     }

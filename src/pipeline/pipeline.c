@@ -286,6 +286,7 @@ raana_status raana_job_quantize(MPI_Comm comm, const raana_config *cfg, raana_st
         c.loss = j->loss, c.calibration_fingerprint = j->calib_fp;
         c.alloc = &j->alloc, c.quantized = &j->quantized;
         c.command_line = opt->command_line;
+        c.progress = rank == 0 ? opt->progress : NULL;
         c.resumed_calibration = j->calibration_resumed;
         memcpy(c.seconds, j->seconds, sizeof c.seconds);
         c.seconds[RAANA_STAGE_PLAN] = opt->plan_seconds;

@@ -5,7 +5,8 @@
 # every layer matches raana's dequantization (tests/py/check_container.py),
 # also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
 # installed-style plugin prints a dataset's numbers (and without the plugin
-# it cannot); raana-inspect reads the report back.
+# it cannot); raana-inspect reads the report back, and refuses a container
+# with a corrupted chunk (Fletcher-32) or truncated.
 # Usage: test_container_ranks.sh RAANA_MPI RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
 mpi_bin=$1 inspect_bin=$2 plugin_dir=$3 src=$4 mpiexec=$5
@@ -58,6 +59,28 @@ grep -qE '^ *\(0\): [0-9]' <<<"$out" && bad "h5dump decoded zstd without the plu
 run "$inspect_bin" "$tmp/p1.h5"
 expect_rc 0 "raana-inspect"; expect_out "achieved average bits (codes): 3" "raana-inspect"
 expect_out "model.layers.3.mlp.down_proj" "raana-inspect table"
+# one flipped byte inside a compressed chunk of codes: the checksum catches it
+cp "$tmp/p1.h5" "$tmp/bad.h5"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" - "$tmp/bad.h5" <<'PY'
+import sys, h5py
+path = sys.argv[1]
+with h5py.File(path, "r") as f:
+    info = f["layers/model.layers.2.mlp.up_proj/codes"].id.get_chunk_info(0)
+with open(path, "r+b") as fh:
+    fh.seek(info.byte_offset + info.size // 2)
+    b = fh.read(1)
+    fh.seek(info.byte_offset + info.size // 2)
+    fh.write(bytes([b[0] ^ 0x10]))
+PY
+run "$inspect_bin" "$tmp/bad.h5" --dequantize model.layers.2.mlp.up_proj "$tmp/w.f32"
+expect_rc 4 "corrupt chunk"
+expect_err "/layers/model.layers.2.mlp.up_proj/codes: missing, of the wrong size, or unreadable" \
+  "corrupt chunk"
+run "$inspect_bin" "$tmp/bad.h5" --dequantize model.layers.2.mlp.down_proj "$tmp/w.f32"
+expect_rc 0 "an intact layer of the corrupt file"
+head -c 100000 "$tmp/p1.h5" >"$tmp/trunc.h5"
+run "$inspect_bin" "$tmp/trunc.h5"
+expect_rc 4 "truncated container"; expect_err "cannot open as HDF5" "truncated container"
 run "$inspect_bin" "$fixture/config.json"
 expect_rc 4 "raana-inspect on a non-container"; expect_err "cannot open as HDF5" "raana-inspect"
 finish
