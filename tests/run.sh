@@ -34,8 +34,8 @@ plugin_dir=$(dirname "$(find "$prefix" -name libraana_h5zstd.so)")
 mpirun --oversubscribe -n 2 "$prefix/bin/raana-mpi" jobs/kjv-tiny.ini \
   --set output.path="$prefix/kjv.h5" >/dev/null
 "$prefix/bin/raana-inspect" "$prefix/kjv.h5" | head -3
-HDF5_PLUGIN_PATH=$plugin_dir h5dump -d /layers/model.layers.0.mlp.up_proj/rescale "$prefix/kjv.h5" |
-  grep -qE '^ *\(0\): [0-9]\.[0-9]+, ' || { echo "h5dump with the installed plugin: no data"; exit 1; }
+dump=$(HDF5_PLUGIN_PATH=$plugin_dir h5dump -d /layers/model.layers.0.mlp.up_proj/rescale "$prefix/kjv.h5")
+grep -qE '^ *\(0\): [0-9]\.[0-9]+, ' <<<"$dump" || { echo "h5dump with the installed plugin: no data"; exit 1; }
 echo "h5dump with $plugin_dir/libraana_h5zstd.so: reads the container"
 rm -rf "$prefix"
 

@@ -58,19 +58,22 @@ static int split_point(int n_blocks, int n_ranks, int r)
 }
 
 /* Estimated peak bytes of one rank: its weights in f32, plus the calibration
- * activations kept for the backward pass (docs/SCALING.md). */
-static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank *r, int seq_len)
+ * activations kept for the backward pass, one trace per window (GPipe order,
+ * docs/SCALING.md). */
+static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank *r, int seq_len,
+                              int n_windows)
 {
     uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
              inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
     uint64_t per_block = t * (8 * h + 3 * inter) + heads * t * t;
-    uint64_t acts = (uint64_t)r->n_blocks * per_block + 4 * t * h + 2 * t * inter + heads * t * t;
+    uint64_t acts = (uint64_t)n_windows * (uint64_t)r->n_blocks * per_block + 4 * t * h +
+                    2 * t * inter + heads * t * t;
     if (r->owns_head)
         acts += 2 * t * (uint64_t)m->vocab_size; /* logits and their gradient */
     return 4 * (r->params + acts);
 }
 
-static void build_ranks(const raana_model_config *m, raana_plan *plan)
+static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_windows)
 {
     uint64_t embed = (uint64_t)m->vocab_size * (uint64_t)m->hidden_size;
     for (int r = 0; r < plan->n_ranks; r++) {
@@ -91,7 +94,7 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan)
             if (l->quantize && l->block >= first && l->block < next)
                 rk->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
         }
-        rk->peak_bytes = estimate_peak(m, rk, plan->seq_len);
+        rk->peak_bytes = estimate_peak(m, rk, plan->seq_len, n_windows);
     }
 }
 
@@ -118,7 +121,7 @@ raana_status raana_plan_build(const raana_model_config *model, const raana_confi
         raana_plan_free(plan);
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d ranks", n_ranks);
     }
-    build_ranks(model, plan);
+    build_ranks(model, plan, cfg->n_samples);
     return RAANA_OK;
 }
 

@@ -30,6 +30,12 @@ for p in 1 2 3 4; do
   mv "$out_h5" "$tmp/p$p.h5"
   printf '%s\n' "$out" | grep -v '^time:' >"$tmp/report$p.txt"
 done
+# OpenMP threads inside a rank do not change the codes either
+run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$out_h5" --set run.threads=2
+expect_rc 0 "job P=2, 2 threads"
+mv "$out_h5" "$tmp/threads.h5"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
+  "$tmp/threads.h5" --ignore config.ini && ok || bad "container with 2 threads per rank differs"
 for p in 2 3 4; do
   HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
     "$tmp/p$p.h5" && ok || bad "container P=$p differs from P=1"

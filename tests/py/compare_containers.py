@@ -3,7 +3,9 @@ groups, datasets (shape, type, filters, chunking and bytes) and attributes,
 everywhere except /provenance (date, host, rank count, timings, resume
 counts), which docs/FORMAT.md documents as the only run-specific group.
 
-Usage: /usr/bin/python3 compare_containers.py A.h5 B.h5  (exit 1 on a difference)"""
+Usage: /usr/bin/python3 compare_containers.py A.h5 B.h5 [--ignore NAME]...
+(exit 1 on a difference; --ignore skips one more top-level object, e.g.
+config.ini when the runs differ only in a setting such as [run] threads)"""
 import sys
 
 import h5py
@@ -12,8 +14,8 @@ import numpy as np
 RUN_SPECIFIC = "provenance"
 
 
-def describe(f):
-    """path -> description of every object outside /provenance."""
+def describe(f, ignored):
+    """path -> description of every object outside /provenance and ignored."""
     out = {}
 
     def attrs(obj):
@@ -23,7 +25,7 @@ def describe(f):
     out["/"] = ("group", attrs(f))
 
     def visit(name, obj):
-        if name.split("/")[0] == RUN_SPECIFIC:
+        if name.split("/")[0] in (RUN_SPECIFIC, *ignored):
             return
         if isinstance(obj, h5py.Dataset):
             plist = obj.id.get_create_plist()
@@ -38,7 +40,9 @@ def describe(f):
 
 
 def main():
-    a, b = (describe(h5py.File(p, "r")) for p in sys.argv[1:3])
+    args = sys.argv[3:]
+    ignored = [args[i + 1] for i in range(0, len(args) - 1, 2) if args[i] == "--ignore"]
+    a, b = (describe(h5py.File(p, "r"), ignored) for p in sys.argv[1:3])
     diffs = sorted(set(a) ^ set(b))
     for name in diffs:
         print(f"only in {'A' if name in a else 'B'}: {name}", file=sys.stderr)
