@@ -207,9 +207,13 @@ static raana_status encode_columns(raana_qlayer *q, const float *w, raana_encode
                                    int threads, raana_error *err)
 {
     int d_in = q->d_in, d_out = q->d_out, n_kept = q->n_kept, failed = 0;
-    double cos_sum = 0;
+    /* per-column cosines, summed in column order afterwards: the mean must not
+     * depend on how columns were spread over threads */
+    double *cosines = malloc((size_t)d_out * sizeof *cosines), cos_sum = 0;
+    if (!cosines)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory in the column encoder");
     (void)threads; /* only read by the OpenMP pragma */
-#pragma omp parallel num_threads(threads) reduction(+ : cos_sum) reduction(| : failed)
+#pragma omp parallel num_threads(threads) reduction(| : failed)
     {
         raana_rabitq_work *work = raana_rabitq_work_new(n_kept);
         float *kept = malloc((size_t)n_kept * sizeof *kept);
@@ -223,8 +227,8 @@ static raana_status encode_columns(raana_qlayer *q, const float *w, raana_encode
             const float *col = w + (size_t)j * d_in;
             for (int p = 0; p < n_kept; p++)
                 kept[p] = col[kept_index(q, p)];
-            cos_sum += raana_rabitq_encode_column(kept, n_kept, q->code_bits, encoder, work, codes,
-                                                  &q->rescale[j]);
+            cosines[j] = raana_rabitq_encode_column(kept, n_kept, q->code_bits, encoder, work,
+                                                    codes, &q->rescale[j]);
             raana_pack_codes(codes, (size_t)n_kept, q->code_bits,
                              q->packed + (size_t)j * q->packed_bytes);
         }
@@ -232,6 +236,9 @@ static raana_status encode_columns(raana_qlayer *q, const float *w, raana_encode
         free(kept);
         free(codes);
     }
+    for (int j = 0; !failed && j < d_out; j++)
+        cos_sum += cosines[j];
+    free(cosines);
     if (failed)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory in the column encoder");
     /* held-out columns were zeroed and count as cosine 1: leave them out */

@@ -226,6 +226,7 @@ static void test_threads_and_bits(void)
         CHECK_INT(raana_qlayer_quantize(w, d_in, d_out, &p, "t", &q, &err), RAANA_OK);
         CHECK(memcmp(q.packed, ref.packed, (size_t)d_out * ref.packed_bytes) == 0);
         CHECK(memcmp(q.rescale, ref.rescale, d_out * sizeof *q.rescale) == 0);
+        CHECK(q.mean_cosine == ref.mean_cosine); /* bit for bit: summed in column order */
         raana_qlayer_free(&q);
     }
     /* stored bits: 3-bit codes (576*3/8 = 216 bytes per column), a 32-bit
