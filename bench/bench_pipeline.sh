@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench_pipeline.sh — the whole job on a synthetic LLaMA checkpoint (random
-# BF16 weights, hidden 1024, intermediate 2816, 4 blocks; about 60M
+# BF16 weights, hidden 1024, intermediate 2816, 4 blocks; about 56M
 # parameters): time per stage for P = 1 and 2, encoder exact and fast, and
 # the write stage against a baseline measured in the same run: writing the
 # same number of bytes with dd (and fsync) to the same directory.

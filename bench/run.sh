@@ -38,7 +38,7 @@ out=bench/RESULTS.md
   echo
   ./build-bench/bench_allocate
   echo
-  echo "## The whole job (issue 5): synthetic 60M-parameter LLaMA, 4 blocks"
+  echo "## The whole job (issue 5): synthetic 56M-parameter LLaMA, 4 blocks"
   echo
   echo "raana-mpi on random BF16 weights (hidden 1024, intermediate 2816), 2 calibration"
   echo "windows of 256 tokens, avg_bits 3 over 1..8. Stage times from the job's own report"
