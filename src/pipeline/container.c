@@ -427,13 +427,16 @@ raana_status raana_container_write(MPI_Comm comm, const char *path,
 
 /* ---- verification -------------------------------------------------------------- */
 
-static raana_status verify_dataset(raana_h5 *h, const char *path, const void *expect, size_t bytes,
-                                   raana_error *err)
+/* Reads dataset path (n elements of native type) back and compares its
+ * bytes with what was written. */
+static raana_status verify_dataset(raana_h5 *h, const char *path, hid_t type, const void *expect,
+                                   size_t n, raana_error *err)
 {
+    size_t bytes = n * H5Tget_size(type);
     uint8_t *got = malloc(bytes ? bytes : 1);
     if (!got)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory verifying %s", path);
-    raana_status st = raana_h5_read(h, path, H5T_NATIVE_UINT8, got, bytes, err);
+    raana_status st = raana_h5_read(h, path, type, got, n, err);
     if (st == RAANA_OK && bytes && memcmp(got, expect, bytes) != 0)
         st = raana_fail(err, RAANA_ERR_IO, "%s: %s reads back different from what was written",
                         h->path, path);
@@ -451,39 +454,19 @@ static raana_status verify_own(raana_h5 *h, const raana_container_content *c, ra
         if (!q)
             continue;
         snprintf(path, sizeof path, "/layers/%s/codes", p->layers[i].name);
-        TRY(verify_dataset(h, path, q->packed, q->packed_bytes * (size_t)q->d_out, err));
+        TRY(verify_dataset(h, path, H5T_NATIVE_UINT8, q->packed,
+                           q->packed_bytes * (size_t)q->d_out, err));
         snprintf(path, sizeof path, "/layers/%s/rescale", p->layers[i].name);
-        hid_t d = H5Dopen2(h->file, path, H5P_DEFAULT);
-        float *r = malloc((size_t)q->d_out * sizeof *r);
-        herr_t rc = d < 0 || !r ? -1
-                                : H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, r);
-        int same = rc >= 0 && memcmp(r, q->rescale, (size_t)q->d_out * sizeof *r) == 0;
-        free(r);
-        if (d >= 0)
-            H5Dclose(d);
-        if (!same)
-            return raana_fail(err, RAANA_ERR_IO, "%s: %s does not read back as written", h->path,
-                              path);
+        TRY(verify_dataset(h, path, H5T_NATIVE_FLOAT, q->rescale, (size_t)q->d_out, err));
     }
-    int rank = h->rank;
     for (size_t i = 0; i < m->n_entries; i++) {
         const raana_tensor_entry *e = &m->entries[i];
-        if (is_quantized_weight(p, e->name) || raana_tensor_owner(p, e->name) != rank)
+        if (is_quantized_weight(p, e->name) || raana_tensor_owner(p, e->name) != h->rank)
             continue;
         snprintf(path, sizeof path, "/tensors/%s", e->name);
-        hid_t d = H5Dopen2(h->file, path, H5P_DEFAULT);
-        size_t bytes = e->tensor->end - e->tensor->begin;
-        uint8_t *got = malloc(bytes ? bytes : 1);
-        herr_t rc = d < 0 || !got ? -1
-                                  : H5Dread(d, tensor_type(e->tensor->dtype), H5S_ALL, H5S_ALL,
-                                            H5P_DEFAULT, got);
-        int same = rc >= 0 && memcmp(got, m->files[e->file].data + e->tensor->begin, bytes) == 0;
-        free(got);
-        if (d >= 0)
-            H5Dclose(d);
-        if (!same)
-            return raana_fail(err, RAANA_ERR_IO, "%s: %s does not read back as written", h->path,
-                              path);
+        TRY(verify_dataset(h, path, tensor_type(e->tensor->dtype),
+                           m->files[e->file].data + e->tensor->begin, (size_t)e->tensor->numel,
+                           err));
     }
     return RAANA_OK;
 }
