@@ -52,6 +52,9 @@ static raana_status write_root(raana_h5 *h, const raana_container_content *c, ra
     TRY(raana_h5_attr_i64(h, "/", "format_version", RAANA_FORMAT_VERSION, err));
     TRY(raana_h5_attr_str(h, "/", "rng", RAANA_RNG_ID, err));
     TRY(raana_h5_attr_str(h, "/", "model_type", c->stage->model.config.model_type, err));
+    char fp[32];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)c->fingerprints->checkpoint);
+    TRY(raana_h5_attr_str(h, "/", "checkpoint_fingerprint", fp, err));
     return RAANA_OK;
 }
 

@@ -1,0 +1,35 @@
+/* container_model.h — the quantized model held by a raana container, seen
+ * as a checkpoint: a raana_model whose config comes from /model/config.json
+ * and whose tensors are every /tensors dataset as stored plus, for each
+ * quantized layer, "<layer>.weight" as its dequantization (F32). Tensors are
+ * read lazily, one at a time, when raana_model_read_f32 asks for them, so a
+ * rank that loads only its own blocks reads only those. Serial HDF5 reads
+ * (no MPI-IO); each rank opens the file on its own.
+ *
+ * Also: the checkpoint files stored under /model (config.json,
+ * tokenizer.json, ...) and the fingerprint of the checkpoint the container
+ * was made from. */
+#ifndef RAANA_CONTAINER_MODEL_H
+#define RAANA_CONTAINER_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raana/error.h"
+#include "raana/model.h"
+
+/* Opens container `path` (format checked as raana_container_open does) as a
+ * model; close with raana_model_close. Every required tensor must be there
+ * with its shape (quantized layers' weights come from /layers). */
+raana_status raana_container_model_open(raana_model *m, const char *path, raana_error *err);
+
+/* malloc'd bytes of /model/<name> (e.g. "tokenizer.json"); *data NULL and
+ * *len 0 when the container does not hold that file. */
+raana_status raana_container_model_file(const char *path, const char *name, char **data,
+                                        size_t *len, raana_error *err);
+
+/* The root attribute checkpoint_fingerprint (16 hex digits) as a number. */
+raana_status raana_container_checkpoint_fingerprint(const char *path, uint64_t *fingerprint,
+                                                    raana_error *err);
+
+#endif
