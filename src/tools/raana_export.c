@@ -1,0 +1,750 @@
+/* raana_export.c — main() of raana-export: a raana container written out as
+ * a Hugging Face checkpoint directory (config.json with the quantization
+ * recorded, the tokenizer files, safetensors shards and their index) that
+ * any framework loads as a plain model: quantized layers are stored as
+ * their dequantized weights. The directory is written under a temporary
+ * name next to OUTDIR, flushed, and renamed into place, so OUTDIR is never
+ * half-written; an existing OUTDIR is replaced only with --overwrite and
+ * only when it is empty or a previous raana-export output with nothing
+ * added (docs/FORMAT.md, "Exporting"). */
+#define _GNU_SOURCE /* renameat2 */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "raana/container.h"
+#include "raana/container_model.h"
+#include "raana/safetensors_write.h"
+
+#define MANIFEST "raana-export.json"
+
+static const char usage_text[] =
+    "usage: raana-export CONTAINER.h5 OUTDIR [--dtype bf16|f16|f32] [--max-shard-size SIZE]\n"
+    "                    [--overwrite] [--hf-quantization-config]\n"
+    "\n"
+    "Writes the quantized model of a raana container as a Hugging Face checkpoint\n"
+    "directory: config.json (plus a record of the quantization), generation_config.json\n"
+    "and the tokenizer files when the container holds them, and the weights as\n"
+    "safetensors: quantized layers dequantized, every other tensor as stored.\n"
+    "\n"
+    "  --dtype D               bf16, f16 or f32 (default: config.json's torch_dtype,\n"
+    "                          else f32); f32 -> bf16/f16 rounds to nearest, ties to even\n"
+    "  --max-shard-size SIZE   start a new model-0000i-of-0000N.safetensors above SIZE\n"
+    "                          (Hugging Face units: 5GB = 5e9 bytes, 4GiB = 2^32;\n"
+    "                          default 5GB); one file model.safetensors when it fits\n"
+    "  --overwrite             replace OUTDIR if it is empty or a previous raana-export\n"
+    "                          output holding only the files it wrote\n"
+    "  --hf-quantization-config\n"
+    "                          record the quantization under config.json's\n"
+    "                          \"quantization_config\" (transformers >= 4.49 warns and loads\n"
+    "                          the weights; vLLM and older transformers refuse the model)\n"
+    "                          instead of \"raana_quantization\" (every loader ignores it)\n"
+    "\n"
+    "exit codes: 0 ok, 2 usage, 4 not a readable container, 5 file I/O (OUTDIR exists,\n"
+    "            is a symlink, holds foreign files; disk full), 6 out of memory,\n"
+    "            8 newer container format, 9 a value that does not fit the dtype\n";
+
+/* Files copied from the container's /model when present (config.json is
+ * rewritten). */
+static const char *const copied_files[] = {"generation_config.json", "tokenizer.json",
+                                           "tokenizer_config.json", "special_tokens_map.json",
+                                           "tokenizer.model"};
+#define N_COPIED (sizeof copied_files / sizeof copied_files[0])
+
+typedef struct {
+    const char *container;
+    char outdir[4096];
+    raana_dtype dtype;
+    int dtype_given, overwrite, hf_key, help;
+    uint64_t max_shard;
+} export_args;
+
+/* ---- arguments ------------------------------------------------------------------ */
+
+/* Hugging Face's convert_file_size_to_int: an integer with an optional
+ * unit, decimal (KB, MB, GB, TB) or binary (KiB, MiB, GiB, TiB). */
+static int parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t scale;
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"KB", 1000ull},
+                 {"MB", 1000000ull},
+                 {"GB", 1000000000ull},
+                 {"TB", 1000000000000ull},
+                 {"KIB", 1ull << 10},
+                 {"MIB", 1ull << 20},
+                 {"GIB", 1ull << 30},
+                 {"TIB", 1ull << 40}};
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (end == s || errno || s[0] == '-' || n == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcasecmp(end, units[i].unit) == 0) {
+            if (n > UINT64_MAX / units[i].scale)
+                return 0;
+            *out = n * units[i].scale;
+            return 1;
+        }
+    return 0;
+}
+
+static int parse_dtype(const char *s, raana_dtype *out)
+{
+    if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0)
+        return *out = RAANA_DTYPE_BF16, 1;
+    if (strcmp(s, "f16") == 0 || strcmp(s, "float16") == 0)
+        return *out = RAANA_DTYPE_F16, 1;
+    if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0)
+        return *out = RAANA_DTYPE_F32, 1;
+    return 0;
+}
+
+static raana_status parse_args(int argc, char **argv, export_args *a, raana_error *err)
+{
+    static const struct option options[] = {
+        {"dtype", required_argument, NULL, 'd'}, {"max-shard-size", required_argument, NULL, 's'},
+        {"overwrite", no_argument, NULL, 'o'},   {"hf-quantization-config", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    memset(a, 0, sizeof *a);
+    a->max_shard = 5000000000ull;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            if (!parse_dtype(optarg, &a->dtype))
+                return raana_fail(err, RAANA_ERR_USAGE, "--dtype %s: expected bf16, f16 or f32",
+                                  optarg);
+            a->dtype_given = 1;
+            break;
+        case 's':
+            if (!parse_size(optarg, &a->max_shard))
+                return raana_fail(err, RAANA_ERR_USAGE,
+                                  "--max-shard-size %s: expected a positive size such as 5GB, "
+                                  "200MB, 4GiB or a byte count",
+                                  optarg);
+            break;
+        case 'o': a->overwrite = 1; break;
+        case 'q': a->hf_key = 1; break;
+        case 'h': a->help = 1; break;
+        case ':': return raana_fail(err, RAANA_ERR_USAGE, "%s needs a value", argv[optind - 1]);
+        default:
+            return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)",
+                              argv[optind - 1]);
+        }
+    }
+    if (a->help)
+        return RAANA_OK;
+    if (argc - optind != 2)
+        return raana_fail(err, RAANA_ERR_USAGE,
+                          "expected CONTAINER.h5 and OUTDIR, got %d arguments (see --help)",
+                          argc - optind);
+    a->container = argv[optind];
+    size_t len = strlen(argv[optind + 1]);
+    while (len > 1 && argv[optind + 1][len - 1] == '/')
+        len--; /* "out/" names out */
+    if (len == 0 || len >= sizeof a->outdir - 64)
+        return raana_fail(err, RAANA_ERR_USAGE, "OUTDIR '%s': empty or too long", argv[optind + 1]);
+    snprintf(a->outdir, sizeof a->outdir, "%.*s", (int)len, argv[optind + 1]);
+    const char *base = strrchr(a->outdir, '/');
+    base = base ? base + 1 : a->outdir;
+    if (!base[0] || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return raana_fail(err, RAANA_ERR_USAGE, "OUTDIR '%s' must name a directory to create",
+                          a->outdir);
+    return RAANA_OK;
+}
+
+/* ---- the output directory: checks, temporary, installation --------------------------- */
+
+/* Names listed in dir's manifest (a cJSON array under "files"), or NULL
+ * with *absent set when there is no manifest. */
+static cJSON *read_manifest(int dfd, const char *dir, int *absent, raana_error *err)
+{
+    *absent = 0;
+    int fd = openat(dfd, MANIFEST, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        *absent = errno == ENOENT;
+        if (!*absent)
+            raana_fail(err, RAANA_ERR_IO, "%s/%s: cannot read: %s", dir, MANIFEST, strerror(errno));
+        return NULL;
+    }
+    char buf[65536];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    cJSON *root = n > 0 ? cJSON_ParseWithLength(buf, (size_t)n) : NULL;
+    cJSON *files = root ? cJSON_DetachItemFromObjectCaseSensitive(root, "files") : NULL;
+    cJSON_Delete(root);
+    if (!cJSON_IsArray(files)) {
+        cJSON_Delete(files);
+        raana_fail(err, RAANA_ERR_IO, "%s/%s: not a raana-export manifest", dir, MANIFEST);
+        return NULL;
+    }
+    return files;
+}
+
+static int listed(const cJSON *files, const char *name)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f,
+                       files) if (cJSON_IsString(f) && strcmp(f->valuestring, name) == 0) return 1;
+    return 0;
+}
+
+/* dir (open as dfd) is empty, or holds its manifest and regular files the
+ * manifest lists, nothing else. *files: the list (NULL when empty). */
+static raana_status check_previous_export(int dfd, const char *dir, cJSON **files, raana_error *err)
+{
+    int absent;
+    raana_error manifest_err;
+    *files = read_manifest(dfd, dir, &absent, &manifest_err);
+    int lfd = dup(dfd);
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (!d) {
+        if (lfd >= 0)
+            close(lfd);
+        cJSON_Delete(*files);
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+    }
+    raana_status st = RAANA_OK;
+    for (struct dirent *e; st == RAANA_OK && (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        struct stat sb;
+        if (!*files)
+            st = absent ? raana_fail(err, RAANA_ERR_IO,
+                                     "%s exists and is not a raana-export output (no %s); "
+                                     "not replacing it",
+                                     dir, MANIFEST)
+                        : (*err = manifest_err, err->status);
+        else if (fstatat(dfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+                 (strcmp(e->d_name, MANIFEST) != 0 && !listed(*files, e->d_name)))
+            st = raana_fail(err, RAANA_ERR_IO,
+                            "%s holds '%s', which raana-export did not write; not replacing it",
+                            dir, e->d_name);
+    }
+    closedir(d);
+    if (st != RAANA_OK) {
+        cJSON_Delete(*files);
+        *files = NULL;
+    }
+    return st;
+}
+
+/* Before any work: OUTDIR must not exist, or (--overwrite) be replaceable. */
+static raana_status check_outdir(const export_args *a, int *exists, raana_error *err)
+{
+    struct stat sb;
+    *exists = 0;
+    if (lstat(a->outdir, &sb) != 0) {
+        if (errno == ENOENT)
+            return RAANA_OK;
+        return raana_fail(err, RAANA_ERR_IO, "%s: %s", a->outdir, strerror(errno));
+    }
+    if (S_ISLNK(sb.st_mode))
+        return raana_fail(err, RAANA_ERR_IO,
+                          "%s is a symbolic link; raana-export does not write through one",
+                          a->outdir);
+    if (!S_ISDIR(sb.st_mode))
+        return raana_fail(err, RAANA_ERR_IO, "%s exists and is not a directory", a->outdir);
+    if (!a->overwrite)
+        return raana_fail(err, RAANA_ERR_IO,
+                          "%s exists; pass --overwrite to replace a previous raana-export output",
+                          a->outdir);
+    int dfd = open(a->outdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot open: %s", a->outdir, strerror(errno));
+    cJSON *files;
+    raana_status st = check_previous_export(dfd, a->outdir, &files, err);
+    cJSON_Delete(files);
+    close(dfd);
+    *exists = st == RAANA_OK;
+    return st;
+}
+
+/* Removes the files of a previous export (checked again) and its directory. */
+static raana_status remove_previous(const char *dir, raana_error *err)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+    cJSON *files;
+    raana_status st = check_previous_export(dfd, dir, &files, err);
+    const cJSON *f;
+    if (st == RAANA_OK && files) {
+        cJSON_ArrayForEach(f, files) if (cJSON_IsString(f) && !strchr(f->valuestring, '/'))
+            unlinkat(dfd, f->valuestring, 0);
+        unlinkat(dfd, MANIFEST, 0);
+    }
+    cJSON_Delete(files);
+    close(dfd);
+    if (st == RAANA_OK && rmdir(dir) != 0)
+        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
+    return st;
+}
+
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static void parent_of(const char *path, char *out, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, size, ".");
+    else if (slash == path)
+        snprintf(out, size, "/");
+    else
+        snprintf(out, size, "%.*s", (int)(slash - path), path);
+}
+
+/* A fresh hidden directory next to outdir, "<parent>/.<base>.<what>-XXXXXX". */
+static raana_status make_sibling(const char *outdir, const char *what, char *out, size_t size,
+                                 raana_error *err)
+{
+    char parent[4096];
+    const char *base = strrchr(outdir, '/');
+    parent_of(outdir, parent, sizeof parent);
+    snprintf(out, size, "%s/.%s.%s-XXXXXX", parent, base ? base + 1 : outdir, what);
+    if (!mkdtemp(out))
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot create a directory next to %s: %s", parent,
+                          outdir, strerror(errno));
+    mode_t mask = umask(0);
+    umask(mask);
+    chmod(out, 0777 & ~mask); /* mkdtemp's 0700 would hide the model from other users */
+    return RAANA_OK;
+}
+
+/* Moves the finished tmp to outdir: atomically, never over something new. */
+static raana_status install(const char *tmp, const char *outdir, int replace, raana_error *err)
+{
+    char parent[4096];
+    parent_of(outdir, parent, sizeof parent);
+    if (!replace) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, outdir, RENAME_NOREPLACE) != 0)
+            return raana_fail(err, RAANA_ERR_IO, "%s: cannot rename to %s: %s", tmp, outdir,
+                              errno == EEXIST ? "it appeared while exporting" : strerror(errno));
+        fsync_dir(parent);
+        return RAANA_OK;
+    }
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, outdir, RENAME_EXCHANGE) != 0)
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot swap with %s: %s", tmp, outdir,
+                          strerror(errno));
+    fsync_dir(parent);
+    raana_error ignored;
+    if (remove_previous(tmp, &ignored) != RAANA_OK) /* the old export, now at tmp */
+        fprintf(stderr, "raana-export: warning: the previous export is left at %s: %s\n", tmp,
+                ignored.msg);
+    return RAANA_OK;
+}
+
+/* ---- the files ------------------------------------------------------------------ */
+
+typedef struct {
+    char dir[4200];
+    cJSON *written; /* names of the files created in dir */
+} out_dir;
+
+static raana_status write_small_file(out_dir *o, const char *name, const void *data, size_t len,
+                                     raana_error *err)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", o->dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    cJSON_AddItemToArray(o->written, cJSON_CreateString(name));
+    const char *p = data;
+    raana_status st = RAANA_OK;
+    while (len > 0 && st == RAANA_OK) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            st = raana_fail(err, RAANA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        else
+            p += n, len -= (size_t)n;
+    }
+    if (st == RAANA_OK && fsync(fd) != 0)
+        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
+    close(fd);
+    return st;
+}
+
+static raana_status write_json(out_dir *o, const char *name, const cJSON *json, raana_error *err)
+{
+    char *text = cJSON_Print(json);
+    size_t len = text ? strlen(text) : 0;
+    char *line = text ? malloc(len + 2) : NULL;
+    raana_status st =
+        line ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory printing %s", name);
+    if (st == RAANA_OK) {
+        memcpy(line, text, len);
+        line[len] = '\n';
+        st = write_small_file(o, name, line, len + 1, err);
+    }
+    free(line);
+    free(text);
+    return st;
+}
+
+static void remove_written(out_dir *o)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, o->written)
+    {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", o->dir, f->valuestring);
+        unlink(path);
+    }
+    rmdir(o->dir);
+}
+
+/* ---- what the container says about its quantization ---------------------------------- */
+
+static double attr_f64(hid_t file, const char *obj, const char *name)
+{
+    double v = 0;
+    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a >= 0) {
+        if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0)
+            v = 0;
+        H5Aclose(a);
+    }
+    return v;
+}
+
+static void add_attr_text(cJSON *obj, const char *key, hid_t file, const char *name)
+{
+    char text[256] = "";
+    hid_t a = H5Aopen_by_name(file, "/", name, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) &&
+        H5Tget_size(t) < sizeof text && H5Aread(a, t, text) >= 0)
+        cJSON_AddStringToObject(obj, key, text);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+}
+
+/* The record written into config.json: method, format version, average
+ * and effective bits, and the bits of every linear layer. */
+static raana_status quantization_record(const char *path, const raana_model_config *cfg,
+                                        raana_dtype dtype, cJSON **out, raana_error *err)
+{
+    hid_t file;
+    raana_status st = raana_container_open(path, &file, err);
+    if (st != RAANA_OK)
+        return st;
+    cJSON *r = cJSON_CreateObject(), *bits = cJSON_CreateObject(), *kept = cJSON_CreateArray();
+    cJSON_AddStringToObject(r, "quant_method", "raana");
+    cJSON_AddStringToObject(r, "format", RAANA_FORMAT_NAME);
+    cJSON_AddNumberToObject(r, "format_version", RAANA_FORMAT_VERSION);
+    cJSON_AddStringToObject(r, "raana_version", RAANA_VERSION);
+    add_attr_text(r, "checkpoint_fingerprint", file, "checkpoint_fingerprint");
+    cJSON_AddBoolToObject(r, "dequantized", 1);
+    cJSON_AddStringToObject(r, "weights_dtype", raana_dtype_name(dtype));
+    static const char *const report[] = {"target_avg_bits", "achieved_avg_bits",
+                                         "effective_bits_quantized", "effective_bits_model"};
+    for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)
+        cJSON_AddNumberToObject(r, report[i], attr_f64(file, "/report", report[i]));
+    for (int b = 0; b < cfg->num_layers; b++)
+        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
+            char name[128], group[160];
+            raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
+            snprintf(group, sizeof group, "/layers/%s", name);
+            if (H5Lexists(file, group, H5P_DEFAULT) > 0)
+                cJSON_AddNumberToObject(bits, name, attr_f64(file, group, "bits"));
+            else
+                cJSON_AddItemToArray(kept, cJSON_CreateString(name));
+        }
+    cJSON_AddItemToObject(r, "bits", bits);
+    cJSON_AddItemToObject(r, "unquantized_layers", kept);
+    H5Fclose(file);
+    *out = r;
+    return RAANA_OK;
+}
+
+static const char *torch_dtype_name(raana_dtype d)
+{
+    return d == RAANA_DTYPE_BF16 ? "bfloat16" : d == RAANA_DTYPE_F16 ? "float16" : "float32";
+}
+
+/* config.json: the container's, with torch_dtype set to the export dtype
+ * and the quantization record added. */
+static raana_status write_config(out_dir *o, const export_args *a, const raana_model *m,
+                                 raana_error *err)
+{
+    char *text;
+    size_t len;
+    raana_status st = raana_container_model_file(a->container, "config.json", &text, &len, err);
+    if (st != RAANA_OK)
+        return st;
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: /model/config.json is not a JSON object",
+                          a->container);
+    }
+    cJSON *record;
+    st = quantization_record(a->container, &m->config, a->dtype, &record, err);
+    if (st == RAANA_OK) {
+        const char *key = a->hf_key ? "quantization_config" : "raana_quantization";
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
+        cJSON_AddStringToObject(root, "torch_dtype", torch_dtype_name(a->dtype));
+        cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+        cJSON_AddItemToObject(root, key, record);
+        st = write_json(o, "config.json", root, err);
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+static raana_status copy_model_files(out_dir *o, const export_args *a, raana_error *err)
+{
+    for (size_t i = 0; i < N_COPIED; i++) {
+        char *data;
+        size_t len;
+        raana_status st =
+            raana_container_model_file(a->container, copied_files[i], &data, &len, err);
+        if (st == RAANA_OK && data)
+            st = write_small_file(o, copied_files[i], data, len, err);
+        free(data);
+        if (st != RAANA_OK)
+            return st;
+    }
+    return RAANA_OK;
+}
+
+/* ---- the weights ------------------------------------------------------------------ */
+
+typedef struct {
+    raana_st_out_tensor *t; /* every tensor, in entry (name) order */
+    int *shard;             /* shard of t[i] */
+    size_t n;
+    int n_shards;
+    uint64_t total;
+} shard_plan;
+
+/* Greedy like transformers' save_pretrained: a tensor starts a new shard
+ * when it would take the current one above the limit. */
+static raana_status plan_shards(const raana_model *m, raana_dtype dtype, uint64_t max,
+                                shard_plan *p, raana_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->n = m->n_entries;
+    p->t = calloc(p->n ? p->n : 1, sizeof *p->t);
+    p->shard = calloc(p->n ? p->n : 1, sizeof *p->shard);
+    if (!p->t || !p->shard)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    uint64_t in_shard = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const raana_st_tensor *s = m->entries[i].tensor;
+        if (s->dtype != RAANA_DTYPE_F32 && s->dtype != RAANA_DTYPE_F16 &&
+            s->dtype != RAANA_DTYPE_BF16)
+            return raana_fail(err, RAANA_ERR_UNSUPPORTED,
+                              "tensor '%s' has dtype %s; raana-export writes float tensors only",
+                              s->name, raana_dtype_name(s->dtype));
+        raana_st_out_tensor *t = &p->t[i];
+        t->name = s->name;
+        t->dtype = dtype;
+        t->ndim = s->ndim;
+        memcpy(t->shape, s->shape, sizeof t->shape);
+        uint64_t bytes = raana_st_out_bytes(t);
+        if (p->n_shards == 0 || (in_shard > 0 && in_shard + bytes > max))
+            p->n_shards++, in_shard = 0;
+        in_shard += bytes;
+        p->total += bytes;
+        p->shard[i] = p->n_shards - 1;
+    }
+    if (p->n_shards == 0)
+        p->n_shards = 1;
+    return RAANA_OK;
+}
+
+static void shard_name(const shard_plan *p, int s, char *out, size_t size)
+{
+    if (p->n_shards == 1)
+        snprintf(out, size, "model.safetensors");
+    else
+        snprintf(out, size, "model-%05d-of-%05d.safetensors", s + 1, p->n_shards);
+}
+
+static raana_status write_tensor(raana_st_writer *w, const raana_model *m,
+                                 const raana_st_out_tensor *t, raana_error *err)
+{
+    size_t n = (size_t)(raana_st_out_bytes(t) / raana_dtype_size(t->dtype));
+    float *v = malloc(n ? n * sizeof *v : 1);
+    void *out = t->dtype == RAANA_DTYPE_F32 ? (void *)v : malloc(n ? n * 2 : 1);
+    raana_status st = v && out
+                          ? RAANA_OK
+                          : raana_fail(err, RAANA_ERR_NOMEM,
+                                       "out of memory for tensor '%s' (%zu values)", t->name, n);
+    if (st == RAANA_OK)
+        st = raana_model_read_f32(m, t->name, v, n, err);
+    if (st == RAANA_OK)
+        st = raana_st_convert_f32(v, n, t->dtype, out, t->name, err);
+    if (st == RAANA_OK)
+        st = raana_st_writer_write(w, out, n * raana_dtype_size(t->dtype), err);
+    if (out != v)
+        free(out);
+    free(v);
+    return st;
+}
+
+static raana_status write_shard(out_dir *o, const raana_model *m, const shard_plan *p, int s,
+                                raana_error *err)
+{
+    char name[64], path[4400];
+    size_t first = 0, count = 0;
+    while (first < p->n && p->shard[first] != s)
+        first++;
+    while (first + count < p->n && p->shard[first + count] == s)
+        count++;
+    shard_name(p, s, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", o->dir, name);
+    raana_st_writer w;
+    raana_status st = raana_st_writer_open(&w, path, p->t + first, count, err);
+    if (st != RAANA_OK)
+        return st;
+    cJSON_AddItemToArray(o->written, cJSON_CreateString(name));
+    for (size_t i = first; i < first + count && st == RAANA_OK; i++)
+        st = write_tensor(&w, m, &p->t[i], err);
+    if (st == RAANA_OK)
+        return raana_st_writer_finish(&w, err);
+    raana_st_writer_abandon(&w);
+    return st;
+}
+
+static raana_status write_index(out_dir *o, const shard_plan *p, raana_error *err)
+{
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *map = cJSON_CreateObject();
+    cJSON_AddNumberToObject(meta, "total_size", (double)p->total);
+    cJSON_AddItemToObject(root, "metadata", meta);
+    for (size_t i = 0; i < p->n; i++) {
+        char name[64];
+        shard_name(p, p->shard[i], name, sizeof name);
+        cJSON_AddStringToObject(map, p->t[i].name, name);
+    }
+    cJSON_AddItemToObject(root, "weight_map", map);
+    raana_status st = write_json(o, "model.safetensors.index.json", root, err);
+    cJSON_Delete(root);
+    return st;
+}
+
+static raana_status write_manifest(out_dir *o, const export_args *a, raana_error *err)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "written_by", "raana-export " RAANA_VERSION);
+    cJSON_AddStringToObject(root, "container", a->container);
+    cJSON_AddItemToObject(root, "files", cJSON_Duplicate(o->written, 1));
+    raana_status st = write_json(o, MANIFEST, root, err);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* ---- the whole export ------------------------------------------------------------ */
+
+static raana_status write_all(out_dir *o, const export_args *a, const raana_model *m,
+                              const shard_plan *p, raana_error *err)
+{
+    raana_status st = write_config(o, a, m, err);
+    if (st == RAANA_OK)
+        st = copy_model_files(o, a, err);
+    for (int s = 0; s < p->n_shards && st == RAANA_OK; s++)
+        st = write_shard(o, m, p, s, err);
+    if (st == RAANA_OK && p->n_shards > 1)
+        st = write_index(o, p, err);
+    if (st == RAANA_OK)
+        st = write_manifest(o, a, err);
+    if (st == RAANA_OK)
+        fsync_dir(o->dir);
+    return st;
+}
+
+static raana_status default_dtype(export_args *a, raana_error *err)
+{
+    char *text;
+    size_t len;
+    raana_status st = raana_container_model_file(a->container, "config.json", &text, &len, err);
+    cJSON *root = st == RAANA_OK && text ? cJSON_ParseWithLength(text, len) : NULL;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!cJSON_IsString(d) || !parse_dtype(d->valuestring, &a->dtype))
+        a->dtype = RAANA_DTYPE_F32;
+    cJSON_Delete(root);
+    free(text);
+    return st;
+}
+
+static raana_status export_container(export_args *a, FILE *report, raana_error *err)
+{
+    int exists;
+    raana_status st = check_outdir(a, &exists, err);
+    raana_model m;
+    if (st == RAANA_OK)
+        st = raana_container_model_open(&m, a->container, err);
+    if (st != RAANA_OK)
+        return st;
+    if (!a->dtype_given)
+        st = default_dtype(a, err);
+    shard_plan p;
+    memset(&p, 0, sizeof p);
+    if (st == RAANA_OK)
+        st = plan_shards(&m, a->dtype, a->max_shard, &p, err);
+    out_dir o = {.written = cJSON_CreateArray()};
+    if (st == RAANA_OK)
+        st = make_sibling(a->outdir, "raana-export", o.dir, sizeof o.dir, err);
+    if (st == RAANA_OK) {
+        st = write_all(&o, a, &m, &p, err);
+        if (st == RAANA_OK)
+            st = install(o.dir, a->outdir, exists, err);
+        if (st != RAANA_OK)
+            remove_written(&o);
+    }
+    if (st == RAANA_OK)
+        fprintf(report, "wrote %s: %zu tensors, %s, %d file%s (%.1f MB)\n", a->outdir, p.n,
+                raana_dtype_name(a->dtype), p.n_shards, p.n_shards > 1 ? "s + index" : "",
+                (double)p.total / 1e6);
+    cJSON_Delete(o.written);
+    free(p.t);
+    free(p.shard);
+    raana_model_close(&m);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    export_args a;
+    raana_error err;
+    raana_error_clear(&err);
+    raana_status st = parse_args(argc, argv, &a, &err);
+    if (st == RAANA_OK && a.help) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (st == RAANA_OK)
+        st = export_container(&a, stdout, &err);
+    if (st != RAANA_OK)
+        fprintf(stderr, "raana-export: error: %s\n", err.msg);
+    return (int)st;
+}
