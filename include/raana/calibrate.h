@@ -48,6 +48,11 @@ typedef struct {
 /* Opens the checkpoint (headers only) and builds the plan for n_ranks. */
 raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana_config *cfg,
                               int n_ranks, raana_error *err);
+/* The same from a model already open (e.g. raana_container_model_open):
+ * the stage takes *model over (zeroing it) and closes it in
+ * raana_stage_free, also when building the plan fails. */
+raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const raana_config *cfg,
+                                    int n_ranks, raana_error *err);
 /* Loads this rank's share of the model, per the plan. */
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);

@@ -76,14 +76,25 @@ typedef struct {
     const raana_st_tensor *tensor;
 } raana_tensor_entry;
 
+/* A lazy tensor source other than safetensors files (e.g. a raana
+ * container, container_model.h), so this module needs to know nothing about
+ * it. read_f32 fills out[0 .. e->tensor->numel) as f32 (the caller has
+ * checked the count and checks finiteness afterwards); close releases ctx. */
 typedef struct {
-    char dir[4096];
-    char tensor_source[4096]; /* model.safetensors or the index file */
+    raana_status (*read_f32)(void *ctx, const raana_tensor_entry *e, float *out, raana_error *err);
+    void (*close)(void *ctx);
+} raana_tensor_source;
+
+typedef struct {
+    char dir[4096];           /* the checkpoint directory; a source's label */
+    char tensor_source[4096]; /* model.safetensors or the index file; a source's label */
     raana_model_config config;
-    raana_st_file *files;
+    raana_st_file *files; /* NULL for a model with a source */
     int n_files;
     raana_tensor_entry *entries; /* sorted by name */
     size_t n_entries;
+    const raana_tensor_source *source; /* NULL: the tensors live in files[] */
+    void *source_ctx;
 } raana_model;
 
 /* Reads config.json and every safetensors header (no tensor data), and
@@ -91,6 +102,17 @@ typedef struct {
  * dtype. */
 raana_status raana_model_open(raana_model *m, const char *dir, raana_error *err);
 void raana_model_close(raana_model *m);
+
+/* A model whose tensors come from `source`: the config as given, entries[n]
+ * (each name and tensor owned by ctx; the array itself is taken over and
+ * sorted here), label naming the source in messages. Checks duplicate names
+ * and every required tensor (presence, shape, float dtype) exactly as
+ * raana_model_open does. Takes ownership of entries and ctx: on failure
+ * they are released (source->close) before returning. */
+raana_status raana_model_open_source(raana_model *m, const char *label,
+                                     const raana_model_config *cfg, raana_tensor_entry *entries,
+                                     size_t n, const raana_tensor_source *source, void *ctx,
+                                     raana_error *err);
 
 const raana_tensor_entry *raana_model_find(const raana_model *m, const char *name);
 

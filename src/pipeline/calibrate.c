@@ -72,6 +72,15 @@ raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana
     return st;
 }
 
+raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const raana_config *cfg,
+                                    int n_ranks, raana_error *err)
+{
+    s->model = *model;
+    memset(model, 0, sizeof *model);
+    s->model_open = 1;
+    return raana_plan_build(&s->model.config, cfg, n_ranks, &s->plan, err);
+}
+
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err)
 {
     const raana_plan_rank *r = &s->plan.ranks[rank];

@@ -535,6 +535,36 @@ static int read_attr_text(hid_t file, const char *obj, const char *name, char *o
     return ok;
 }
 
+/* HDF5's reason for refusing to open a file: the text of the first error
+ * stack entry mentioning a truncated file, else the innermost one. */
+static herr_t open_error_text(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *text = data;
+    if (e->desc && (strstr(e->desc, "truncated file") || (n == 0 && !text[0])))
+        snprintf(text, 256, "%s", e->desc);
+    return 0;
+}
+
+static raana_status open_failure(const char *path, raana_error *err)
+{
+    char text[256] = "";
+    unsigned long long eof = 0, stored = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, open_error_text, text);
+    H5Eclear2(H5E_DEFAULT);
+    const char *t = strstr(text, "truncated file");
+    const char *e = t ? strstr(t, "eof = ") : NULL, *se = t ? strstr(t, "stored_eof = ") : NULL;
+    if (e && se && sscanf(e, "eof = %llu", &eof) == 1 &&
+        sscanf(se, "stored_eof = %llu", &stored) == 1)
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: truncated: %llu bytes of the %llu the file says it holds (an "
+                          "interrupted copy or write?)",
+                          path, eof, stored);
+    if (t)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: truncated (%s)", path, text);
+    return raana_fail(err, RAANA_ERR_INPUT, "%s: cannot open as HDF5%s%s%s", path,
+                      text[0] ? " (" : "", text, text[0] ? ")" : "");
+}
+
 raana_status raana_container_open(const char *path, hid_t *file, raana_error *err)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -543,7 +573,7 @@ raana_status raana_container_open(const char *path, hid_t *file, raana_error *er
         return st;
     *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (*file < 0)
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: cannot open as HDF5", path);
+        return open_failure(path, err);
     char format[64];
     int64_t version = 0;
     if (!read_attr_text(*file, "/", "format", format, sizeof format) ||

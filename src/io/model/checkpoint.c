@@ -1,7 +1,9 @@
 /* model/checkpoint.c — opening a checkpoint directory: config.json, then
  * model.safetensors or model.safetensors.index.json and its shards; the
  * name -> (file, tensor) table; required-tensor checks; f32 reads with a
- * finiteness check (see model.h). */
+ * finiteness check (see model.h). A model may instead get its tensors from
+ * a pluggable source (raana_model_open_source), read through the same
+ * table and checks. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -113,6 +115,12 @@ static raana_status open_sharded(raana_model *m, const char *index_path, raana_e
     return RAANA_OK;
 }
 
+/* The file an entry lives in, for messages. */
+static const char *entry_file(const raana_model *m, const raana_tensor_entry *e)
+{
+    return m->files ? m->files[e->file].path : m->tensor_source;
+}
+
 static raana_status check_required(const raana_model *m, raana_error *err)
 {
     size_t n;
@@ -142,12 +150,12 @@ static raana_status check_required(const raana_model *m, raana_error *err)
                                          (long long)t->shape[d]);
             st = raana_fail(err, RAANA_ERR_INPUT,
                             "%s: tensor '%s' has shape [%s], config.json implies %s",
-                            m->files[e->file].path, spec[i].name, got, want);
+                            entry_file(m, e), spec[i].name, got, want);
         } else if (t->dtype != RAANA_DTYPE_F32 && t->dtype != RAANA_DTYPE_F16 &&
                    t->dtype != RAANA_DTYPE_BF16) {
             st = raana_fail(err, RAANA_ERR_UNSUPPORTED,
                             "%s: tensor '%s' has dtype %s (supported: BF16, F16, F32)",
-                            m->files[e->file].path, spec[i].name, raana_dtype_name(t->dtype));
+                            entry_file(m, e), spec[i].name, raana_dtype_name(t->dtype));
         }
     }
     free(spec);
@@ -193,8 +201,38 @@ raana_status raana_model_open(raana_model *m, const char *dir, raana_error *err)
     return st;
 }
 
+raana_status raana_model_open_source(raana_model *m, const char *label,
+                                     const raana_model_config *cfg, raana_tensor_entry *entries,
+                                     size_t n, const raana_tensor_source *source, void *ctx,
+                                     raana_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->entries = entries;
+    m->n_entries = n;
+    m->source = source;
+    m->source_ctx = ctx;
+    m->config = *cfg;
+    snprintf(m->dir, sizeof m->dir, "%s", label);
+    snprintf(m->tensor_source, sizeof m->tensor_source, "%s", label);
+    qsort(m->entries, m->n_entries, sizeof *m->entries, entry_by_name);
+    raana_status st = RAANA_OK;
+    for (size_t i = 1; i < m->n_entries && st == RAANA_OK; i++)
+        if (strcmp(m->entries[i - 1].name, m->entries[i].name) == 0)
+            st = raana_fail(err, RAANA_ERR_INPUT, "%s: tensor '%s' is there twice", label,
+                            m->entries[i].name);
+    if (st == RAANA_OK)
+        st = check_required(m, err);
+    if (st != RAANA_OK)
+        raana_model_close(m);
+    return st;
+}
+
 void raana_model_close(raana_model *m)
 {
+    if (m->source && m->source->close)
+        m->source->close(m->source_ctx);
+    m->source = NULL;
+    m->source_ctx = NULL;
     for (int i = 0; i < m->n_files; i++)
         raana_st_close(&m->files[i]);
     free(m->files);
@@ -218,17 +256,18 @@ raana_status raana_model_read_f32(const raana_model *m, const char *name, float 
     if (!e)
         return raana_fail(err, RAANA_ERR_INPUT, "%s: tensor '%s' is missing", m->tensor_source,
                           name);
-    const raana_st_file *f = &m->files[e->file];
+    const char *path = entry_file(m, e);
     if (e->tensor->numel != count)
         return raana_fail(err, RAANA_ERR_INTERNAL,
-                          "%s: tensor '%s' has %llu values, caller expected %zu", f->path, name,
+                          "%s: tensor '%s' has %llu values, caller expected %zu", path, name,
                           (unsigned long long)e->tensor->numel, count);
-    raana_status st = raana_st_read_f32(f, e->tensor, out, err);
+    raana_status st = m->source ? m->source->read_f32(m->source_ctx, e, out, err)
+                                : raana_st_read_f32(&m->files[e->file], e->tensor, out, err);
     if (st != RAANA_OK)
         return st;
     for (size_t i = 0; i < count; i++)
         if (!isfinite(out[i]))
             return raana_fail(err, RAANA_ERR_NUMERIC, "%s: tensor '%s' holds %s at flat index %zu",
-                              f->path, name, isnan(out[i]) ? "NaN" : "an infinite value", i);
+                              path, name, isnan(out[i]) ? "NaN" : "an infinite value", i);
     return RAANA_OK;
 }
