@@ -1,8 +1,9 @@
-/* calibrate.h — the pipeline-parallel passes over MPI ranks: token windows
- * from text, evaluation (mean next-token NLL over windows) and calibration
- * (forward + activation-gradient backward, per-layer sensitivity
- * statistics). Rank r holds only its plan's blocks; activations travel
- * r -> r+1 and their gradients r+1 -> r with point-to-point messages.
+/* calibrate.h — the per-rank stage of a pipeline pass over MPI ranks,
+ * calibration windows from text and the calibration pass (forward +
+ * activation-gradient backward, per-layer sensitivity statistics);
+ * evaluation is in evaluate.h, the messages in link.h. Rank r holds only
+ * its plan's blocks; activations travel r -> r+1 and their gradients
+ * r+1 -> r with point-to-point messages.
  * Every window's arithmetic is the same whichever rank runs which block, so
  * results do not depend on the number of ranks. */
 #ifndef RAANA_CALIBRATE_H
@@ -24,10 +25,6 @@ typedef struct {
     int *tokens; /* [n][len] */
 } raana_windows;
 
-/* Evaluation windows: the text as one stream with bos once, cut into
- * non-overlapping windows of len tokens, the remainder dropped. */
-raana_status raana_windows_eval(const raana_tokenizer *tok, const char *text, size_t n, int len,
-                                raana_windows *w, raana_error *err);
 /* Calibration windows: up to max_windows windows of len tokens, each bos
  * followed by the next len - 1 tokens of the text (tokenized without bos).
  * Fails if the text is shorter than one window. */
@@ -59,11 +56,6 @@ raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const ra
 /* Loads this rank's share of the model, per the plan. */
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);
-
-/* Collective. Sum of NLL and number of scored tokens over all windows, on
- * every rank. progress (rank 0 only, may be NULL) gets one line per window. */
-raana_status raana_pipeline_eval(MPI_Comm comm, const raana_llama *net, const raana_windows *w,
-                                 double *nll_sum, long *count, FILE *progress, raana_error *err);
 
 /* Per linear layer, averaged over calibration windows (DESIGN section 4):
  * grad_rms = ||dL/dY|| / sqrt(numel(Y)), x_rms = ||X|| / sqrt(rows of X),

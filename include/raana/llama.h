@@ -68,6 +68,10 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
 raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens, int t,
                               float *logits, double *loss, float *dhidden, raana_error *err);
 
+/* Final norm and logits[T][V] only (what raana_llama_head computes first). */
+raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int t, float *logits,
+                                raana_error *err);
+
 /* Backward through the blocks: dhidden[T][H] (gradient at the blocks'
  * output) becomes the gradient at their input, in place; adds each linear
  * layer's sums of squares to stats[n_blocks * RAANA_LINEAR_COUNT]

@@ -420,6 +420,22 @@ raana_status raana_llama_head(const raana_llama *net, const float *hidden, const
     return RAANA_OK;
 }
 
+raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int t, float *logits,
+                                raana_error *err)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size;
+    float *r = malloc((size_t)t * 4), *hn = malloc((size_t)t * h * 4);
+    if (!r || !hn) {
+        free(r), free(hn);
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d x %d activations", t, h);
+    }
+    rmsnorm(hidden, t, h, net->final_norm, c->rms_norm_eps, r, hn);
+    linear(hn, t, h, c->vocab_size, net->lm_head, NULL, logits);
+    free(r), free(hn);
+    return RAANA_OK;
+}
+
 /* ---- backward ------------------------------------------------------------------------ */
 
 /* Gradients of q (post-RoPE), k, v from the gradient of ctx. */

@@ -1,11 +1,8 @@
-/* calibrate.c — pipeline-parallel evaluation and calibration over MPI
- * ranks (see calibrate.h).
+/* calibrate.c — calibration windows, the per-rank stage and the
+ * pipeline-parallel calibration pass over MPI ranks (see calibrate.h).
  *
- * Protocol: window i's activations go rank r -> r+1 with tag i, its
- * gradients r+1 -> r with tag n + i. Every message carries one extra float,
- * a failure flag: a rank that fails (out of memory) keeps passing flagged
- * messages so that no rank waits forever, and all ranks agree on the
- * outcome at the end (raana_comm_agree). Calibration runs every window's
+ * Protocol (messages: link.h): window i's activations go rank r -> r+1 with
+ * tag i, its gradients r+1 -> r with tag n + i. Calibration runs every window's
  * forward before the backward passes (GPipe order), keeping one trace per
  * window. */
 #include "raana/calibrate.h"
@@ -17,6 +14,7 @@
 #include <string.h>
 
 #include "raana/comm.h"
+#include "raana/link.h"
 
 const char raana_zeroshot_sentence[] =
     "The curious fox leaped over the quiet stream, its reflection rippling in the golden "
@@ -28,26 +26,6 @@ void raana_windows_free(raana_windows *w)
 {
     free(w->tokens);
     memset(w, 0, sizeof *w);
-}
-
-raana_status raana_windows_eval(const raana_tokenizer *tok, const char *text, size_t n, int len,
-                                raana_windows *w, raana_error *err)
-{
-    int *ids;
-    size_t count;
-    memset(w, 0, sizeof *w);
-    raana_status st = raana_tokenizer_encode(tok, text, n, 1, &ids, &count, err);
-    if (st != RAANA_OK)
-        return st;
-    if (count < (size_t)len) {
-        free(ids);
-        return raana_fail(err, RAANA_ERR_INPUT,
-                          "the text has %zu tokens, fewer than one window of %d", count, len);
-    }
-    w->n = (int)(count / (size_t)len);
-    w->len = len;
-    w->tokens = ids; /* the first n * len tokens, in order */
-    return RAANA_OK;
 }
 
 raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, size_t n, int len,
@@ -124,87 +102,6 @@ void raana_stage_free(raana_stage *s)
     memset(s, 0, sizeof *s);
 }
 
-/* ---- messages ------------------------------------------------------------------ */
-
-typedef struct {
-    MPI_Comm comm;
-    int rank, size;
-    size_t count; /* floats of one activation (T x H), plus one flag */
-} link;
-
-static void send_to(const link *l, int to, int tag, float *buf, int failed)
-{
-    buf[l->count] = failed ? 1.0f : 0.0f;
-    MPI_Send(buf, (int)l->count + 1, MPI_FLOAT, to, tag, l->comm);
-}
-
-/* Returns nonzero if the sender had failed. */
-static int recv_from(const link *l, int from, int tag, float *buf)
-{
-    MPI_Recv(buf, (int)l->count + 1, MPI_FLOAT, from, tag, l->comm, MPI_STATUS_IGNORE);
-    return buf[l->count] != 0.0f;
-}
-
-static void progress_line(FILE *out, const char *what, int done, int total, double t0)
-{
-    if (!out)
-        return;
-    double el = MPI_Wtime() - t0, eta = done ? el * (total - done) / done : 0;
-    fprintf(out, "%s: window %d/%d (%3.0f%%), %.1f s, ETA %.1f s\n", what, done, total,
-            100.0 * done / total, el, eta);
-    fflush(out);
-}
-
-/* One window through this rank's stage, forward. hidden is in/out. */
-static int stage_forward(const link *l, const raana_llama *net, const int *tokens, int t, int tag,
-                         float *hidden, raana_llama_trace **trace, int failed, raana_error *err)
-{
-    if (l->rank == 0)
-        failed |= raana_llama_embed(net, tokens, t, hidden, err) != RAANA_OK;
-    else
-        failed |= recv_from(l, l->rank - 1, tag, hidden);
-    *trace = NULL;
-    if (!failed)
-        failed |= raana_llama_forward_blocks(net, hidden, t, trace, err) != RAANA_OK;
-    if (l->rank < l->size - 1)
-        send_to(l, l->rank + 1, tag, hidden, failed);
-    return failed;
-}
-
-raana_status raana_pipeline_eval(MPI_Comm comm, const raana_llama *net, const raana_windows *w,
-                                 double *nll_sum, long *count, FILE *progress, raana_error *err)
-{
-    link l = {comm, 0, 0, (size_t)w->len * net->cfg.hidden_size};
-    MPI_Comm_rank(comm, &l.rank);
-    MPI_Comm_size(comm, &l.size);
-    float *hidden = malloc((l.count + 1) * sizeof *hidden);
-    int failed = hidden == NULL;
-    if (failed)
-        raana_fail(err, RAANA_ERR_NOMEM, "out of memory for activations");
-    double sums[2] = {0, 0}, t0 = MPI_Wtime();
-    for (int i = 0; i < w->n && hidden; i++) {
-        raana_llama_trace *trace;
-        const int *tokens = w->tokens + (size_t)i * w->len;
-        failed = stage_forward(&l, net, tokens, w->len, i, hidden, &trace, failed, err);
-        raana_llama_trace_free(trace);
-        if (l.rank == l.size - 1 && !failed) {
-            double loss;
-            failed |=
-                raana_llama_head(net, hidden, tokens, w->len, NULL, &loss, NULL, err) != RAANA_OK;
-            sums[0] += loss * (w->len - 1);
-            sums[1] += w->len - 1;
-        }
-        if (l.rank == 0)
-            progress_line(progress, "eval", i + 1, w->n, t0);
-    }
-    free(hidden);
-    raana_status st = raana_comm_agree(comm, failed ? err->status : RAANA_OK, err);
-    MPI_Bcast(sums, 2, MPI_DOUBLE, l.size - 1, comm);
-    *nll_sum = sums[0];
-    *count = (long)sums[1];
-    return st;
-}
-
 /* ---- calibration -------------------------------------------------------------------- */
 
 /* Adds one window's per-layer numbers (this rank's blocks) to acc. */
@@ -229,9 +126,8 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
                                       const raana_windows *w, raana_layer_stats *stats,
                                       double *loss, FILE *progress, raana_error *err)
 {
-    link l = {comm, 0, 0, (size_t)w->len * net->cfg.hidden_size};
-    MPI_Comm_rank(comm, &l.rank);
-    MPI_Comm_size(comm, &l.size);
+    raana_link l;
+    raana_link_init(&l, comm, (size_t)w->len * net->cfg.hidden_size);
     int n = w->n, nb = net->n_blocks, failed = 0;
     size_t n_acc = (size_t)plan->n_layers * 5;
     float *hidden = malloc((l.count + 1) * sizeof *hidden);
@@ -246,7 +142,7 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
     }
     for (int i = 0; i < n && hidden && grads && traces; i++) { /* forward, every window */
         const int *tokens = w->tokens + (size_t)i * w->len;
-        failed = stage_forward(&l, net, tokens, w->len, i, hidden, &traces[i], failed, err);
+        failed = raana_link_forward(&l, &net, 1, tokens, w->len, i, hidden, &traces[i], failed, err);
         if (l.rank == l.size - 1 && !failed) {
             double li;
             failed |= raana_llama_head(net, hidden, tokens, w->len, NULL, &li,
@@ -255,12 +151,12 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
         }
         raana_fault_point("calibrate", l.rank);
         if (l.rank == 0)
-            progress_line(progress, "calibrate (forward)", i + 1, n, t0);
+            raana_progress_line(progress, "calibrate (forward)", i + 1, n, t0);
     }
     for (int i = 0; i < n && hidden && grads && traces && ws && acc; i++) { /* backward */
         float *g = l.rank == l.size - 1 ? grads + (size_t)i * (l.count + 1) : hidden;
         if (l.rank < l.size - 1)
-            failed |= recv_from(&l, l.rank + 1, n + i, g);
+            failed |= raana_link_recv(&l, l.rank + 1, n + i, g);
         memset(ws, 0, (size_t)(nb ? nb : 1) * RAANA_LINEAR_COUNT * sizeof *ws);
         if (!failed && traces[i]) {
             failed |= raana_llama_backward_blocks(net, traces[i], g, ws, err) != RAANA_OK;
@@ -269,9 +165,9 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
             raana_llama_trace_free(traces[i]);
         traces[i] = NULL;
         if (l.rank > 0)
-            send_to(&l, l.rank - 1, n + i, g, failed);
+            raana_link_send(&l, l.rank - 1, n + i, g, failed);
         if (l.rank == 0)
-            progress_line(progress, "calibrate (backward)", i + 1, n, t0);
+            raana_progress_line(progress, "calibrate (backward)", i + 1, n, t0);
     }
     raana_status st = raana_comm_agree(comm, failed ? err->status : RAANA_OK, err);
     if (st == RAANA_OK) { /* each layer's numbers come from exactly one rank */

@@ -1,121 +1,304 @@
-/* raana_eval.c — main() of raana-eval: perplexity of a checkpoint on a text,
- * run as a pipeline over MPI ranks like calibration. The text is one token
- * stream (bos once), cut into non-overlapping windows of --seq-len tokens,
- * each scored on its own; the remainder is dropped. */
+/* raana_eval.c — main() of raana-eval: an original model and a quantized
+ * model (or either alone) on the same windows of a text, run as a pipeline
+ * over MPI ranks like calibration: perplexities with standard errors, their
+ * ratio, the KL divergence of the next-token distributions and top-1
+ * agreement. The sides: --model DIR (original), --container C (quantized,
+ * from the container alone) or --compare DIR (quantized, a plain
+ * checkpoint). Protocol: docs/EVALUATION.md; the pass: evaluate.h. */
+#include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "raana/calibrate.h"
 #include "raana/comm.h"
-#include "raana/container.h"
+#include "raana/evaluate.h"
 #include "raana/file.h"
+#include "raana/fingerprint.h"
 
 static const char usage_text[] =
-    "usage: raana-eval --model DIR --text FILE [--container FILE.h5] [--seq-len N] [--quiet]\n"
+    "usage: [mpirun -n P] raana-eval [--model DIR] [--container FILE.h5 | --compare DIR]\n"
+    "                  --text FILE [--seq-len N] [--stride S] [--max-windows N] [--json] "
+    "[--quiet]\n"
     "\n"
-    "Perplexity of the checkpoint in DIR on the UTF-8 text in FILE: one token stream\n"
-    "(bos once) cut into non-overlapping windows of N tokens (default: the model's\n"
-    "max_position_embeddings, at most 2048), each scored on its own. Runs under MPI\n"
-    "like raana-mpi (mpirun -n P raana-eval ...); the result does not depend on P.\n"
-    "Prints 'perplexity: X' and the number of scored tokens.\n"
-    "With --container, the quantized layers of a raana container (made from DIR)\n"
-    "replace their weights: the quantized model's perplexity.\n";
+    "Evaluates on the UTF-8 text in FILE, in one pass over the same windows:\n"
+    "  --model DIR        the original model (a Hugging Face checkpoint directory)\n"
+    "  --container FILE   the quantized model, built from a raana container alone\n"
+    "                     (its config, tokenizer, unquantized tensors and dequantized\n"
+    "                     layers); with --model, DIR must be the checkpoint the\n"
+    "                     container was made from (checkpoint fingerprints compared)\n"
+    "  --compare DIR      the quantized side from a plain checkpoint directory instead\n"
+    "At least one side. The tokenizer is --model's, else the quantized side's.\n"
+    "\n"
+    "Windows: the text is one token stream (bos once); windows of N tokens start\n"
+    "every S tokens (default S = N: non-overlapping) as long as they fit whole, the\n"
+    "remainder is dropped; --max-windows keeps the first ones. The first window\n"
+    "scores its predictions of tokens 1..N-1; each later window scores only the\n"
+    "tokens no earlier window scored, its last min(S, N-1) (the Hugging Face\n"
+    "sliding-window protocol, without its final partial window).\n"
+    "N defaults to the model's max_position_embeddings, at most 2048.\n"
+    "\n"
+    "Prints the windows and scored tokens, each side's perplexity +- its standard\n"
+    "error (delta method over per-token NLLs: ppl * sd(nll) / sqrt(n)), and with\n"
+    "both sides the ppl ratio quantized/original (and its ln), the mean, 99th\n"
+    "percentile and maximum over scored tokens of KL(P_original || P_quantized)\n"
+    "(nats) and the share of tokens whose argmax agrees. --json: one JSON object.\n"
+    "Runs under MPI like raana-mpi; the result does not depend on P.\n"
+    "Exit codes: 2 usage, 4 bad input (text not UTF-8 or shorter than one window,\n"
+    "--model not the container's checkpoint), 5 I/O, 6 memory, 7 MPI.\n"
+    "Details: docs/EVALUATION.md.\n";
 
 typedef struct {
-    const char *model, *text, *container;
-    int seq_len, quiet, help;
+    const char *model, *container, *compare, *text;
+    int seq_len, stride, max_windows, json, quiet, help;
 } eval_args;
+
+static raana_status parse_count(const char *opt, const char *value, int min, int *out,
+                                raana_error *err)
+{
+    char *end;
+    long n = strtol(value, &end, 10);
+    if (!*value || *end || n < min || n > 1048576)
+        return raana_fail(err, RAANA_ERR_USAGE, "--%s %s: expected an integer in %d..1048576", opt,
+                          value, min);
+    *out = (int)n;
+    return RAANA_OK;
+}
+
+static const struct option long_options[] = {{"model", required_argument, NULL, 'm'},
+                                             {"container", required_argument, NULL, 'c'},
+                                             {"compare", required_argument, NULL, 'C'},
+                                             {"text", required_argument, NULL, 't'},
+                                             {"seq-len", required_argument, NULL, 'L'},
+                                             {"stride", required_argument, NULL, 'S'},
+                                             {"max-windows", required_argument, NULL, 'W'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+
+static raana_status parse_option(int c, const char *opt, eval_args *a, raana_error *err)
+{
+    switch (c) {
+    case 'm': a->model = optarg; return RAANA_OK;
+    case 'c': a->container = optarg; return RAANA_OK;
+    case 'C': a->compare = optarg; return RAANA_OK;
+    case 't': a->text = optarg; return RAANA_OK;
+    case 'L': return parse_count("seq-len", optarg, 2, &a->seq_len, err);
+    case 'S': return parse_count("stride", optarg, 1, &a->stride, err);
+    case 'W': return parse_count("max-windows", optarg, 1, &a->max_windows, err);
+    case 'j': a->json = 1; return RAANA_OK;
+    case 'q': a->quiet = 1; return RAANA_OK;
+    case 'h': a->help = 1; return RAANA_OK;
+    case ':': return raana_fail(err, RAANA_ERR_USAGE, "%s needs a value (see --help)", opt);
+    default: return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", opt);
+    }
+}
 
 static raana_status parse_args(int argc, char **argv, eval_args *a, raana_error *err)
 {
     memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(s, "-h") || !strcmp(s, "--help"))
-            a->help = 1;
-        else if (!strcmp(s, "--quiet"))
-            a->quiet = 1;
-        else if ((!strcmp(s, "--model") || !strcmp(s, "--text") || !strcmp(s, "--seq-len") ||
-                  !strcmp(s, "--container")) &&
-                 !v)
-            return raana_fail(err, RAANA_ERR_USAGE, "%s needs a value", s);
-        else if (!strcmp(s, "--model"))
-            a->model = argv[++i];
-        else if (!strcmp(s, "--text"))
-            a->text = argv[++i];
-        else if (!strcmp(s, "--container"))
-            a->container = argv[++i];
-        else if (!strcmp(s, "--seq-len")) {
-            char *end;
-            long n = strtol(argv[++i], &end, 10);
-            if (*end || n < 2 || n > 1048576)
-                return raana_fail(err, RAANA_ERR_USAGE, "--seq-len %s: expected 2..1048576",
-                                  argv[i]);
-            a->seq_len = (int)n;
-        } else
-            return raana_fail(err, RAANA_ERR_USAGE, "unknown argument '%s' (see --help)", s);
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1;) {
+        raana_status st = parse_option(c, argv[optind - 1], a, err);
+        if (st != RAANA_OK)
+            return st;
     }
-    if (!a->help && (!a->model || !a->text))
-        return raana_fail(err, RAANA_ERR_USAGE, "--model and --text are required (see --help)");
+    if (optind < argc)
+        return raana_fail(err, RAANA_ERR_USAGE, "unexpected argument '%s' (see --help)",
+                          argv[optind]);
+    if (a->help)
+        return RAANA_OK;
+    if (a->container && a->compare)
+        return raana_fail(err, RAANA_ERR_USAGE,
+                          "--container and --compare are both the quantized side: give one");
+    if (!a->model && !a->container && !a->compare)
+        return raana_fail(err, RAANA_ERR_USAGE,
+                          "nothing to evaluate: give --model, --container or --compare "
+                          "(see --help)");
+    if (!a->text)
+        return raana_fail(err, RAANA_ERR_USAGE, "--text is required (see --help)");
     return RAANA_OK;
 }
 
-/* Replaces this rank's quantized layers' weights by their dequantization
- * from the container (each rank reads its own layers, without MPI-IO). */
-static raana_status load_quantized(raana_stage *s, const char *path, raana_error *err)
+/* ---- the two sides ---------------------------------------------------------------- */
+
+enum { ORIGINAL, QUANTIZED };
+
+typedef struct {
+    raana_stage side[2];
+    const char *source[2]; /* what each side was read from, NULL if absent */
+    raana_tokenizer *tok;
+    raana_eval_windows windows;
+} eval_job;
+
+static void eval_job_free(eval_job *j)
 {
-    hid_t file;
-    raana_status st = raana_container_open(path, &file, err);
-    int first = s->net.first_block, last = first + s->net.n_blocks;
-    for (int i = 0; st == RAANA_OK && i < s->plan.n_layers; i++) {
-        const raana_plan_layer *l = &s->plan.layers[i];
-        if (l->block < first || l->block >= last)
-            continue;
-        char group[200];
-        snprintf(group, sizeof group, "/layers/%s", l->name);
-        if (H5Lexists(file, "/layers", H5P_DEFAULT) <= 0 ||
-            H5Lexists(file, group, H5P_DEFAULT) <= 0)
-            continue; /* kept in original precision */
-        raana_qlayer q;
-        st = raana_container_read_layer(file, path, l->name, &q, err);
-        if (st == RAANA_OK && (q.d_in != l->d_in || q.d_out != l->d_out))
-            st = raana_fail(err, RAANA_ERR_INPUT, "%s: layer %s is %dx%d, the model's is %dx%d",
-                            path, l->name, q.d_out, q.d_in, l->d_out, l->d_in);
-        if (st == RAANA_OK)
-            st = raana_qlayer_dequantize(&q, s->net.blocks[l->block - first].w[l->kind], err);
-        if (st == RAANA_OK)
-            raana_qlayer_free(&q);
+    for (int k = 0; k < 2; k++)
+        raana_stage_free(&j->side[k]);
+    raana_tokenizer_free(j->tok);
+    raana_eval_windows_free(&j->windows);
+    memset(j, 0, sizeof *j);
+}
+
+/* The two sides must be the same architecture, so that they share a plan. */
+static raana_status check_same_shape(const eval_job *j, raana_error *err)
+{
+    const raana_model_config *a = &j->side[ORIGINAL].model.config,
+                             *b = &j->side[QUANTIZED].model.config;
+    const struct {
+        const char *key;
+        int x, y;
+    } dims[] = {{"vocab_size", a->vocab_size, b->vocab_size},
+                {"hidden_size", a->hidden_size, b->hidden_size},
+                {"intermediate_size", a->intermediate_size, b->intermediate_size},
+                {"num_hidden_layers", a->num_layers, b->num_layers},
+                {"num_attention_heads", a->num_heads, b->num_heads},
+                {"num_key_value_heads", a->num_kv_heads, b->num_kv_heads},
+                {"head_dim", a->head_dim, b->head_dim}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].x != dims[i].y)
+            return raana_fail(
+                err, RAANA_ERR_INPUT, "%s and %s are not the same architecture: %s %d vs %d",
+                j->source[ORIGINAL], j->source[QUANTIZED], dims[i].key, dims[i].x, dims[i].y);
+    const raana_plan *p = &j->side[ORIGINAL].plan, *q = &j->side[QUANTIZED].plan;
+    for (int r = 0; r < p->n_ranks; r++)
+        if (p->ranks[r].first_block != q->ranks[r].first_block ||
+            p->ranks[r].n_blocks != q->ranks[r].n_blocks)
+            return raana_fail(err, RAANA_ERR_INTERNAL, "the two sides' plans differ at rank %d", r);
+    return RAANA_OK;
+}
+
+/* Headers of every side and the plan (the same for both). */
+static raana_status open_sides(const eval_args *a, eval_job *j, int size, raana_error *err)
+{
+    raana_config cfg;
+    raana_config_defaults(&cfg);
+    cfg.seq_len = a->seq_len;
+    raana_status st = RAANA_OK;
+    if (a->model) {
+        j->source[ORIGINAL] = a->model;
+        st = raana_stage_open(&j->side[ORIGINAL], a->model, &cfg, size, err);
     }
-    if (st == RAANA_OK)
-        H5Fclose(file);
+    if (st == RAANA_OK && a->compare) {
+        j->source[QUANTIZED] = a->compare;
+        st = raana_stage_open(&j->side[QUANTIZED], a->compare, &cfg, size, err);
+    }
+    if (st == RAANA_OK && j->source[ORIGINAL] && j->source[QUANTIZED])
+        st = check_same_shape(j, err);
     return st;
 }
 
-static raana_status prepare(const eval_args *a, raana_stage *s, int rank, int size,
+/* The tokenizer: --model's, else the quantized side's. */
+static raana_status load_tokenizer(const eval_args *a, eval_job *j, raana_error *err)
+{
+    const char *dir = a->model ? a->model : a->compare;
+    return raana_tokenizer_load(&j->tok, dir, err);
+}
+
+static raana_status make_windows(const eval_args *a, eval_job *j, raana_error *err)
+{
+    const raana_stage *s = &j->side[j->source[ORIGINAL] ? ORIGINAL : QUANTIZED];
+    int len = s->plan.seq_len, stride = a->stride ? a->stride : len;
+    char *text = NULL;
+    size_t n;
+    raana_status st = raana_read_file(a->text, &text, &n, err);
+    if (st == RAANA_OK && (st = raana_text_check(text, n, err)) == RAANA_OK)
+        st =
+            raana_eval_windows_make(j->tok, text, n, len, stride, a->max_windows, &j->windows, err);
+    if (st != RAANA_OK && st != RAANA_ERR_IO && st != RAANA_ERR_NOMEM)
+        raana_error_prefix(err, "%s", a->text);
+    free(text);
+    return st;
+}
+
+static raana_status load_nets(eval_job *j, int rank, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    for (int k = 0; k < 2 && st == RAANA_OK; k++)
+        if (j->source[k])
+            st = raana_stage_load(&j->side[k], rank, err);
+    return st;
+}
+
+/* Collective: everything before the evaluation pass. */
+static raana_status prepare(MPI_Comm comm, const eval_args *a, eval_job *j, int rank, int size,
                             raana_error *err)
 {
-    raana_config cfg;
-    char *text = NULL;
-    size_t len;
-    raana_config_defaults(&cfg);
-    cfg.seq_len = a->seq_len;
-    raana_status st = raana_stage_open(s, a->model, &cfg, size, err);
+    raana_status st = raana_comm_agree(comm, open_sides(a, j, size, err), err);
+    if (st != RAANA_OK)
+        return st;
+    st = load_tokenizer(a, j, err);
     if (st == RAANA_OK)
-        st = raana_tokenizer_load(&s->tok, a->model, err);
-    if (st == RAANA_OK && (st = raana_read_file(a->text, &text, &len, err)) == RAANA_OK) {
-        st = raana_windows_eval(s->tok, text, len, s->plan.seq_len, &s->windows, err);
-        if (st != RAANA_OK)
-            raana_error_prefix(err, "%s", a->text);
+        st = make_windows(a, j, err);
+    if (st == RAANA_OK)
+        st = load_nets(j, rank, err);
+    return raana_comm_agree(comm, st, err);
+}
+
+/* ---- output ---------------------------------------------------------------------- */
+
+static void print_text(const eval_job *j, const raana_eval_result *r)
+{
+    printf("windows: %d of %d tokens (stride %d), scored tokens: %ld\n", r->windows, j->windows.len,
+           j->windows.stride, r->scored);
+    int m = 0;
+    static const char *const names[2] = {"original", "quantized"};
+    for (int k = 0; k < 2; k++)
+        if (j->source[k]) {
+            printf("%s perplexity: %.6f \u00b1 %.6f\n", names[k], r->model[m].perplexity,
+                   r->model[m].perplexity_se);
+            m++;
+        }
+    if (r->n_models == 2) {
+        printf("ppl ratio: %.6f (ln %.6f)\n", r->ppl_ratio, r->ln_ppl_ratio);
+        printf("KL divergence: mean %.6f, p99 %.6f, max %.6f\n", r->kl_mean, r->kl_p99, r->kl_max);
+        printf("top-1 agreement: %.6f\n", r->top1_agreement);
     }
-    free(text);
-    if (st == RAANA_OK)
-        st = raana_stage_load(s, rank, err);
-    if (st == RAANA_OK && a->container)
-        st = load_quantized(s, a->container, err);
-    return st;
+}
+
+static cJSON *model_json(const raana_eval_model *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "perplexity", m->perplexity);
+    cJSON_AddNumberToObject(o, "perplexity_se", m->perplexity_se);
+    cJSON_AddNumberToObject(o, "mean_nll", m->mean_nll);
+    return o;
+}
+
+static raana_status print_json(const eval_job *j, const raana_eval_result *r, raana_error *err)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "seq_len", j->windows.len);
+    cJSON_AddNumberToObject(o, "stride", j->windows.stride);
+    cJSON_AddNumberToObject(o, "windows", r->windows);
+    cJSON_AddNumberToObject(o, "scored_tokens", (double)r->scored);
+    int m = 0;
+    static const char *const names[2] = {"original", "quantized"};
+    for (int k = 0; k < 2; k++)
+        if (j->source[k])
+            cJSON_AddItemToObject(o, names[k], model_json(&r->model[m++]));
+    if (r->n_models == 2) {
+        cJSON_AddNumberToObject(o, "ppl_ratio", r->ppl_ratio);
+        cJSON_AddNumberToObject(o, "ln_ppl_ratio", r->ln_ppl_ratio);
+        cJSON *kl = cJSON_AddObjectToObject(o, "kl");
+        cJSON_AddNumberToObject(kl, "mean", r->kl_mean);
+        cJSON_AddNumberToObject(kl, "p99", r->kl_p99);
+        cJSON_AddNumberToObject(kl, "max", r->kl_max);
+        cJSON_AddNumberToObject(o, "top1_agreement", r->top1_agreement);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the JSON output");
+    puts(s);
+    free(s);
+    return RAANA_OK;
 }
 
 int main(int argc, char **argv)
@@ -135,23 +318,28 @@ int main(int argc, char **argv)
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    raana_stage s;
-    memset(&s, 0, sizeof s);
-    st = raana_comm_agree(MPI_COMM_WORLD, prepare(&a, &s, rank, size, &err), &err);
-    double nll = 0;
-    long count = 0;
-    if (st == RAANA_OK)
-        st = raana_pipeline_eval(MPI_COMM_WORLD, &s.net, &s.windows, &nll, &count,
-                                 rank == 0 && !a.quiet ? stderr : NULL, &err);
-    if (rank == 0) {
-        if (st == RAANA_OK)
-            printf("perplexity: %.6f\nmean_nll: %.9f\nscored_tokens: %ld\nwindows: %d of %d "
-                   "tokens\n",
-                   exp(nll / count), nll / count, count, s.windows.n, s.windows.len);
-        else
-            fprintf(stderr, "raana-eval: error: %s\n", err.msg);
+    eval_job j;
+    memset(&j, 0, sizeof j);
+    st = prepare(MPI_COMM_WORLD, &a, &j, rank, size, &err);
+    raana_eval_result res;
+    if (st == RAANA_OK) {
+        const raana_llama *nets[2];
+        int n = 0;
+        for (int k = 0; k < 2; k++)
+            if (j.source[k])
+                nets[n++] = &j.side[k].net;
+        st = raana_pipeline_evaluate(MPI_COMM_WORLD, nets, n, &j.windows, &res,
+                                     rank == 0 && !a.quiet ? stderr : NULL, &err);
     }
-    raana_stage_free(&s);
+    if (rank == 0 && st == RAANA_OK) {
+        if (a.json)
+            st = print_json(&j, &res, &err);
+        else
+            print_text(&j, &res);
+    }
+    if (rank == 0 && st != RAANA_OK)
+        fprintf(stderr, "raana-eval: error: %s\n", err.msg);
+    eval_job_free(&j);
     MPI_Finalize();
     return (int)st;
 }
