@@ -86,7 +86,7 @@ run "$inspect_bin" "$tmp/bad.h5" --dequantize model.layers.2.mlp.down_proj "$tmp
 expect_rc 0 "an intact layer of the corrupt file"
 head -c 100000 "$tmp/p1.h5" >"$tmp/trunc.h5"
 run "$inspect_bin" "$tmp/trunc.h5"
-expect_rc 4 "truncated container"; expect_err "cannot open as HDF5" "truncated container"
+expect_rc 4 "truncated container"; expect_err "trunc.h5: truncated: 100000 bytes of the" "truncated container"
 run "$inspect_bin" "$fixture/config.json"
 expect_rc 4 "raana-inspect on a non-container"; expect_err "cannot open as HDF5" "raana-inspect"
 finish
