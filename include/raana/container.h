@@ -73,8 +73,19 @@ void raana_container_count_bits(raana_container_content *c);
 /* Opens a container read-only and checks its format name and version. */
 raana_status raana_container_open(const char *path, hid_t *file, raana_error *err);
 
+/* Whether dataset d (named `name` in messages) may be read whole: a
+ * chunked dataset must have every chunk stored, and its declared size may
+ * exceed the bytes it occupies in the file at most 1024 times (+64 MiB),
+ * so a crafted dataspace cannot make a reader allocate terabytes. */
+raana_status raana_container_dataset_fits(hid_t d, const char *path, const char *name,
+                                          raana_error *err);
+
 /* Rebuilds quantized layer `name` (codes, rescales, tricks, rotation) from an
- * open container; checks the stored signs against the generator. */
+ * open container. Every attribute is checked against the layer's shape and
+ * bits before use (code_bits, n_kept, m_a and m_b against the sub-bit
+ * layout, packed_bytes, held columns in range and distinct), every array's
+ * size against the file (raana_container_dataset_fits), rescales and trick
+ * terms finite, the stored signs against the generator. */
 raana_status raana_container_read_layer(hid_t file, const char *path, const char *name,
                                         raana_qlayer *q, raana_error *err);
 

@@ -85,6 +85,11 @@ raana_status raana_qlayer_dequantize(const raana_qlayer *q, float *what, raana_e
 raana_status raana_qlayer_matmul(const raana_qlayer *q, const float *x, int n, float *y,
                                  raana_error *err);
 
+/* Below one bit: the coordinates regions A and B keep (m_a, m_b) for
+ * dimension d_in, k = raana_pow2_floor(d_in) and bits in (0, 1); readers
+ * check stored layers against it. */
+void raana_qlayer_sub_bit_layout(int d_in, int k, double bits, int *m_a, int *m_b);
+
 /* The kept-coordinate scale g_i for rotated coordinate i (0 if not kept). */
 float raana_qlayer_coord_scale(const raana_qlayer *q, int i);
 

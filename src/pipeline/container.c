@@ -2,6 +2,7 @@
  * verification (see container.h and docs/FORMAT.md). */
 #include "raana/container.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include "raana/bitpack.h"
 #include "raana/h5file.h"
 #include "raana/h5zstd.h"
+#include "raana/hadamard.h"
+#include "raana/qlayer.h"
 #include "raana/rng.h"
 
 const char *const raana_stage_names[RAANA_STAGE_COUNT] = {"plan",     "load",     "calibrate",
@@ -592,73 +595,211 @@ raana_status raana_container_open(const char *path, hid_t *file, raana_error *er
     return st;
 }
 
-/* malloc'd contents of dataset g/name, which must hold n elements. */
-static void *read_array(hid_t file, const char *g, const char *name, hid_t type, size_t n)
+raana_status raana_container_dataset_fits(hid_t d, const char *path, const char *name,
+                                          raana_error *err)
 {
-    char path[300];
-    snprintf(path, sizeof path, "%s/%s", g, name);
-    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
-    if (d < 0)
-        return NULL;
-    hid_t space = H5Dget_space(d);
-    void *out = NULL;
-    if (H5Sget_simple_extent_npoints(space) == (hssize_t)n) {
-        out = malloc(n ? n * H5Tget_size(type) : 1);
-        if (out && n && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-            free(out);
-            out = NULL;
-        }
-    }
-    H5Sclose(space);
-    H5Dclose(d);
-    return out;
+    hid_t space = H5Dget_space(d), type = H5Dget_type(d), dcpl = H5Dget_create_plist(d);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    double bytes = n > 0 && type >= 0 ? (double)n * (double)H5Tget_size(type) : 0;
+    double stored = (double)H5Dget_storage_size(d);
+    int ndim = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK], n_chunks = 0, expect = 1;
+    int chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && ndim > 0 &&
+                  H5Pget_chunk(dcpl, ndim, chunk) == ndim &&
+                  H5Sget_simple_extent_dims(space, dims, NULL) == ndim;
+    for (int k = 0; chunked && k < ndim; k++)
+        expect *= chunk[k] ? (dims[k] + chunk[k] - 1) / chunk[k] : 0;
+    if (chunked && n > 0 && H5Dget_num_chunks(d, space, &n_chunks) < 0)
+        n_chunks = 0;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (type >= 0)
+        H5Tclose(type);
+    if (space >= 0)
+        H5Sclose(space);
+    if (n < 0)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: %s: unreadable dataspace", path, name);
+    if (chunked && n > 0 && n_chunks != expect)
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s declares %.0f bytes in %llu chunks, the file stores %llu of "
+                          "them",
+                          path, name, bytes, (unsigned long long)expect,
+                          (unsigned long long)n_chunks);
+    if (bytes > 1024.0 * stored + 64.0 * 1024 * 1024)
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s declares %.0f bytes but occupies %.0f in the file; refusing to "
+                          "allocate it",
+                          path, name, bytes, stored);
+    return RAANA_OK;
 }
 
-/* *out = contents of g/name (n elements), or a failure naming the dataset. */
-static raana_status read_dataset(hid_t file, const char *path, const char *g, const char *name,
-                                 hid_t type, size_t n, void **out, raana_error *err)
+/* *out = the n elements (native type) of dataset `ds`, malloc'd, or a
+ * failure naming it. */
+static raana_status read_array(hid_t file, const char *path, const char *ds, hid_t type,
+                               size_t d0, size_t d1, void **out, raana_error *err)
 {
-    *out = read_array(file, g, name, type, n);
-    if (*out)
-        return RAANA_OK;
-    return raana_fail(err, RAANA_ERR_INPUT,
-                      "%s: %s/%s: missing, of the wrong size, or unreadable (a chunk fails its "
-                      "checksum or does not decompress)",
-                      path, g, name);
+    size_t n = d0 * (d1 ? d1 : 1);
+    *out = NULL;
+    hid_t d = H5Lexists(file, ds, H5P_DEFAULT) > 0 ? H5Dopen2(file, ds, H5P_DEFAULT)
+                                                    : H5I_INVALID_HID;
+    if (d < 0)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: %s is missing", path, ds);
+    hid_t space = H5Dget_space(d);
+    hsize_t dims[H5S_MAX_RANK] = {0, 0};
+    int ndim = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (ndim < 0 || ndim > 2 || H5Sget_simple_extent_dims(space, dims, NULL) != ndim)
+        ndim = -1;
+    if (space >= 0)
+        H5Sclose(space);
+    raana_status st = RAANA_OK;
+    if (ndim != (d1 ? 2 : 1) || dims[0] != d0 || (d1 && dims[1] != d1)) {
+        char got[64] = "?", want[64];
+        if (ndim == 1)
+            snprintf(got, sizeof got, "[%llu]", (unsigned long long)dims[0]);
+        else if (ndim == 2)
+            snprintf(got, sizeof got, "[%llu, %llu]", (unsigned long long)dims[0],
+                     (unsigned long long)dims[1]);
+        if (d1)
+            snprintf(want, sizeof want, "[%zu, %zu]", d0, d1);
+        else
+            snprintf(want, sizeof want, "[%zu]", d0);
+        st = raana_fail(err, RAANA_ERR_INPUT,
+                        "%s: %s has shape %s, the layer's attributes imply %s", path, ds, got,
+                        want);
+    } else
+        st = raana_container_dataset_fits(d, path, ds, err);
+    if (st == RAANA_OK && !(*out = malloc(n ? n * H5Tget_size(type) : 1)))
+        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory reading %s (%zu values)", ds, n);
+    else if (st == RAANA_OK && n && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
+        st = raana_fail(err, RAANA_ERR_INPUT,
+                        "%s: %s: missing, of the wrong size, or unreadable (a chunk fails its "
+                        "checksum or does not decompress)",
+                        path, ds);
+    H5Dclose(d);
+    if (st != RAANA_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* Dataset g/name of shape [d0] (d1 == 0) or [d0][d1]. */
+static raana_status read_dataset(hid_t file, const char *path, const char *g, const char *name,
+                                 hid_t type, size_t d0, size_t d1, void **out, raana_error *err)
+{
+    char ds[300];
+    snprintf(ds, sizeof ds, "%s/%s", g, name);
+    return read_array(file, path, ds, type, d0, d1, out, err);
+}
+
+/* v[0..n) finite, or a failure naming g/name and the index. */
+static raana_status check_finite(const float *v, size_t n, const char *path, const char *g,
+                                 const char *name, raana_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return raana_fail(err, RAANA_ERR_INPUT, "%s: %s/%s holds %s at index %zu", path, g,
+                              name, isnan(v[i]) ? "NaN" : "an infinite value", i);
+    return RAANA_OK;
+}
+
+/* Held-out columns: each within d_out, none twice. */
+static raana_status check_held(const raana_qlayer *q, const char *path, const char *g,
+                               raana_error *err)
+{
+    uint8_t *seen = calloc((size_t)q->d_out, 1);
+    if (!seen)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    raana_status st = RAANA_OK;
+    for (int h = 0; h < q->n_held && st == RAANA_OK; h++) {
+        int c = q->held_cols[h];
+        if (c < 0 || c >= q->d_out)
+            st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d out of range",
+                            path, g, c);
+        else if (seen[c]++)
+            st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d held twice", path,
+                            g, c);
+    }
+    free(seen);
+    return st;
 }
 
 static raana_status read_layer_arrays(hid_t file, const char *path, const char *g,
                                       raana_qlayer *q, raana_error *err)
 {
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
-    TRY(read_dataset(file, path, g, "codes", H5T_NATIVE_UINT8, d_out * q->packed_bytes,
+    TRY(read_dataset(file, path, g, "codes", H5T_NATIVE_UINT8, d_out, q->packed_bytes,
                      (void **)&q->packed, err));
-    TRY(read_dataset(file, path, g, "rescale", H5T_NATIVE_FLOAT, d_out, (void **)&q->rescale,
+    TRY(read_dataset(file, path, g, "rescale", H5T_NATIVE_FLOAT, d_out, 0, (void **)&q->rescale,
                      err));
-    TRY(read_dataset(file, path, g, "held_cols", H5T_NATIVE_INT32, held, (void **)&q->held_cols,
+    TRY(check_finite(q->rescale, d_out, path, g, "rescale", err));
+    TRY(read_dataset(file, path, g, "held_cols", H5T_NATIVE_INT32, held, 0, (void **)&q->held_cols,
                      err));
-    TRY(read_dataset(file, path, g, "held_values", H5T_NATIVE_FLOAT, held * d_in,
+    TRY(check_held(q, path, g, err));
+    TRY(read_dataset(file, path, g, "held_values", H5T_NATIVE_FLOAT, held, d_in,
                      (void **)&q->held_values, err));
-    if (q->tricks & RAANA_TRICK_CENTRALIZE)
-        TRY(read_dataset(file, path, g, "mu", H5T_NATIVE_FLOAT, d_in, (void **)&q->mu, err));
-    if (q->tricks & RAANA_TRICK_NORM_ROW)
-        TRY(read_dataset(file, path, g, "row_scale", H5T_NATIVE_FLOAT, d_in,
+    TRY(check_finite(q->held_values, held * d_in, path, g, "held_values", err));
+    if (q->tricks & RAANA_TRICK_CENTRALIZE) {
+        TRY(read_dataset(file, path, g, "mu", H5T_NATIVE_FLOAT, d_in, 0, (void **)&q->mu, err));
+        TRY(check_finite(q->mu, d_in, path, g, "mu", err));
+    }
+    if (q->tricks & RAANA_TRICK_NORM_ROW) {
+        TRY(read_dataset(file, path, g, "row_scale", H5T_NATIVE_FLOAT, d_in, 0,
                          (void **)&q->row_scale, err));
-    for (size_t h = 0; h < held; h++)
-        if (q->held_cols[h] < 0 || q->held_cols[h] >= q->d_out)
-            return raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d out of range",
-                              path, g, q->held_cols[h]);
+        TRY(check_finite(q->row_scale, d_in, path, g, "row_scale", err));
+    }
     return RAANA_OK;
 }
 
-static int signs_match(hid_t file, const char *g, const raana_rotation *rot)
+static raana_status check_signs(hid_t file, const char *path, const char *g,
+                                const raana_qlayer *q, raana_error *err)
 {
-    uint8_t *stored = read_array(file, g, "signs", H5T_NATIVE_UINT8, 2 * (((size_t)rot->d + 7) / 8));
-    uint8_t *expect = pack_signs(rot);
-    int same = stored && expect && memcmp(stored, expect, 2 * (((size_t)rot->d + 7) / 8)) == 0;
-    free(stored);
+    size_t row = ((size_t)q->rot.d + 7) / 8, bytes = 2 * row;
+    char ds[300];
+    snprintf(ds, sizeof ds, "%s/signs", g);
+    uint8_t *stored, *expect = pack_signs(&q->rot);
+    raana_status st = expect ? read_array(file, path, ds, H5T_NATIVE_UINT8, 2, row,
+                                          (void **)&stored, err)
+                             : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    if (st == RAANA_OK && memcmp(stored, expect, bytes) != 0)
+        st = raana_fail(err, RAANA_ERR_INPUT,
+                        "%s: %s: stored signs differ from generator %s with key %016llx", path, g,
+                        RAANA_RNG_ID, (unsigned long long)q->key);
+    if (st == RAANA_OK)
+        free(stored);
     free(expect);
-    return same;
+    return st;
+}
+
+/* The attributes that size and shape the layer agree with its bits:
+ * code_bits, n_kept and the sub-bit regions (m_a, m_b) are what the
+ * quantizer derives from (d_in, bits), packed_bytes what they pack to. */
+static raana_status check_layer_bits(const raana_qlayer *q, const char *path, const char *g,
+                                     raana_error *err)
+{
+    if (!isfinite(q->bits) || q->bits <= 0 || q->bits > 8 ||
+        (q->bits >= 1 && q->bits != floor(q->bits)))
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s: bits %g is not a supported width (0 < bits < 1, or 1..8 "
+                          "whole)",
+                          path, g, q->bits);
+    int code_bits = q->bits < 1 ? 1 : (int)q->bits, m_a = 0, m_b = 0, n_kept = q->d_in;
+    if (q->bits < 1) {
+        raana_qlayer_sub_bit_layout(q->d_in, raana_pow2_floor(q->d_in), q->bits, &m_a, &m_b);
+        n_kept = m_a + m_b;
+    }
+    if (q->code_bits != code_bits || q->m_a != m_a || q->m_b != m_b || q->n_kept != n_kept)
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s: code_bits %d, n_kept %d, m_a %d, m_b %d disagree with bits %g "
+                          "and d_in %d (expected %d, %d, %d, %d)",
+                          path, g, q->code_bits, q->n_kept, q->m_a, q->m_b, q->bits, q->d_in,
+                          code_bits, n_kept, m_a, m_b);
+    if (q->packed_bytes != raana_packed_size((size_t)n_kept, code_bits))
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s: packed_bytes %zu, %d codes of %d bits take %zu", path, g,
+                          q->packed_bytes, n_kept, code_bits,
+                          raana_packed_size((size_t)n_kept, code_bits));
+    return RAANA_OK;
 }
 
 raana_status raana_container_read_layer(hid_t file, const char *path, const char *name,
@@ -677,11 +818,14 @@ raana_status raana_container_read_layer(hid_t file, const char *path, const char
              read_attr_text(file, g, "tricks", tricks, sizeof tricks);
     for (int k = 0; ok && k < 8; k++)
         ok = read_attr(file, g, names[k], H5T_NATIVE_INT64, &v[k]);
+    /* ranges first, so the casts below are safe */
     ok = ok && v[0] > 0 && v[1] > 0 && v[0] <= (1 << 24) && v[1] <= (1 << 24) && v[2] >= 1 &&
-         v[2] <= 8 && v[3] > 0 && v[3] <= v[0] && v[6] >= 0 && v[6] <= v[1] &&
-         (uint64_t)v[7] == raana_packed_size((size_t)v[3], (int)v[2]);
+         v[2] <= 8 && v[3] > 0 && v[3] <= v[0] && v[4] >= 0 && v[4] <= v[0] && v[5] >= 0 &&
+         v[5] <= v[0] && v[6] >= 0 && v[6] <= v[1] && v[7] > 0 && v[7] <= v[0];
     if (!ok)
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: layer %s: missing or inconsistent attributes",
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: layer %s: missing attributes, or d_in, d_out, code_bits, n_kept, "
+                          "m_a, m_b, n_held or packed_bytes out of range",
                           path, name);
     q->d_in = (int)v[0], q->d_out = (int)v[1], q->code_bits = (int)v[2], q->n_kept = (int)v[3];
     q->m_a = (int)v[4], q->m_b = (int)v[5], q->n_held = (int)v[6];
@@ -689,13 +833,13 @@ raana_status raana_container_read_layer(hid_t file, const char *path, const char
     q->tricks = (strstr(tricks, "centralize") ? RAANA_TRICK_CENTRALIZE : 0) |
                 (strstr(tricks, "norm_col") ? RAANA_TRICK_NORM_COL : 0) |
                 (strstr(tricks, "norm_row") ? RAANA_TRICK_NORM_ROW : 0);
-    raana_status st = raana_rotation_init(&q->rot, q->d_in, q->key, err);
+    raana_status st = check_layer_bits(q, path, g, err);
+    if (st == RAANA_OK)
+        st = raana_rotation_init(&q->rot, q->d_in, q->key, err);
     if (st == RAANA_OK)
         st = read_layer_arrays(file, path, g, q, err);
-    if (st == RAANA_OK && !signs_match(file, g, &q->rot))
-        st = raana_fail(err, RAANA_ERR_INPUT,
-                        "%s: layer %s: stored signs differ from generator %s with key %016llx",
-                        path, name, RAANA_RNG_ID, (unsigned long long)q->key);
+    if (st == RAANA_OK)
+        st = check_signs(file, path, g, q, err);
     if (st != RAANA_OK)
         raana_qlayer_free(q);
     return st;

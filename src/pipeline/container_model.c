@@ -98,6 +98,8 @@ static raana_status read_blob(hid_t file, const char *path, const char *dset, ch
     if (n < 0 || type < 0 || H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1 ||
         H5Sget_simple_extent_ndims(space) != 1)
         st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s is not a byte array", path, dset);
+    else if ((st = raana_container_dataset_fits(d, path, dset, err)) != RAANA_OK)
+        ;
     else if (!(*data = malloc((size_t)n + 1)))
         st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %s (%lld bytes)", dset,
                         (long long)n);
@@ -186,9 +188,13 @@ static raana_status tensor_entry(container_source *c, hid_t d, char *name, raana
         shape[k] = (int64_t)dims[k];
     }
     raana_status st = RAANA_OK;
+    char dset[4200];
+    snprintf(dset, sizeof dset, "/tensors/%s", name);
     if (!ok)
         st = raana_fail(err, RAANA_ERR_INPUT, "%s: /tensors/%s has an unusable shape", c->path,
                         name);
+    else if ((st = raana_container_dataset_fits(d, c->path, dset, err)) != RAANA_OK)
+        ;
     else if (!read_text_attr(d, "dtype", dtype_name, sizeof dtype_name) ||
              !dtype_by_name(dtype_name, &dtype))
         st = raana_fail(err, RAANA_ERR_INPUT, "%s: /tensors/%s has no known dtype attribute",

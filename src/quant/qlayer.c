@@ -30,6 +30,11 @@ static void sub_bit_layout(int d, int k, double bits, int *m_a, int *m_b)
     *m_b = b;
 }
 
+void raana_qlayer_sub_bit_layout(int d_in, int k, double bits, int *m_a, int *m_b)
+{
+    sub_bit_layout(d_in, k, bits, m_a, m_b);
+}
+
 /* Rotated coordinate index of kept coordinate p. */
 static int kept_index(const raana_qlayer *q, int p)
 {

@@ -202,22 +202,30 @@ static int dataset_exists(hid_t file, const char *group, const char *name)
 
 /* ---- summary and --layers ------------------------------------------------------------ */
 
-static void print_text_dataset(hid_t file, const char *path)
+static raana_status print_text_dataset(hid_t file, const char *path, const char *name,
+                                       raana_error *err)
 {
-    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+    hid_t d = H5Lexists(file, name, H5P_DEFAULT) > 0 ? H5Dopen2(file, name, H5P_DEFAULT)
+                                                     : H5I_INVALID_HID;
     if (d < 0)
-        return;
+        return RAANA_OK;
     hid_t space = H5Dget_space(d);
     hssize_t n = H5Sget_simple_extent_npoints(space);
-    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (text &&
-        (n == 0 || H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text) >= 0)) {
+    raana_status st = raana_container_dataset_fits(d, path, name, err);
+    char *text = st == RAANA_OK && n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (st == RAANA_OK && !text)
+        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %s", name);
+    else if (st == RAANA_OK && n > 0 &&
+             H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text) < 0)
+        st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s is unreadable", path, name);
+    if (st == RAANA_OK) {
         text[n] = '\0';
         fputs(text, stdout);
     }
     free(text);
     H5Sclose(space);
     H5Dclose(d);
+    return st;
 }
 
 static void print_f64_attr(hid_t file, const char *obj, const char *name, const char *label)
@@ -227,7 +235,7 @@ static void print_f64_attr(hid_t file, const char *obj, const char *name, const 
         printf("%s: %.6g\n", label, v);
 }
 
-static void print_summary(hid_t file, const char *path)
+static raana_status print_summary(hid_t file, const char *path, raana_error *err)
 {
     printf("%s: raana container, format version %d\n", path, RAANA_FORMAT_VERSION);
     print_f64_attr(file, "/report", "target_avg_bits", "target average bits");
@@ -236,7 +244,7 @@ static void print_summary(hid_t file, const char *path)
                    "effective bits per quantized weight");
     print_f64_attr(file, "/report", "effective_bits_model", "effective bits per parameter");
     print_f64_attr(file, "/calibration", "loss", "calibration loss");
-    print_text_dataset(file, "/report/table");
+    return print_text_dataset(file, path, "/report/table", err);
 }
 
 static herr_t print_layer(hid_t group, const char *name, const H5L_info_t *info, void *data)
@@ -469,8 +477,12 @@ static raana_status read_whole(hid_t d, const char *path, const char *name, doub
     int ndim = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
     hsize_t dims[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
     raana_status st = RAANA_OK;
+    char label[400];
+    snprintf(label, sizeof label, "/%s", name);
     if (mtype < 0 || ndim < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0)
         st = raana_fail(err, RAANA_ERR_INPUT, "%s: /%s: unreadable type or shape", path, name);
+    else
+        st = raana_container_dataset_fits(d, path, label, err);
     size_t row = mtype >= 0 ? H5Tget_size(mtype) : 1;
     for (int k = 1; k < ndim; k++)
         row *= dims[k], count[k] = dims[k];
@@ -630,7 +642,7 @@ int main(int argc, char **argv)
         case MODE_LAYERS: print_layers(file); break;
         case MODE_JSON: st = print_json(file, a.path, &err); break;
         case MODE_VERIFY: st = verify(file, a.path, &err); break;
-        case MODE_SUMMARY: print_summary(file, a.path); break;
+        case MODE_SUMMARY: st = print_summary(file, a.path, &err); break;
         }
         H5Fclose(file);
     }

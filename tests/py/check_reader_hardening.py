@@ -1,0 +1,173 @@
+"""check_reader_hardening.py — crafted containers (copies edited with h5py)
+that raana's container reader must refuse with one line naming the layer or
+dataset and exit 4, instead of crashing, overflowing a buffer or returning
+wrong weights (issue 15, "Container reader hardening"):
+
+- sub-bit layer: m_a = -1000, m_a = 0, m_a = 10^6, m_b = -50, bits = NaN;
+- whole-bit layer: bits 4 with 3-bit codes, bits 2.5, packed_bytes off by one,
+  codes stored transposed (same element count), a NaN rescale, an infinite mu,
+  a held-out column out of range and one held twice;
+- a dataset declared far larger than the file (2^40 bytes, chunks never
+  written) as /report/table (raana-inspect's summary and --verify) and as an
+  extra tensor (raana-export, which reads every tensor).
+
+The untouched containers still dequantize (a control). Each case runs
+raana-inspect --dequantize (or the command named) and checks the exit code,
+the single error line and its text.
+
+Usage: /usr/bin/python3 check_reader_hardening.py RAANA_MPI RAANA_INSPECT RAANA_EXPORT SOURCE_DIR
+HDF5_PLUGIN_PATH must name the directory of raana's zstd plugin."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what, file=sys.stderr)
+
+
+def make_container(mpi_bin, src, out, extra):
+    job = os.path.join(src, "jobs", "kjv-tiny.ini")
+    cmd = [mpi_bin, job, "--set", "output.path=" + out] + sum((["--set", s] for s in extra), [])
+    r = subprocess.run(cmd, capture_output=True, text=True,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    if r.returncode != 0:
+        sys.exit("raana-mpi failed: " + r.stderr)
+
+
+def expect(cmd, rc, text, what):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in r.stderr.splitlines() if ln]
+    check(r.returncode == rc, f"{what}: exit {r.returncode}, expected {rc}: {r.stderr}")
+    check(len(lines) == (1 if rc else 0) and (rc == 0 or text in lines[0]),
+          f"{what}: expected one line with '{text}': {r.stderr}")
+
+
+def edited(src_path, tmp, name, edit):
+    path = os.path.join(tmp, name + ".h5")
+    shutil.copyfile(src_path, path)
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+
+def set_attr(group, key, value):
+    def edit(f):
+        f["layers"][group].attrs[key] = value
+    return edit
+
+
+def replace(f, path, data):
+    del f[path]
+    f[path] = data
+
+
+def main():
+    mpi_bin, inspect, export_bin, src = sys.argv[1:5]
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = os.path.join(tmp, "whole.h5")
+        make_container(mpi_bin, src, whole, [])
+        sub = os.path.join(tmp, "sub.h5")
+        make_container(mpi_bin, src, sub, ["quantize.bits=0.5,0.75,1,2", "quantize.avg_bits=0.9",
+                                           "quantize.tricks=centralize,norm_col,norm_row",
+                                           "quantize.encoder=fast"])
+        out = os.path.join(tmp, "w.f32")
+        with h5py.File(sub, "r") as f:
+            sub_layer = next(n for n in f["layers"] if f["layers"][n].attrs["bits"] < 1
+                             and f["layers"][n].attrs["d_in"] == 192)
+        with h5py.File(whole, "r") as f:
+            held_layer = next(n for n in f["layers"] if f["layers"][n].attrs["n_held"] >= 1)
+            d_in = int(f["layers"][held_layer].attrs["d_in"])
+            d_out = int(f["layers"][held_layer].attrs["d_out"])
+            pb = int(f["layers"][held_layer].attrs["packed_bytes"])
+            held_col = int(f["layers"][held_layer]["held_cols"][0])
+            held_vals = f["layers"][held_layer]["held_values"][...]
+            bits = float(f["layers"][held_layer].attrs["bits"])
+        check(bits == 3, "the held layer has 3 bits")
+
+        # controls: the originals decode
+        expect([inspect, sub, "--dequantize", sub_layer, out], 0, "", "control sub-bit")
+        expect([inspect, whole, "--dequantize", held_layer, out], 0, "", "control whole-bit")
+
+        out_of_range = "n_held or packed_bytes out of range"
+        disagree = "disagree with bits"
+        cases = [
+            (sub, "m_a_neg", sub_layer, set_attr(sub_layer, "m_a", np.int64(-1000)), out_of_range),
+            (sub, "m_a_zero", sub_layer, set_attr(sub_layer, "m_a", np.int64(0)), disagree),
+            (sub, "m_a_huge", sub_layer, set_attr(sub_layer, "m_a", np.int64(10**6)), out_of_range),
+            (sub, "m_b_neg", sub_layer, set_attr(sub_layer, "m_b", np.int64(-50)), out_of_range),
+            (sub, "bits_nan", sub_layer, set_attr(sub_layer, "bits", np.float64("nan")),
+             "bits nan is not a supported width"),
+            (whole, "bits_4", held_layer, set_attr(held_layer, "bits", np.float64(4)), disagree),
+            (whole, "bits_2_5", held_layer, set_attr(held_layer, "bits", np.float64(2.5)),
+             "bits 2.5 is not a supported width"),
+            (whole, "packed", held_layer, set_attr(held_layer, "packed_bytes", np.int64(pb - 1)),
+             f"packed_bytes {pb - 1}"),
+            (whole, "transposed", held_layer,
+             lambda f: replace(f, f"layers/{held_layer}/codes",
+                               f[f"layers/{held_layer}/codes"][...].T.copy()),
+             f"codes has shape [{pb}, {d_out}], the layer's attributes imply [{d_out}, {pb}]"),
+            (whole, "rescale_nan", held_layer,
+             lambda f: replace(f, f"layers/{held_layer}/rescale",
+                               np.where(np.arange(d_out) == 5, np.float32("nan"),
+                                        f[f"layers/{held_layer}/rescale"][...])),
+             "rescale holds NaN at index 5"),
+            (whole, "mu_inf", held_layer,
+             lambda f: replace(f, f"layers/{held_layer}/mu",
+                               np.where(np.arange(d_in) == 7, np.float32("inf"),
+                                        f[f"layers/{held_layer}/mu"][...])),
+             "mu holds an infinite value at index 7"),
+            (whole, "held_range", held_layer,
+             lambda f: replace(f, f"layers/{held_layer}/held_cols", np.array([d_out], np.int32)),
+             f"held_cols: column {d_out} out of range"),
+        ]
+
+        def held_twice(f):
+            g = f["layers"][held_layer]
+            g.attrs["n_held"] = np.int64(2)
+            replace(f, f"layers/{held_layer}/held_cols", np.array([held_col] * 2, np.int32))
+            replace(f, f"layers/{held_layer}/held_values", np.concatenate([held_vals] * 2))
+
+        cases.append((whole, "held_twice", held_layer, held_twice,
+                      f"held_cols: column {held_col} held twice"))
+        for base, name, layer, edit, text in cases:
+            path = edited(base, tmp, name, edit)
+            expect([inspect, path, "--dequantize", layer, out], 4, text, name)
+
+        # datasets declared far larger than the file
+        def huge_table(f):
+            del f["report/table"]
+            f.create_dataset("report/table", shape=(2**40,), dtype=np.uint8, chunks=(2**20,))
+
+        path = edited(whole, tmp, "huge_table", huge_table)
+        expect([inspect, path], 4, "/report/table declares 1099511627776 bytes", "huge table")
+        expect([inspect, "--verify", path], 4, "/report/table declares 1099511627776 bytes",
+               "huge table, --verify")
+
+        def huge_tensor(f):
+            d = f.create_dataset("tensors/extra.weight", shape=(2**39,), dtype=np.uint16,
+                                 chunks=(2**19,))
+            d.attrs["dtype"] = np.bytes_("BF16")
+
+        path = edited(whole, tmp, "huge_tensor", huge_tensor)
+        expect([export_bin, path, os.path.join(tmp, "export")], 4,
+               "/tensors/extra.weight declares 1099511627776 bytes", "huge tensor, raana-export")
+        check(not os.path.exists(os.path.join(tmp, "export")), "nothing exported")
+    print(f"check_reader_hardening: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
