@@ -635,13 +635,13 @@ raana_status raana_container_dataset_fits(hid_t d, const char *path, const char 
 
 /* *out = the n elements (native type) of dataset `ds`, malloc'd, or a
  * failure naming it. */
-static raana_status read_array(hid_t file, const char *path, const char *ds, hid_t type,
-                               size_t d0, size_t d1, void **out, raana_error *err)
+static raana_status read_array(hid_t file, const char *path, const char *ds, hid_t type, size_t d0,
+                               size_t d1, void **out, raana_error *err)
 {
     size_t n = d0 * (d1 ? d1 : 1);
     *out = NULL;
-    hid_t d = H5Lexists(file, ds, H5P_DEFAULT) > 0 ? H5Dopen2(file, ds, H5P_DEFAULT)
-                                                    : H5I_INVALID_HID;
+    hid_t d =
+        H5Lexists(file, ds, H5P_DEFAULT) > 0 ? H5Dopen2(file, ds, H5P_DEFAULT) : H5I_INVALID_HID;
     if (d < 0)
         return raana_fail(err, RAANA_ERR_INPUT, "%s: %s is missing", path, ds);
     hid_t space = H5Dget_space(d);
@@ -663,9 +663,9 @@ static raana_status read_array(hid_t file, const char *path, const char *ds, hid
             snprintf(want, sizeof want, "[%zu, %zu]", d0, d1);
         else
             snprintf(want, sizeof want, "[%zu]", d0);
-        st = raana_fail(err, RAANA_ERR_INPUT,
-                        "%s: %s has shape %s, the layer's attributes imply %s", path, ds, got,
-                        want);
+        st =
+            raana_fail(err, RAANA_ERR_INPUT, "%s: %s has shape %s, the layer's attributes imply %s",
+                       path, ds, got, want);
     } else
         st = raana_container_dataset_fits(d, path, ds, err);
     if (st == RAANA_OK && !(*out = malloc(n ? n * H5Tget_size(type) : 1)))
@@ -714,18 +714,18 @@ static raana_status check_held(const raana_qlayer *q, const char *path, const ch
     for (int h = 0; h < q->n_held && st == RAANA_OK; h++) {
         int c = q->held_cols[h];
         if (c < 0 || c >= q->d_out)
-            st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d out of range",
-                            path, g, c);
-        else if (seen[c]++)
-            st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d held twice", path,
+            st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d out of range", path,
                             g, c);
+        else if (seen[c]++)
+            st = raana_fail(err, RAANA_ERR_INPUT, "%s: %s/held_cols: column %d held twice", path, g,
+                            c);
     }
     free(seen);
     return st;
 }
 
-static raana_status read_layer_arrays(hid_t file, const char *path, const char *g,
-                                      raana_qlayer *q, raana_error *err)
+static raana_status read_layer_arrays(hid_t file, const char *path, const char *g, raana_qlayer *q,
+                                      raana_error *err)
 {
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
     TRY(read_dataset(file, path, g, "codes", H5T_NATIVE_UINT8, d_out, q->packed_bytes,
@@ -751,16 +751,16 @@ static raana_status read_layer_arrays(hid_t file, const char *path, const char *
     return RAANA_OK;
 }
 
-static raana_status check_signs(hid_t file, const char *path, const char *g,
-                                const raana_qlayer *q, raana_error *err)
+static raana_status check_signs(hid_t file, const char *path, const char *g, const raana_qlayer *q,
+                                raana_error *err)
 {
     size_t row = ((size_t)q->rot.d + 7) / 8, bytes = 2 * row;
     char ds[300];
     snprintf(ds, sizeof ds, "%s/signs", g);
     uint8_t *stored, *expect = pack_signs(&q->rot);
-    raana_status st = expect ? read_array(file, path, ds, H5T_NATIVE_UINT8, 2, row,
-                                          (void **)&stored, err)
-                             : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    raana_status st =
+        expect ? read_array(file, path, ds, H5T_NATIVE_UINT8, 2, row, (void **)&stored, err)
+               : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     if (st == RAANA_OK && memcmp(stored, expect, bytes) != 0)
         st = raana_fail(err, RAANA_ERR_INPUT,
                         "%s: %s: stored signs differ from generator %s with key %016llx", path, g,
@@ -795,10 +795,9 @@ static raana_status check_layer_bits(const raana_qlayer *q, const char *path, co
                           path, g, q->code_bits, q->n_kept, q->m_a, q->m_b, q->bits, q->d_in,
                           code_bits, n_kept, m_a, m_b);
     if (q->packed_bytes != raana_packed_size((size_t)n_kept, code_bits))
-        return raana_fail(err, RAANA_ERR_INPUT,
-                          "%s: %s: packed_bytes %zu, %d codes of %d bits take %zu", path, g,
-                          q->packed_bytes, n_kept, code_bits,
-                          raana_packed_size((size_t)n_kept, code_bits));
+        return raana_fail(
+            err, RAANA_ERR_INPUT, "%s: %s: packed_bytes %zu, %d codes of %d bits take %zu", path, g,
+            q->packed_bytes, n_kept, code_bits, raana_packed_size((size_t)n_kept, code_bits));
     return RAANA_OK;
 }
 
