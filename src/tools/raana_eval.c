@@ -17,6 +17,7 @@
 
 #include "raana/calibrate.h"
 #include "raana/comm.h"
+#include "raana/container_model.h"
 #include "raana/evaluate.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
@@ -189,16 +190,58 @@ static raana_status open_sides(const eval_args *a, eval_job *j, int size, raana_
         j->source[QUANTIZED] = a->compare;
         st = raana_stage_open(&j->side[QUANTIZED], a->compare, &cfg, size, err);
     }
+    if (st == RAANA_OK && a->container) {
+        raana_model m;
+        memset(&m, 0, sizeof m);
+        j->source[QUANTIZED] = a->container;
+        st = raana_container_model_open(&m, a->container, err);
+        if (st == RAANA_OK)
+            st = raana_stage_open_model(&j->side[QUANTIZED], &m, &cfg, size, err);
+    }
     if (st == RAANA_OK && j->source[ORIGINAL] && j->source[QUANTIZED])
         st = check_same_shape(j, err);
     return st;
 }
 
-/* The tokenizer: --model's, else the quantized side's. */
+/* Collective. --model must be the checkpoint the container was made from. */
+static raana_status check_fingerprint(MPI_Comm comm, const eval_args *a, eval_job *j, int rank,
+                                      raana_error *err)
+{
+    uint64_t made_from = 0;
+    raana_status st = raana_container_checkpoint_fingerprint(a->container, &made_from, err);
+    st = raana_comm_agree(comm, st, err);
+    raana_fingerprints f;
+    if (st == RAANA_OK)
+        st = raana_fingerprint_checkpoint(comm, &j->side[ORIGINAL], rank, &f, err);
+    if (st != RAANA_OK)
+        return st;
+    if (f.checkpoint != made_from)
+        st = raana_fail(err, RAANA_ERR_INPUT,
+                        "--model %s (checkpoint fingerprint %016llx) is not the checkpoint %s "
+                        "was made from (%016llx)",
+                        a->model, (unsigned long long)f.checkpoint, a->container,
+                        (unsigned long long)made_from);
+    raana_fingerprints_free(&f);
+    return st;
+}
+
+/* The tokenizer: --model's, else the quantized side's (a container's
+ * /model/tokenizer.json). */
 static raana_status load_tokenizer(const eval_args *a, eval_job *j, raana_error *err)
 {
-    const char *dir = a->model ? a->model : a->compare;
-    return raana_tokenizer_load(&j->tok, dir, err);
+    if (a->model || a->compare)
+        return raana_tokenizer_load(&j->tok, a->model ? a->model : a->compare, err);
+    char *json = NULL, label[4200];
+    size_t len = 0;
+    raana_status st = raana_container_model_file(a->container, "tokenizer.json", &json, &len, err);
+    snprintf(label, sizeof label, "%s:/model/tokenizer.json", a->container);
+    if (st == RAANA_OK && !json)
+        st = raana_fail(err, RAANA_ERR_INPUT, "%s: not there (give --model DIR for a tokenizer)",
+                        label);
+    if (st == RAANA_OK)
+        st = raana_tokenizer_parse(&j->tok, json, len, label, err);
+    free(json);
+    return st;
 }
 
 static raana_status make_windows(const eval_args *a, eval_job *j, raana_error *err)
@@ -231,6 +274,8 @@ static raana_status prepare(MPI_Comm comm, const eval_args *a, eval_job *j, int 
                             raana_error *err)
 {
     raana_status st = raana_comm_agree(comm, open_sides(a, j, size, err), err);
+    if (st == RAANA_OK && a->model && a->container)
+        st = raana_comm_agree(comm, check_fingerprint(comm, a, j, rank, err), err);
     if (st != RAANA_OK)
         return st;
     st = load_tokenizer(a, j, err);
