@@ -97,7 +97,9 @@ static raana_status parse_option(int c, const char *opt, eval_args *a, raana_err
     case 'q': a->quiet = 1; return RAANA_OK;
     case 'h': a->help = 1; return RAANA_OK;
     case ':': return raana_fail(err, RAANA_ERR_USAGE, "%s needs a value (see --help)", opt);
-    default: return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", opt);
+    default:
+        return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%.*s' (see --help)",
+                          (int)strcspn(opt, "="), opt);
     }
 }
 

@@ -94,6 +94,8 @@ run "$eval_bin" --model "$fixture" --text "$text" --container a.h5 --compare "$f
 eval_error 2 "--container and --compare are both the quantized side" "two quantized sides"
 run "$eval_bin" --model "$fixture" --text "$text" --windows 3
 eval_error 2 "unknown option '--windows'" "unknown option"
+run "$eval_bin" --model "$fixture" --text "$text" --window-count=3
+eval_error 2 "unknown option '--window-count' (see --help)" "unknown option with a value"
 run "$eval_bin" --model "$fixture" --text "$text" -x
 eval_error 2 "unknown option '-x'" "unknown short option"
 run "$eval_bin" --text "$text" --model
