@@ -127,7 +127,20 @@ for p in 1 3; do
   eval_error 4 "is not the checkpoint $tmp/q.h5 was made from" "other checkpoint P=$p"
   expect_err "--model $tmp/other" "other checkpoint P=$p"
 done
-run "$mpiexec" -n 2 "$eval_bin" --model "$fixture" --container "$tmp/q.h5" --text "$text" \
-  --seq-len 64 --max-windows 2 --quiet
-expect_rc 0 "the container's own checkpoint"; expect_out "KL divergence: mean" "the container's own checkpoint"
+# the container's own checkpoint: accepted, and the same numbers for P = 1..4
+first=""
+for p in 1 2 3 4; do
+  run "$mpiexec" -n "$p" "$eval_bin" --model "$fixture" --container "$tmp/q.h5" --text "$text" \
+    --seq-len 64 --max-windows 4 --json --quiet
+  expect_rc 0 "container P=$p"
+  [ -z "$first" ] && first=$out
+  [ "$out" = "$first" ] && ok || bad "container P=$p differs from P=1: $out"
+done
+[ "$(json_get "$first" '0 < j["kl"]["mean"] < j["kl"]["max"] and 0 < j["top1_agreement"] < 1')" = True ] &&
+  ok || bad "container: KL or agreement out of range: $first"
+# the container alone: its own tokenizer, the same quantized side
+run "$eval_bin" --container "$tmp/q.h5" --text "$text" --seq-len 64 --max-windows 4 --json --quiet
+expect_rc 0 "container alone"
+[ "$(json_get "$out" 'j["quantized"]')" = "$(json_get "$first" 'j["quantized"]')" ] && ok ||
+  bad "container alone: $out differs from $first"
 finish

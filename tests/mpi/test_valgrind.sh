@@ -17,7 +17,7 @@ vg=(valgrind -q --error-exitcode=42 --leak-check=full --errors-for-leak-kinds=de
     --suppressions="$src/tests/valgrind.supp")
 head -c 1200 "$fixture/heldout.txt" >"$tmp/small.txt"
 run "${vg[@]}" "$eval_bin" --model "$fixture" --compare "$fixture" --text "$tmp/small.txt" \
-  --seq-len 64 --stride 48 --quiet
+  --seq-len 32 --stride 24 --max-windows 3 --quiet
 expect_rc 0 "raana-eval under valgrind"
 expect_out "KL divergence: mean 0.000000" "raana-eval under valgrind"
 run "${vg[@]}" "$mpi_bin" --calibrate-only --set calibration.n_samples=1 \
@@ -29,7 +29,7 @@ run "${vg[@]}" "$mpi_bin" --set calibration.n_samples=1 --set calibration.seq_le
 expect_rc 0 "whole job under valgrind"; expect_out "wrote $tmp/full.h5" "whole job under valgrind"
 # both sides, the quantized one from that container alone (fingerprint check too)
 run "${vg[@]}" "$eval_bin" --model "$fixture" --container "$tmp/full.h5" --text "$tmp/small.txt" \
-  --seq-len 64 --json --quiet
+  --seq-len 32 --max-windows 2 --json --quiet
 expect_rc 0 "raana-eval --container under valgrind"
 expect_out '"kl":{"mean":' "raana-eval --container under valgrind"
 finish
