@@ -17,6 +17,7 @@
 
 #include "raana/calibrate.h"
 #include "raana/comm.h"
+#include "raana/container_model.h"
 #include "raana/evaluate.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
@@ -35,19 +36,20 @@ static const char usage_text[] =
     "  --compare DIR      the quantized side from a plain checkpoint directory instead\n"
     "At least one side. The tokenizer is --model's, else the quantized side's.\n"
     "\n"
-    "Windows: the text is one token stream (bos once); windows of N tokens start\n"
-    "every S tokens (default S = N: non-overlapping) as long as they fit whole, the\n"
-    "remainder is dropped; --max-windows keeps the first ones. The first window\n"
-    "scores its predictions of tokens 1..N-1; each later window scores only the\n"
-    "tokens no earlier window scored, its last min(S, N-1) (the Hugging Face\n"
-    "sliding-window protocol, without its final partial window).\n"
+    "Windows: the text is one token stream (bos once); windows of N (--seq-len)\n"
+    "tokens start every S (--stride) tokens (default S = N: non-overlapping) as long\n"
+    "as they fit whole, the remainder is dropped; --max-windows keeps the first ones.\n"
+    "The first window scores its predictions of tokens 1..N-1; each later window\n"
+    "scores only the tokens no earlier window scored, its last min(S, N-1) (the\n"
+    "Hugging Face sliding-window protocol, without its final partial window).\n"
     "N defaults to the model's max_position_embeddings, at most 2048.\n"
     "\n"
     "Prints the windows and scored tokens, each side's perplexity +- its standard\n"
     "error (delta method over per-token NLLs: ppl * sd(nll) / sqrt(n)), and with\n"
     "both sides the ppl ratio quantized/original (and its ln), the mean, 99th\n"
     "percentile and maximum over scored tokens of KL(P_original || P_quantized)\n"
-    "(nats) and the share of tokens whose argmax agrees. --json: one JSON object.\n"
+    "(nats) and the share of tokens whose argmax agrees. --json: one JSON object\n"
+    "instead; --quiet: no progress lines on stderr.\n"
     "Runs under MPI like raana-mpi; the result does not depend on P.\n"
     "Exit codes: 2 usage, 4 bad input (text not UTF-8 or shorter than one window,\n"
     "--model not the container's checkpoint), 5 I/O, 6 memory, 7 MPI.\n"
@@ -96,7 +98,9 @@ static raana_status parse_option(int c, const char *opt, eval_args *a, raana_err
     case 'q': a->quiet = 1; return RAANA_OK;
     case 'h': a->help = 1; return RAANA_OK;
     case ':': return raana_fail(err, RAANA_ERR_USAGE, "%s needs a value (see --help)", opt);
-    default: return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", opt);
+    default:
+        return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%.*s' (see --help)",
+                          (int)strcspn(opt, "="), opt);
     }
 }
 
@@ -189,16 +193,58 @@ static raana_status open_sides(const eval_args *a, eval_job *j, int size, raana_
         j->source[QUANTIZED] = a->compare;
         st = raana_stage_open(&j->side[QUANTIZED], a->compare, &cfg, size, err);
     }
+    if (st == RAANA_OK && a->container) {
+        raana_model m;
+        memset(&m, 0, sizeof m);
+        j->source[QUANTIZED] = a->container;
+        st = raana_container_model_open(&m, a->container, err);
+        if (st == RAANA_OK)
+            st = raana_stage_open_model(&j->side[QUANTIZED], &m, &cfg, size, err);
+    }
     if (st == RAANA_OK && j->source[ORIGINAL] && j->source[QUANTIZED])
         st = check_same_shape(j, err);
     return st;
 }
 
-/* The tokenizer: --model's, else the quantized side's. */
+/* Collective. --model must be the checkpoint the container was made from. */
+static raana_status check_fingerprint(MPI_Comm comm, const eval_args *a, eval_job *j, int rank,
+                                      raana_error *err)
+{
+    uint64_t made_from = 0;
+    raana_status st = raana_container_checkpoint_fingerprint(a->container, &made_from, err);
+    st = raana_comm_agree(comm, st, err);
+    raana_fingerprints f;
+    if (st == RAANA_OK)
+        st = raana_fingerprint_checkpoint(comm, &j->side[ORIGINAL], rank, &f, err);
+    if (st != RAANA_OK)
+        return st;
+    if (f.checkpoint != made_from)
+        st = raana_fail(err, RAANA_ERR_INPUT,
+                        "--model %s (checkpoint fingerprint %016llx) is not the checkpoint %s "
+                        "was made from (%016llx)",
+                        a->model, (unsigned long long)f.checkpoint, a->container,
+                        (unsigned long long)made_from);
+    raana_fingerprints_free(&f);
+    return st;
+}
+
+/* The tokenizer: --model's, else the quantized side's (a container's
+ * /model/tokenizer.json). */
 static raana_status load_tokenizer(const eval_args *a, eval_job *j, raana_error *err)
 {
-    const char *dir = a->model ? a->model : a->compare;
-    return raana_tokenizer_load(&j->tok, dir, err);
+    if (a->model || a->compare)
+        return raana_tokenizer_load(&j->tok, a->model ? a->model : a->compare, err);
+    char *json = NULL, label[4200];
+    size_t len = 0;
+    raana_status st = raana_container_model_file(a->container, "tokenizer.json", &json, &len, err);
+    snprintf(label, sizeof label, "%s:/model/tokenizer.json", a->container);
+    if (st == RAANA_OK && !json)
+        st = raana_fail(err, RAANA_ERR_INPUT, "%s: not there (give --model DIR for a tokenizer)",
+                        label);
+    if (st == RAANA_OK)
+        st = raana_tokenizer_parse(&j->tok, json, len, label, err);
+    free(json);
+    return st;
 }
 
 static raana_status make_windows(const eval_args *a, eval_job *j, raana_error *err)
@@ -231,6 +277,8 @@ static raana_status prepare(MPI_Comm comm, const eval_args *a, eval_job *j, int 
                             raana_error *err)
 {
     raana_status st = raana_comm_agree(comm, open_sides(a, j, size, err), err);
+    if (st == RAANA_OK && a->model && a->container)
+        st = raana_comm_agree(comm, check_fingerprint(comm, a, j, rank, err), err);
     if (st != RAANA_OK)
         return st;
     st = load_tokenizer(a, j, err);

@@ -19,7 +19,7 @@ trap 'rm -rf "$tmp"' EXIT
 first=""
 for p in 1 2 3 4; do
   run "$mpiexec" -n "$p" "$eval_bin" --model "$fixture" --text "$fixture/heldout.txt" --seq-len 256 --quiet
-  expect_rc 0 "eval P=$p"; expect_out "scored_tokens: 47940" "eval P=$p"
+  expect_rc 0 "eval P=$p"; expect_out "scored tokens: 47940" "eval P=$p"
   printf '%s\n' "$out" >"$tmp/eval.txt"
   "$py" "$src/tests/py/check_eval.py" "$fixture/reference.json" "$tmp/eval.txt" >/dev/null &&
     ok || bad "eval P=$p: perplexity off: $out"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_quantized_ppl.sh — what the containers are worth: held-out
-# perplexity of the fixture model rebuilt from them (raana-eval --container).
+# perplexity of the quantized model built from each container alone
+# (raana-eval --container).
 #  - at 8 bits (uniform) it is within 0.1% of the reference's unquantized
 #    perplexity (reference.json heldout_ppl, from PyTorch);
 #  - it rises as the budget falls (4 > 3 > 2 bits, each above unquantized);
@@ -23,8 +24,8 @@ ppl_of() { # ppl_of NAME [--set ...]: quantizes, then prints the perplexity
   shift
   "$mpiexec" -n 2 "$mpi_bin" "$src/jobs/kjv-tiny.ini" --set "output.path=$tmp/$name.h5" "$@" \
     >/dev/null 2>"$tmp/$name.err" || { bad "$name: raana-mpi failed: $(tail -1 "$tmp/$name.err")"; echo 0; return; }
-  "$mpiexec" -n 2 "$eval_bin" --model "$fixture" --text "$fixture/heldout.txt" --seq-len 256 \
-    --quiet --container "$tmp/$name.h5" | sed -n 's/^perplexity: //p'
+  "$mpiexec" -n 2 "$eval_bin" --container "$tmp/$name.h5" --text "$fixture/heldout.txt" \
+    --seq-len 256 --quiet | sed -n 's/^quantized perplexity: \([0-9.]*\) .*/\1/p'
 }
 less_than() { # less_than A B what
   awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }' && ok || bad "$3: $1 is not below $2"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# test_valgrind.sh — raana-eval, raana-mpi --calibrate-only (forward and
-# backward through every block) and the whole job (quantize, the HDF5
-# container) on the small model under valgrind memcheck:
-# no invalid access, no use of uninitialized values, no leak outside Open
-# MPI's own (tests/valgrind.supp). Indirect leaks are not counted: those
+# test_valgrind.sh — raana-eval (two sides, sliding windows), raana-mpi
+# --calibrate-only (forward and backward through every block), the whole job
+# (quantize, the HDF5 container) and raana-eval on that container, on the
+# small model under valgrind memcheck: no invalid access, no use of
+# uninitialized values, no leak outside Open MPI's own (tests/valgrind.supp). Indirect leaks are not counted: those
 # here hang off Open MPI's suppressed blocks (an indirect leak of raana's
 # would hang off a definite one, which is). Usage: test_valgrind.sh RAANA_MPI RAANA_EVAL SOURCE_DIR
 set -u
@@ -16,8 +16,10 @@ trap 'rm -rf "$tmp"' EXIT
 vg=(valgrind -q --error-exitcode=42 --leak-check=full --errors-for-leak-kinds=definite
     --suppressions="$src/tests/valgrind.supp")
 head -c 1200 "$fixture/heldout.txt" >"$tmp/small.txt"
-run "${vg[@]}" "$eval_bin" --model "$fixture" --text "$tmp/small.txt" --seq-len 64 --quiet
-expect_rc 0 "raana-eval under valgrind"; expect_out "perplexity:" "raana-eval under valgrind"
+run "${vg[@]}" "$eval_bin" --model "$fixture" --compare "$fixture" --text "$tmp/small.txt" \
+  --seq-len 32 --stride 24 --max-windows 3 --quiet
+expect_rc 0 "raana-eval under valgrind"
+expect_out "KL divergence: mean 0.000000" "raana-eval under valgrind"
 run "${vg[@]}" "$mpi_bin" --calibrate-only --set calibration.n_samples=1 \
   --set calibration.seq_len=48 --set output.path="$tmp/out.h5" "$src/jobs/kjv-tiny.ini"
 expect_rc 0 "calibrate under valgrind"; expect_out "1 windows of 48 tokens" "calibrate under valgrind"
@@ -25,4 +27,9 @@ expect_rc 0 "calibrate under valgrind"; expect_out "1 windows of 48 tokens" "cal
 run "${vg[@]}" "$mpi_bin" --set calibration.n_samples=1 --set calibration.seq_len=48 \
   --set output.path="$tmp/full.h5" "$src/jobs/kjv-tiny.ini"
 expect_rc 0 "whole job under valgrind"; expect_out "wrote $tmp/full.h5" "whole job under valgrind"
+# both sides, the quantized one from that container alone (fingerprint check too)
+run "${vg[@]}" "$eval_bin" --model "$fixture" --container "$tmp/full.h5" --text "$tmp/small.txt" \
+  --seq-len 32 --max-windows 2 --json --quiet
+expect_rc 0 "raana-eval --container under valgrind"
+expect_out '"kl":{"mean":' "raana-eval --container under valgrind"
 finish
