@@ -2,8 +2,8 @@
 # F32, BF16 and F16 (sharded, >= 3 files) exports checked by a numpy reader
 # (tests/py/check_export.py); the F32 export evaluated by raana-eval as a
 # plain checkpoint gives the container's quantized perplexity on the first 12
-# windows of the held-out text (1e-4
-# relative); options in any order and both --opt value / --opt=value; the
+# windows of the held-out text (1e-4 relative, raana-eval --json); options in
+# any order and both --opt value / --opt=value; the
 # directory policy (existing OUTDIR, --overwrite of a previous export only,
 # symlinks, foreign files); bad containers (unknown format version,
 # truncated, no /layers, a NaN) give one error line, the documented exit
