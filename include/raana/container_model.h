@@ -18,9 +18,15 @@
 #include "raana/error.h"
 #include "raana/model.h"
 
-/* Opens container `path` (format checked as raana_container_open does) as a
- * model; close with raana_model_close. Every required tensor must be there
- * with its shape (quantized layers' weights come from /layers). */
+/* Opens container `path` (format checked as raana_container_open does:
+ * another format version is RAANA_ERR_UNSUPPORTED, a truncated file
+ * RAANA_ERR_INPUT saying so) as a model; close with raana_model_close.
+ * Entries: every /tensors dataset with the dtype of its `dtype` attribute
+ * (F16/BF16 read as f32 like safetensors), and "<layer>.weight" (F32,
+ * [d_out][d_in]) for every /layers group, rebuilt on each read. Every
+ * required tensor must be there with its shape (raana_model_open_source's
+ * check); a container without /layers ("holds no quantized layers") is
+ * refused, and raana_model_read_f32 refuses NaN/Inf by tensor name. */
 raana_status raana_container_model_open(raana_model *m, const char *path, raana_error *err);
 
 /* malloc'd bytes of /model/<name> (e.g. "tokenizer.json"); *data NULL and
