@@ -61,8 +61,8 @@ _plugin_searched = []  # directories looked at, for the error message
 
 def _candidate_plugin_dirs():
     """Where raana's plugin usually is: this checkout's build trees, next to
-    a raana-mpi on PATH (build tree or installed prefix), the prefix these
-    scripts are installed under, and /usr/local."""
+    a raana-mpi on PATH (build tree or installed prefix), and the prefix these
+    scripts are installed under (PREFIX/share/raana-mpi/analysis)."""
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(here)
     dirs = [os.path.join(repo, "build", "hdf5-plugin")]
@@ -77,7 +77,6 @@ def _candidate_plugin_dirs():
     # installed as PREFIX/share/raana-mpi/analysis/
     prefix = os.path.dirname(os.path.dirname(os.path.dirname(here)))
     dirs.append(os.path.join(prefix, "lib", "hdf5", "plugin"))
-    dirs.append("/usr/local/lib/hdf5/plugin")
     unique = []
     for d in dirs:
         if d not in unique:
