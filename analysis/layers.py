@@ -80,6 +80,16 @@ def per_layer_axis(ax, layers):
                     color="0.35", transform=ax.get_xaxis_transform())
 
 
+def per_layer_width(n):
+    """Figure width (inches) of a per-layer bar plot."""
+    return min(max(8, 0.28 * n + 2.5), 22)
+
+
+def bar_edges(n):
+    """Thin black bar edges while bars are wide enough to show them."""
+    return {"edgecolor": "black", "linewidth": 0.3} if n <= 80 else {"linewidth": 0}
+
+
 def plot_heatmap(c, name):
     layers = [la for la in c["layers"] if la["block"] is not None]
     kinds = kinds_in_order(layers)
@@ -165,11 +175,10 @@ def plot_coef_vs_bits(c, name):
 def plot_rel_error(c, name):
     layers = c["layers"]
     widths, palette = bit_palette(layers)
-    fig, ax = plt.subplots(figsize=(min(max(8, 0.28 * len(layers) + 2.5), 28), 5.2),
-                           layout="constrained")
+    fig, ax = plt.subplots(figsize=(per_layer_width(len(layers)), 5.2), layout="constrained")
     colors = [palette[la["bits"]] if la["quantized"] else "0.8" for la in layers]
-    ax.bar(range(len(layers)), [la["rel_error"] for la in layers], color=colors,
-           edgecolor="black", linewidth=0.3, zorder=3)
+    ax.bar(range(len(layers)), [la["rel_error"] for la in layers], color=colors, zorder=3,
+           **bar_edges(len(layers)))
     per_layer_axis(ax, layers)
     ax.set_ylabel(REL_ERROR_LABEL)
     ax.grid(True, axis="y", color="0.9", zorder=0)
@@ -186,32 +195,35 @@ def plot_rel_error(c, name):
 def plot_effective_bits(c, name, total):
     layers = c["layers"]
     n = len(layers)
-    xs = list(range(n))
-    x_total = n + 1
-    fig, ax = plt.subplots(figsize=(min(max(8, 0.28 * n + 3.5), 28), 5.4), layout="constrained")
-    bottom = np.zeros(n + 1)
+    main_w = per_layer_width(n)
+    # the per-layer bars, and the total on a narrow axis of its own beside them
+    fig, (ax, ax_total) = plt.subplots(
+        1, 2, sharey=True, figsize=(main_w + 1.3, 5.6), layout="constrained",
+        gridspec_kw={"width_ratios": [main_w, 0.9]})
+    bottom = np.zeros(n)
+    bottom_total = 0.0
     for part in ra.BREAKDOWN_PARTS:
-        vals = [la["bits_breakdown"][part] if la["quantized"] else 0.0 for la in layers]
-        vals.append(total[part] if total else 0.0)
-        ax.bar(xs + [x_total], vals, bottom=bottom, color=PART_COLORS[part],
-               label=PART_LABELS[part], edgecolor="black", linewidth=0.3, zorder=3)
-        bottom += np.asarray(vals)
+        vals = np.array([la["bits_breakdown"][part] if la["quantized"] else 0.0 for la in layers])
+        ax.bar(range(n), vals, bottom=bottom, color=PART_COLORS[part], label=PART_LABELS[part],
+               zorder=3, **bar_edges(n))
+        bottom += vals
+        if total:
+            ax_total.bar([0], [total[part]], bottom=bottom_total, color=PART_COLORS[part],
+                         width=0.6, edgecolor="black", linewidth=0.3, zorder=3)
+            bottom_total += total[part]
     per_layer_axis(ax, layers)
-    ax.set_xlim(-0.7, x_total + 0.7)
-    ticks = list(ax.get_xticks()) + [x_total]
-    labels = [t.get_text() for t in ax.get_xticklabels()] + ["all quantized\n(size-weighted)"]
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(labels, rotation=90 if n <= 80 else 0, fontsize=8)
-    ax.get_xticklabels()[-1].set_fontweight("bold")
-    ax.axvline(n, color="black", linewidth=0.8)
-    if total:
-        eff = sum(total.values())
-        ax.text(x_total, eff, f"{eff:.3f}", ha="center", va="bottom", fontsize=9,
-                fontweight="bold")
     ax.set_ylabel("stored bits per weight")
     ax.grid(True, axis="y", color="0.9", zorder=0)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False,
-              fontsize=9)
+    ax_total.set_xlim(-0.6, 0.6)
+    ax_total.set_xticks([0])
+    ax_total.set_xticklabels(["all quantized\nlayers, size-\nweighted"], fontsize=8)
+    ax_total.grid(True, axis="y", color="0.9", zorder=0)
+    ax_total.tick_params(axis="y", labelleft=False)
+    if total:
+        ax_total.text(0, bottom_total, f"{bottom_total:.3f}", ha="center", va="bottom",
+                      fontsize=9, fontweight="bold")
+    ax.set_ylim(0, max(float(bottom.max()), bottom_total) * 1.08)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False, fontsize=9)
     fig.suptitle(f"Effective bits per weight, everything stored — {name}\n"
                  "(docs/FORMAT.md \"Bits, honestly counted\"; HDF5 overhead and compression "
                  "not counted)", fontsize=10)

@@ -153,14 +153,18 @@ def check_layers(numbers_path, container):
 
 
 def inspect_json(inspect_bin, container):
-    """raana-inspect --json's object, or None while the binary has no --json."""
-    r = subprocess.run([inspect_bin, "--json", container], capture_output=True, text=True)
-    if r.returncode != 0:
+    """raana-inspect --json's object, or None while the binary has no --json
+    (its --help does not mention it). Once it does, a failure is a failure."""
+    usage = subprocess.run([inspect_bin, "--help"], capture_output=True, text=True)
+    if "--json" not in usage.stdout + usage.stderr:
         return None
+    r = subprocess.run([inspect_bin, "--json", container], capture_output=True, text=True)
+    check(r.returncode == 0, f"raana-inspect --json exit {r.returncode}: {r.stderr}")
     try:
         return json.loads(r.stdout)
-    except ValueError:
-        return None
+    except ValueError as e:
+        check(False, f"raana-inspect --json printed no JSON ({e})")
+        return {"layers": [], "report": {}, "allocation": {}}
 
 
 def same(a, b):
@@ -179,6 +183,8 @@ def check_against_inspect(nums, inspect_bin, container):
         print("NOTE: raana-inspect has no --json yet: the comparison with it did not run")
         return
     check(len(ins["layers"]) == len(nums["layers"]), "raana-inspect --json: layer count")
+    for key in ("format", "format_version", "model_type", "checkpoint_fingerprint"):
+        check(same(nums[key], ins.get(key)), f"{key} {nums[key]} != raana-inspect's {ins.get(key)}")
     for mine, theirs in zip(nums["layers"], ins["layers"]):
         for key, v in mine.items():
             check(key in theirs and same(v, theirs[key]),
