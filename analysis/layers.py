@@ -16,7 +16,8 @@ Exit codes: 0 ok, 2 usage, 4 unreadable or invalid container, 5 cannot write DIR
 import argparse
 import os
 
-import matplotlib
+import raana_analysis as ra  # first: it checks that the packages below are there
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,8 +25,6 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
-
-import raana_analysis as ra  # noqa: E402
 
 PART_COLORS = {"codes": "#4c72b0", "rescales": "#dd8452", "tricks": "#55a868", "signs": "#c44e52"}
 PART_LABELS = {"codes": "codes", "rescales": "rescales (32 bits per column)",

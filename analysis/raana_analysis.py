@@ -7,6 +7,7 @@ errors with exit codes, and output files written whole or not at all.
 Only Debian's python3-h5py, python3-hdf5plugin, python3-numpy and
 python3-matplotlib are used."""
 import glob
+import importlib.util
 import json
 import math
 import os
@@ -14,8 +15,28 @@ import re
 import shutil
 import sys
 
-import h5py
-import numpy as np
+# exit codes, as raana's tools use them (README): 2 usage (or a missing
+# Python package), 4 bad input, 5 output I/O
+EXIT_USAGE = 2
+EXIT_INPUT = 4
+EXIT_IO = 5
+
+
+def _require(modules):
+    """One clear line instead of a traceback when a package is missing."""
+    for module, package in modules:
+        if importlib.util.find_spec(module) is None:
+            print(f"{os.path.basename(sys.argv[0])}: error: the Python module {module} is missing "
+                  f"(Debian: apt-get install {package}; run the scripts with /usr/bin/python3)",
+                  file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+
+
+_require([("numpy", "python3-numpy"), ("h5py", "python3-h5py"),
+          ("matplotlib", "python3-matplotlib")])
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
 
 try:  # a pip hdf5plugin provides zstd (32015) itself; Debian's provides nothing
     import hdf5plugin  # noqa: F401
@@ -25,11 +46,6 @@ except ImportError:  # pragma: no cover - the scripts still work with raana's pl
 ZSTD_FILTER_ID = 32015
 PLUGIN_FILE = "libraana_h5zstd.so"
 FORMAT_VERSION = 1
-
-# exit codes, as raana's tools use them (README): 2 usage, 4 bad input, 5 I/O
-EXIT_USAGE = 2
-EXIT_INPUT = 4
-EXIT_IO = 5
 
 # the plan's order of the linear layers inside a decoder block
 KIND_ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -24,12 +24,11 @@ import json
 import math
 import os
 
-import matplotlib
+import raana_analysis as ra  # first: it checks that the packages below are there
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-import raana_analysis as ra  # noqa: E402
 
 SERIES_ALLOCATE = "AllocateBits"
 SERIES_UNIFORM = "uniform bits"

@@ -10,7 +10,8 @@
 #    raana-mpi on PATH) and the result is the same;
 #  - bad input gets one `SCRIPT: error:` line, the documented exit code and no
 #    output directory: a missing container, a missing X.eval.json, a bad CSV,
-#    a --plugin-dir without the plugin, and a zstd dataset with no plugin found.
+#    a --plugin-dir without the plugin, an unknown format version, and a zstd
+#    dataset with no plugin found; an --out that cannot be made exits 5.
 # Usage: test_analysis.sh RAANA_MPI RAANA_EVAL RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
 mpi_bin=$1 eval_bin=$2 inspect_bin=$3 plugin_dir=$4 src=$5 mpiexec=$6
@@ -129,6 +130,15 @@ expect_fail 2 "--plugin-dir $tmp: no libraana_h5zstd.so there" "plugin dir witho
 printf '{"windows": 3}\n' >"$tmp/lonely.eval.json"
 expect_fail 4 "$tmp/lonely.eval.json: no ppl_ratio" "evaluation without a ratio" \
   "$py" "$src/analysis/sweep.py" "$tmp/lonely.h5"
+# a container of a format version these scripts do not know
+cp "$sweep/a3.h5" "$tmp/v2.h5"
+"$py" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["format_version"] = 2' "$tmp/v2.h5"
+expect_fail 4 "$tmp/v2.h5: container format version 2; these scripts read version 1" \
+  "unknown format version" "$py" "$src/analysis/layers.py" "$tmp/v2.h5" --plugin-dir "$plugin_dir"
+# an output directory that cannot be made (a file is in the way): exit 5
+run "$py" "$src/analysis/layers.py" "$sweep/a3.h5" --plugin-dir "$plugin_dir" --out "$tmp/other.csv/x"
+expect_rc 5 "unwritable --out"
+expect_err "layers.py: error: --out $tmp/other.csv/x: Not a directory" "unwritable --out"
 # a container whose /allocation/bits is zstd-compressed, read with no plugin to be found
 HDF5_PLUGIN_PATH=$plugin_dir "$py" - "$sweep/a3.h5" "$tmp/zstd.h5" <<'PY'
 import shutil, sys, h5py
