@@ -29,6 +29,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 SERIES_ALLOCATE = "AllocateBits"
 SERIES_UNIFORM = "uniform bits"
@@ -163,14 +164,26 @@ def _overlap(a, b):
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def place_labels(fig, ax, items):
+def _line_samples(ax, lines):
+    """Points along the drawn series lines, in pixels (to keep labels off them)."""
+    out = []
+    for xs, ys in lines:
+        pix = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
+        for a, b in zip(pix, pix[1:]):
+            out += [(a[0] + (b[0] - a[0]) * t / 24, a[1] + (b[1] - a[1]) * t / 24)
+                    for t in range(1, 24)]
+    return out
+
+
+def place_labels(fig, ax, items, lines):
     """Labels beside their points, each at the first spot that covers no
-    marker and no label already placed (or the least-crowded spot)."""
+    marker, no label already placed and no line (or the least-crowded spot)."""
     fig.canvas.draw()  # settles the layout, so data -> pixels is final enough
     px_per_pt = fig.dpi / 72
     anchors = [ax.transData.transform((x, y)) for x, y, _, _ in items]
     r = 6 * px_per_pt
     markers = [(a[0] - r, a[1] - r, a[0] + r, a[1] + r) for a in anchors]
+    samples = _line_samples(ax, lines)
     frame = ax.get_window_extent()
     placed = []
     if ax.get_legend():
@@ -181,8 +194,9 @@ def place_labels(fig, ax, items):
             box = _label_box(anchor, text, spot, px_per_pt)
             outside = not (frame.x0 <= box[0] and box[2] <= frame.x1 and
                            frame.y0 <= box[1] and box[3] <= frame.y1)
+            crossed = sum(box[0] <= px <= box[2] and box[1] <= py <= box[3] for px, py in samples)
             return (sum(_overlap(box, m) for m in markers) + sum(_overlap(box, b) for b in placed)
-                    + 3 * outside)
+                    + 3 * outside + 0.25 * min(crossed, 4))
         spot = min(LABEL_SPOTS, key=cost)  # min keeps the first of equal costs
         placed.append(_label_box(anchor, text, spot, px_per_pt))
         ax.annotate(text, (x, y), xytext=spot[0], textcoords="offset points", ha=spot[1],
@@ -192,7 +206,7 @@ def place_labels(fig, ax, items):
 def plot_metric(points, key, ylabel, title, log_always):
     fig, ax = plt.subplots(figsize=(8.5, 5.5), layout="constrained")
     shown = [p for p in points if p[key] is not None]
-    labels = []
+    labels, lines = [], []
     for series in series_order(points):
         pts = sorted((p for p in shown if p["series"] == series), key=lambda p: p["effective_bits"])
         if not pts:
@@ -202,6 +216,7 @@ def plot_metric(points, key, ylabel, title, log_always):
                 marker=marker, linestyle=line, markersize=7, markeredgecolor="black",
                 markeredgewidth=0.5, label=f"{series} ({len(pts)})", zorder=3)
         labels += [(p["effective_bits"], p[key], p["label"], color) for p in pts]
+        lines.append(([p["effective_bits"] for p in pts], [p[key] for p in pts]))
     # the same x range in every plot of the sweep, drawn or not
     xs = [p["effective_bits"] for p in points]
     pad = 0.08 * max(max(xs) - min(xs), 0.5)
@@ -209,10 +224,15 @@ def plot_metric(points, key, ylabel, title, log_always):
     values = [p[key] for p in shown]
     if values and min(values) > 0 and (log_always or max(values) / min(values) > 4):
         ax.set_yscale("log")
+        # plain numbers at 1, 2, 5 x 10^k: a ratio of 2 reads better than 2 x 10^0
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ylabel += " (log scale)"
     if key == "ppl_ratio":
         ax.axhline(1.0, color="0.25", linewidth=1.0, linestyle=(0, (6, 3)), zorder=2,
                    label="unquantized (ratio 1)")
+        lines.append((list(ax.get_xlim()), [1.0, 1.0]))
     if not values:
         ax.text(0.5, 0.5, f"no {key} in the inputs\n(raana-eval --json with --model and "
                 "--container gives it)", ha="center", va="center", transform=ax.transAxes,
@@ -225,12 +245,12 @@ def plot_metric(points, key, ylabel, title, log_always):
     missing = [p["label"] for p in points if p[key] is None]
     if missing:
         names = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        title += f"\nnot drawn, no {key} in their evaluation: {names}"
+        title += f"\nnot drawn (no {key} given): {names}"
     ax.set_title(title, fontsize=10)
     if values:
         ax.legend(loc="upper right", frameon=True, framealpha=0.9, fontsize=9)
     if len(labels) <= 24:
-        place_labels(fig, ax, labels)
+        place_labels(fig, ax, labels, lines)
     return fig
 
 
