@@ -162,7 +162,8 @@ def plot_coef_vs_bits(c, name):
     ax.set_xticks(widths)
     ax.set_xticklabels([f"{w:g}" for w in widths])
     ax.set_xlabel("allocated bits per weight (code width; points of one width spread by type)")
-    ax.set_ylabel(r"sensitivity $c_l$ = grad_rms · x_rms · $\Vert W\Vert_F / \sqrt{d_{in}}$ (log scale)")
+    ax.set_ylabel(r"sensitivity $c_l$ = grad_rms · x_rms · $\Vert W\Vert_F / \sqrt{d_{in}}$"
+                  " (log scale)")
     ax.grid(True, which="major", color="0.9", zorder=0)
     ax.set_title(f"Sensitivity coefficient against allocated bits — {name}\n"
                  f"one point per quantized layer ({len(layers)})",

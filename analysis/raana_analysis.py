@@ -143,7 +143,8 @@ def read_dataset(dset, path):
         raise AnalysisError(
             f"{path}: {dset.name} is zstd-compressed (HDF5 filter {ZSTD_FILTER_ID}) and raana's "
             f"plugin {PLUGIN_FILE} was not found (looked in HDF5_PLUGIN_PATH and {looked}); "
-            "pass --plugin-dir BUILD/hdf5-plugin or PREFIX/lib/hdf5/plugin, or set HDF5_PLUGIN_PATH",
+            "pass --plugin-dir BUILD/hdf5-plugin or PREFIX/lib/hdf5/plugin, "
+            "or set HDF5_PLUGIN_PATH",
             EXIT_INPUT)
     try:
         return dset[...]
@@ -174,7 +175,8 @@ def _attr(obj, key, path, convert=_number):
     try:
         return convert(obj.attrs[key])
     except (ValueError, TypeError):
-        raise AnalysisError(f"{path}: {obj.name} attribute '{key}' has an unexpected type") from None
+        raise AnalysisError(
+            f"{path}: {obj.name} attribute '{key}' has an unexpected type") from None
 
 
 def layer_block_and_kind(name):

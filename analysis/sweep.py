@@ -244,7 +244,9 @@ def plot_metric(points, key, ylabel, title, log_always):
     ax.margins(y=0.12)
     missing = [p["label"] for p in points if p[key] is None]
     if missing:
-        names = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        names = ", ".join(missing[:6])
+        if len(missing) > 6:
+            names += f" and {len(missing) - 6} more"
         title += f"\nnot drawn (no {key} given): {names}"
     ax.set_title(title, fontsize=10)
     if values:
@@ -270,7 +272,8 @@ def summary_markdown(points, pngs):
             lines.append(
                 f"| {series} | {p['label']} | {ra.fmt(g('target_avg_bits'), 'g')} | "
                 f"{ra.fmt(g('achieved_avg_bits'), '.4f')} | {p['effective_bits']:.4f} | "
-                f"{ra.fmt(g('effective_bits_model'), '.4f')} | {ra.fmt(g('ppl_original'), '.4f')} | "
+                f"{ra.fmt(g('effective_bits_model'), '.4f')} | "
+                f"{ra.fmt(g('ppl_original'), '.4f')} | "
                 f"{ra.fmt(g('ppl_quantized'), '.4f')} | {p['ppl_ratio']:.6f} | "
                 f"{ra.fmt(p['kl_mean'], '.6f')} | {ra.fmt(g('kl_p99'), '.6f')} | "
                 f"{ra.fmt(g('top1_agreement'), '.6f')} |")
@@ -298,7 +301,8 @@ def main():
     if args.extra_csv:
         name = args.extra_name or os.path.splitext(os.path.basename(args.extra_csv))[0]
         if name in (SERIES_ALLOCATE, SERIES_UNIFORM):
-            raise ra.AnalysisError(f"--extra-name {name}: that is a container series", ra.EXIT_USAGE)
+            raise ra.AnalysisError(f"--extra-name {name}: that is a container series",
+                                   ra.EXIT_USAGE)
         points += csv_points(args.extra_csv, name)
     figures = [
         ("sweep_ppl_ratio.png", "perplexity ratio against effective bits",

@@ -40,7 +40,8 @@ eval_json_from_text() { # eval_json_from_text NAME
   fi
   "$mpiexec" -n 1 "$eval_bin" --model "$fixture" --container "$sweep/$1.h5" --text "$text" \
     --seq-len 256 --quiet >"$tmp/$1.txt" 2>"$tmp/$1.eval.err" || return 1
-  "$py" - "$(eval_field perplexity "$tmp/original.txt")" "$(eval_field mean_nll "$tmp/original.txt")" \
+  "$py" - "$(eval_field perplexity "$tmp/original.txt")" \
+    "$(eval_field mean_nll "$tmp/original.txt")" \
     "$(eval_field perplexity "$tmp/$1.txt")" "$(eval_field mean_nll "$tmp/$1.txt")" \
     "$(eval_field scored_tokens "$tmp/$1.txt")" >"$sweep/$1.eval.json" <<'PY'
 import json, math, sys
@@ -136,7 +137,8 @@ cp "$sweep/a3.h5" "$tmp/v2.h5"
 expect_fail 4 "$tmp/v2.h5: container format version 2; these scripts read version 1" \
   "unknown format version" "$py" "$src/analysis/layers.py" "$tmp/v2.h5" --plugin-dir "$plugin_dir"
 # an output directory that cannot be made (a file is in the way): exit 5
-run "$py" "$src/analysis/layers.py" "$sweep/a3.h5" --plugin-dir "$plugin_dir" --out "$tmp/other.csv/x"
+run "$py" "$src/analysis/layers.py" "$sweep/a3.h5" --plugin-dir "$plugin_dir" \
+  --out "$tmp/other.csv/x"
 expect_rc 5 "unwritable --out"
 expect_err "layers.py: error: --out $tmp/other.csv/x: Not a directory" "unwritable --out"
 # a container whose /allocation/bits is zstd-compressed, read with no plugin to be found
@@ -149,6 +151,7 @@ with h5py.File(sys.argv[2], "r+") as f:
     f["allocation"].create_dataset("bits", data=bits, chunks=bits.shape, compression=32015,
                                    compression_opts=(3,))
 PY
-expect_fail 4 "is zstd-compressed (HDF5 filter 32015) and raana's plugin" "zstd dataset, no plugin found" \
+expect_fail 4 "is zstd-compressed (HDF5 filter 32015) and raana's plugin" \
+  "zstd dataset, no plugin found" \
   env PATH=/usr/bin:/bin "$py" "$copy/layers.py" "$tmp/zstd.h5"
 finish
