@@ -22,7 +22,7 @@ py=/usr/bin/python3
 fixture=$src/tests/data/kjv-tiny
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-export MPLCONFIGDIR=$tmp/mpl
+export MPLCONFIGDIR=$tmp/mpl PYTHONDONTWRITEBYTECODE=1 # nothing written into the source tree
 unset HDF5_PLUGIN_PATH
 sweep=$tmp/sweep
 mkdir -p "$sweep"
