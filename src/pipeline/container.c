@@ -118,8 +118,8 @@ static raana_status write_calibration(raana_h5 *h, const raana_container_content
                           raana_calib_source_name(c->cfg->calib_source), err));
     TRY(raana_h5_attr_str(h, "/calibration", "fingerprint", fp, err));
     hsize_t dims[2] = {(hsize_t)w->n, (hsize_t)w->len};
-    return raana_h5_dataset(h, "/calibration/tokens", H5T_NATIVE_INT32, 2, dims, 0, w->tokens,
-                            err);
+    return raana_h5_dataset_deflate(h, "/calibration/tokens", H5T_NATIVE_INT32, 2, dims, 0,
+                                    w->tokens, err);
 }
 
 /* One column of the allocation table: value(i) for every plan layer. */
@@ -129,7 +129,7 @@ static raana_status write_column(raana_h5 *h, const char *name, int n, hid_t typ
     char path[128];
     hsize_t dims[1] = {(hsize_t)n};
     snprintf(path, sizeof path, "/allocation/%s", name);
-    return raana_h5_dataset(h, path, type, 1, dims, 0, values, err);
+    return raana_h5_dataset_deflate(h, path, type, 1, dims, 0, values, err);
 }
 
 enum { C_BITS, C_COEF, C_GRAD, C_XRMS, C_XFRO, C_YFRO, C_DYFRO, C_WFRO, C_REL, C_COS, C_EFF,
