@@ -12,8 +12,8 @@
 #  - a reusing job killed while writing resumes to the same container;
 #  - refused, each with one error line, exit 3 and nothing at the output
 #    path: statistics from another checkpoint (one weight byte flipped),
-#    with another seq_len, another n_samples, a truncated JSON, garbage, a
-#    truncated container, a missing file.
+#    with another seq_len, another n_samples, another source, a truncated
+#    JSON, garbage, a binary file, a truncated container, a missing file.
 # Usage: test_sweep.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC [KEEP_DIR]
 # With KEEP_DIR, the sweep's containers are copied there (sweep-avg2.5.h5,
 # sweep-avg3.h5, sweep-avg4.h5, sweep-uniform3.h5) for the analysis scripts;
@@ -125,6 +125,8 @@ PY
 raana --set "model.path=$tmp/model" --set "calibration.statistics=$stats"
 refused "$stats: cannot reuse these calibration statistics: made from another checkpoint" \
   "another checkpoint"
+# the other refusals on one rank, without mpiexec: they need no pipeline
+raana() { run "$mpi_bin" "$job" --set "output.path=$out_h5" "$@"; }
 raana --set calibration.seq_len=128 --set "calibration.statistics=$stats"
 refused "other calibration settings (seq_len 256 there, 128 here)" "another seq_len"
 raana --set calibration.n_samples=1 --set "calibration.statistics=$stats"
