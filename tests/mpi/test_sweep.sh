@@ -14,12 +14,14 @@
 #    path: statistics from another checkpoint (one weight byte flipped),
 #    with another seq_len, another n_samples, another source, a truncated
 #    JSON, garbage, a binary file, a truncated container, a missing file.
-# Usage: test_sweep.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC [KEEP_DIR]
-# With KEEP_DIR, the sweep's containers are copied there (sweep-avg2.5.h5,
-# sweep-avg3.h5, sweep-avg4.h5, sweep-uniform3.h5) for the analysis scripts;
-# everything else lives in a temporary directory removed at exit.
+# Usage: test_sweep.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC [quick]
+# quick (the sanitizer build): only the uniform run of the sweep; the rest
+# as above. With RAANA_SWEEP_KEEP=DIR in the environment, the reused
+# containers are copied there (sweep-avg2.5.h5, sweep-avg3.h5, sweep-avg4.h5,
+# sweep-uniform3.h5) for the analysis scripts; everything else lives in a
+# temporary directory removed at exit.
 set -u
-mpi_bin=$1 plugin_dir=$2 src=$3 mpiexec=$4 keep=${5:-}
+mpi_bin=$1 plugin_dir=$2 src=$3 mpiexec=$4 mode=${5:-full} keep=${RAANA_SWEEP_KEEP:-}
 . "$src/tests/cli/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
 export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
@@ -54,6 +56,9 @@ expect_rc 0 "--calibrate-only"
 # budgets: avg_bits|candidate bits ("uniform": only 3 bits)
 specs=("2.5|1,2,3,4,5,6,8" "3|1,2,3,4,5,6,8" "4|1,2,3,4,5,6,8" "3|3")
 names=(avg2.5 avg3 avg4 uniform3)
+[ "$mode" = quick ] && specs=("3|3") names=(uniform3)
+last=$((${#specs[@]} - 1)) # the uniform run
+avg0=${specs[0]%%|*} bits0=${specs[0]#*|}
 for i in "${!specs[@]}"; do
   avg=${specs[$i]%%|*} bits=${specs[$i]#*|}
   what="avg_bits $avg, bits $bits"
@@ -70,39 +75,43 @@ for i in "${!specs[@]}"; do
   same "$tmp/fresh$i.h5" "$tmp/reused$i.h5" "$what"
   [ -z "$keep" ] || cp "$tmp/reused$i.h5" "$keep/sweep-${names[$i]}.h5"
 done
-provenance_names "$tmp/reused0.h5" "$stats" "reused avg_bits 2.5"
-provenance_names "$tmp/fresh0.h5" "" "calibrated avg_bits 2.5"
+provenance_names "$tmp/reused0.h5" "$stats" "reused ${names[0]}"
+provenance_names "$tmp/fresh0.h5" "" "calibrated ${names[0]}"
 # the uniform run really is uniform: every quantized layer at 3 bits
 HDF5_PLUGIN_PATH=$plugin_dir "$py" -c 'import sys, h5py, numpy as np
 a = h5py.File(sys.argv[1], "r")["allocation"]
 q = a["quantized"][...] == 1
-sys.exit(0 if q.sum() == 28 and np.all(a["bits"][...][q] == 3) else 1)' "$tmp/reused3.h5" &&
+sys.exit(0 if q.sum() == 28 and np.all(a["bits"][...][q] == 3) else 1)' "$tmp/reused$last.h5" &&
   ok || bad "uniform run: not every layer at 3 bits"
 
-# statistics read from a container (made at avg_bits 3) for avg_bits 2.5
-raana --set quantize.avg_bits=2.5 --set "calibration.statistics=$tmp/fresh1.h5"
+# statistics read from a container (the uniform run's) for the first budget
+from_h5=$tmp/fresh$last.h5
+raana --set "quantize.avg_bits=$avg0" --set "quantize.bits=$bits0" \
+  --set "calibration.statistics=$from_h5"
 expect_rc 0 "reused from a container"
-reused "$tmp/fresh1.h5" "reused from a container"
+reused "$from_h5" "reused from a container"
 mv "$out_h5" "$tmp/from-container.h5"
 same "$tmp/fresh0.h5" "$tmp/from-container.h5" "statistics from a container"
 
 # --calibrate-only with a container as statistics writes the same JSON, bit
 # for bit, as the calibration itself did
 run "$mpiexec" -n 2 "$mpi_bin" "$job" --calibrate-only --set "output.path=$tmp/again.h5" \
-  --set "calibration.statistics=$tmp/fresh2.h5"
+  --set "calibration.statistics=$from_h5"
 expect_rc 0 "--calibrate-only from a container"
 cmp -s "$stats" "$tmp/again.h5.calibration.json" && ok ||
   bad "--calibrate-only from a container: JSON differs from the calibrated one"
 
 # a reusing job killed while writing resumes to the same container
 run env RAANA_FAULT_INJECT=write:0:40 "$mpiexec" -n 2 "$mpi_bin" "$job" \
-  --set "output.path=$out_h5" --set "calibration.statistics=$stats"
+  --set "output.path=$out_h5" --set "quantize.avg_bits=$avg0" --set "quantize.bits=$bits0" \
+  --set "calibration.statistics=$stats"
 [ "$rc" -ne 0 ] && [ ! -e "$out_h5" ] && ok || bad "killed reusing job: exit $rc or output left"
-raana --set "calibration.statistics=$stats"
+raana --set "quantize.avg_bits=$avg0" --set "quantize.bits=$bits0" \
+  --set "calibration.statistics=$stats"
 expect_rc 0 "resumed reusing job"
 expect_out "layers: 0 encoded, 28 resumed" "resumed reusing job"
 reused "$stats" "resumed reusing job"
-same "$tmp/fresh1.h5" "$out_h5" "resumed reusing job"
+same "$tmp/fresh0.h5" "$out_h5" "resumed reusing job"
 rm -rf "$out_h5" "$out_h5.resume"
 
 # ---- refused ----
@@ -132,8 +141,8 @@ refused "other calibration settings (seq_len 256 there, 128 here)" "another seq_
 raana --set calibration.n_samples=1 --set "calibration.statistics=$stats"
 refused "other calibration settings (n_samples 2 there, 1 here; 2 windows there, 1 here)" \
   "another n_samples"
-raana --set "calibration.statistics=$tmp/fresh1.h5" --set calibration.source=zeroshot
-refused "$tmp/fresh1.h5: cannot reuse these calibration statistics: other calibration settings (source text there, zeroshot here" \
+raana --set "calibration.statistics=$from_h5" --set calibration.source=zeroshot
+refused "$from_h5: cannot reuse these calibration statistics: other calibration settings (source text there, zeroshot here" \
   "another source, statistics from a container"
 head -c 2000 "$stats" >"$tmp/truncated.json"
 raana --set "calibration.statistics=$tmp/truncated.json"
@@ -143,7 +152,7 @@ raana --set "calibration.statistics=$tmp/garbage.json"
 refused "$tmp/garbage.json: not usable calibration statistics: not JSON" "garbage"
 raana --set "calibration.statistics=$src/tests/data/kjv-tiny/tokenizer.model"
 refused "tokenizer.model: not usable calibration statistics: a binary file" "a binary file"
-head -c 100000 "$tmp/fresh1.h5" >"$tmp/truncated.h5"
+head -c 100000 "$from_h5" >"$tmp/truncated.h5"
 raana --set "calibration.statistics=$tmp/truncated.h5"
 refused "$tmp/truncated.h5: cannot open as HDF5" "truncated container"
 raana --set "calibration.statistics=$tmp/missing.json"
