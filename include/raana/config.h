@@ -36,6 +36,8 @@ typedef struct raana_config {
     char text_file[RAANA_PATH_MAX];
     int n_samples;
     int seq_len; /* 0 = the model's context, see docs */
+    /* statistics from --calibrate-only's JSON or a container; "" = calibrate */
+    char statistics[RAANA_PATH_MAX];
     /* [quantize] */
     double avg_bits;
     int n_bits;

@@ -8,7 +8,9 @@
  *    nothing;
  *  - memory buffers are in exactly the file's type (no conversion);
  *  - datasets are chunked along their first dimension (about 1 MiB chunks)
- *    and compressed with the zstd filter 32015 at the file's level;
+ *    and compressed with the zstd filter 32015 at the file's level, except
+ *    small metadata (text, tables), which use deflate so that any HDF5
+ *    reader opens them without raana's plugin; every chunk has Fletcher-32;
  *  - no object timestamps, so equal content gives equal bytes.
  * After each collective step the ranks agree on success, so one rank's
  * failure (disk full, ...) is every rank's error with its message. HDF5's
@@ -53,8 +55,13 @@ raana_status raana_h5_group(raana_h5 *h, const char *path, raana_error *err);
  * NULL. A dataset with no elements is created empty. */
 raana_status raana_h5_dataset(raana_h5 *h, const char *path, hid_t type, int ndim,
                               const hsize_t *dims, int writer, const void *data, raana_error *err);
+/* Collective. The same with deflate instead of zstd: for small metadata
+ * that readers without raana's zstd plugin must open. */
+raana_status raana_h5_dataset_deflate(raana_h5 *h, const char *path, hid_t type, int ndim,
+                                      const hsize_t *dims, int writer, const void *data,
+                                      raana_error *err);
 /* Collective. A byte blob (UTF-8 text, a file) held by rank `writer` only:
- * its length travels to the others first. */
+ * its length travels to the others first. Deflate, like the above. */
 raana_status raana_h5_blob(raana_h5 *h, const char *path, int writer, const void *data,
                            size_t len, raana_error *err);
 

@@ -49,6 +49,7 @@ static const config_key config_keys[] = {
     {"calibration", "text_file", KEY_PATH, FIELD(text_file), "", 0, 0},
     {"calibration", "n_samples", KEY_INT, FIELD(n_samples), "8", 1, 1000000},
     {"calibration", "seq_len", KEY_INT, FIELD(seq_len), "0", 0, 1048576},
+    {"calibration", "statistics", KEY_PATH, FIELD(statistics), "", 0, 0},
     {"quantize", "avg_bits", KEY_DOUBLE, FIELD(avg_bits), "3", 0.5, 8},
     {"quantize", "bits", KEY_BITS, FIELD(bits), "1, 2, 3, 4, 5, 6, 7, 8", 0, 0},
     {"quantize", "tricks", KEY_TRICKS, FIELD(tricks), "centralize, norm_col", 0, 0},

@@ -87,17 +87,30 @@ static raana_status write_model_files(raana_h5 *h, const raana_container_content
     return RAANA_OK;
 }
 
+/* The configuration without [calibration] statistics: reused statistics
+ * give the same container as calibrating in the job, so where they came
+ * from is recorded in /provenance only. */
+static char *config_text(const raana_config *cfg, size_t *len)
+{
+    char *text = NULL;
+    raana_config *copy = malloc(sizeof *copy);
+    FILE *f = copy ? open_memstream(&text, len) : NULL;
+    if (f) {
+        *copy = *cfg;
+        copy->statistics[0] = '\0';
+        raana_config_write(f, copy);
+        fclose(f);
+    }
+    free(copy);
+    return text;
+}
+
 static raana_status write_config(raana_h5 *h, const raana_container_content *c, raana_error *err)
 {
     char *text = NULL;
     size_t len = 0;
-    if (h->rank == 0) {
-        FILE *f = open_memstream(&text, &len);
-        if (f) {
-            raana_config_write(f, c->cfg);
-            fclose(f);
-        }
-    }
+    if (h->rank == 0)
+        text = config_text(c->cfg, &len);
     raana_status st = raana_comm_agree(
         h->comm, h->rank == 0 && !text ? raana_fail(err, RAANA_ERR_NOMEM, "out of memory") : RAANA_OK,
         err);
@@ -121,8 +134,8 @@ static raana_status write_calibration(raana_h5 *h, const raana_container_content
                           raana_calib_source_name(c->cfg->calib_source), err));
     TRY(raana_h5_attr_str(h, "/calibration", "fingerprint", fp, err));
     hsize_t dims[2] = {(hsize_t)w->n, (hsize_t)w->len};
-    return raana_h5_dataset(h, "/calibration/tokens", H5T_NATIVE_INT32, 2, dims, 0, w->tokens,
-                            err);
+    return raana_h5_dataset_deflate(h, "/calibration/tokens", H5T_NATIVE_INT32, 2, dims, 0,
+                                    w->tokens, err);
 }
 
 /* One column of the allocation table: value(i) for every plan layer. */
@@ -132,7 +145,7 @@ static raana_status write_column(raana_h5 *h, const char *name, int n, hid_t typ
     char path[128];
     hsize_t dims[1] = {(hsize_t)n};
     snprintf(path, sizeof path, "/allocation/%s", name);
-    return raana_h5_dataset(h, path, type, 1, dims, 0, values, err);
+    return raana_h5_dataset_deflate(h, path, type, 1, dims, 0, values, err);
 }
 
 enum { C_BITS, C_COEF, C_GRAD, C_XRMS, C_XFRO, C_YFRO, C_DYFRO, C_WFRO, C_REL, C_COS, C_EFF,
@@ -371,6 +384,7 @@ static raana_status write_provenance(raana_h5 *h, const raana_container_content 
     TRY(raana_h5_attr_u64(h, g, "seed", c->cfg->seed, err));
     TRY(raana_h5_attr_i64(h, g, "layers_resumed", c->quantized->reused, err));
     TRY(raana_h5_attr_i64(h, g, "calibration_resumed", c->resumed_calibration, err));
+    TRY(raana_h5_attr_str(h, g, "calibration_statistics", c->cfg->statistics, err));
     for (int s = 0; s < RAANA_STAGE_COUNT; s++) {
         char name[64];
         snprintf(name, sizeof name, "seconds_%s", raana_stage_names[s]);

@@ -12,6 +12,7 @@
 #include "raana/h5zstd.h"
 
 #define CHUNK_TARGET_BYTES (1u << 20)
+#define DEFLATE_LEVEL      6 /* zlib's default */
 
 /* ---- errors ------------------------------------------------------------------ */
 
@@ -164,8 +165,10 @@ raana_status raana_h5_group(raana_h5 *h, const char *path, raana_error *err)
     return agree(h, st, err);
 }
 
-/* Chunked along dimension 0, about CHUNK_TARGET_BYTES per chunk, zstd. */
-static hid_t dataset_creation(const raana_h5 *h, hid_t type, int ndim, const hsize_t *dims)
+/* Chunked along dimension 0, about CHUNK_TARGET_BYTES per chunk, zstd (or
+ * deflate, which every HDF5 has), then Fletcher-32. */
+static hid_t dataset_creation(const raana_h5 *h, hid_t type, int ndim, const hsize_t *dims,
+                              int deflate)
 {
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_obj_track_times(dcpl, 0);
@@ -181,7 +184,8 @@ static hid_t dataset_creation(const raana_h5 *h, hid_t type, int ndim, const hsi
     chunk[0] = rows < dims[0] ? rows : dims[0];
     unsigned level = (unsigned)h->zstd_level;
     if (H5Pset_chunk(dcpl, ndim, chunk) < 0 ||
-        H5Pset_filter(dcpl, RAANA_H5Z_ZSTD, H5Z_FLAG_MANDATORY, 1, &level) < 0 ||
+        (deflate ? H5Pset_deflate(dcpl, DEFLATE_LEVEL)
+                 : H5Pset_filter(dcpl, RAANA_H5Z_ZSTD, H5Z_FLAG_MANDATORY, 1, &level)) < 0 ||
         H5Pset_fletcher32(dcpl) < 0) { /* a checksum of each compressed chunk */
         H5Pclose(dcpl);
         return H5I_INVALID_HID;
@@ -208,8 +212,9 @@ static raana_status write_all_or_nothing(raana_h5 *h, hid_t dset, hid_t type, in
     return rc < 0 ? h5_fail(h, err, "write", path) : RAANA_OK;
 }
 
-raana_status raana_h5_dataset(raana_h5 *h, const char *path, hid_t type, int ndim,
-                              const hsize_t *dims, int writer, const void *data, raana_error *err)
+static raana_status create_dataset(raana_h5 *h, const char *path, hid_t type, int ndim,
+                                   const hsize_t *dims, int writer, const void *data, int deflate,
+                                   raana_error *err)
 {
     raana_status st = RAANA_OK;
     hsize_t numel = 1;
@@ -218,7 +223,7 @@ raana_status raana_h5_dataset(raana_h5 *h, const char *path, hid_t type, int ndi
     if (h->rank == writer && numel > 0 && !data)
         st = raana_fail(err, RAANA_ERR_INTERNAL, "%s: no data for %s", h->path, path);
     hid_t space = H5Screate_simple(ndim, dims, NULL);
-    hid_t dcpl = dataset_creation(h, type, ndim, dims);
+    hid_t dcpl = dataset_creation(h, type, ndim, dims, deflate);
     hid_t dset = H5I_INVALID_HID;
     if (st == RAANA_OK && (space < 0 || dcpl < 0))
         st = h5_fail(h, err, "describe dataset", path);
@@ -241,13 +246,26 @@ raana_status raana_h5_dataset(raana_h5 *h, const char *path, hid_t type, int ndi
     return st;
 }
 
+raana_status raana_h5_dataset(raana_h5 *h, const char *path, hid_t type, int ndim,
+                              const hsize_t *dims, int writer, const void *data, raana_error *err)
+{
+    return create_dataset(h, path, type, ndim, dims, writer, data, 0, err);
+}
+
+raana_status raana_h5_dataset_deflate(raana_h5 *h, const char *path, hid_t type, int ndim,
+                                      const hsize_t *dims, int writer, const void *data,
+                                      raana_error *err)
+{
+    return create_dataset(h, path, type, ndim, dims, writer, data, 1, err);
+}
+
 raana_status raana_h5_blob(raana_h5 *h, const char *path, int writer, const void *data,
                            size_t len, raana_error *err)
 {
     unsigned long long n = len;
     MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, writer, h->comm);
     hsize_t dims[1] = {(hsize_t)n};
-    return raana_h5_dataset(h, path, H5T_NATIVE_UINT8, 1, dims, writer, data, err);
+    return create_dataset(h, path, H5T_NATIVE_UINT8, 1, dims, writer, data, 1, err);
 }
 
 /* ---- attributes -------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "raana/fingerprint.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
+#include "raana/statistics.h"
 
 /* ---- load ---------------------------------------------------------------------- */
 
@@ -105,11 +106,20 @@ typedef struct {
     double seconds[RAANA_STAGE_COUNT];
 } job_run;
 
-static raana_status calibrate_or_resume(MPI_Comm comm, raana_stage *s, job_run *j, int rank,
-                                        FILE *progress, raana_error *err)
+/* [calibration] statistics, else calibration.bin of an interrupted run,
+ * else the forward/backward passes. */
+static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, raana_stage *s,
+                                        job_run *j, int rank, FILE *progress, raana_error *err)
 {
     int n = s->plan.n_layers;
     j->calib_fp = raana_fingerprint_calibration(&j->fp, &s->windows);
+    if (cfg->statistics[0]) {
+        raana_status st = raana_statistics_reuse(comm, cfg, s, j->fp.checkpoint, j->calib_fp,
+                                                 j->stats, &j->loss, err);
+        if (st == RAANA_OK && progress)
+            fprintf(progress, "calibrate: reused from %s\n", cfg->statistics);
+        return st;
+    }
     if (rank == 0)
         j->calibration_resumed =
             raana_resume_load_calibration(&j->resume, j->calib_fp, j->stats, n, &j->loss);
@@ -160,8 +170,12 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
 {
     const raana_alloc_result *r = &j->alloc.result;
     fprintf(out, "%s", c->table ? c->table : "");
-    fprintf(out, "calibration: %d windows of %d tokens, loss %.6f%s\n", s->windows.n,
-            s->windows.len, j->loss, j->calibration_resumed ? " (resumed)" : "");
+    if (cfg->statistics[0])
+        fprintf(out, "calibration: reused from %s (%d windows of %d tokens, loss %.6f)\n",
+                cfg->statistics, s->windows.n, s->windows.len, j->loss);
+    else
+        fprintf(out, "calibration: %d windows of %d tokens, loss %.6f%s\n", s->windows.n,
+                s->windows.len, j->loss, j->calibration_resumed ? " (resumed)" : "");
     fprintf(out, "allocation: target %g bits, achieved %.4f (%s", cfg->avg_bits,
             r->achieved_avg_bits, r->method == RAANA_ALLOC_EXACT_DP ? "exact DP" : "Lagrangian");
     if (r->method != RAANA_ALLOC_EXACT_DP)
@@ -249,7 +263,7 @@ static raana_status run_stages(MPI_Comm comm, const raana_config *cfg, raana_sta
         st = raana_fingerprint_checkpoint(comm, s, rank, &j->fp, err);
     j->seconds[RAANA_STAGE_LOAD] = MPI_Wtime() - t, t = MPI_Wtime();
     if (st == RAANA_OK)
-        st = calibrate_or_resume(comm, s, j, rank, progress, err);
+        st = calibrate_or_resume(comm, cfg, s, j, rank, progress, err);
     j->seconds[RAANA_STAGE_CALIBRATE] = MPI_Wtime() - t, t = MPI_Wtime();
     if (st == RAANA_OK)
         st = raana_stage_allocate(comm, s, cfg, j->stats, &j->alloc, err);

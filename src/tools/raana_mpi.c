@@ -2,7 +2,6 @@
  * stages in order. Every rank runs this; rank 0 talks to the user, and any
  * rank's failure reaches rank 0 through raana_comm_agree and becomes one
  * line on stderr and the exit code (README "Exit codes"). */
-#include <errno.h>
 #include <signal.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -10,18 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "raana/allocation.h"
 #include "raana/calibrate.h"
 #include "raana/comm.h"
 #include "raana/config.h"
 #include "raana/error.h"
 #include "raana/file.h"
+#include "raana/fingerprint.h"
 #include "raana/h5file.h"
 #include "raana/model.h"
 #include "raana/pipeline.h"
 #include "raana/plan.h"
+#include "raana/statistics.h"
 
 #define MAX_OVERRIDES 64
 
@@ -50,7 +49,8 @@ static const char usage_text[] =
     "                         --set quantize.avg_bits=2.5\n"
     "  --print-config         print the effective configuration and exit\n"
     "  --calibrate-only       run calibration and write the per-layer statistics to\n"
-    "                         OUTPUT.calibration.json (docs/CALIBRATION.md)\n"
+    "                         OUTPUT.calibration.json (docs/CALIBRATION.md); later\n"
+    "                         jobs reuse them: --set calibration.statistics=FILE\n"
     "  --allocate-only        calibration, then AllocateBits: prints the allocation\n"
     "                         and writes OUTPUT.allocation.json\n"
     "  -h, --help             this text\n"
@@ -156,73 +156,25 @@ static void print_dry_run(const job_state *job)
     fflush(stdout);
 }
 
-/* The statistics as JSON (docs/CALIBRATION.md), written atomically. */
-static raana_status write_calibration(const job_state *job, const raana_layer_stats *stats,
-                                      const raana_allocation *alloc, double loss, char *path,
-                                      size_t path_size, raana_error *err)
+/* Stages load and calibrate (or reuse [calibration] statistics): stats,
+ * the loss and the fingerprints on every rank. */
+static raana_status calibrate(job_state *job, int rank, raana_statistics_output *o,
+                              raana_layer_stats *stats, raana_fingerprints *fp, raana_error *err)
 {
-    cJSON *root = cJSON_CreateObject(), *layers = cJSON_CreateArray();
-    cJSON_AddStringToObject(root, "format", "raana-calibration-v1");
-    cJSON_AddStringToObject(root, "model", job->cfg.model_path);
-    cJSON_AddNumberToObject(root, "windows", job->stage.windows.n);
-    cJSON_AddNumberToObject(root, "seq_len", job->stage.windows.len);
-    cJSON_AddNumberToObject(root, "loss", loss);
-    cJSON_AddItemToObject(root, "layers", layers);
-    for (int i = 0; i < job->stage.plan.n_layers; i++) {
-        const raana_plan_layer *l = &job->stage.plan.layers[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", l->name);
-        cJSON_AddNumberToObject(o, "d_in", l->d_in);
-        cJSON_AddNumberToObject(o, "d_out", l->d_out);
-        cJSON_AddNumberToObject(o, "grad_rms", stats[i].grad_rms);
-        cJSON_AddNumberToObject(o, "x_rms", stats[i].x_rms);
-        cJSON_AddNumberToObject(o, "x_fro", stats[i].x_fro);
-        cJSON_AddNumberToObject(o, "y_fro", stats[i].y_fro);
-        cJSON_AddNumberToObject(o, "dy_fro", stats[i].dy_fro);
-        if (alloc) {
-            cJSON_AddNumberToObject(o, "w_fro", alloc->w_fro[i]);
-            cJSON_AddNumberToObject(o, "coef", alloc->coef[i]);
-            cJSON_AddNumberToObject(o, "bits", alloc->bits[i]);
-        }
-        cJSON_AddItemToArray(layers, o);
-    }
-    if (alloc) {
-        cJSON *a = cJSON_AddObjectToObject(root, "allocation");
-        cJSON_AddNumberToObject(a, "avg_bits", job->cfg.avg_bits);
-        cJSON_AddItemToObject(a, "candidates",
-                              cJSON_CreateDoubleArray(job->cfg.bits, job->cfg.n_bits));
-        cJSON_AddNumberToObject(a, "achieved_avg_bits", alloc->result.achieved_avg_bits);
-        cJSON_AddNumberToObject(a, "modelled_error", alloc->result.cost);
-        cJSON_AddNumberToObject(a, "lower_bound", alloc->result.lower_bound);
-        cJSON_AddStringToObject(
-            a, "method", alloc->result.method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian");
-    }
-    char *text = cJSON_Print(root), tmp[RAANA_PATH_MAX + 16];
-    cJSON_Delete(root);
-    snprintf(path, path_size, "%s.%s.json", job->cfg.output_path,
-             alloc ? "allocation" : "calibration");
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = text ? fopen(tmp, "w") : NULL;
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = f && fclose(f) == 0 && ok;
-    free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return RAANA_OK;
-}
-
-/* Stages load and calibrate; stats[n_layers] and the loss on every rank. */
-static raana_status calibrate(job_state *job, int rank, raana_layer_stats *stats, double *loss,
-                              raana_error *err)
-{
-    raana_status st = raana_job_load(MPI_COMM_WORLD, &job->cfg, &job->stage, rank, err);
+    const raana_config *cfg = &job->cfg;
+    raana_stage *s = &job->stage;
+    raana_status st = raana_job_load(MPI_COMM_WORLD, cfg, s, rank, err);
     if (st == RAANA_OK)
-        st = raana_pipeline_calibrate(MPI_COMM_WORLD, &job->stage.net, &job->stage.plan,
-                                      &job->stage.windows, stats, loss, rank == 0 ? stderr : NULL,
-                                      err);
-    return st;
+        st = raana_fingerprint_checkpoint(MPI_COMM_WORLD, s, rank, fp, err);
+    if (st != RAANA_OK)
+        return st;
+    o->checkpoint_fp = fp->checkpoint;
+    o->calibration_fp = raana_fingerprint_calibration(fp, &s->windows);
+    if (cfg->statistics[0])
+        return raana_statistics_reuse(MPI_COMM_WORLD, cfg, s, o->checkpoint_fp, o->calibration_fp,
+                                      stats, &o->loss, err);
+    return raana_pipeline_calibrate(MPI_COMM_WORLD, &s->net, &s->plan, &s->windows, stats, &o->loss,
+                                    rank == 0 ? stderr : NULL, err);
 }
 
 /* --calibrate-only, and with `allocate` also the reduce + allocate stage
@@ -231,26 +183,36 @@ static raana_status calibrate_and_report(job_state *job, int rank, int allocate,
 {
     raana_layer_stats *stats = calloc((size_t)job->stage.plan.n_layers, sizeof *stats);
     raana_allocation alloc;
+    raana_fingerprints fp;
     memset(&alloc, 0, sizeof alloc);
-    double loss = 0;
+    memset(&fp, 0, sizeof fp);
+    raana_statistics_output o = {
+        &job->cfg, &job->stage.plan, &job->stage.windows, 0, 0, stats, 0, allocate ? &alloc : NULL};
     raana_status st = stats ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     st = raana_comm_agree(MPI_COMM_WORLD, st, err);
     if (st == RAANA_OK)
-        st = calibrate(job, rank, stats, &loss, err);
+        st = calibrate(job, rank, &o, stats, &fp, err);
     if (st == RAANA_OK && allocate)
         st = raana_stage_allocate(MPI_COMM_WORLD, &job->stage, &job->cfg, stats, &alloc, err);
     char path[RAANA_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s.%s.json", job->cfg.output_path,
+             allocate ? "allocation" : "calibration");
     if (st == RAANA_OK && rank == 0)
-        st = write_calibration(job, stats, allocate ? &alloc : NULL, loss, path, sizeof path, err);
+        st = raana_statistics_write_json(path, &o, err);
     st = raana_comm_agree(MPI_COMM_WORLD, st, err);
     if (st == RAANA_OK && rank == 0) {
-        printf("calibration: %d windows of %d tokens, loss %.6f\n", job->stage.windows.n,
-               job->stage.windows.len, loss);
+        if (job->cfg.statistics[0])
+            printf("calibration: reused from %s (%d windows of %d tokens, loss %.6f)\n",
+                   job->cfg.statistics, job->stage.windows.n, job->stage.windows.len, o.loss);
+        else
+            printf("calibration: %d windows of %d tokens, loss %.6f\n", job->stage.windows.n,
+                   job->stage.windows.len, o.loss);
         if (allocate)
             raana_allocation_print(stdout, &job->stage.plan, &job->cfg, stats, &alloc);
         printf("wrote %s\n", path);
     }
     raana_allocation_free(&alloc);
+    raana_fingerprints_free(&fp);
     free(stats);
     return st;
 }

@@ -5,7 +5,8 @@
 # every layer matches raana's dequantization (tests/py/check_container.py),
 # also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
 # installed-style plugin prints a dataset's numbers (and without the plugin
-# it cannot); raana-inspect reads the report back, and refuses a container
+# it cannot, but metadata such as /config.ini reads in h5dump and h5py
+# without it: tests/py/check_no_plugin.py); raana-inspect reads the report back, and refuses a container
 # with a corrupted chunk (Fletcher-32) or truncated.
 # Usage: test_container_ranks.sh RAANA_MPI RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
@@ -54,13 +55,25 @@ expect_rc 0 "sub-bit variant"
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/sub.h5" \
   "$inspect_bin" "$fixture" && ok || bad "check_container on the sub-bit variant"
 
-# h5dump reads the zstd datasets only through the plugin (it exits 0 either way)
+# h5dump reads the zstd datasets only through the plugin; without it, it
+# prints DATA { } and exits 1
 ds=/layers/model.layers.0.self_attn.k_proj/rescale
 run env HDF5_PLUGIN_PATH="$plugin_dir" h5dump -d "$ds" "$tmp/p1.h5"
 expect_rc 0 "h5dump with the plugin"
 grep -qE '^ *\(0\): [0-9]\.[0-9]+, ' <<<"$out" && ok || bad "h5dump printed no numbers: $out"
-run env HDF5_PLUGIN_PATH=/nonexistent h5dump -d "$ds" "$tmp/p1.h5"
+run env -u HDF5_PLUGIN_PATH h5dump -d "$ds" "$tmp/p1.h5"
 grep -qE '^ *\(0\): [0-9]' <<<"$out" && bad "h5dump decoded zstd without the plugin" || ok
+expect_rc 1 "h5dump of a zstd dataset without the plugin"
+# ... but the metadata (deflate) reads without it: /config.ini's bytes are
+# "[model]\n" = 91, 109, 111, 100, 101, 108, 93, 10
+run env -u HDF5_PLUGIN_PATH h5dump -d /config.ini "$tmp/p1.h5"
+expect_rc 0 "h5dump /config.ini without the plugin"
+grep -qE '^ *\(0\): 91, 109, 111, 100, 101, 108, 93, 10,' <<<"$out" && ok ||
+  bad "h5dump without the plugin printed no /config.ini data: $out"
+# h5py with Debian's packages and no HDF5_PLUGIN_PATH reads every metadata
+# dataset, equal to the plugin-enabled read
+"$py" "$src/tests/py/check_no_plugin.py" "$tmp/p1.h5" "$plugin_dir" && ok ||
+  bad "check_no_plugin.py"
 
 run "$inspect_bin" "$tmp/p1.h5"
 expect_rc 0 "raana-inspect"; expect_out "achieved average bits (codes): 3" "raana-inspect"

@@ -21,7 +21,7 @@ static void test_values(void)
     const char *text = "; comment\n"
                        "[model]\npath = ckpt\n"
                        "[calibration]\nsource = text\ntext_file = /abs/calib.txt\n"
-                       "n_samples = 4\nseq_len = 256\n"
+                       "n_samples = 4\nseq_len = 256\nstatistics = runs/a.calibration.json\n"
                        "[quantize]\navg_bits = 2.5\nbits = 4, 0.5 1,2\n"
                        "tricks = norm_row\nseed = 0x10\nencoder = fast\n"
                        "exclude = *.down_proj, model.layers.0.*\n"
@@ -31,6 +31,7 @@ static void test_values(void)
     CHECK(strcmp(cfg.model_path, "/base/ckpt") == 0);
     CHECK_INT(cfg.calib_source, RAANA_CALIB_TEXT);
     CHECK(strcmp(cfg.text_file, "/abs/calib.txt") == 0);
+    CHECK(strcmp(cfg.statistics, "/base/runs/a.calibration.json") == 0);
     CHECK_INT(cfg.n_samples, 4);
     CHECK_INT(cfg.seq_len, 256);
     CHECK_NEAR(cfg.avg_bits, 2.5, 0);
@@ -121,6 +122,9 @@ static void test_set_and_files(void)
     CHECK(getcwd(cwd, sizeof cwd) != NULL);
     snprintf(expect, sizeof expect, "%s/rel/dir", cwd);
     CHECK(strcmp(cfg.model_path, expect) == 0); /* --set paths resolve against the cwd */
+    CHECK_INT(raana_config_set(&cfg, "calibration.statistics=a.h5", &err), RAANA_OK);
+    snprintf(expect, sizeof expect, "%s/a.h5", cwd);
+    CHECK(strcmp(cfg.statistics, expect) == 0);
     CHECK_INT(raana_config_set(&cfg, "quantize.colour=red", &err), RAANA_ERR_CONFIG);
     CHECK_MSG(err, "--set quantize.colour=red", "unknown key");
     CHECK_INT(raana_config_set(&cfg, "avg_bits=2", &err), RAANA_ERR_USAGE);
@@ -148,7 +152,8 @@ static void test_round_trip(void)
     raana_config cfg, back;
     raana_error err;
     CHECK_INT(parse(&cfg,
-                    "[model]\npath=/m\n[quantize]\nbits=0.5,0.75,3\navg_bits=0.8\n"
+                    "[model]\npath=/m\n[calibration]\nstatistics=/s/x.h5\n"
+                    "[quantize]\nbits=0.5,0.75,3\navg_bits=0.8\n"
                     "exclude=a*,b?\ntricks=none\nseed=18446744073709551615\n",
                     &err),
               RAANA_OK);
@@ -161,6 +166,7 @@ static void test_round_trip(void)
     CHECK_INT(raana_config_parse(&back, buf, len, "written", "", &err), RAANA_OK);
     CHECK(memcmp(&cfg, &back, sizeof cfg) == 0);
     CHECK_INT(back.seed, (long long)18446744073709551615ull);
+    CHECK(strcmp(back.statistics, "/s/x.h5") == 0);
     free(buf);
 }
 
