@@ -14,7 +14,7 @@ packages=(
   libinih-dev libcjson-dev                   # INI and JSON parsers
   libpcre2-dev libutf8proc-dev               # tokenizer regexes and Unicode NFC
   libxxhash-dev                              # input fingerprints for resuming
-  python3 python3-numpy python3-h5py python3-hdf5plugin  # tests and analysis/
+  python3 python3-numpy python3-h5py python3-hdf5plugin python3-matplotlib  # tests and analysis/
   clang libclang-rt-14-dev                   # libFuzzer targets
   valgrind
   slurm-wlm slurmctld slurmd slurm-client munge slurm-wlm-basic-plugins  # the Slurm test

@@ -29,46 +29,24 @@ mkdir -p "$sweep"
 text=$tmp/heldout-head.txt
 head -n 100 "$fixture/heldout.txt" >"$text" # about 12 windows of 256 tokens
 
-# ---- ADAPTER, to drop once raana-eval --json is merged: today's raana-eval
-# prints 'perplexity: X' for the one model it evaluates, so the ratio is taken
-# against a --model-only run on the same windows, and there is no KL.
-eval_field() { sed -n "s/^$1: \([^ ]*\).*/\1/p" "$2"; }
-eval_json_from_text() { # eval_json_from_text NAME
-  if [ ! -f "$tmp/original.txt" ]; then
-    "$mpiexec" -n 1 "$eval_bin" --model "$fixture" --text "$text" --seq-len 256 --quiet \
-      >"$tmp/original.txt" 2>"$tmp/original.err" || return 1
-  fi
-  "$mpiexec" -n 1 "$eval_bin" --model "$fixture" --container "$sweep/$1.h5" --text "$text" \
-    --seq-len 256 --quiet >"$tmp/$1.txt" 2>"$tmp/$1.eval.err" || return 1
-  "$py" - "$(eval_field perplexity "$tmp/original.txt")" \
-    "$(eval_field mean_nll "$tmp/original.txt")" \
-    "$(eval_field perplexity "$tmp/$1.txt")" "$(eval_field mean_nll "$tmp/$1.txt")" \
-    "$(eval_field scored_tokens "$tmp/$1.txt")" >"$sweep/$1.eval.json" <<'PY'
-import json, math, sys
-p0, nll0, p1, nll1, tokens = sys.argv[1:6]
-print(json.dumps({"seq_len": 256, "scored_tokens": int(tokens),
-                  "original": {"perplexity": float(p0), "mean_nll": float(nll0)},
-                  "quantized": {"perplexity": float(p1), "mean_nll": float(nll1)},
-                  "ppl_ratio": float(p1) / float(p0),
-                  "ln_ppl_ratio": math.log(float(p1) / float(p0))}))
-PY
-}
-# ---- end of ADAPTER
+# The sweep calibrates once: every point reuses these statistics.
+run "$mpiexec" -n 2 "$mpi_bin" --calibrate-only "$src/jobs/kjv-tiny.ini" \
+  --set "output.path=$sweep/calib.h5"
+expect_rc 0 "raana-mpi --calibrate-only"
+stats=$sweep/calib.h5.calibration.json
 
 eval_json() { # eval_json NAME: writes $sweep/NAME.eval.json
-  if "$eval_bin" --help 2>&1 | grep -q -- '--json'; then
-    "$mpiexec" -n 1 "$eval_bin" --model "$fixture" --container "$sweep/$1.h5" --text "$text" \
-      --seq-len 256 --json >"$sweep/$1.eval.json" 2>"$tmp/$1.eval.err"
-  else
-    eval_json_from_text "$1"
-  fi
+  "$mpiexec" -n 1 "$eval_bin" --model "$fixture" --container "$sweep/$1.h5" --text "$text" \
+    --seq-len 256 --json >"$sweep/$1.eval.json" 2>"$tmp/$1.eval.err"
 }
 
 make_point() { # make_point NAME --set ...: one container of the sweep and its evaluation
   local name=$1
   shift
-  run "$mpiexec" -n 2 "$mpi_bin" "$src/jobs/kjv-tiny.ini" --set "output.path=$sweep/$name.h5" "$@"
+  run "$mpiexec" -n 2 "$mpi_bin" "$src/jobs/kjv-tiny.ini" --set "output.path=$sweep/$name.h5" \
+    --set "calibration.statistics=$stats" "$@"
   expect_rc 0 "raana-mpi $name"
+  expect_out "calibration: reused from $stats" "raana-mpi $name"
   eval_json "$name" && ok || bad "raana-eval $name: $(tail -2 "$tmp/$name.eval.err")"
 }
 make_point a2 --set quantize.avg_bits=2
