@@ -466,6 +466,10 @@ raana_status raana_config_parse(raana_config *cfg, const char *text, size_t len,
         return raana_fail(err, RAANA_ERR_CONFIG,
                           "%s:%d: line longer than %d characters (shorten it, or use --set)", label,
                           st.reader.long_line, INI_MAX_LINE - 2);
+    /* inih returns the first failing line, a syntax error or one our handler
+     * refused (then err already holds the message). */
+    if (err->status != RAANA_OK && (rc <= 0 || rc == st.error_line))
+        return err->status;
     if (rc > 0)
         return raana_fail(err, RAANA_ERR_CONFIG,
                           "%s:%d: syntax error (expected '[section]', 'key = value' or a comment)",
