@@ -23,12 +23,12 @@
 #define RAANA_OPENBLAS_BUFFER_BYTES ((uint64_t)128 * 1024 * 1024 + 4096)
 
 typedef struct {
-    uint64_t vm_size, vm_data;       /* now, from /proc/self/status */
-    uint64_t as_limit, data_limit;   /* UINT64_MAX when unlimited */
-    uint64_t cgroup_room;            /* UINT64_MAX when no limit was found */
-    char cgroup_path[512];           /* the file that set cgroup_room */
-    int blas_threads;                /* openblas_get_num_threads() */
-    int blas_buffers_mapped;         /* buffers OpenBLAS already holds */
+    uint64_t vm_size, vm_data;     /* now, from /proc/self/status */
+    uint64_t as_limit, data_limit; /* UINT64_MAX when unlimited */
+    uint64_t cgroup_room;          /* UINT64_MAX when no limit was found */
+    char cgroup_path[512];         /* the file that set cgroup_room */
+    int blas_threads;              /* openblas_get_num_threads() */
+    int blas_buffers_mapped;       /* buffers OpenBLAS already holds */
 } raana_memory_state;
 
 /* Reads the current usage, the limits and OpenBLAS's thread count. The

@@ -129,8 +129,8 @@ void raana_memory_read(raana_memory_state *m)
     m->blas_threads = openblas_get_num_threads();
 }
 
-static raana_status too_big(const char *who, const char *limit_name, uint64_t limit,
-                            uint64_t used, uint64_t planned, raana_error *err)
+static raana_status too_big(const char *who, const char *limit_name, uint64_t limit, uint64_t used,
+                            uint64_t planned, raana_error *err)
 {
     return raana_fail(err, RAANA_ERR_NOMEM,
                       "%s: out of memory before starting: needs %.0f MiB more (the plan's peak "
@@ -189,6 +189,5 @@ raana_status raana_memory_check_startup(const char *who, raana_error *err)
                       "memory limit (ulimit -v / -d) is %.0f MiB; raise it (and set "
                       "OPENBLAS_NUM_THREADS=1 under MPI)",
                       who, (double)RAANA_OPENBLAS_BUFFER_BYTES / MIB, m.blas_threads,
-                      m.blas_threads == 1 ? "" : "s", (double)m.vm_size / MIB,
-                      (double)limit / MIB);
+                      m.blas_threads == 1 ? "" : "s", (double)m.vm_size / MIB, (double)limit / MIB);
 }
