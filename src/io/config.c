@@ -283,9 +283,11 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
         /* decimal, or hex after 0x; a leading 0 is not octal (010 is ten) */
         int hex = value[0] == '0' && (value[1] == 'x' || value[1] == 'X');
         const char *digits = hex ? value + 2 : value;
-        size_t n_digits = hex ? strspn(digits, "0123456789abcdefABCDEF") : strspn(digits, "0123456789");
+        size_t n_digits =
+            hex ? strspn(digits, "0123456789abcdefABCDEF") : strspn(digits, "0123456789");
         unsigned long long v = strtoull(digits, &end, hex ? 16 : 10);
-        if (n_digits == 0 || end != digits + n_digits || *skip_space(end) != '\0' || errno == ERANGE) {
+        if (n_digits == 0 || end != digits + n_digits || *skip_space(end) != '\0' ||
+            errno == ERANGE) {
             snprintf(why, why_size, "'%s' is not an unsigned 64-bit integer (decimal or 0x hex)",
                      value);
             return -1;

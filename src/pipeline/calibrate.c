@@ -111,8 +111,8 @@ raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err)
     raana_status st = raana_stage_check_memory(rank, r->forward_peak_bytes, err);
     if (st != RAANA_OK)
         return st;
-    st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks,
-                                       r->owns_embedding, r->owns_head, err);
+    st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks, r->owns_embedding,
+                          r->owns_head, err);
     s->net_loaded = st == RAANA_OK;
     return st;
 }

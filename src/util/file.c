@@ -41,8 +41,9 @@ raana_status raana_open_regular(const char *path, int *fd_out, size_t *size, raa
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: is %s, not a regular file; refusing to read it",
-                          path, file_kind(st.st_mode));
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: is %s, not a regular file; refusing to read it", path,
+                          file_kind(st.st_mode));
     }
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0)

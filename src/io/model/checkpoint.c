@@ -162,11 +162,11 @@ static raana_status check_tensor_names(const raana_model *m, raana_error *err)
     for (size_t i = 0; i < m->n_entries; i++) {
         const char *name = m->entries[i].name;
         size_t n = strlen(name);
-        const char *why = n == 0                                           ? "is empty"
-                          : n > RAANA_TENSOR_NAME_MAX                      ? "is too long"
-                          : strchr(name, '/')                              ? "contains '/'"
+        const char *why = n == 0                                              ? "is empty"
+                          : n > RAANA_TENSOR_NAME_MAX                         ? "is too long"
+                          : strchr(name, '/')                                 ? "contains '/'"
                           : strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ? "is a dot name"
-                                                                           : NULL;
+                                                                              : NULL;
         if (why)
             return raana_fail(err, RAANA_ERR_INPUT,
                               "%s: tensor name '%.*s' %s (a name must be 1 to %d bytes, without "

@@ -25,8 +25,8 @@ typedef struct {
  * ..., and the products num_heads x head_dim): every later product of two
  * sizes then fits in 64 bits and every size in an int. The largest released
  * models use sizes below 2^18. */
-#define MODEL_DIM_MAX (1 << 24)
-#define MODEL_LAYERS_MAX (1 << 16)
+#define MODEL_DIM_MAX       (1 << 24)
+#define MODEL_LAYERS_MAX    (1 << 16)
 #define MODEL_POSITIONS_MAX 1000000000
 
 /* The value of key in obj, or NULL. A key given twice yields its last value,
@@ -201,9 +201,9 @@ static raana_status check_product(json_ctx *c, const char *heads_key, int heads,
 {
     if ((int64_t)heads * head_dim <= MODEL_DIM_MAX)
         return RAANA_OK;
-    return raana_fail(c->err, RAANA_ERR_INPUT,
-                      "%s: %s %d x head_dim %d = %lld is larger than %d", c->label, heads_key,
-                      heads, head_dim, (long long)heads * head_dim, MODEL_DIM_MAX);
+    return raana_fail(c->err, RAANA_ERR_INPUT, "%s: %s %d x head_dim %d = %lld is larger than %d",
+                      c->label, heads_key, heads, head_dim, (long long)heads * head_dim,
+                      MODEL_DIM_MAX);
 }
 
 static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
@@ -212,8 +212,8 @@ static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
     raana_status st;
     if ((st = get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size)) ||
         (st = get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size)) ||
-        (st = get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX,
-                      &cfg->intermediate_size)) ||
+        (st =
+             get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size)) ||
         (st = get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers)) ||
         (st = get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads)) ||
         (st = get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
