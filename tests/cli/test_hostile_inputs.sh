@@ -25,7 +25,7 @@ job=$src/jobs/kjv-tiny.ini
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 out_h5=$tmp/out.h5
-limit=60 # seconds: every run below takes a few at most
+limit=$([ "$sanitized" = 1 ] && echo 600 || echo 120) # seconds: a hang guard, far above any run (a few s)
 
 nothing_at() { # nothing_at PATH what
   [ ! -e "$1" ] && [ ! -e "$1.partial" ] && ok || bad "$2: something was left at $1"
