@@ -48,8 +48,10 @@ step "tests under ASan + UBSan"
 step "fuzzers (libFuzzer, ${FUZZ_SECONDS:-60} s each)"
 CC=clang cmake -S . -B build-fuzz -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON -DRAANA_FUZZ=ON \
   -DRAANA_OPENMP=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors_header fuzz_config
-for target in safetensors_header:safetensors config:config; do
+cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors_header fuzz_config fuzz_tokenizer_json \
+  fuzz_model_config_json
+for target in safetensors_header:safetensors config:config tokenizer_json:tokenizer_json \
+  model_config_json:model_config_json; do
   name=${target%%:*} corpus=${target##*:}
   work=$(mktemp -d)
   ./build-fuzz/tests/fuzz_"$name" -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1 \

@@ -53,7 +53,12 @@ raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana
  * raana_stage_free, also when building the plan fails. */
 raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const raana_config *cfg,
                                     int n_ranks, raana_error *err);
-/* Loads this rank's share of the model, per the plan. */
+/* Fails with RAANA_ERR_NOMEM, naming the rank, the limit and the sizes,
+ * when planned_bytes more (e.g. the plan's peak for this rank) and
+ * OpenBLAS's buffer do not fit in this process's memory limits (memory.h). */
+raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_error *err);
+/* Loads this rank's share of the model, per the plan, after checking that
+ * the forward pass of one window fits (raana_stage_check_memory). */
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);
 

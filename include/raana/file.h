@@ -7,8 +7,16 @@
 
 #include "raana/error.h"
 
+/* Opens path for reading (following symbolic links) and checks that it is a
+ * regular file before anything reads or waits on it: a FIFO, device,
+ * socket or directory is refused, naming the path and what it is
+ * (RAANA_ERR_INPUT), without blocking. On success *fd (blocking, close on
+ * exec) and *size. Every reader of a user-named file goes through here. */
+raana_status raana_open_regular(const char *path, int *fd, size_t *size, raana_error *err);
+
 /* Reads the whole file into a malloc'd, NUL-terminated buffer. Fails with
- * RAANA_ERR_IO naming the path (missing, unreadable, a directory). */
+ * RAANA_ERR_IO naming the path (missing, unreadable) or RAANA_ERR_INPUT
+ * (not a regular file, see raana_open_regular). */
 raana_status raana_read_file(const char *path, char **data, size_t *len, raana_error *err);
 
 /* out = path if absolute or base is empty, else base/path. Fails with

@@ -97,9 +97,13 @@ typedef struct {
     void *source_ctx;
 } raana_model;
 
+/* Longest tensor name accepted (the container stores /tensors/NAME). */
+#define RAANA_TENSOR_NAME_MAX 255
+
 /* Reads config.json and every safetensors header (no tensor data), and
- * checks that every required tensor is present with its shape and a float
- * dtype. */
+ * checks that every tensor name can be stored in the container (1 to
+ * RAANA_TENSOR_NAME_MAX bytes, no '/', not "." or "..") and that every
+ * required tensor is present with its shape and a float dtype. */
 raana_status raana_model_open(raana_model *m, const char *dir, raana_error *err);
 void raana_model_close(raana_model *m);
 

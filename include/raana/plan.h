@@ -26,7 +26,8 @@ typedef struct {
     int owns_embedding, owns_head;
     uint64_t params; /* every parameter the rank holds */
     uint64_t quantized_params;
-    uint64_t peak_bytes; /* estimated peak memory, see docs/SCALING.md */
+    uint64_t peak_bytes;         /* estimated peak memory, see docs/SCALING.md */
+    uint64_t forward_peak_bytes; /* the same for one window (forward only, raana-eval) */
 } raana_plan_rank;
 
 typedef struct {

@@ -198,6 +198,29 @@ static int parse_bool(const char *s, int *out)
     return -1;
 }
 
+/* 0 if path, written as an INI value, reads back as itself: inih ends a
+ * value at a line break and at ';' after a space or tab (an inline comment)
+ * and trims spaces at both ends, and has no quoting. -1 with a reason if
+ * not, so that --print-config and the config stored in the container always
+ * read back. */
+static int path_fits_ini(const char *path, char *why, size_t why_size)
+{
+    size_t n = strlen(path);
+    const char *bad = NULL;
+    for (size_t i = 0; i < n && !bad; i++)
+        if (path[i] == '\n' || path[i] == '\r')
+            bad = "a line break";
+        else if (path[i] == ';' && i > 0 && (path[i - 1] == ' ' || path[i - 1] == '\t'))
+            bad = "' ;' (the start of a comment)";
+    if (!bad && n > 0 && (isspace((unsigned char)path[0]) || isspace((unsigned char)path[n - 1])))
+        bad = "leading or trailing white space";
+    if (!bad)
+        return 0;
+    snprintf(why, why_size, "path '%.200s' contains %s, which config.ini cannot hold; rename it",
+             path, bad);
+    return -1;
+}
+
 /* Sets one key from its text value. Returns 0, or -1 with a reason. */
 static int set_key(raana_config *cfg, const config_key *key, const char *value,
                    const char *base_dir, char *why, size_t why_size)
@@ -215,7 +238,7 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
             snprintf(why, why_size, "path longer than %d bytes", RAANA_PATH_MAX - 1);
             return -1;
         }
-        return 0;
+        return path_fits_ini(field, why, why_size);
     }
     case KEY_INT: {
         long v;
@@ -225,6 +248,12 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
         }
         if (v < key->min || v > key->max) {
             snprintf(why, why_size, "%ld is out of range [%.0f, %.0f]", v, key->min, key->max);
+            return -1;
+        }
+        if (key->offset == FIELD(seq_len) && v == 1) {
+            snprintf(why, why_size,
+                     "1 is too short: a window holds the bos token and at least one more "
+                     "(0 = automatic, or 2 and more)");
             return -1;
         }
         *(int *)field = (int)v;
@@ -252,9 +281,16 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
     case KEY_U64: {
         char *end;
         errno = 0;
-        unsigned long long v = strtoull(value, &end, 0);
-        if (end == value || *skip_space(end) != '\0' || errno == ERANGE || value[0] == '-') {
-            snprintf(why, why_size, "'%s' is not an unsigned 64-bit integer", value);
+        /* decimal, or hex after 0x; a leading 0 is not octal (010 is ten) */
+        int hex = value[0] == '0' && (value[1] == 'x' || value[1] == 'X');
+        const char *digits = hex ? value + 2 : value;
+        size_t n_digits =
+            hex ? strspn(digits, "0123456789abcdefABCDEF") : strspn(digits, "0123456789");
+        unsigned long long v = strtoull(digits, &end, hex ? 16 : 10);
+        if (n_digits == 0 || end != digits + n_digits || *skip_space(end) != '\0' ||
+            errno == ERANGE) {
+            snprintf(why, why_size, "'%s' is not an unsigned 64-bit integer (decimal or 0x hex)",
+                     value);
             return -1;
         }
         *(uint64_t *)field = (uint64_t)v;
@@ -425,14 +461,18 @@ raana_status raana_config_parse(raana_config *cfg, const char *text, size_t len,
         return raana_fail(err, RAANA_ERR_CONFIG, "%s: contains a NUL byte (not a text file)",
                           label);
     int rc = ini_parse_stream(read_line, &st.reader, on_key, &st);
+    /* A line longer than inih's buffer reached inih cut short, so whatever
+     * inih or our handler said about it (or a later line) is not the
+     * problem: report the long line when it comes first. */
+    int first_problem = err->status != RAANA_OK ? st.error_line : rc;
+    if (st.reader.long_line && (first_problem <= 0 || st.reader.long_line <= first_problem))
+        return raana_fail(err, RAANA_ERR_CONFIG,
+                          "%s:%d: line longer than %d characters (shorten it, or use --set)", label,
+                          st.reader.long_line, INI_MAX_LINE - 2);
     /* inih returns the first failing line, a syntax error or one our handler
      * refused (then err already holds the message). */
     if (err->status != RAANA_OK && (rc <= 0 || rc == st.error_line))
         return err->status;
-    if (st.reader.long_line)
-        return raana_fail(err, RAANA_ERR_CONFIG,
-                          "%s:%d: line longer than %d characters (shorten it, or use --set)", label,
-                          st.reader.long_line, INI_MAX_LINE - 2);
     if (rc > 0)
         return raana_fail(err, RAANA_ERR_CONFIG,
                           "%s:%d: syntax error (expected '[section]', 'key = value' or a comment)",

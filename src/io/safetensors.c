@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "raana/file.h"
+
 /* The reference implementation refuses headers over 100 MB as well. */
 #define MAX_HEADER_BYTES 100000000ull
 /* Integers in JSON doubles are exact up to 2^53. */
@@ -308,17 +310,8 @@ raana_status raana_st_open(raana_st_file *f, const char *path, raana_error *err)
     if (!f->path)
         return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", path);
     raana_status st;
-    struct stat sb;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) {
-        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if ((st = raana_open_regular(path, &f->fd, &f->file_size, err)) != RAANA_OK)
         goto fail;
-    }
-    if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = raana_fail(err, RAANA_ERR_IO, "%s: not a regular file", path);
-        goto fail;
-    }
-    f->file_size = (size_t)sb.st_size;
     if (f->file_size < 8) {
         st = raana_fail(err, RAANA_ERR_INPUT,
                         "%s: file is truncated: %zu bytes, too small to hold a header", path,
@@ -328,7 +321,9 @@ raana_status raana_st_open(raana_st_file *f, const char *path, raana_error *err)
     f->map = mmap(NULL, f->file_size, PROT_READ, MAP_PRIVATE, f->fd, 0);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
-        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot mmap: %s", path, strerror(errno));
+        /* ENOMEM: the address space (ulimit -v) or the map count is full */
+        st = raana_fail(err, errno == ENOMEM ? RAANA_ERR_NOMEM : RAANA_ERR_IO,
+                        "%s: cannot map %zu bytes: %s", path, f->file_size, strerror(errno));
         goto fail;
     }
     uint64_t header_len = 0;

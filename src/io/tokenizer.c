@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,7 +128,7 @@ void raana_tokenizer_free(raana_tokenizer *t)
 {
     if (!t)
         return;
-    for (int i = 0; i < t->n_pieces; i++)
+    for (int i = 0; t->piece && i < t->n_pieces; i++)
         free(t->piece[i]);
     free(t->piece);
     free(t->piece_len);
@@ -155,20 +156,45 @@ static raana_status set_piece(raana_tokenizer *t, int id, const char *s, const c
     return t->piece[id] ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
 }
 
+/* A token id from tokenizer.json: an integer in [0, limit). limit is the
+ * number of entries (vocab + added tokens), so the id table is never larger
+ * than the file's own entries. */
+static raana_status token_id(const cJSON *it, int limit, const char *what, const char *name,
+                             const char *label, int *out, raana_error *err)
+{
+    double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+    if (!cJSON_IsNumber(it) || v != floor(v) || v < 0 || v >= limit)
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s '%.64s' has id %.17g, not an integer in [0, %d) (the number of "
+                          "vocab and added entries)",
+                          label, what, name ? name : "?", cJSON_IsNumber(it) ? v : -1.0, limit);
+    *out = (int)v;
+    return RAANA_OK;
+}
+
 static raana_status parse_vocab(raana_tokenizer *t, const cJSON *vocab, const cJSON *added,
                                 const char *label, raana_error *err)
 {
-    int max_id = -1;
+    int max_id = -1, given, entries = cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added);
+    raana_status st;
     for (const cJSON *it = vocab->child; it; it = it->next) {
         if (!cJSON_IsNumber(it))
             return raana_fail(err, RAANA_ERR_INPUT, "%s: vocab entry '%s' is not an id", label,
                               it->string);
-        max_id = it->valueint > max_id ? it->valueint : max_id;
+        if ((st = token_id(it, entries, "vocab entry", it->string, label, &given, err)) != RAANA_OK)
+            return st;
+        max_id = given > max_id ? given : max_id;
     }
     for (const cJSON *it = added ? added->child : NULL; it; it = it->next) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
-        if (cJSON_IsNumber(id) && id->valueint > max_id)
-            max_id = id->valueint;
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (!cJSON_IsNumber(id))
+            continue; /* refused below, with its index */
+        if ((st = token_id(id, entries, "added token",
+                           cJSON_IsString(content) ? content->valuestring : NULL, label, &given,
+                           err)) != RAANA_OK)
+            return st;
+        max_id = given > max_id ? given : max_id;
     }
     t->n_pieces = max_id + 1;
     t->piece = calloc((size_t)t->n_pieces + 1, sizeof *t->piece);
@@ -176,9 +202,9 @@ static raana_status parse_vocab(raana_tokenizer *t, const cJSON *vocab, const cJ
     t->pieces.cap = pow2_at_least(2 * (size_t)t->n_pieces);
     t->pieces.slot = malloc(t->pieces.cap * sizeof *t->pieces.slot);
     if (!t->piece || !t->piece_len || !t->pieces.slot)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory for %d token ids", label,
+                          t->n_pieces);
     memset(t->pieces.slot, 0xff, t->pieces.cap * sizeof *t->pieces.slot);
-    raana_status st;
     for (const cJSON *it = vocab->child; it; it = it->next)
         if ((st = set_piece(t, it->valueint, it->string, label, err)) != RAANA_OK)
             return st;

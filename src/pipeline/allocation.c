@@ -38,6 +38,41 @@ static raana_status local_norms(const raana_stage *s, const raana_config *cfg, d
     return st;
 }
 
+/* The inputs of AllocateBits must be finite: a NaN or an overflow names the
+ * layer's weight tensor and the statistic, and, because the usual cause is
+ * a weight so large that the float32 forward pass overflows, the weight
+ * with the largest norm. */
+static raana_status check_statistics(const raana_plan *plan, const raana_layer_stats *stats,
+                                     const double *w_fro, const double *coef, raana_error *err)
+{
+    int largest = -1;
+    for (int i = 0; i < plan->n_layers; i++)
+        if (plan->layers[i].quantize && (largest < 0 || !(w_fro[i] <= w_fro[largest])))
+            largest = i;
+    for (int i = 0; i < plan->n_layers; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        const char *what = NULL;
+        double value = 0;
+        if (!l->quantize)
+            continue;
+        if (!isfinite(w_fro[i]))
+            what = "weight norm w_fro", value = w_fro[i];
+        else if (!isfinite(stats[i].x_rms))
+            what = "calibration statistic x_rms (input activations)", value = stats[i].x_rms;
+        else if (!isfinite(stats[i].grad_rms))
+            what = "calibration statistic grad_rms (output gradients)", value = stats[i].grad_rms;
+        else if (!isfinite(coef[i]))
+            what = "sensitivity coefficient grad_rms * x_rms * w_fro / sqrt(d_in)", value = coef[i];
+        if (what)
+            return raana_fail(err, RAANA_ERR_NUMERIC,
+                              "%s.weight: %s is %g, so AllocateBits cannot weigh this layer; "
+                              "the largest weight norm is %g (%s.weight), and weights near "
+                              "float32's limit overflow the forward pass",
+                              l->name, what, value, w_fro[largest], plan->layers[largest].name);
+    }
+    return RAANA_OK;
+}
+
 raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
                                   const raana_layer_stats *stats, raana_allocation *a,
                                   raana_error *err)
@@ -65,6 +100,9 @@ raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raa
             size[nq] = (uint64_t)l->d_in * (uint64_t)l->d_out;
             coef[nq++] = a->coef[i];
         }
+        st = check_statistics(&s->plan, stats, a->w_fro, a->coef, err);
+    }
+    if (st == RAANA_OK) {
         raana_alloc_problem p = {nq, size, coef, cfg->n_bits, cfg->bits, cfg->avg_bits};
         st = raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &a->result, err);
     }

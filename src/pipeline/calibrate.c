@@ -15,6 +15,7 @@
 
 #include "raana/comm.h"
 #include "raana/link.h"
+#include "raana/memory.h"
 
 const char raana_zeroshot_sentence[] =
     "The curious fox leaped over the quiet stream, its reflection rippling in the golden "
@@ -81,11 +82,24 @@ raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const ra
     return raana_plan_build(&s->model.config, cfg, n_ranks, &s->plan, err);
 }
 
+raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_error *err)
+{
+    raana_memory_state mem;
+    raana_memory_read(&mem);
+    if (raana_memory_check(&mem, planned_bytes, rank, err) == RAANA_OK)
+        return RAANA_OK;
+    err->agreed = 1; /* the message names the rank */
+    return err->status;
+}
+
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err)
 {
     const raana_plan_rank *r = &s->plan.ranks[rank];
-    raana_status st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks,
-                                       r->owns_embedding, r->owns_head, err);
+    raana_status st = raana_stage_check_memory(rank, r->forward_peak_bytes, err);
+    if (st != RAANA_OK)
+        return st;
+    st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks, r->owns_embedding,
+                          r->owns_head, err);
     s->net_loaded = st == RAANA_OK;
     return st;
 }

@@ -60,6 +60,8 @@ raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage 
                                                                      : "zero-shot calibration text");
     }
     free(text);
+    if (st == RAANA_OK) /* calibration keeps a trace per window: the whole peak */
+        st = raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err);
     if (st == RAANA_OK)
         st = raana_stage_load(s, rank, err);
     return raana_comm_agree(comm, st, err);

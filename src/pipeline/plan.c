@@ -95,6 +95,7 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_win
                 rk->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
         }
         rk->peak_bytes = estimate_peak(m, rk, plan->seq_len, n_windows);
+        rk->forward_peak_bytes = estimate_peak(m, rk, plan->seq_len, 1);
     }
 }
 

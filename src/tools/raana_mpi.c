@@ -17,6 +17,7 @@
 #include "raana/file.h"
 #include "raana/fingerprint.h"
 #include "raana/h5file.h"
+#include "raana/memory.h"
 #include "raana/model.h"
 #include "raana/pipeline.h"
 #include "raana/plan.h"
@@ -278,6 +279,16 @@ int main(int argc, char **argv)
         if (launcher_rank() == 0)
             fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
         return (int)st;
+    }
+    /* OpenBLAS spins forever when it cannot get its buffer: refuse first,
+     * and leave with _exit, as its exit handler would join a spinning
+     * thread */
+    char who[32];
+    snprintf(who, sizeof who, "rank %d", launcher_rank());
+    if ((st = raana_memory_check_startup(who, &err)) != RAANA_OK) {
+        fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+        fflush(stderr);
+        _exit((int)st);
     }
     MPI_Init(&argc, &argv);
     int code = run(&args, &env);

@@ -2,25 +2,72 @@
 #include "raana/file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-raana_status raana_read_file(const char *path, char **data, size_t *len, raana_error *err)
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO (named pipe)";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+raana_status raana_open_regular(const char *path, int *fd_out, size_t *size, raana_error *err)
 {
     struct stat st;
+    *fd_out = -1;
+    /* O_NONBLOCK: opening a FIFO for reading must not wait for a writer;
+     * O_NOCTTY: a terminal must not become ours. Symbolic links are
+     * followed (Hugging Face caches link every file to a blob). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        int saved = errno;
+        close(fd);
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot stat: %s", path, strerror(saved));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: is %s, not a regular file; refusing to read it", path,
+                          file_kind(st.st_mode));
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0)
+        (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    *fd_out = fd;
+    *size = (size_t)st.st_size;
+    return RAANA_OK;
+}
+
+raana_status raana_read_file(const char *path, char **data, size_t *len, raana_error *err)
+{
+    size_t size;
+    int fd;
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return raana_fail(err, RAANA_ERR_IO, "%s: not a regular file", path);
+    raana_status st = raana_open_regular(path, &fd, &size, err);
+    if (st != RAANA_OK)
+        return st;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return raana_fail(err, RAANA_ERR_NOMEM, "%s: cannot open a stream: %s", path,
+                          strerror(errno));
     }
-    size_t size = (size_t)st.st_size;
     char *buf = malloc(size + 1);
     if (!buf) {
         fclose(f);

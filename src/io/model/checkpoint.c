@@ -162,6 +162,29 @@ static raana_status check_required(const raana_model *m, raana_error *err)
     return st;
 }
 
+/* Every tensor is copied into the container under /tensors/NAME, so a name
+ * must be a valid HDF5 link name: 1 to RAANA_TENSOR_NAME_MAX bytes, no '/',
+ * not "." or "..". Checked at open, not minutes later when writing. */
+static raana_status check_tensor_names(const raana_model *m, raana_error *err)
+{
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const char *name = m->entries[i].name;
+        size_t n = strlen(name);
+        const char *why = n == 0                                              ? "is empty"
+                          : n > RAANA_TENSOR_NAME_MAX                         ? "is too long"
+                          : strchr(name, '/')                                 ? "contains '/'"
+                          : strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ? "is a dot name"
+                                                                              : NULL;
+        if (why)
+            return raana_fail(err, RAANA_ERR_INPUT,
+                              "%s: tensor name '%.*s' %s (a name must be 1 to %d bytes, without "
+                              "'/', and not '.' or '..')",
+                              m->files[m->entries[i].file].path, 200, name, why,
+                              RAANA_TENSOR_NAME_MAX);
+    }
+    return RAANA_OK;
+}
+
 static raana_status read_config(raana_model *m, raana_error *err)
 {
     char path[sizeof m->dir + 32], *text;
@@ -194,6 +217,8 @@ raana_status raana_model_open(raana_model *m, const char *dir, raana_error *err)
         else
             st = open_single(m, m->tensor_source, err);
     }
+    if (st == RAANA_OK)
+        st = check_tensor_names(m, err);
     if (st == RAANA_OK)
         st = check_required(m, err);
     if (st != RAANA_OK)

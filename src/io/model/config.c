@@ -3,7 +3,9 @@
 #include "raana/model.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +21,33 @@ typedef struct {
     raana_error *err;
 } json_ctx;
 
+/* Largest accepted value of a size in config.json (vocab_size, hidden_size,
+ * ..., and the products num_heads x head_dim): every later product of two
+ * sizes then fits in 64 bits and every size in an int. The largest released
+ * models use sizes below 2^18. */
+#define MODEL_DIM_MAX       (1 << 24)
+#define MODEL_LAYERS_MAX    (1 << 16)
+#define MODEL_POSITIONS_MAX 1000000000
+
+/* The value of key in obj, or NULL. A key given twice yields its last value,
+ * as Python's json (and so Hugging Face) reads it. */
+static const cJSON *member(const cJSON *obj, const char *key)
+{
+    const cJSON *found = NULL;
+    if (!cJSON_IsObject(obj))
+        return NULL;
+    for (const cJSON *it = obj->child; it; it = it->next)
+        if (it->string && strcmp(it->string, key) == 0)
+            found = it;
+    return found;
+}
+
 /* Reads an integer key. Missing: default (or an error if required).
  * Present but null: treated as missing. */
 static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int required, int dflt,
-                            int min, int *out)
+                            int min, int max, int *out)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = member(obj, key);
     if (!it || cJSON_IsNull(it)) {
         if (required)
             return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key '%s'", c->label,
@@ -33,9 +56,9 @@ static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int 
         return RAANA_OK;
     }
     if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < min ||
-        it->valuedouble > 1e9)
-        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an integer >= %d",
-                          c->label, key, min);
+        it->valuedouble > max)
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an integer in [%d, %d]",
+                          c->label, key, min, max);
     *out = (int)it->valuedouble;
     return RAANA_OK;
 }
@@ -43,13 +66,13 @@ static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int 
 static raana_status get_double(json_ctx *c, const cJSON *obj, const char *key, double dflt,
                                double *out)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = member(obj, key);
     if (!it || cJSON_IsNull(it)) {
         *out = dflt;
         return RAANA_OK;
     }
-    if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
-        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be a positive number",
+    if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) || !isfinite(it->valuedouble))
+        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be a finite positive number",
                           c->label, key);
     *out = it->valuedouble;
     return RAANA_OK;
@@ -57,7 +80,7 @@ static raana_status get_double(json_ctx *c, const cJSON *obj, const char *key, d
 
 static raana_status get_bool(json_ctx *c, const cJSON *obj, const char *key, int dflt, int *out)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = member(obj, key);
     if (!it || cJSON_IsNull(it)) {
         *out = dflt;
         return RAANA_OK;
@@ -72,13 +95,14 @@ static raana_status get_bool(json_ctx *c, const cJSON *obj, const char *key, int
 /* bos/eos ids: an integer, a list of integers (the first is used) or absent. */
 static raana_status get_token_id(json_ctx *c, const char *key, int *out)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    const cJSON *it = member(c->root, key);
     *out = -1;
     if (!it || cJSON_IsNull(it))
         return RAANA_OK;
     if (cJSON_IsArray(it))
         it = cJSON_GetArrayItem(it, 0);
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble != floor(it->valuedouble))
+    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > INT_MAX ||
+        it->valuedouble != floor(it->valuedouble))
         return raana_fail(c->err, RAANA_ERR_INPUT,
                           "%s: key '%s' must be a token id or a list of token ids", c->label, key);
     *out = (int)it->valuedouble;
@@ -89,8 +113,8 @@ static raana_status get_token_id(json_ctx *c, const char *key, int *out)
  * carries rope_theta). */
 static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
 {
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(c->root, "rope_parameters");
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(c->root, "rope_scaling");
+    const cJSON *params = member(c->root, "rope_parameters");
+    const cJSON *scaling = member(c->root, "rope_scaling");
     const char *which = "rope_scaling";
     raana_status st = get_double(c, c->root, "rope_theta", 10000.0, &cfg->rope_theta);
     if (st)
@@ -111,9 +135,9 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
     if (!cJSON_IsObject(scaling))
         return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an object or null",
                           c->label, which);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(scaling, "rope_type");
+    const cJSON *type = member(scaling, "rope_type");
     if (!type)
-        type = cJSON_GetObjectItemCaseSensitive(scaling, "type");
+        type = member(scaling, "type");
     if (!type || !cJSON_IsString(type))
         return raana_fail(c->err, RAANA_ERR_INPUT, "%s: '%s' needs a string 'rope_type'", c->label,
                           which);
@@ -137,7 +161,7 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
         if ((st = get_double(c, scaling, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor)) ||
             (st = get_double(c, scaling, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor)) ||
             (st = get_int(c, scaling, "original_max_position_embeddings", 1, 0, 1,
-                          &cfg->rope_original_max_position_embeddings)))
+                          MODEL_POSITIONS_MAX, &cfg->rope_original_max_position_embeddings)))
             return st;
     }
     return RAANA_OK;
@@ -145,7 +169,7 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
 
 static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
 {
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(c->root, "model_type");
+    const cJSON *mt = member(c->root, "model_type");
     if (!mt)
         return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key 'model_type'",
                           c->label);
@@ -164,7 +188,7 @@ static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
             c->err, RAANA_ERR_UNSUPPORTED,
             "%s: model_type '%.64s' is not supported (supported: llama, mistral, qwen2)", c->label,
             mt->valuestring);
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(c->root, "hidden_act");
+    const cJSON *act = member(c->root, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
         return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
                           "%s: hidden_act must be \"silu\" for %s models", c->label,
@@ -172,20 +196,36 @@ static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
     return RAANA_OK;
 }
 
+/* heads x head_dim (the q and k/v widths) within MODEL_DIM_MAX. */
+static raana_status check_product(json_ctx *c, const char *heads_key, int heads, int head_dim)
+{
+    if ((int64_t)heads * head_dim <= MODEL_DIM_MAX)
+        return RAANA_OK;
+    return raana_fail(c->err, RAANA_ERR_INPUT, "%s: %s %d x head_dim %d = %lld is larger than %d",
+                      c->label, heads_key, heads, head_dim, (long long)heads * head_dim,
+                      MODEL_DIM_MAX);
+}
+
 static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
 {
     const cJSON *r = c->root;
     raana_status st;
-    if ((st = get_int(c, r, "vocab_size", 1, 0, 1, &cfg->vocab_size)) ||
-        (st = get_int(c, r, "hidden_size", 1, 0, 1, &cfg->hidden_size)) ||
-        (st = get_int(c, r, "intermediate_size", 1, 0, 1, &cfg->intermediate_size)) ||
-        (st = get_int(c, r, "num_hidden_layers", 1, 0, 1, &cfg->num_layers)) ||
-        (st = get_int(c, r, "num_attention_heads", 1, 0, 1, &cfg->num_heads)) ||
-        (st = get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, &cfg->num_kv_heads)) ||
-        (st = get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, &cfg->head_dim)) ||
+    if ((st = get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size)) ||
+        (st = get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size)) ||
         (st =
-             get_int(c, r, "max_position_embeddings", 0, 2048, 1, &cfg->max_position_embeddings)) ||
+             get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size)) ||
+        (st = get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers)) ||
+        (st = get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads)) ||
+        (st = get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
+                      &cfg->num_kv_heads)) ||
+        (st = get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, MODEL_DIM_MAX,
+                      &cfg->head_dim)) ||
+        (st = get_int(c, r, "max_position_embeddings", 0, 2048, 1, MODEL_POSITIONS_MAX,
+                      &cfg->max_position_embeddings)) ||
         (st = get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps)))
+        return st;
+    if ((st = check_product(c, "num_attention_heads", cfg->num_heads, cfg->head_dim)) ||
+        (st = check_product(c, "num_key_value_heads", cfg->num_kv_heads, cfg->head_dim)))
         return st;
     if (cfg->head_dim == 0)
         return raana_fail(c->err, RAANA_ERR_INPUT,
