@@ -67,14 +67,29 @@ raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage 
 
 /* ---- output checks ------------------------------------------------------------- */
 
+/* Rank 0: the output's directory exists and can be written. */
+static raana_status check_output_dir(const raana_config *cfg, raana_error *err)
+{
+    char dir[RAANA_PATH_MAX];
+    struct stat sb;
+    raana_path_dirname(dir, sizeof dir, cfg->output_path);
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return raana_fail(err, RAANA_ERR_IO, "%s: output directory does not exist", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return raana_fail(err, RAANA_ERR_IO, "%s: output directory is not writable: %s", dir,
+                          strerror(errno));
+    return RAANA_OK;
+}
+
 raana_status raana_job_lock_output(MPI_Comm comm, const raana_config *cfg, raana_output_lock *lock,
                                    FILE *progress, raana_error *err)
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
     lock->fd = -1;
-    raana_status st =
-        rank == 0 ? raana_output_lock_take(lock, cfg->output_path, progress, err) : RAANA_OK;
+    raana_status st = rank == 0 ? check_output_dir(cfg, err) : RAANA_OK;
+    if (st == RAANA_OK && rank == 0)
+        st = raana_output_lock_take(lock, cfg->output_path, progress, err);
     if (st == RAANA_OK && rank == 0) {
         raana_fault_point("locked", rank);
         raana_resume_remove_leftover(cfg->output_path, progress);
@@ -93,9 +108,7 @@ raana_status raana_job_check_output(MPI_Comm comm, const raana_config *cfg, raan
     MPI_Comm_rank(comm, &rank);
     raana_status st = RAANA_OK;
     if (rank == 0) {
-        char dir[RAANA_PATH_MAX];
         struct stat sb;
-        raana_path_dirname(dir, sizeof dir, cfg->output_path);
         int exists = lstat(cfg->output_path, &sb) == 0; /* a link counts, even a dangling one */
         if (exists && !cfg->overwrite)
             st = raana_fail(err, RAANA_ERR_CONFIG,
@@ -104,12 +117,9 @@ raana_status raana_job_check_output(MPI_Comm comm, const raana_config *cfg, raan
                             cfg->output_path);
         else if (exists && S_ISDIR(sb.st_mode))
             st = raana_fail(err, RAANA_ERR_IO, "%s: output is a directory", cfg->output_path);
-        else if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            st = raana_fail(err, RAANA_ERR_IO, "%s: output directory does not exist", dir);
-        else if (access(dir, W_OK | X_OK) != 0)
-            st = raana_fail(err, RAANA_ERR_IO, "%s: output directory is not writable: %s", dir,
-                            strerror(errno));
         else
+            st = check_output_dir(cfg, err);
+        if (st == RAANA_OK)
             st = raana_output_paths_check(cfg->output_path, err);
     }
     return raana_comm_agree(comm, st, err);
