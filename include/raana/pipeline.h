@@ -12,14 +12,25 @@
 
 #include "raana/calibrate.h"
 #include "raana/config.h"
+#include "raana/outpaths.h"
 
 /* Collective. The tokenizer, the calibration windows and this rank's share
  * of the model. */
 raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage *s, int rank,
                             raana_error *err);
 
+/* Collective. Rank 0 takes OUTPUT.lock for the rest of the job (outpaths.h)
+ * and, holding it, finishes removing an OUTPUT.resume.removing that an
+ * interrupted job left. Fails (RAANA_ERR_IO, naming the holder) when
+ * another job holds it. unlock: rank 0 deletes and releases it. */
+raana_status raana_job_lock_output(MPI_Comm comm, const raana_config *cfg, raana_output_lock *lock,
+                                   FILE *progress, raana_error *err);
+void raana_job_unlock_output(raana_output_lock *lock);
+
 /* Collective. Fails before any work when the output exists and overwrite
- * is off, or its directory cannot be written. */
+ * is off, its directory cannot be written, its name is too long for the
+ * names raana derives from it, or OUTPUT.partial or OUTPUT.resume is a
+ * symbolic link. */
 raana_status raana_job_check_output(MPI_Comm comm, const raana_config *cfg, raana_error *err);
 
 typedef struct {

@@ -1,6 +1,5 @@
 /* pipeline.c — the stages in order, with resume and the final report (see
  * pipeline.h). */
-#define _GNU_SOURCE /* fallocate */
 #include "raana/pipeline.h"
 
 #include <errno.h>
@@ -13,8 +12,10 @@
 #include "raana/allocation.h"
 #include "raana/comm.h"
 #include "raana/container.h"
+#include "raana/fault.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
+#include "raana/outpaths.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
 #include "raana/statistics.h"
@@ -69,27 +70,60 @@ raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage 
 
 /* ---- output checks ------------------------------------------------------------- */
 
+/* Rank 0: the output's directory exists and can be written. */
+static raana_status check_output_dir(const raana_config *cfg, raana_error *err)
+{
+    char dir[RAANA_PATH_MAX];
+    struct stat sb;
+    raana_path_dirname(dir, sizeof dir, cfg->output_path);
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return raana_fail(err, RAANA_ERR_IO, "%s: output directory does not exist", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return raana_fail(err, RAANA_ERR_IO, "%s: output directory is not writable: %s", dir,
+                          strerror(errno));
+    return RAANA_OK;
+}
+
+raana_status raana_job_lock_output(MPI_Comm comm, const raana_config *cfg, raana_output_lock *lock,
+                                   FILE *progress, raana_error *err)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    lock->fd = -1;
+    raana_status st = rank == 0 ? check_output_dir(cfg, err) : RAANA_OK;
+    if (st == RAANA_OK && rank == 0)
+        st = raana_output_lock_take(lock, cfg->output_path, progress, err);
+    if (st == RAANA_OK && rank == 0) {
+        raana_fault_point("locked", rank);
+        raana_resume_remove_leftover(cfg->output_path, progress);
+    }
+    return raana_comm_agree(comm, st, err);
+}
+
+void raana_job_unlock_output(raana_output_lock *lock)
+{
+    raana_output_lock_release(lock);
+}
+
 raana_status raana_job_check_output(MPI_Comm comm, const raana_config *cfg, raana_error *err)
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
     raana_status st = RAANA_OK;
     if (rank == 0) {
-        char dir[RAANA_PATH_MAX];
         struct stat sb;
-        raana_path_dirname(dir, sizeof dir, cfg->output_path);
-        if (stat(cfg->output_path, &sb) == 0 && !cfg->overwrite)
+        int exists = lstat(cfg->output_path, &sb) == 0; /* a link counts, even a dangling one */
+        if (exists && !cfg->overwrite)
             st = raana_fail(err, RAANA_ERR_CONFIG,
                             "%s: output exists; remove it or set [output] overwrite = true "
                             "(--set output.overwrite=true)",
                             cfg->output_path);
-        else if (stat(cfg->output_path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        else if (exists && S_ISDIR(sb.st_mode))
             st = raana_fail(err, RAANA_ERR_IO, "%s: output is a directory", cfg->output_path);
-        else if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            st = raana_fail(err, RAANA_ERR_IO, "%s: output directory does not exist", dir);
-        else if (access(dir, W_OK | X_OK) != 0)
-            st = raana_fail(err, RAANA_ERR_IO, "%s: output directory is not writable: %s", dir,
-                            strerror(errno));
+        else
+            st = check_output_dir(cfg, err);
+        if (st == RAANA_OK)
+            st = raana_output_paths_check(cfg->output_path, err);
     }
     return raana_comm_agree(comm, st, err);
 }
@@ -197,58 +231,33 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
 
 /* ---- write, verify, rename ----------------------------------------------------- */
 
-/* rename() then fsync of the directory, so the name is durable. */
-static raana_status publish(const char *tmp, const char *final, raana_error *err)
-{
-    if (rename(tmp, final) != 0)
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot rename to %s: %s", tmp, final,
-                          strerror(errno));
-    char dir[RAANA_PATH_MAX];
-    raana_path_dirname(dir, sizeof dir, final);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    return RAANA_OK;
-}
-
-/* Allocates the space the container may need in the file that will hold
- * it, so that a full disk, a quota or a file-size limit is found before
- * writing: parallel HDF5 cannot recover from a write that fails half-way
- * (h5file.h). File systems without fallocate are not checked. */
-static raana_status reserve_space(const char *path, uint64_t bytes, raana_error *err)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    int rc = fallocate(fd, 0, 0, (off_t)bytes), e = errno;
-    close(fd);
-    if (rc == 0 || e == EOPNOTSUPP || e == ENOSYS)
-        return RAANA_OK;
-    unlink(path);
-    return raana_fail(err, RAANA_ERR_IO,
-                      "%s: cannot reserve %.1f MiB for the container (an upper bound): %s", path,
-                      (double)bytes / (1024.0 * 1024.0),
-                      e == EFBIG ? "larger than the file-size limit (ulimit -f)" : strerror(e));
-}
-
+/* The container goes to OUTPUT.partial, created by rank 0 with its size
+ * bound reserved (outpaths.h): a full disk, a quota or a file-size limit is
+ * found before writing, since parallel HDF5 cannot recover from a write
+ * that fails half-way (h5file.h). Verified, it is renamed to OUTPUT. */
 static raana_status write_container(MPI_Comm comm, const raana_config *cfg,
                                     raana_container_content *c, int rank, raana_error *err)
 {
-    char tmp[RAANA_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.partial", cfg->output_path);
-    raana_status st = rank == 0 ? reserve_space(tmp, raana_container_size_bound(c), err) : RAANA_OK;
+    raana_partial partial = {.fd = -1};
+    uint64_t bound = raana_container_size_bound(c);
+    snprintf(partial.path, sizeof partial.path, "%s.partial", cfg->output_path);
+    raana_status st = raana_file_size_limit_check(partial.path, bound, err);
+    st = raana_comm_agree(comm, st, err);
+    if (st == RAANA_OK && rank == 0) {
+        st = raana_partial_create(&partial, cfg->output_path, bound, err);
+        if (st == RAANA_OK && c->progress)
+            fprintf(c->progress, "write: %s (%llu bytes reserved)\n", partial.path,
+                    (unsigned long long)bound);
+    }
     st = raana_comm_agree(comm, st, err);
     if (st == RAANA_OK)
-        st = raana_container_write(comm, tmp, c, err);
+        st = raana_container_write(comm, partial.path, c, err);
     if (st == RAANA_OK)
-        st = raana_container_verify(comm, tmp, c, err);
+        st = raana_container_verify(comm, partial.path, c, err);
     if (st == RAANA_OK && rank == 0)
-        st = publish(tmp, cfg->output_path, err);
+        st = raana_partial_publish(&partial, cfg->output_path, err);
     st = raana_comm_agree(comm, st, err);
-    if (st != RAANA_OK && rank == 0)
-        unlink(tmp); /* never leave a half-written file looking like output */
+    raana_partial_discard(&partial); /* never leave a half-written file looking like output */
     return st;
 }
 
@@ -288,11 +297,12 @@ raana_status raana_job_quantize(MPI_Comm comm, const raana_config *cfg, raana_st
         j->stats = calloc((size_t)s->plan.n_layers, sizeof *j->stats);
     if (st == RAANA_OK && !j->stats)
         st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    if (st == RAANA_OK && rank == 0) /* rank 0 creates it; then everyone knows the name */
-        st = raana_resume_open(&j->resume, cfg->output_path, err);
+    if (st == RAANA_OK && rank == 0) /* rank 0 creates it; then the others open it */
+        st = raana_resume_open(&j->resume, cfg->output_path, &s->plan, err);
     st = raana_comm_agree(comm, st, err);
     if (st == RAANA_OK && rank != 0)
-        st = raana_resume_open(&j->resume, cfg->output_path, err);
+        st = raana_resume_attach(&j->resume, cfg->output_path, err);
+    st = raana_comm_agree(comm, st, err);
     if (st == RAANA_OK)
         st = run_stages(comm, cfg, s, opt, j, rank, err);
     raana_container_content c;
@@ -308,16 +318,17 @@ raana_status raana_job_quantize(MPI_Comm comm, const raana_config *cfg, raana_st
         c.seconds[RAANA_STAGE_PLAN] = opt->plan_seconds;
         raana_container_count_bits(&c);
         c.table = rank == 0 ? report_table(s, j) : NULL;
-        if (opt->progress && rank == 0)
-            fprintf(opt->progress, "write: %s.partial\n", cfg->output_path);
         st = write_container(comm, cfg, &c, rank, err);
     }
-    if (st == RAANA_OK && rank == 0) {
-        raana_resume_remove(&j->resume);
+    if (j && st == RAANA_OK && rank == 0)
+        raana_resume_remove(&j->resume, opt->progress);
+    else if (j && rank == 0) /* after every rank agreed: no one writes there any more */
+        raana_resume_discard_if_empty(&j->resume);
+    if (st == RAANA_OK && rank == 0)
         print_summary(opt->report, cfg, s, j, &c);
-    }
     free((char *)c.table);
     if (j) {
+        raana_resume_close(&j->resume);
         raana_quantized_free(&j->quantized);
         raana_allocation_free(&j->alloc);
         raana_fingerprints_free(&j->fp);

@@ -19,8 +19,10 @@
 #include "raana/h5file.h"
 #include "raana/memory.h"
 #include "raana/model.h"
+#include "raana/outpaths.h"
 #include "raana/pipeline.h"
 #include "raana/plan.h"
+#include "raana/resume.h"
 #include "raana/statistics.h"
 
 #define MAX_OVERRIDES 64
@@ -241,16 +243,26 @@ static int run(const cli_args *a, const raana_launch_env *env)
     } else if (st == RAANA_OK && (a->calibrate_only || a->allocate_only)) {
         st = calibrate_and_report(job, rank, a->allocate_only, &err);
     } else if (st == RAANA_OK) {
-        st = raana_job_check_output(MPI_COMM_WORLD, &job->cfg, &err);
+        raana_output_lock lock;
+        st = raana_job_lock_output(MPI_COMM_WORLD, &job->cfg, &lock, rank == 0 ? stderr : NULL,
+                                   &err);
+        if (st == RAANA_OK)
+            st = raana_job_check_output(MPI_COMM_WORLD, &job->cfg, &err);
         raana_job_options opt = {a->command_line, stdout, stderr, MPI_Wtime() - t_start};
         if (st == RAANA_OK)
             st = raana_job_quantize(MPI_COMM_WORLD, &job->cfg, &job->stage, &opt, &err);
+        raana_job_unlock_output(&lock);
     }
     if (st != RAANA_OK && rank == 0)
         fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
     if (job) {
         raana_stage_free(&job->stage);
         free(job);
+    }
+    if (raana_resume_deferred_signal()) { /* it came while OUTPUT.resume was removed */
+        fflush(stdout);
+        fflush(stderr);
+        raise(raana_resume_deferred_signal());
     }
     return (int)st;
 }
@@ -274,6 +286,7 @@ int main(int argc, char **argv)
     }
     /* a file-size limit must become a write error we can report, not a kill */
     signal(SIGXFSZ, SIG_IGN);
+    raana_mpiio_defaults(); /* before MPI_Init reads the MCA parameters */
     raana_launch_env_read(&env);
     if ((st = raana_launch_check_before_init(&env, &err)) != RAANA_OK) {
         if (launcher_rank() == 0)

@@ -38,7 +38,7 @@ touch "$tmp/afile"
 run "$bin" "$job" --set "output.path=$tmp/afile/out.h5"
 expect_rc 5 "directory is a file"; expect_err "$tmp/afile: output directory" "directory is a file"
 run "$bin" "$job" --set "output.path=/proc/out.h5"
-expect_rc 5 "/proc"; expect_err "/proc/out.h5.resume: cannot create directory" "/proc"
+expect_rc 5 "/proc"; expect_err "/proc/out.h5.lock: cannot create" "/proc"
 nothing_at /proc/out.h5 "/proc"
 
 # an existing output is kept unless overwrite = true
