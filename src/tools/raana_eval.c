@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -20,6 +21,7 @@
 #include "raana/container_model.h"
 #include "raana/evaluate.h"
 #include "raana/file.h"
+#include "raana/memory.h"
 #include "raana/fingerprint.h"
 
 static const char usage_text[] =
@@ -361,6 +363,15 @@ int main(int argc, char **argv)
         else
             fputs(usage_text, stdout);
         return (int)st;
+    }
+    /* OpenBLAS spins forever when it cannot get its buffer (see raana-mpi) */
+    const char *launch_rank = getenv("OMPI_COMM_WORLD_RANK");
+    char who[32];
+    snprintf(who, sizeof who, "rank %s", launch_rank ? launch_rank : "0");
+    if ((st = raana_memory_check_startup(who, &err)) != RAANA_OK) {
+        fprintf(stderr, "raana-eval: error: %s\n", err.msg);
+        fflush(stderr);
+        _exit((int)st);
     }
     MPI_Init(&argc, &argv);
     int rank, size;
