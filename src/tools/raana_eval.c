@@ -21,8 +21,8 @@
 #include "raana/container_model.h"
 #include "raana/evaluate.h"
 #include "raana/file.h"
-#include "raana/memory.h"
 #include "raana/fingerprint.h"
+#include "raana/memory.h"
 
 static const char usage_text[] =
     "usage: [mpirun -n P] raana-eval [--model DIR] [--container FILE.h5 | --compare DIR]\n"
