@@ -3,12 +3,21 @@
 # warnings as errors, runs the whole ctest suite (unit, numpy cross-check,
 # command line, MPI with 1..4 ranks), again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, then each libFuzzer target for a bounded time.
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 60)
+# ctest runs two tests at a time; the MPI and Slurm tests are RUN_SERIAL
+# (tests/CMakeLists.txt), so they run alone.
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 45)
+#   CTEST_JOBS=N     tests run at once (default: the number of cores, at most 2)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 jobs=$(nproc)
+ctest_jobs=${CTEST_JOBS:-$((jobs < 2 ? jobs : 2))}
+fuzz_seconds=${FUZZ_SECONDS:-45}
+# libFuzzer targets (tests/fuzz/fuzz_NAME.c) and their seed corpora
+# (tests/fuzz/corpus/DIR), as NAME:DIR; a new target must be listed here
+fuzz_targets=(safetensors_header:safetensors config:config tokenizer_json:tokenizer_json
+  model_config_json:model_config_json)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 export OPENBLAS_NUM_THREADS=1
@@ -22,18 +31,21 @@ step "build (Release, -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DRAANA_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 step "tests"
-(cd build && ctest --output-on-failure)
+(cd build && ctest --output-on-failure -j"$ctest_jobs")
 step "install (cmake --install) and run the installed programs"
 prefix=$(mktemp -d)
 cmake --install build --prefix "$prefix" >/dev/null
-"$prefix/bin/raana-mpi" --version && "$prefix/bin/raana-eval" --help | head -1
+# (outputs captured, not piped into head: with pipefail, a writer killed by
+# SIGPIPE when head stops reading early would fail the script at random)
+"$prefix/bin/raana-mpi" --version
+help=$("$prefix/bin/raana-eval" --help) && head -1 <<<"$help"
 test -f "$prefix/lib/libraana.a" && test -f "$prefix/include/raana/qlayer.h" &&
   test -f "$prefix/share/raana-mpi/raana.ini"
 # the installed programs make a container; h5dump reads it through the installed plugin
 plugin_dir=$(dirname "$(find "$prefix" -name libraana_h5zstd.so)")
 mpirun --oversubscribe -n 2 "$prefix/bin/raana-mpi" jobs/kjv-tiny.ini \
   --set output.path="$prefix/kjv.h5" >/dev/null
-"$prefix/bin/raana-inspect" "$prefix/kjv.h5" | head -3
+summary=$("$prefix/bin/raana-inspect" "$prefix/kjv.h5") && head -3 <<<"$summary"
 dump=$(HDF5_PLUGIN_PATH=$plugin_dir h5dump -d /layers/model.layers.0.mlp.up_proj/rescale "$prefix/kjv.h5")
 grep -qE '^ *\(0\): [0-9]\.[0-9]+, ' <<<"$dump" || { echo "h5dump with the installed plugin: no data"; exit 1; }
 echo "h5dump with $plugin_dir/libraana_h5zstd.so: reads the container"
@@ -43,19 +55,24 @@ step "build (AddressSanitizer + UndefinedBehaviorSanitizer)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 step "tests under ASan + UBSan"
-(cd build-asan && ctest --output-on-failure)
+(cd build-asan && ctest --output-on-failure -j"$ctest_jobs")
 
-step "fuzzers (libFuzzer, ${FUZZ_SECONDS:-60} s each)"
+step "fuzzers (libFuzzer, $fuzz_seconds s each)"
+fuzz_names=("${fuzz_targets[@]%%:*}")
+for f in tests/fuzz/fuzz_*.c; do # a target missing from the list would never run
+  name=$(basename "$f" .c)
+  [[ " ${fuzz_names[*]} " == *" ${name#fuzz_} "* ]] ||
+    { echo "tests/run.sh: $f is not in fuzz_targets"; exit 1; }
+done
 CC=clang cmake -S . -B build-fuzz -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON -DRAANA_FUZZ=ON \
   -DRAANA_OPENMP=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors_header fuzz_config fuzz_tokenizer_json \
-  fuzz_model_config_json
-for target in safetensors_header:safetensors config:config tokenizer_json:tokenizer_json \
-  model_config_json:model_config_json; do
-  name=${target%%:*} corpus=${target##*:}
+cmake --build build-fuzz -j"$jobs" --target "${fuzz_names[@]/#/fuzz_}"
+for target in "${fuzz_targets[@]}"; do
+  name=${target%%:*} corpus=tests/fuzz/corpus/${target##*:}
+  [ -d "$corpus" ] || { echo "tests/run.sh: no seed corpus $corpus for fuzz_$name"; exit 1; }
   work=$(mktemp -d)
-  ./build-fuzz/tests/fuzz_"$name" -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1 \
-    "$work" "tests/fuzz/corpus/$corpus" 2>"$work.log" || { tail -50 "$work.log"; exit 1; }
+  ./build-fuzz/tests/fuzz_"$name" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+    "$work" "$corpus" 2>"$work.log" || { tail -50 "$work.log"; exit 1; }
   grep -E 'stat::number_of_executed_units' "$work.log" | sed "s/^/fuzz_$name: /"
   rm -rf "$work" "$work.log"
 done

@@ -47,7 +47,9 @@ if [ "\$OMPI_COMM_WORLD_RANK" = 2 ]; then exec "$bin" --dry-run --set output.zst
 exec "$bin" --dry-run "$job"
 WRAP
 chmod +x "$tmp/wrap.sh"
-run timeout 60 "$mpiexec" -n 3 "$tmp/wrap.sh"
+# (timeout: a guard against a hang, far above the slowest run: three ASan
+# processes whose exit-time leak checks take a minute each on a loaded machine)
+run timeout 900 "$mpiexec" -n 3 "$tmp/wrap.sh"
 expect_rc 3 "rank 2 fails"
 expect_err "raana-mpi: error: rank 2: --set output.zstd_level=0" "rank 2 fails"
 expect_one_error_line "rank 2 fails"
