@@ -35,6 +35,7 @@ typedef struct {
     float *final_norm; /* [H] or NULL */
     float *lm_head;    /* [V][H] (may be embed when tied) or NULL */
     float *inv_freq;   /* [head_dim / 2], RoPE frequencies after scaling */
+
     int attention_block; /* attention tile edge (attention.h); 0 = default */
 } raana_llama;
 

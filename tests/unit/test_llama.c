@@ -101,7 +101,8 @@ static void test_forward_check(const raana_model *m)
         }
         CHECK(worst_rel < 1e-4);
         if (c == 0 || block)
-            printf("  forward_check (tile %d): loss %.7f (ref %.7f), max |logit diff| %.2e, norms rel %.2e\n",
+            printf("  forward_check (tile %d): loss %.7f (ref %.7f), max |logit diff| %.2e, norms "
+                   "rel %.2e\n",
                    block, loss, jnum(fc, "mean_loss"), worst, worst_rel);
     }
     free(tokens);
@@ -147,8 +148,8 @@ static void test_calibration_check(const raana_model *m)
             }
         for (int q = 0; q < 4; q++)
             CHECK(worst[q] < 1e-3);
-        printf("  calibration_check (split %d, tile %d): loss %.7f (ref %.7f); worst rel: x %.1e y %.1e "
-               "dy %.1e w %.1e\n",
+        printf("  calibration_check (split %d, tile %d): loss %.7f (ref %.7f); worst rel: x %.1e "
+               "y %.1e dy %.1e w %.1e\n",
                split, block, loss, jnum(cc, "loss"), worst[0], worst[1], worst[2], worst[3]);
         free(stats);
     }
