@@ -17,8 +17,10 @@
 #define RAANA_WAIT_MAX_SLEEP_NS 500000L
 
 /* MPI_Recv with the same arguments and results: waits idly until a matching
- * message has arrived (MPI_Improbe), then receives it (MPI_Mrecv). status
- * may be MPI_STATUS_IGNORE. Returns the MPI error code. */
+ * message has arrived (MPI_Iprobe), then receives that message with
+ * MPI_Recv from its source and tag (single-threaded use: nothing else may
+ * receive on comm meanwhile). status may be MPI_STATUS_IGNORE. Returns the
+ * MPI error code. */
 int raana_recv_idle(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_Comm comm,
                     MPI_Status *status);
 

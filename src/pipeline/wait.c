@@ -36,13 +36,15 @@ int raana_recv_idle(void *buf, int count, MPI_Datatype type, int source, int tag
                     MPI_Status *status)
 {
     backoff b = {0, RAANA_WAIT_MIN_SLEEP_NS};
-    MPI_Message msg;
+    MPI_Status probed;
     for (;;) {
-        int found = 0, rc = MPI_Improbe(source, tag, comm, &found, &msg, MPI_STATUS_IGNORE);
+        int found = 0, rc = MPI_Iprobe(source, tag, comm, &found, &probed);
         if (rc != MPI_SUCCESS)
             return rc;
+        /* The probed message is the next one from its source with its tag
+         * (MPI's non-overtaking rule), so this receives exactly it. */
         if (found)
-            return MPI_Mrecv(buf, count, type, &msg, status);
+            return MPI_Recv(buf, count, type, probed.MPI_SOURCE, probed.MPI_TAG, comm, status);
         backoff_step(&b);
     }
 }
