@@ -97,13 +97,13 @@ int main(void)
     double linear = 2 * T * (4 * h * h + 3 * h * in); /* forward; backward input grads: same */
     double attention = 2 * 2 * T * T * hd * heads;    /* QK^T and PV; backward: twice that */
     double flops = 2 * linear + 3 * attention;
-    double activations_mib = T * (8 * h + 3 * in + heads * T) * 4 / 1048576;
+    double activations_mib = T * (8 * h + 3 * in + heads) * 4 / 1048576;
     printf("| sgemm rate, 1 thread (2048^3) | %.1f GFLOP/s |\n", rate);
     printf("| forward + backward, 512 tokens, 1 thread | %.3f s, %.1f GFLOP/s = **%.0f%%** of "
            "sgemm (target >= 50%%) |\n",
            best, flops / best / 1e9, 100 * flops / best / 1e9 / rate);
     printf("| f32 weights of the block | %.0f MiB |\n", weights_mib);
-    printf("| activations kept for the backward (T (8H + 3I + heads T) floats) | %.0f MiB |\n",
+    printf("| activations kept for the backward (T (8H + 3I + heads) floats) | %.0f MiB |\n",
            activations_mib);
     printf("| peak resident memory | %.0f MiB = %.2f x weights (before the weights: %.0f MiB; "
            "after: %.0f MiB) |\n",

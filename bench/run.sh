@@ -6,7 +6,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_allocate raana-mpi
+cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_attention bench_wait bench_allocate raana-mpi
 out=bench/RESULTS.md
 {
   echo "# Benchmark results"
@@ -30,6 +30,29 @@ out=bench/RESULTS.md
   echo "| what | measured |"
   echo "|---|---|"
   OPENBLAS_NUM_THREADS=1 ./build-bench/bench_llama
+  echo
+  echo "## Long sequences (issue 11): blocked attention in one Llama-2-7B-shaped block"
+  echo
+  echo "Calibration forward + backward over one T-token sequence, random weights, one thread,"
+  echo "attention tiles of 128 (src/nn/attention.c). FLOPs counted: linears forward and input"
+  echo "gradients, causal attention products (2 forward, 4 backward; the backward's recomputed"
+  echo "scores are not counted). Target at T = 4096: >= 60% of sgemm."
+  echo
+  echo "| what | measured |"
+  echo "|---|---|"
+  for t in 1024 4096; do
+    OPENBLAS_NUM_THREADS=1 ./build-bench/bench_attention "$t"
+  done
+  echo
+  echo "## Waiting ranks (issue 11): CPU time of a rank that waits 2 s for a message"
+  echo
+  echo "Two ranks on one node, Open MPI's vader transport, \`mpi_yield_when_idle\` off (its"
+  echo "default on a node that is not oversubscribed). raana_recv_idle: src/pipeline/wait.c."
+  echo
+  echo "| what | measured |"
+  echo "|---|---|"
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+    OMPI_MCA_mpi_yield_when_idle=0 mpirun -n 2 ./build-bench/bench_wait
   echo
   echo "## AllocateBits (issue 5): Llama-2-70B-shaped instance, 560 layers"
   echo

@@ -10,7 +10,9 @@
  * Conventions follow Hugging Face LlamaForCausalLM: RMSNorm in f32,
  * RoPE with rotate_half (dimension i pairs with i + head_dim/2), grouped
  * query attention with a causal mask, SwiGLU MLP down(silu(gate(x)) *
- * up(x)), optional q/k/v/o and MLP biases, tied or untied lm_head. */
+ * up(x)), optional q/k/v/o and MLP biases, tied or untied lm_head.
+ * Attention is blocked (attention.h): a trace keeps each head's per-row
+ * log-sum-exp, never the T x T probabilities. */
 #ifndef RAANA_LLAMA_H
 #define RAANA_LLAMA_H
 
@@ -33,6 +35,8 @@ typedef struct {
     float *final_norm; /* [H] or NULL */
     float *lm_head;    /* [V][H] (may be embed when tied) or NULL */
     float *inv_freq;   /* [head_dim / 2], RoPE frequencies after scaling */
+
+    int attention_block; /* attention tile edge (attention.h); 0 = default */
 } raana_llama;
 
 /* Reads blocks [first, first + n) and, if asked, the embedding and the

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/attention.h"
+
 /* ---- loading ------------------------------------------------------------- */
 
 static raana_status read_tensor(const raana_model *m, const char *name, size_t count, float **out,
@@ -217,7 +219,7 @@ static float silu(float g)
 /* ---- the trace ----------------------------------------------------------------- */
 
 typedef struct {
-    float *x_in, *r1, *h1, *q, *k, *v, *p, *ctx, *x_mid, *r2, *h2, *g, *u, *a;
+    float *x_in, *r1, *h1, *q, *k, *v, *lse, *ctx, *x_mid, *r2, *h2, *g, *u, *a;
 } block_trace;
 
 struct raana_llama_trace {
@@ -228,7 +230,7 @@ struct raana_llama_trace {
 
 static void block_trace_free(block_trace *b)
 {
-    float **f[] = {&b->x_in, &b->r1,    &b->h1, &b->q,  &b->k, &b->v, &b->p,
+    float **f[] = {&b->x_in, &b->r1,    &b->h1, &b->q,  &b->k, &b->v, &b->lse,
                    &b->ctx,  &b->x_mid, &b->r2, &b->h2, &b->g, &b->u, &b->a};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(*f[i]), *f[i] = NULL;
@@ -251,10 +253,10 @@ static int block_trace_alloc(block_trace *b, const raana_model_config *c, int t)
            kv = (size_t)c->num_kv_heads * c->head_dim, in = (size_t)c->intermediate_size;
     b->x_in = malloc(T * h * 4), b->r1 = malloc(T * 4), b->h1 = malloc(T * h * 4);
     b->q = malloc(T * q * 4), b->k = malloc(T * kv * 4), b->v = malloc(T * kv * 4);
-    b->p = malloc((size_t)c->num_heads * T * T * 4), b->ctx = malloc(T * q * 4);
+    b->lse = malloc((size_t)c->num_heads * T * 4), b->ctx = malloc(T * q * 4);
     b->x_mid = malloc(T * h * 4), b->r2 = malloc(T * 4), b->h2 = malloc(T * h * 4);
     b->g = malloc(T * in * 4), b->u = malloc(T * in * 4), b->a = malloc(T * in * 4);
-    return b->x_in && b->r1 && b->h1 && b->q && b->k && b->v && b->p && b->ctx && b->x_mid &&
+    return b->x_in && b->r1 && b->h1 && b->q && b->k && b->v && b->lse && b->ctx && b->x_mid &&
            b->r2 && b->h2 && b->g && b->u && b->a;
 }
 
@@ -275,35 +277,15 @@ raana_status raana_llama_embed(const raana_llama *net, const int *tokens, int t,
     return RAANA_OK;
 }
 
-/* softmax(scale * q_h k_h^T) with the causal mask, then ctx_h = P v_h. */
-static void attention(const raana_model_config *c, int t, block_trace *bt)
+static raana_attention_shape attention_shape(const raana_llama *net, int t)
 {
-    int hd = c->head_dim, nh = c->num_heads, group = nh / c->num_kv_heads;
-    int q_stride = nh * hd, kv_stride = c->num_kv_heads * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int hh = 0; hh < nh; hh++) {
-        int kvh = hh / group;
-        float *p = bt->p + (size_t)hh * t * t;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, bt->q + hh * hd,
-                    q_stride, bt->k + kvh * hd, kv_stride, 0.0f, p, t);
-        for (int i = 0; i < t; i++) {
-            float *row = p + (size_t)i * t, mx = row[0], sum = 0;
-            for (int j = 1; j <= i; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            for (int j = 0; j <= i; j++)
-                sum += row[j] = expf(row[j] - mx);
-            for (int j = 0; j <= i; j++)
-                row[j] /= sum;
-            for (int j = i + 1; j < t; j++)
-                row[j] = 0;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, p, t,
-                    bt->v + kvh * hd, kv_stride, 0.0f, bt->ctx + hh * hd, q_stride);
-    }
+    const raana_model_config *c = &net->cfg;
+    return (raana_attention_shape){t, c->num_heads, c->num_kv_heads, c->head_dim,
+                                   net->attention_block};
 }
 
 static void block_forward(const raana_llama *net, const raana_block_weights *bw, float *x, int t,
-                          block_trace *bt, raana_linear_stats *st, float *tmp)
+                          block_trace *bt, raana_linear_stats *st, float *tmp, float *work)
 {
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim,
@@ -320,7 +302,8 @@ static void block_forward(const raana_llama *net, const raana_block_weights *bw,
     st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, sum_sq(bt->v, T * kv), 0};
     rope(net, bt->q, t, c->num_heads, 1.0f);
     rope(net, bt->k, t, c->num_kv_heads, 1.0f);
-    attention(c, t, bt);
+    raana_attention_shape as = attention_shape(net, t);
+    raana_attention_forward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, work);
     linear(bt->ctx, t, q, h, bw->w[RAANA_LINEAR_O], bw->b[RAANA_LINEAR_O], tmp);
     st[RAANA_LINEAR_O] = (raana_linear_stats){sum_sq(bt->ctx, T * q), sum_sq(tmp, T * h), 0};
     for (size_t i = 0; i < T * h; i++)
@@ -344,13 +327,15 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
                                         raana_llama_trace **out, raana_error *err)
 {
     raana_llama_trace *tr = calloc(1, sizeof *tr);
+    raana_attention_shape as = attention_shape(net, t);
     float *tmp = malloc((size_t)t * net->cfg.hidden_size * 4);
+    float *work = malloc(raana_attention_work_floats(&as) * sizeof *work);
     *out = NULL;
-    if (!tr || !tmp ||
+    if (!tr || !tmp || !work ||
         !(tr->blocks = calloc((size_t)(net->n_blocks ? net->n_blocks : 1), sizeof *tr->blocks)) ||
         !(tr->fwd = calloc((size_t)(net->n_blocks ? net->n_blocks : 1) * RAANA_LINEAR_COUNT,
                            sizeof *tr->fwd))) {
-        free(tmp);
+        free(tmp), free(work);
         raana_llama_trace_free(tr);
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for activations");
     }
@@ -358,15 +343,15 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
     tr->n_blocks = net->n_blocks;
     for (int b = 0; b < net->n_blocks; b++) {
         if (!block_trace_alloc(&tr->blocks[b], &net->cfg, t)) {
-            free(tmp);
+            free(tmp), free(work);
             raana_llama_trace_free(tr);
             return raana_fail(err, RAANA_ERR_NOMEM,
                               "out of memory for the activations of %d tokens", t);
         }
         block_forward(net, &net->blocks[b], hidden, t, &tr->blocks[b],
-                      tr->fwd + (size_t)b * RAANA_LINEAR_COUNT, tmp);
+                      tr->fwd + (size_t)b * RAANA_LINEAR_COUNT, tmp, work);
     }
-    free(tmp);
+    free(tmp), free(work);
     *out = tr;
     return RAANA_OK;
 }
@@ -438,59 +423,27 @@ raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int
 
 /* ---- backward ------------------------------------------------------------------------ */
 
-/* Gradients of q (post-RoPE), k, v from the gradient of ctx. */
-static void attention_backward(const raana_model_config *c, int t, const block_trace *bt,
-                               const float *dctx, float *dq, float *dk, float *dv, float *dp)
-{
-    int hd = c->head_dim, nh = c->num_heads, group = nh / c->num_kv_heads;
-    int q_stride = nh * hd, kv_stride = c->num_kv_heads * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    memset(dk, 0, (size_t)t * kv_stride * 4);
-    memset(dv, 0, (size_t)t * kv_stride * 4);
-    for (int hh = 0; hh < nh; hh++) {
-        int kvh = hh / group;
-        const float *p = bt->p + (size_t)hh * t * t;
-        /* dP = dctx_h v_h^T; dv_h += P^T dctx_h */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, 1.0f, dctx + hh * hd,
-                    q_stride, bt->v + kvh * hd, kv_stride, 0.0f, dp, t);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, 1.0f, p, t, dctx + hh * hd,
-                    q_stride, 1.0f, dv + kvh * hd, kv_stride);
-        /* dS = P (dP - rowsum(dP P)), in place in dp */
-        for (int i = 0; i < t; i++) {
-            float *dpi = dp + (size_t)i * t;
-            const float *pi = p + (size_t)i * t;
-            double dot = 0;
-            for (int j = 0; j <= i; j++)
-                dot += (double)dpi[j] * pi[j];
-            for (int j = 0; j < t; j++)
-                dpi[j] = j <= i ? pi[j] * (dpi[j] - (float)dot) : 0.0f;
-        }
-        /* dq_h = scale dS k_h; dk_h += scale dS^T q_h */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, scale, dp, t,
-                    bt->k + kvh * hd, kv_stride, 0.0f, dq + hh * hd, q_stride);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, scale, dp, t,
-                    bt->q + hh * hd, q_stride, 1.0f, dk + kvh * hd, kv_stride);
-    }
-}
-
 typedef struct {
-    float *da, *dg, *du, *dh, *dctx, *dq, *dk, *dv, *dp;
+    float *da, *dg, *du, *dh, *dctx, *dq, *dk, *dv, *work;
 } backward_scratch;
 
 static void scratch_free(backward_scratch *s)
 {
     free(s->da), free(s->dg), free(s->du), free(s->dh), free(s->dctx);
-    free(s->dq), free(s->dk), free(s->dv), free(s->dp);
+    free(s->dq), free(s->dk), free(s->dv), free(s->work);
 }
 
-static int scratch_alloc(backward_scratch *s, const raana_model_config *c, int t)
+static int scratch_alloc(backward_scratch *s, const raana_llama *net, int t)
 {
+    const raana_model_config *c = &net->cfg;
+    raana_attention_shape as = attention_shape(net, t);
     size_t T = (size_t)t, in = (size_t)c->intermediate_size, h = (size_t)c->hidden_size,
            q = (size_t)c->num_heads * c->head_dim, kv = (size_t)c->num_kv_heads * c->head_dim;
     s->da = malloc(T * in * 4), s->dg = malloc(T * in * 4), s->du = malloc(T * in * 4);
     s->dh = malloc(T * h * 4), s->dctx = malloc(T * q * 4), s->dq = malloc(T * q * 4);
-    s->dk = malloc(T * kv * 4), s->dv = malloc(T * kv * 4), s->dp = malloc(T * T * 4);
-    return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dk && s->dv && s->dp;
+    s->dk = malloc(T * kv * 4), s->dv = malloc(T * kv * 4);
+    s->work = malloc(raana_attention_work_floats(&as) * sizeof *s->work);
+    return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dk && s->dv && s->work;
 }
 
 static void block_backward(const raana_llama *net, const raana_block_weights *bw,
@@ -517,7 +470,9 @@ static void block_backward(const raana_llama *net, const raana_block_weights *bw
     /* attention: dY_o = dx */
     st[RAANA_LINEAR_O].dy_sq += sum_sq(dx, T * h);
     linear_backward(dx, t, q, h, bw->w[RAANA_LINEAR_O], 0.0f, s->dctx);
-    attention_backward(c, t, bt, s->dctx, s->dq, s->dk, s->dv, s->dp);
+    raana_attention_shape as = attention_shape(net, t);
+    raana_attention_backward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, s->dctx, s->dq, s->dk,
+                             s->dv, s->work);
     rope(net, s->dq, t, c->num_heads, -1.0f); /* gradient w.r.t. the pre-RoPE output */
     rope(net, s->dk, t, c->num_kv_heads, -1.0f);
     st[RAANA_LINEAR_Q].dy_sq += sum_sq(s->dq, T * q);
@@ -535,7 +490,7 @@ raana_status raana_llama_backward_blocks(const raana_llama *net, raana_llama_tra
 {
     backward_scratch s;
     memset(&s, 0, sizeof s);
-    if (!scratch_alloc(&s, &net->cfg, tr->t)) {
+    if (!scratch_alloc(&s, net, tr->t)) {
         scratch_free(&s);
         raana_llama_trace_free(tr);
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the backward pass");

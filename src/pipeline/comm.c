@@ -4,13 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/wait.h"
+
 raana_status raana_comm_agree(MPI_Comm comm, raana_status local, raana_error *err)
 {
     int rank, size, first_failed;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     int mine = local != RAANA_OK ? rank : size;
-    MPI_Allreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, comm);
+    MPI_Request req; /* ranks arrive here at different times: wait without spinning */
+    MPI_Iallreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, comm, &req);
+    raana_wait_idle(&req, MPI_STATUS_IGNORE);
     if (first_failed == size)
         return RAANA_OK;
     int head[2] = {(int)local, err->agreed}; /* status; already agreed (names its rank) */

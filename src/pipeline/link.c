@@ -1,6 +1,8 @@
 /* link.c — point-to-point messages of the pipeline passes (see link.h). */
 #include "raana/link.h"
 
+#include "raana/wait.h"
+
 void raana_link_init(raana_link *l, MPI_Comm comm, size_t count)
 {
     l->comm = comm;
@@ -12,12 +14,12 @@ void raana_link_init(raana_link *l, MPI_Comm comm, size_t count)
 void raana_link_send(const raana_link *l, int to, int tag, float *buf, int failed)
 {
     buf[l->count] = failed ? 1.0f : 0.0f;
-    MPI_Send(buf, (int)l->count + 1, MPI_FLOAT, to, tag, l->comm);
+    raana_send_idle(buf, (int)l->count + 1, MPI_FLOAT, to, tag, l->comm);
 }
 
 int raana_link_recv(const raana_link *l, int from, int tag, float *buf)
 {
-    MPI_Recv(buf, (int)l->count + 1, MPI_FLOAT, from, tag, l->comm, MPI_STATUS_IGNORE);
+    raana_recv_idle(buf, (int)l->count + 1, MPI_FLOAT, from, tag, l->comm, MPI_STATUS_IGNORE);
     return buf[l->count] != 0.0f;
 }
 

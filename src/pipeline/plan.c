@@ -59,15 +59,16 @@ static int split_point(int n_blocks, int n_ranks, int r)
 
 /* Estimated peak bytes of one rank: its weights in f32, plus the calibration
  * activations kept for the backward pass, one trace per window (GPipe order,
- * docs/SCALING.md). */
+ * docs/SCALING.md). Attention is blocked: a trace keeps one log-sum-exp per
+ * head and position, and the tiles' scratch is 2 x 128^2 floats. */
 static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank *r, int seq_len,
                               int n_windows)
 {
     uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
              inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
-    uint64_t per_block = t * (8 * h + 3 * inter) + heads * t * t;
+    uint64_t per_block = t * (8 * h + 3 * inter + 2 + heads);
     uint64_t acts = (uint64_t)n_windows * (uint64_t)r->n_blocks * per_block + 4 * t * h +
-                    2 * t * inter + heads * t * t;
+                    2 * t * inter + 2 * 128 * 128 + t;
     if (r->owns_head)
         acts += 2 * t * (uint64_t)m->vocab_size; /* logits and their gradient */
     return 4 * (r->params + acts);

@@ -1,7 +1,8 @@
 /* test_llama.c — the forward pass and the activation-gradient backward
  * against the fixture's reference.json (computed by PyTorch): loss, last
  * logits, logit norms, and every linear layer's ||X||, ||Y||, ||dL/dY||,
- * ||W||; the same numbers when the blocks run as two pipeline stages; and a
+ * ||W||; the same numbers when the blocks run as two pipeline stages and
+ * with several attention tile sizes (including ragged last tiles); and a
  * finite-difference check of the backward pass on a tiny random model with
  * grouped-query attention, biases and tied embeddings. */
 #include <cjson/cJSON.h>
@@ -31,15 +32,17 @@ static double jnum(const cJSON *obj, const char *key)
 }
 
 /* Forward (and, if stats is not NULL, backward) of tokens through the
- * blocks split at `split` into two nets, as two pipeline stages would. */
-static double run(const raana_model *m, const int *tokens, int t, int split, float *logits,
-                  raana_linear_stats *stats)
+ * blocks split at `split` into two nets, as two pipeline stages would,
+ * with attention tiles of `block` positions (0 = default). */
+static double run(const raana_model *m, const int *tokens, int t, int split, int block,
+                  float *logits, raana_linear_stats *stats)
 {
     raana_llama a, b;
     raana_error err;
     int n = m->config.num_layers;
     CHECK_INT(raana_llama_load(&a, m, 0, split, 1, 0, &err), RAANA_OK);
     CHECK_INT(raana_llama_load(&b, m, split, n - split, 0, 1, &err), RAANA_OK);
+    a.attention_block = b.attention_block = block;
     float *x = malloc((size_t)t * m->config.hidden_size * 4);
     float *dx = stats ? malloc((size_t)t * m->config.hidden_size * 4) : NULL;
     raana_llama_trace *ta, *tb;
@@ -70,8 +73,11 @@ static void test_forward_check(const raana_model *m)
     int t, v = m->config.vocab_size;
     int *tokens = json_ints(cJSON_GetObjectItemCaseSensitive(fc, "input_ids"), &t);
     float *logits = malloc((size_t)t * v * 4);
-    for (int split = 0; split <= m->config.num_layers; split += 2) {
-        double loss = run(m, tokens, t, split, logits, NULL);
+    /* (split, attention tile): t = 64 is one default tile, four of 16, two ragged of 50 */
+    const int cases[5][2] = {{0, 0}, {2, 0}, {4, 0}, {2, 16}, {0, 50}};
+    for (int c = 0; c < 5; c++) {
+        int split = cases[c][0], block = cases[c][1];
+        double loss = run(m, tokens, t, split, block, logits, NULL);
         CHECK_NEAR(loss, jnum(fc, "mean_loss"), 1e-4 * jnum(fc, "mean_loss"));
         const cJSON *last = cJSON_GetObjectItemCaseSensitive(fc, "last_logits");
         double worst = 0;
@@ -94,9 +100,10 @@ static void test_forward_check(const raana_model *m)
             worst_rel = fmax(worst_rel, fabs(sqrt(s) - want) / want);
         }
         CHECK(worst_rel < 1e-4);
-        if (split == 0)
-            printf("  forward_check: loss %.7f (ref %.7f), max |logit diff| %.2e, norms rel %.2e\n",
-                   loss, jnum(fc, "mean_loss"), worst, worst_rel);
+        if (c == 0 || block)
+            printf("  forward_check (tile %d): loss %.7f (ref %.7f), max |logit diff| %.2e, norms "
+                   "rel %.2e\n",
+                   block, loss, jnum(fc, "mean_loss"), worst, worst_rel);
     }
     free(tokens);
     free(logits);
@@ -108,9 +115,12 @@ static void test_calibration_check(const raana_model *m)
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cc, "layers");
     int t, n = m->config.num_layers;
     int *tokens = json_ints(cJSON_GetObjectItemCaseSensitive(cc, "input_ids"), &t);
-    for (int split = 1; split <= 3; split += 2) {
+    /* (split, attention tile): t = 362 in three default tiles, six of 64, four of 100 */
+    const int cases[4][2] = {{1, 0}, {3, 0}, {1, 64}, {3, 100}};
+    for (int c = 0; c < 4; c++) {
+        int split = cases[c][0], block = cases[c][1];
         raana_linear_stats *stats = calloc((size_t)n * RAANA_LINEAR_COUNT, sizeof *stats);
-        double loss = run(m, tokens, t, split, NULL, stats);
+        double loss = run(m, tokens, t, split, block, NULL, stats);
         CHECK_NEAR(loss, jnum(cc, "loss"), 1e-4 * jnum(cc, "loss"));
         double worst[4] = {0};
         for (int b = 0; b < n; b++)
@@ -138,9 +148,9 @@ static void test_calibration_check(const raana_model *m)
             }
         for (int q = 0; q < 4; q++)
             CHECK(worst[q] < 1e-3);
-        printf("  calibration_check (split %d): loss %.7f (ref %.7f); worst rel: x %.1e y %.1e "
-               "dy %.1e w %.1e\n",
-               split, loss, jnum(cc, "loss"), worst[0], worst[1], worst[2], worst[3]);
+        printf("  calibration_check (split %d, tile %d): loss %.7f (ref %.7f); worst rel: x %.1e "
+               "y %.1e dy %.1e w %.1e\n",
+               split, block, loss, jnum(cc, "loss"), worst[0], worst[1], worst[2], worst[3]);
         free(stats);
     }
     free(tokens);
