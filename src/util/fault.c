@@ -1,24 +1,45 @@
 /* fault.c — the fault-injection hook (see fault.h). */
 #include "raana/fault.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "raana/preempt.h"
+
+/* 1 when the ONCE file did not exist and this call created it. */
+static int first_time(const char *once)
+{
+    int fd = open(once, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
 
 void raana_fault_point(const char *stage, int rank)
 {
     static int calls;
     const char *spec = getenv("RAANA_FAULT_INJECT");
-    char want[32];
+    char want[32], action[16] = "kill", once[1024] = "";
     int want_rank = -1, want_n = 1;
-    if (!spec || sscanf(spec, "%31[^:]:%d:%d", want, &want_rank, &want_n) < 2)
+    if (!spec ||
+        sscanf(spec, "%31[^:]:%d:%d:%15[^:]:%1023s", want, &want_rank, &want_n, action, once) < 2)
         return;
-    if (strcmp(want, stage) != 0 || want_rank != rank)
+    if (strcmp(want, stage) != 0 || want_rank != rank || ++calls != want_n)
         return;
-    if (++calls >= want_n) {
-        fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: killing rank %d in %s\n", rank, stage);
+    if (once[0] && !first_time(once))
+        return;
+    if (strcmp(action, "pause") == 0) {
+        fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: rank %d paused in %s\n", rank, stage);
         fflush(stderr);
-        raise(SIGKILL);
+        raana_preempt_wait();
+        return;
     }
+    fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: killing rank %d in %s\n", rank, stage);
+    fflush(stderr);
+    raise(SIGKILL);
 }
