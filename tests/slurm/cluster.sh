@@ -13,10 +13,13 @@
 # where the machine allows it: a writable cpuset hierarchy and at least as
 # many real CPUs as declared (cluster_cgroup_ok). cluster_real_cpus prints
 # the CPUs this process may run on, i.e. what binding can really use.
+# Finished jobs stay visible to scontrol for 10 minutes (MinJobAge; there is
+# no accounting database), long enough for a test to check how they ended.
 cluster_pids=()
 cluster_cgroup_dirs=unused # the slurm cgroups that existed before we started
 
 cluster_real_cpus() { nproc; }
+cluster_real_mib() { awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo; }
 
 cluster_cgroup_ok() {
   local cpus=$1 probe
@@ -59,9 +62,9 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobRequeue=1
 KillWait=5
-MinJobAge=30
+MinJobAge=600
 SlurmdParameters=config_overrides
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$(cluster_real_mib) State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
   if [ "${task#*cgroup}" != "$task" ]; then
