@@ -104,6 +104,20 @@ static void test_round_trip(const char *dir)
                                      0xfedcba9876543210ull, &err),
               RAANA_OK);
     raana_statistics_free(&s);
+
+    /* --allocate-only's file (the same plus the allocation) reads the same */
+    double w_fro[N_LAYERS], coef[N_LAYERS], bits[N_LAYERS];
+    for (int i = 0; i < N_LAYERS; i++)
+        w_fro[i] = 1.0 / (i + 3), coef[i] = 0.1 * (i + 1), bits[i] = 1 + i % 4;
+    raana_allocation alloc = {N_LAYERS, w_fro, coef, bits, {0}};
+    alloc.result.achieved_avg_bits = 2.75, alloc.result.cost = 0.1 + 0.2;
+    o.alloc = &alloc;
+    snprintf(path, sizeof path, "%s/s.allocation.json", dir);
+    CHECK_INT(raana_statistics_write_json(path, &o, &err), RAANA_OK);
+    CHECK_INT(raana_statistics_load(path, &s, &err), RAANA_OK);
+    CHECK(s.stats && memcmp(s.stats, f->stats, sizeof f->stats) == 0);
+    CHECK(s.loss == 2.2550612130286707 && s.n_layers == N_LAYERS);
+    raana_statistics_free(&s);
     free(f);
 }
 
@@ -225,8 +239,8 @@ int main(void)
     test_round_trip(dir);
     test_mismatches(dir);
     test_broken_files(dir);
-    const char *files[] = {"s.calibration.json", "m.calibration.json", "g.calibration.json",
-                           "broken.json"};
+    const char *files[] = {"s.calibration.json", "s.allocation.json", "m.calibration.json",
+                           "g.calibration.json", "broken.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[512];
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
