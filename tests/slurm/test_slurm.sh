@@ -68,18 +68,35 @@ sbatch_template() {
     --mem-per-cpu=200M --time=00:30:00 "${opts[@]}" "$src/slurm/quantize.sbatch" "$job" \
     --set "output.path=$out_h5" "$@"
 }
-# wait_gone JOBID: until the job has left the queue (finished); a requeued
-# job held by Slurm's requeue delay (Reason=BeginTime) is released at once.
+# release JOBID: a requeued job held by Slurm's requeue delay
+# (Reason=BeginTime) is made eligible at once.
+release() {
+  [ "$(squeue -h -j "$1" -o %r 2>/dev/null)" = BeginTime ] &&
+    scontrol update JobId="$1" StartTime=now 2>/dev/null
+}
+# wait_gone JOBID: until the job has left the queue (finished).
 wait_gone() {
-  local i state
+  local i
   for i in $(seq 1 1200); do
-    state=$(squeue -h -j "$1" -o '%T %r' 2>/dev/null)
-    [ -z "$state" ] && return 0
-    [ "${state#* }" = BeginTime ] && scontrol update JobId="$1" StartTime=now 2>/dev/null
+    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
+    release "$1"
     sleep 0.5
   done
-  bad "job $1 still queued after 10 minutes: $state"
+  bad "job $1 still queued after 10 minutes: $(squeue -h -j "$1" -o '%T %r')"
   scancel "$1"
+  return 1
+}
+# wait_lines JOBID FILE REGEX N: until FILE has N lines matching REGEX. A
+# requeued job leaves the queue for a moment, so wait_gone alone cannot
+# tell that its second start has run.
+wait_lines() {
+  local i
+  for i in $(seq 1 1200); do
+    [ "$(grep -cE -- "$3" "$2" 2>/dev/null)" -ge "$4" ] && return 0
+    release "$1"
+    sleep 0.5
+  done
+  bad "$2: fewer than $4 lines matching '$3' after 10 minutes"
   return 1
 }
 # wait_log FILE TEXT: until the file has a line containing TEXT (or the job ended)
@@ -167,6 +184,7 @@ if wait_log "$log" "rank 0 paused in quantize"; then
     [ "$rc" -eq 0 ] && ok || bad "affinity, cpus-per-task 1: $out"
   fi
   scancel --signal=USR1 --batch "$jid" && ok || bad "scancel --signal=USR1 --batch"
+  wait_lines "$jid" "$log" '^[0-9TZ:-]+ finished: ' 2
 fi
 wait_gone "$jid"
 [ "$(job_field "$jid" JobState)" = COMPLETED ] && [ "$(job_field "$jid" Restarts)" = 1 ] &&

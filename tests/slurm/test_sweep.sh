@@ -10,11 +10,11 @@
 # 4 bits than at 2.5; analysis/sweep.py's plots and table when analysis/ is
 # there.
 #
-# The evaluation needs raana-eval --container (branch eval) and the plots
-# analysis/sweep.py (branch analysis). With a raana-eval without
-# --container, the test instead checks that the evaluation job fails and its
-# log names the unknown option — so the full checks start by themselves
-# once those branches are merged.
+# The evaluation needs raana-eval --container ... --json (branch eval) and
+# the plots analysis/sweep.py (branch analysis). With a raana-eval without
+# --json, the test instead checks that the evaluation job fails and its log
+# names the unknown option, so the full checks start by themselves once
+# those branches are merged.
 # Usage: test_sweep.sh RAANA_MPI RAANA_EVAL PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
 mpi_bin=$1 eval_bin=$2 plugin_dir=$3 src=$4 mpiexec=$5
@@ -55,7 +55,7 @@ fi
 ok
 
 has_container_eval=0
-"$eval_bin" --help 2>/dev/null | grep -q -- '--container' && has_container_eval=1
+"$eval_bin" --help 2>/dev/null | grep -q -- '--json' && has_container_eval=1
 run env RAANA_MPI="$mpi_bin" RAANA_EVAL="$eval_bin" RAANA_TEXT="$src/tests/data/kjv-tiny/heldout.txt" \
   RAANA_EVAL_ARGS="--seq-len 256 --max-windows 4" RAANA_PLUGIN_DIR="$plugin_dir" \
   RAANA_ANALYSIS_DIR="$analysis" \
@@ -114,11 +114,11 @@ PY
       bad "analysis table: not 3 rows"
   fi
 else
-  echo "test_sweep.sh: raana-eval has no --container yet (branch eval): checking that the" \
+  echo "test_sweep.sh: raana-eval has no --json yet (branch eval): checking that the" \
     "evaluation job fails cleanly instead" >&2
   [ "$(job_state "$ev")" = "FAILED " ] && ok || bad "evaluate job: $(job_state "$ev")"
-  grep -q "unknown option '--container'" "$dir"/evaluate-"$ev".log && ok ||
-    bad "evaluate log does not name --container: $(tail -3 "$dir"/evaluate-"$ev".log)"
+  grep -qE "raana-eval: error: unknown (option|argument) '--json'" "$dir"/evaluate-"$ev".log && ok ||
+    bad "evaluate log does not name --json: $(tail -3 "$dir"/evaluate-"$ev".log)"
   [ ! -e "$summary" ] && ok || bad "a summary without evaluations"
 fi
 [ -f "$manifest" ] && [ "$(wc -l <"$manifest")" = 4 ] && ok || bad "manifest $manifest"
