@@ -68,18 +68,11 @@ sbatch_template() {
     --mem-per-cpu=200M --time=00:30:00 "${opts[@]}" "$src/slurm/quantize.sbatch" "$job" \
     --set "output.path=$out_h5" "$@"
 }
-# release JOBID: a requeued job held by Slurm's requeue delay
-# (Reason=BeginTime) is made eligible at once.
-release() {
-  [ "$(squeue -h -j "$1" -o %r 2>/dev/null)" = BeginTime ] &&
-    scontrol update JobId="$1" StartTime=now 2>/dev/null
-}
 # wait_gone JOBID: until the job has left the queue (finished).
 wait_gone() {
   local i
   for i in $(seq 1 1200); do
     [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
-    release "$1"
     sleep 0.5
   done
   bad "job $1 still queued after 10 minutes: $(squeue -h -j "$1" -o '%T %r')"
@@ -88,15 +81,16 @@ wait_gone() {
 }
 # wait_lines JOBID FILE REGEX N: until FILE has N lines matching REGEX. A
 # requeued job leaves the queue for a moment, so wait_gone alone cannot
-# tell that its second start has run.
+# tell that its second start has run. Slurm holds a requeued job for a
+# while (its credential of the first start is revoked; forcing an earlier
+# start fails it), hence the long limits.
 wait_lines() {
   local i
-  for i in $(seq 1 1200); do
+  for i in $(seq 1 1800); do
     [ "$(grep -cE -- "$3" "$2" 2>/dev/null)" -ge "$4" ] && return 0
-    release "$1"
     sleep 0.5
   done
-  bad "$2: fewer than $4 lines matching '$3' after 10 minutes"
+  bad "$2: fewer than $4 lines matching '$3' after 15 minutes"
   return 1
 }
 # wait_log FILE TEXT: until the file has a line containing TEXT (or the job ended)
