@@ -22,6 +22,7 @@ typedef enum {
     RAANA_ERR_MPI = 7,         /* launch environment, communication, a rank died */
     RAANA_ERR_UNSUPPORTED = 8, /* valid input this version cannot handle */
     RAANA_ERR_NUMERIC = 9,     /* NaN/Inf in weights or results */
+    RAANA_ERR_PREEMPTED = 75,  /* SIGUSR1/SIGTERM: stopped, resume by running again */
     RAANA_ERR_INTERNAL = 70    /* a bug: an invariant did not hold */
 } raana_status;
 

@@ -2,7 +2,10 @@
  * RaBitQ-H at their allocated widths (OpenMP threads inside a layer),
  * reusing layers a killed run already finished (resume.h), and one
  * reduction gives every rank the per-layer summary the container and the
- * report need. */
+ * report need. The ranks go in rounds of one layer each, agreeing after
+ * every round on failure, on a preemption signal (preempt.h: then every
+ * rank returns RAANA_ERR_PREEMPTED with the finished layers kept) and on
+ * the layers done over all ranks (rank 0's progress line). */
 #ifndef RAANA_QUANTIZE_H
 #define RAANA_QUANTIZE_H
 

@@ -17,6 +17,7 @@
 #include "raana/h5zstd.h"
 #include "raana/hadamard.h"
 #include "raana/qlayer.h"
+#include "raana/joblog.h"
 #include "raana/rng.h"
 
 const char *const raana_stage_names[RAANA_STAGE_COUNT] = {"plan",     "load",     "calibrate",
@@ -414,10 +415,10 @@ static raana_status write_contents(raana_h5 *h, raana_container_content *c, raan
             continue;
         TRY(write_layer(h, c, i, err));
         if (c->progress && h->rank == 0) {
-            double elapsed = MPI_Wtime() - t0, frac = (double)++written / n_quantized;
-            fprintf(c->progress, "write: %-40s (%3.0f%%, ETA %.0f s)\n", p->layers[i].name,
-                    100.0 * frac, elapsed * (1 - frac) / frac);
-            fflush(c->progress);
+            double elapsed = MPI_Wtime() - t0;
+            written++;
+            raana_log_progress(c->progress, "write", p->layers[i].name, written, n_quantized,
+                               "layers", elapsed, raana_log_eta(written, n_quantized, elapsed));
         }
     }
     TRY(raana_h5_group(h, "/tensors", err));

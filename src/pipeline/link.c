@@ -1,6 +1,7 @@
 /* link.c — point-to-point messages of the pipeline passes (see link.h). */
 #include "raana/link.h"
 
+#include "raana/joblog.h"
 #include "raana/wait.h"
 
 void raana_link_init(raana_link *l, MPI_Comm comm, size_t count)
@@ -27,10 +28,8 @@ void raana_progress_line(FILE *out, const char *what, int done, int total, doubl
 {
     if (!out)
         return;
-    double el = MPI_Wtime() - t0, eta = done ? el * (total - done) / done : 0;
-    fprintf(out, "%s: window %d/%d (%3.0f%%), %.1f s, ETA %.1f s\n", what, done, total,
-            100.0 * done / total, el, eta);
-    fflush(out);
+    double el = MPI_Wtime() - t0;
+    raana_log_progress(out, what, "", done, total, "windows", el, raana_log_eta(done, total, el));
 }
 
 int raana_link_forward(const raana_link *l, const raana_llama *const *nets, int n_nets,

@@ -7,6 +7,8 @@
 
 #include "raana/comm.h"
 #include "raana/fault.h"
+#include "raana/joblog.h"
+#include "raana/preempt.h"
 #include "raana/rng.h"
 
 int raana_quantize_threads(const raana_config *cfg)
@@ -94,13 +96,57 @@ static void unpack_summary(const double *row, raana_layer_summary *out)
     out->packed_bytes = (uint64_t)row[F_PACKED];
 }
 
-static void report_progress(FILE *out, const raana_plan_layer *l, double bits, double rel,
-                            int reused, double done, double total, double t0)
+/* The rounds of the stage: in round r every rank encodes (or reuses) its
+ * r-th layer, then all ranks agree on failure, a preemption signal and the
+ * work done over all ranks (for the progress line). The k-th layers of
+ * the ranks are of the same kind, so little time is lost waiting; the
+ * order of the work on each rank, and so every result, is unchanged. */
+enum { R_FAILED, R_SIGNALLED, R_LAYERS, R_WEIGHTS, R_ENCODED, R_COUNT };
+
+typedef struct {
+    const raana_plan_layer *layer; /* rank 0's layer of the last round, or NULL */
+    double bits, rel;
+    int reused;
+} round_report;
+
+static void report_round(FILE *out, const round_report *r, const double *all, const raana_plan *p,
+                         double elapsed)
 {
-    double elapsed = MPI_Wtime() - t0, eta = done > 0 ? elapsed * (total - done) / done : 0;
-    fprintf(out, "quantize: %-40s %5g bits  rel.err %.4f%s  (rank 0: %3.0f%%, ETA %.0f s)\n",
-            l->name, bits, rel, reused ? "  [resumed]" : "", 100.0 * done / total, eta);
-    fflush(out);
+    char detail[200] = "(layers of other ranks)";
+    int n_quantized = 0;
+    for (int i = 0; i < p->n_layers; i++)
+        n_quantized += p->layers[i].quantize;
+    if (r->layer)
+        snprintf(detail, sizeof detail, "%-40s %5g bits  rel.err %.4f%s", r->layer->name, r->bits,
+                 r->rel, r->reused ? "  [resumed]" : "");
+    double left = (double)p->quantized_params - all[R_WEIGHTS];
+    double eta = all[R_ENCODED] > 0 ? elapsed * left / all[R_ENCODED] : (left > 0 ? -1 : 0);
+    raana_log_progress(out, "quantize", detail, all[R_LAYERS], n_quantized, "layers, all ranks",
+                       elapsed, eta);
+}
+
+/* Every rank, after an agreed preemption: the finished layers' renames
+ * made durable, and one message. */
+static raana_status preempted(const raana_resume *resume, const double *all, const raana_plan *p,
+                              int size, raana_error *err)
+{
+    int n_quantized = 0;
+    for (int i = 0; i < p->n_layers; i++)
+        n_quantized += p->layers[i].quantize;
+    if (resume) {
+        char layers[sizeof resume->dir + 16];
+        snprintf(layers, sizeof layers, "%s/layers", resume->dir);
+        raana_sync_dir(layers);
+        raana_sync_dir(resume->dir);
+    }
+    raana_status st = raana_fail(err, RAANA_ERR_PREEMPTED,
+                                 "preempted: SIGUSR1 or SIGTERM reached %.0f of %d rank%s; %.0f of "
+                                 "%d layers are finished and kept in %s; run the same command "
+                                 "again to resume",
+                                 all[R_SIGNALLED], size, size == 1 ? "" : "s", all[R_LAYERS],
+                                 n_quantized, resume ? resume->dir : "(no resume directory)");
+    err->agreed = 1; /* the same message on every rank */
+    return st;
 }
 
 raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
@@ -108,27 +154,47 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
                                   const raana_resume *resume, raana_quantized *q, FILE *progress,
                                   raana_error *err)
 {
-    int n = s->plan.n_layers, first = s->net.first_block, last = first + s->net.n_blocks, rank;
+    int n = s->plan.n_layers, first = s->net.first_block, last = first + s->net.n_blocks, rank,
+        size;
     MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
     memset(q, 0, sizeof *q);
     q->n_layers = n;
     q->layers = calloc((size_t)n, sizeof *q->layers);
     q->summary = calloc((size_t)n, sizeof *q->summary);
     double *mine = calloc((size_t)n * N_FIELDS, sizeof *mine);
     double *all = calloc((size_t)n * N_FIELDS, sizeof *all);
-    raana_status st = q->layers && q->summary && mine && all
+    int *order = calloc((size_t)n + 1, sizeof *order), n_mine = 0, rounds = 0;
+    raana_status st = q->layers && q->summary && mine && all && order
                           ? RAANA_OK
                           : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    double total = 0, done = 0, t0 = MPI_Wtime();
-    for (int i = 0; i < n; i++)
+    for (int i = 0; order && i < n; i++)
         if (s->plan.layers[i].quantize && s->plan.layers[i].block >= first &&
             s->plan.layers[i].block < last)
-            total += (double)s->plan.layers[i].d_in * s->plan.layers[i].d_out;
+            order[n_mine++] = i;
+    MPI_Allreduce(&n_mine, &rounds, 1, MPI_INT, MPI_MAX, comm);
     int counts[2] = {0, 0}; /* reused, encoded */
-    for (int i = 0; i < n && st == RAANA_OK; i++) {
-        const raana_plan_layer *l = &s->plan.layers[i];
-        if (!l->quantize || l->block < first || l->block >= last)
+    double work[R_COUNT] = {0}, total[R_COUNT], t0 = MPI_Wtime();
+    round_report last_round = {NULL, 0, 0, 0};
+    for (int round = 0;; round++) { /* the agreement that ends round - 1 comes first */
+        work[R_FAILED] = st != RAANA_OK;
+        work[R_SIGNALLED] = raana_preempt_signal() != 0;
+        MPI_Allreduce(work, total, R_COUNT, MPI_DOUBLE, MPI_SUM, comm);
+        if (total[R_FAILED] > 0)
+            break;
+        if (total[R_SIGNALLED] > 0) {
+            st = preempted(resume, total, &s->plan, size, err);
+            break;
+        }
+        if (round > 0 && progress)
+            report_round(progress, &last_round, total, &s->plan, MPI_Wtime() - t0);
+        if (round == rounds)
+            break;
+        last_round.layer = NULL;
+        if (round >= n_mine)
             continue;
+        int i = order[round];
+        const raana_plan_layer *l = &s->plan.layers[i];
         double rel = 0;
         int reused = 0;
         uint64_t fpl = raana_fingerprint_layer(fp, &s->model, l->name, cfg, alloc->bits[i]);
@@ -137,14 +203,15 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
                                            &rel, &reused, err)
                           : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
         if (st != RAANA_OK)
-            break;
+            continue;
         raana_fault_point("quantize", rank);
         counts[!reused]++;
         summarize(q->layers[i], rel, mine + (size_t)i * N_FIELDS);
-        done += (double)l->d_in * l->d_out;
-        if (progress)
-            report_progress(progress, l, alloc->bits[i], rel, reused, done, total, t0);
+        double weights = (double)l->d_in * l->d_out;
+        work[R_LAYERS] += 1, work[R_WEIGHTS] += weights, work[R_ENCODED] += reused ? 0 : weights;
+        last_round = (round_report){l, alloc->bits[i], rel, reused};
     }
+    free(order);
     st = raana_comm_agree(comm, st, err);
     if (st == RAANA_OK) { /* each layer's row comes from one rank; others add zeros */
         int totals[2];

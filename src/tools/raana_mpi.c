@@ -18,11 +18,13 @@
 #include "raana/fingerprint.h"
 #include "raana/h5file.h"
 #include "raana/memory.h"
+#include "raana/joblog.h"
 #include "raana/model.h"
 #include "raana/outpaths.h"
 #include "raana/pipeline.h"
 #include "raana/plan.h"
 #include "raana/resume.h"
+#include "raana/preempt.h"
 #include "raana/statistics.h"
 
 #define MAX_OVERRIDES 64
@@ -60,7 +62,8 @@ static const char usage_text[] =
     "  -V, --version          version and exit\n"
     "\n"
     "exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
-    "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal\n";
+    "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal,\n"
+    "            75 preempted by SIGUSR1/SIGTERM (run the same command again to resume)\n";
 
 static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *err)
 {
@@ -234,6 +237,10 @@ static int run(const cli_args *a, const raana_launch_env *env)
     st = raana_comm_agree(MPI_COMM_WORLD, st, &err);
     if (st == RAANA_OK)
         st = stage_plan(a, job, size, &err);
+    int logged = st == RAANA_OK && !a->print_config && !a->dry_run;
+    if (logged) /* the log header; collective */
+        raana_joblog_header(MPI_COMM_WORLD, &job->cfg, &job->stage,
+                            !a->calibrate_only && !a->allocate_only, rank == 0 ? stderr : NULL);
     if (st == RAANA_OK && a->print_config) {
         if (rank == 0)
             raana_config_write(stdout, &job->cfg);
@@ -255,6 +262,8 @@ static int run(const cli_args *a, const raana_launch_env *env)
     }
     if (st != RAANA_OK && rank == 0)
         fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+    if (logged && rank == 0)
+        raana_joblog_footer(stderr, st, MPI_Wtime() - t_start);
     if (job) {
         raana_stage_free(&job->stage);
         free(job);
@@ -287,6 +296,7 @@ int main(int argc, char **argv)
     /* a file-size limit must become a write error we can report, not a kill */
     signal(SIGXFSZ, SIG_IGN);
     raana_mpiio_defaults(); /* before MPI_Init reads the MCA parameters */
+    raana_preempt_install(); /* Slurm's warning signal; see preempt.h */
     raana_launch_env_read(&env);
     if ((st = raana_launch_check_before_init(&env, &err)) != RAANA_OK) {
         if (launcher_rank() == 0)

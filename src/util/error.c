@@ -55,6 +55,7 @@ const char *raana_status_name(raana_status status)
     case RAANA_ERR_MPI: return "mpi";
     case RAANA_ERR_UNSUPPORTED: return "unsupported";
     case RAANA_ERR_NUMERIC: return "numeric";
+    case RAANA_ERR_PREEMPTED: return "preempted";
     case RAANA_ERR_INTERNAL: return "internal";
     }
     return "unknown";

@@ -1,10 +1,24 @@
 /* fault.c — the fault-injection hook (see fault.h). */
 #include "raana/fault.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "raana/preempt.h"
+
+/* 1 when the ONCE file did not exist and this call created it. */
+static int first_time(const char *once)
+{
+    int fd = open(once, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
 
 /* The signal an ACTION name stands for: kill (the default), stop, term. */
 static int action_signal(const char *action)
@@ -20,19 +34,29 @@ void raana_fault_point(const char *stage, int rank)
 {
     static int calls;
     const char *spec = getenv("RAANA_FAULT_INJECT");
-    char want[32], action[16] = "kill";
+    char want[32], action[16] = "kill", once[1024] = "";
     int want_rank = -1, want_n = 1;
-    if (!spec || sscanf(spec, "%31[^:]:%d:%d:%15s", want, &want_rank, &want_n, action) < 2)
+    if (!spec ||
+        sscanf(spec, "%31[^:]:%d:%d:%15[^:]:%1023s", want, &want_rank, &want_n, action, once) < 2)
         return;
     if (strcmp(want, stage) != 0 || want_rank != rank)
         return;
-    if (++calls == want_n || (calls > want_n && action_signal(action) == SIGKILL)) {
-        if (action_signal(action) == SIGKILL)
-            fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: killing rank %d in %s\n", rank, stage);
-        else
-            fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: %s to rank %d in %s\n", action, rank,
-                    stage);
+    int pause = strcmp(action, "pause") == 0, sig = action_signal(action);
+    ++calls;
+    if (calls != want_n && !(calls > want_n && !pause && sig == SIGKILL))
+        return;
+    if (once[0] && !first_time(once))
+        return;
+    if (pause) {
+        fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: rank %d paused in %s\n", rank, stage);
         fflush(stderr);
-        raise(action_signal(action));
+        raana_preempt_wait();
+        return;
     }
+    if (sig == SIGKILL)
+        fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: killing rank %d in %s\n", rank, stage);
+    else
+        fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: %s to rank %d in %s\n", action, rank, stage);
+    fflush(stderr);
+    raise(sig);
 }

@@ -154,7 +154,7 @@ raana --set "calibration.statistics=$src/tests/data/kjv-tiny/tokenizer.model"
 refused "tokenizer.model: not usable calibration statistics: a binary file" "a binary file"
 head -c 100000 "$from_h5" >"$tmp/truncated.h5"
 raana --set "calibration.statistics=$tmp/truncated.h5"
-refused "$tmp/truncated.h5: cannot open as HDF5" "truncated container"
+refused "$tmp/truncated.h5: truncated: 100000 bytes" "truncated container"
 raana --set "calibration.statistics=$tmp/missing.json"
 refused "[calibration] statistics: $tmp/missing.json" "missing file"
 finish
