@@ -271,6 +271,7 @@ static int run(const cli_args *a, const raana_launch_env *env)
     if (raana_resume_deferred_signal()) { /* it came while OUTPUT.resume was removed */
         fflush(stdout);
         fflush(stderr);
+        signal(raana_resume_deferred_signal(), SIG_DFL); /* not the preemption handler */
         raise(raana_resume_deferred_signal());
     }
     return (int)st;
