@@ -17,7 +17,7 @@ fuzz_seconds=${FUZZ_SECONDS:-45}
 # libFuzzer targets (tests/fuzz/fuzz_NAME.c) and their seed corpora
 # (tests/fuzz/corpus/DIR), as NAME:DIR; a new target must be listed here
 fuzz_targets=(safetensors_header:safetensors config:config tokenizer_json:tokenizer_json
-  model_config_json:model_config_json)
+  model_config_json:model_config_json container:container)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 export OPENBLAS_NUM_THREADS=1
