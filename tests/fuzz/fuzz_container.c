@@ -119,9 +119,6 @@ static void edit_and_read(const uint8_t *data, size_t size)
             H5Aclose(a);
         if (lg >= 0)
             H5Gclose(lg);
-        if (getenv("FZDBG"))
-            fprintf(stderr, "edit %s %s %lld %g written %d\n", name, attr, (long long)value, bits,
-                    written);
         if (written)
             (void)read_layers(file);
     }
