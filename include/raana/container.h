@@ -75,8 +75,7 @@ raana_status raana_container_open(const char *path, hid_t *file, raana_error *er
 
 /* The same with file access properties fapl (H5P_DEFAULT: a file on disk;
  * the fuzzer passes a core-driver file image, and path only names it). */
-raana_status raana_container_open_fapl(const char *path, hid_t fapl, hid_t *file,
-                                       raana_error *err);
+raana_status raana_container_open_fapl(const char *path, hid_t fapl, hid_t *file, raana_error *err);
 
 /* Whether dataset d (named `name` in messages) may be read whole: a
  * chunked dataset must have every chunk stored, and its declared size may

@@ -587,8 +587,7 @@ raana_status raana_container_open(const char *path, hid_t *file, raana_error *er
     return raana_container_open_fapl(path, H5P_DEFAULT, file, err);
 }
 
-raana_status raana_container_open_fapl(const char *path, hid_t fapl, hid_t *file,
-                                       raana_error *err)
+raana_status raana_container_open_fapl(const char *path, hid_t fapl, hid_t *file, raana_error *err)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     raana_status st = raana_h5zstd_register(err);
