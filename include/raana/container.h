@@ -73,6 +73,10 @@ void raana_container_count_bits(raana_container_content *c);
 /* Opens a container read-only and checks its format name and version. */
 raana_status raana_container_open(const char *path, hid_t *file, raana_error *err);
 
+/* The same with file access properties fapl (H5P_DEFAULT: a file on disk;
+ * the fuzzer passes a core-driver file image, and path only names it). */
+raana_status raana_container_open_fapl(const char *path, hid_t fapl, hid_t *file, raana_error *err);
+
 /* Whether dataset d (named `name` in messages) may be read whole: a
  * chunked dataset must have every chunk stored, and its declared size may
  * exceed the bytes it occupies in the file at most 1024 times (+64 MiB),

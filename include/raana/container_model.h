@@ -12,6 +12,7 @@
 #ifndef RAANA_CONTAINER_MODEL_H
 #define RAANA_CONTAINER_MODEL_H
 
+#include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,10 @@
  * check); a container without /layers ("holds no quantized layers") is
  * refused, and raana_model_read_f32 refuses NaN/Inf by tensor name. */
 raana_status raana_container_model_open(raana_model *m, const char *path, raana_error *err);
+
+/* The same with file access properties fapl (raana_container_open_fapl). */
+raana_status raana_container_model_open_fapl(raana_model *m, const char *path, hid_t fapl,
+                                             raana_error *err);
 
 /* malloc'd bytes of /model/<name> (e.g. "tokenizer.json"); *data NULL and
  * *len 0 when the container does not hold that file. */

@@ -585,11 +585,16 @@ static raana_status open_failure(const char *path, raana_error *err)
 
 raana_status raana_container_open(const char *path, hid_t *file, raana_error *err)
 {
+    return raana_container_open_fapl(path, H5P_DEFAULT, file, err);
+}
+
+raana_status raana_container_open_fapl(const char *path, hid_t fapl, hid_t *file, raana_error *err)
+{
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     raana_status st = raana_h5zstd_register(err);
     if (st != RAANA_OK)
         return st;
-    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (*file < 0)
         return open_failure(path, err);
     char format[64];

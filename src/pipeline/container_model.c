@@ -368,6 +368,12 @@ static raana_status read_config(container_source *c, raana_model_config *cfg, ra
 
 raana_status raana_container_model_open(raana_model *m, const char *path, raana_error *err)
 {
+    return raana_container_model_open_fapl(m, path, H5P_DEFAULT, err);
+}
+
+raana_status raana_container_model_open_fapl(raana_model *m, const char *path, hid_t fapl,
+                                             raana_error *err)
+{
     memset(m, 0, sizeof *m);
     container_source *c = calloc(1, sizeof *c);
     if (!c)
@@ -378,7 +384,7 @@ raana_status raana_container_model_open(raana_model *m, const char *path, raana_
         return raana_fail(err, RAANA_ERR_INPUT, "container path too long: %s", path);
     }
     raana_model_config cfg;
-    raana_status st = open_container(path, &c->file, err);
+    raana_status st = raana_container_open_fapl(path, fapl, &c->file, err);
     if (st == RAANA_OK)
         st = read_config(c, &cfg, err);
     if (st == RAANA_OK)

@@ -97,7 +97,11 @@ static raana_status open_file(raana_h5 *h, MPI_Comm comm, const char *path, int 
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (st == RAANA_OK && (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 ||
                            H5Pset_all_coll_metadata_ops(fapl, 1) < 0 ||
-                           H5Pset_coll_metadata_write(fapl, 1) < 0))
+                           H5Pset_coll_metadata_write(fapl, 1) < 0 ||
+                           /* checksummed metadata (superblock v2, object
+                            * headers v2): a corrupted header fails its
+                            * checksum instead of reaching HDF5's decoders */
+                           H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0))
         st = h5_fail(h, err, "set up", "MPI-IO access");
     if (st == RAANA_OK) {
         h->file = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)

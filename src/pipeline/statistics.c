@@ -449,7 +449,8 @@ static raana_status refuse(const char *path, raana_error *err, const char *what)
 }
 
 /* Appends "; " (unless first) and the formatted text to out. */
-static void append(char *out, size_t size, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void append(char *out, size_t size, const char *fmt,
+                                                         ...)
 {
     size_t used = strlen(out);
     if (used && used + 2 < size)

@@ -10,6 +10,8 @@ hdf5plugin) and numpy alone, against raana and against the checkpoint:
   from the original safetensors weights;
 - every unquantized tensor holds the checkpoint's bytes in its dtype, and
   config.json / tokenizer.json are the checkpoint's files.
+- the HDF5 metadata is checksummed (superblock version 2 or later, so
+  object headers are version 2 with checksums).
 
 Usage: /usr/bin/python3 check_container.py CONTAINER RAANA_INSPECT MODEL_DIR
 HDF5_PLUGIN_PATH must name the directory of raana's zstd plugin."""
@@ -135,6 +137,10 @@ def dequantize(g):
 
 def main():
     container, inspect, model_dir = sys.argv[1:4]
+    with open(container, "rb") as fh:
+        head = fh.read(9)
+    check(head[:8] == b"\x89HDF\r\n\x1a\n" and head[8] >= 2,
+          f"superblock version {head[8]} (checksummed metadata needs 2 or later)")
     f = h5py.File(container, "r")
     check(f.attrs["format"] == b"raana-container", "format attribute")
     check(int(f.attrs["format_version"]) == 1, "format_version")
