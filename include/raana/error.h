@@ -53,4 +53,54 @@ raana_status raana_error_restatus(raana_error *err, raana_status status);
 /* Short stable name of a status ("config", "input", ...). */
 const char *raana_status_name(raana_status status);
 
+/* Like raana_fail with RAANA_ERR_INTERNAL, but the message starts with the
+ * source location "file:line: " so that a bug report points at the broken
+ * invariant. Use through RAANA_INTERNAL(err, fmt, ...). */
+raana_status raana_fail_internal_at(raana_error *err, const char *file, int line, const char *fmt,
+                                    ...) __attribute__((format(printf, 4, 5)));
+
+/* ---- The one error idiom (after PETSc's PetscCall and zstd's FORWARD_IF_ERROR).
+ *
+ * A function that holds no resources propagates with RAANA_CALL:
+ *
+ *     RAANA_CALL(raana_read_header(f, &h, err));
+ *
+ * A function that acquires resources declares `raana_status st = RAANA_OK;`,
+ * uses RAANA_CHECK / RAANA_FAIL_GOTO, and releases everything at one
+ * `cleanup:` label, as HDF5's examples do:
+ *
+ *     raana_status st = RAANA_OK;
+ *     float *buf = NULL;
+ *     RAANA_CHECK(raana_alloc_floats(&buf, n, "the buffer", err));
+ *     if (n == 0)
+ *         RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: empty", path);
+ *     ...
+ * cleanup:
+ *     free(buf);
+ *     return st;
+ *
+ * Internal errors (a bug: an invariant did not hold) are raised with
+ * RAANA_INTERNAL(err, fmt, ...), which records file:line. */
+#define RAANA_CALL(expr)                                                                           \
+    do {                                                                                           \
+        raana_status raana_call_st_ = (expr);                                                      \
+        if (raana_call_st_ != RAANA_OK)                                                            \
+            return raana_call_st_;                                                                 \
+    } while (0)
+
+#define RAANA_CHECK(expr)                                                                          \
+    do {                                                                                           \
+        st = (expr);                                                                               \
+        if (st != RAANA_OK)                                                                        \
+            goto cleanup;                                                                          \
+    } while (0)
+
+#define RAANA_FAIL_GOTO(err, status, ...)                                                          \
+    do {                                                                                           \
+        st = raana_fail((err), (status), __VA_ARGS__);                                             \
+        goto cleanup;                                                                              \
+    } while (0)
+
+#define RAANA_INTERNAL(err, ...) raana_fail_internal_at((err), __FILE__, __LINE__, __VA_ARGS__)
+
 #endif

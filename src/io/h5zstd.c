@@ -74,7 +74,7 @@ raana_status raana_h5zstd_register(raana_error *err)
     if (avail > 0)
         return RAANA_OK;
     if (H5Zregister(&zstd_class) < 0)
-        return raana_fail(err, RAANA_ERR_INTERNAL, "cannot register the zstd HDF5 filter (%d)",
+        return RAANA_INTERNAL(err, "cannot register the zstd HDF5 filter (%d)",
                           FILTER_ID);
     return RAANA_OK;
 }

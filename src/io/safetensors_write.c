@@ -88,7 +88,7 @@ raana_status raana_st_make_header(const raana_st_out_tensor *t, size_t n, char *
     for (size_t i = 0; i < n; i++)
         if (!t[i].name[0] || strcmp(t[i].name, "__metadata__") == 0 ||
             raana_dtype_size(t[i].dtype) == 0 || t[i].ndim < 0 || t[i].ndim > RAANA_MAX_DIMS)
-            return raana_fail(err, RAANA_ERR_INTERNAL, "tensor %zu ('%s') cannot be written", i,
+            return RAANA_INTERNAL(err, "tensor %zu ('%s') cannot be written", i,
                               t[i].name);
     if (!names_unique(t, n, &dup))
         return raana_fail(err, RAANA_ERR_INPUT, "tensor '%s' is there twice", t[dup].name);
@@ -176,7 +176,7 @@ raana_status raana_st_writer_write(raana_st_writer *w, const void *data, size_t 
                                    raana_error *err)
 {
     if (w->written + bytes > w->expected)
-        return raana_fail(err, RAANA_ERR_INTERNAL, "%s: more data than the header announces",
+        return RAANA_INTERNAL(err, "%s: more data than the header announces",
                           w->path);
     w->written += bytes;
     return write_all(w, data, bytes, err);
@@ -186,7 +186,7 @@ raana_status raana_st_writer_finish(raana_st_writer *w, raana_error *err)
 {
     raana_status st = RAANA_OK;
     if (w->written != w->expected)
-        st = raana_fail(err, RAANA_ERR_INTERNAL, "%s: %llu data bytes written, header says %llu",
+        st = RAANA_INTERNAL(err, "%s: %llu data bytes written, header says %llu",
                         w->path, (unsigned long long)w->written, (unsigned long long)w->expected);
     else if (fsync(w->fd) != 0)
         st =

@@ -29,12 +29,6 @@ static const char *const model_files[] = {"config.json",          "generation_co
                                           "special_tokens_map.json", "tokenizer.model"};
 #define N_MODEL_FILES (sizeof model_files / sizeof model_files[0])
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        raana_status try_st_ = (expr);                                                             \
-        if (try_st_ != RAANA_OK)                                                                   \
-            return try_st_;                                                                        \
-    } while (0)
 
 static int is_quantized_weight(const raana_plan *plan, const char *tensor)
 {
@@ -52,20 +46,20 @@ static int is_quantized_weight(const raana_plan *plan, const char *tensor)
 
 static raana_status write_root(raana_h5 *h, const raana_container_content *c, raana_error *err)
 {
-    TRY(raana_h5_attr_str(h, "/", "format", RAANA_FORMAT_NAME, err));
-    TRY(raana_h5_attr_i64(h, "/", "format_version", RAANA_FORMAT_VERSION, err));
-    TRY(raana_h5_attr_str(h, "/", "rng", RAANA_RNG_ID, err));
-    TRY(raana_h5_attr_str(h, "/", "model_type", c->stage->model.config.model_type, err));
+    RAANA_CALL(raana_h5_attr_str(h, "/", "format", RAANA_FORMAT_NAME, err));
+    RAANA_CALL(raana_h5_attr_i64(h, "/", "format_version", RAANA_FORMAT_VERSION, err));
+    RAANA_CALL(raana_h5_attr_str(h, "/", "rng", RAANA_RNG_ID, err));
+    RAANA_CALL(raana_h5_attr_str(h, "/", "model_type", c->stage->model.config.model_type, err));
     char fp[32];
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)c->fingerprints->checkpoint);
-    TRY(raana_h5_attr_str(h, "/", "checkpoint_fingerprint", fp, err));
+    RAANA_CALL(raana_h5_attr_str(h, "/", "checkpoint_fingerprint", fp, err));
     return RAANA_OK;
 }
 
 static raana_status write_model_files(raana_h5 *h, const raana_container_content *c,
                                       raana_error *err)
 {
-    TRY(raana_h5_group(h, "/model", err));
+    RAANA_CALL(raana_h5_group(h, "/model", err));
     for (size_t i = 0; i < N_MODEL_FILES; i++) {
         char path[4400], *data = NULL;
         size_t len = 0;
@@ -83,7 +77,7 @@ static raana_status write_model_files(raana_h5 *h, const raana_container_content
         if (st == RAANA_OK)
             st = raana_h5_blob(h, path, 0, data, len, err);
         free(data);
-        TRY(st);
+        RAANA_CALL(st);
     }
     return RAANA_OK;
 }
@@ -129,11 +123,11 @@ static raana_status write_calibration(raana_h5 *h, const raana_container_content
     const raana_windows *w = &c->stage->windows;
     char fp[32];
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)c->calibration_fingerprint);
-    TRY(raana_h5_group(h, "/calibration", err));
-    TRY(raana_h5_attr_f64(h, "/calibration", "loss", &c->loss, 1, err));
-    TRY(raana_h5_attr_str(h, "/calibration", "source",
+    RAANA_CALL(raana_h5_group(h, "/calibration", err));
+    RAANA_CALL(raana_h5_attr_f64(h, "/calibration", "loss", &c->loss, 1, err));
+    RAANA_CALL(raana_h5_attr_str(h, "/calibration", "source",
                           raana_calib_source_name(c->cfg->calib_source), err));
-    TRY(raana_h5_attr_str(h, "/calibration", "fingerprint", fp, err));
+    RAANA_CALL(raana_h5_attr_str(h, "/calibration", "fingerprint", fp, err));
     hsize_t dims[2] = {(hsize_t)w->n, (hsize_t)w->len};
     return raana_h5_dataset_deflate(h, "/calibration/tokens", H5T_NATIVE_INT32, 2, dims, 0,
                                     w->tokens, err);
@@ -179,11 +173,11 @@ static raana_status allocation_attrs(raana_h5 *h, const raana_container_content 
 {
     const raana_alloc_result *r = &c->alloc->result;
     const char *g = "/allocation";
-    TRY(raana_h5_attr_f64(h, g, "avg_bits", &c->cfg->avg_bits, 1, err));
-    TRY(raana_h5_attr_f64(h, g, "candidates", c->cfg->bits, c->cfg->n_bits, err));
-    TRY(raana_h5_attr_f64(h, g, "achieved_avg_bits", &r->achieved_avg_bits, 1, err));
-    TRY(raana_h5_attr_f64(h, g, "modelled_error", &r->cost, 1, err));
-    TRY(raana_h5_attr_f64(h, g, "lower_bound", &r->lower_bound, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "avg_bits", &c->cfg->avg_bits, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "candidates", c->cfg->bits, c->cfg->n_bits, err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "achieved_avg_bits", &r->achieved_avg_bits, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "modelled_error", &r->cost, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "lower_bound", &r->lower_bound, 1, err));
     return raana_h5_attr_str(h, g, "method",
                              r->method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian", err);
 }
@@ -249,13 +243,13 @@ static raana_status layer_attrs(raana_h5 *h, const char *g, const raana_containe
     const char *names[] = {"d_in", "d_out", "code_bits", "n_kept",      "m_a",
                            "m_b",  "n_held", "rotation_k", "packed_bytes"};
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
-        TRY(raana_h5_attr_i64(h, g, names[k], ints[k], err));
-    TRY(raana_h5_attr_f64(h, g, "bits", &c->alloc->bits[i], 1, err));
-    TRY(raana_h5_attr_str(h, g, "tricks", tricks, err));
-    TRY(raana_h5_attr_u64(h, g, "key", raana_rng_layer_key(c->cfg->seed, l->name), err));
-    TRY(raana_h5_attr_f64(h, g, "coef", &c->alloc->coef[i], 1, err));
-    TRY(raana_h5_attr_f64(h, g, "rel_error", &s->rel_error, 1, err));
-    TRY(raana_h5_attr_f64(h, g, "mean_cosine", &s->mean_cosine, 1, err));
+        RAANA_CALL(raana_h5_attr_i64(h, g, names[k], ints[k], err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "bits", &c->alloc->bits[i], 1, err));
+    RAANA_CALL(raana_h5_attr_str(h, g, "tricks", tricks, err));
+    RAANA_CALL(raana_h5_attr_u64(h, g, "key", raana_rng_layer_key(c->cfg->seed, l->name), err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "coef", &c->alloc->coef[i], 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "rel_error", &s->rel_error, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, g, "mean_cosine", &s->mean_cosine, 1, err));
     return raana_h5_attr_f64(h, g, "effective_bits", &s->effective_bits, 1, err);
 }
 
@@ -343,7 +337,7 @@ static raana_status write_tensor(raana_h5 *h, const raana_container_content *c,
         dims[d] = (hsize_t)t->shape[d];
     char path[300];
     snprintf(path, sizeof path, "/tensors/%s", e->name);
-    TRY(raana_h5_dataset(h, path, tensor_type(t->dtype), ndim, dims, writer,
+    RAANA_CALL(raana_h5_dataset(h, path, tensor_type(t->dtype), ndim, dims, writer,
                          m->files[e->file].data + t->begin, err));
     return raana_h5_attr_str(h, path, "dtype", raana_dtype_name(t->dtype), err);
 }
@@ -352,11 +346,11 @@ static raana_status write_tensor(raana_h5 *h, const raana_container_content *c,
 
 static raana_status write_report(raana_h5 *h, const raana_container_content *c, raana_error *err)
 {
-    TRY(raana_h5_group(h, "/report", err));
-    TRY(raana_h5_attr_f64(h, "/report", "effective_bits_quantized", &c->bits.quantized, 1, err));
-    TRY(raana_h5_attr_f64(h, "/report", "effective_bits_model", &c->bits.model, 1, err));
-    TRY(raana_h5_attr_f64(h, "/report", "achieved_avg_bits", &c->bits.codes_only, 1, err));
-    TRY(raana_h5_attr_f64(h, "/report", "target_avg_bits", &c->cfg->avg_bits, 1, err));
+    RAANA_CALL(raana_h5_group(h, "/report", err));
+    RAANA_CALL(raana_h5_attr_f64(h, "/report", "effective_bits_quantized", &c->bits.quantized, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, "/report", "effective_bits_model", &c->bits.model, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, "/report", "achieved_avg_bits", &c->bits.codes_only, 1, err));
+    RAANA_CALL(raana_h5_attr_f64(h, "/report", "target_avg_bits", &c->cfg->avg_bits, 1, err));
     return raana_h5_blob(h, "/report/table", 0, c->table, c->table ? strlen(c->table) : 0, err);
 }
 
@@ -375,21 +369,21 @@ static raana_status write_provenance(raana_h5 *h, const raana_container_content 
     MPI_Bcast(date, sizeof date, MPI_CHAR, 0, h->comm);
     MPI_Bcast(host, sizeof host, MPI_CHAR, 0, h->comm);
     const char *g = "/provenance";
-    TRY(raana_h5_group(h, g, err));
-    TRY(raana_h5_attr_str(h, g, "raana_version", RAANA_VERSION, err));
-    TRY(raana_h5_attr_str(h, g, "created", date, err));
-    TRY(raana_h5_attr_str(h, g, "host", host, err));
-    TRY(raana_h5_attr_str(h, g, "command", c->command_line ? c->command_line : "", err));
-    TRY(raana_h5_attr_i64(h, g, "n_ranks", n_ranks, err));
-    TRY(raana_h5_attr_i64(h, g, "threads_per_rank", raana_quantize_threads(c->cfg), err));
-    TRY(raana_h5_attr_u64(h, g, "seed", c->cfg->seed, err));
-    TRY(raana_h5_attr_i64(h, g, "layers_resumed", c->quantized->reused, err));
-    TRY(raana_h5_attr_i64(h, g, "calibration_resumed", c->resumed_calibration, err));
-    TRY(raana_h5_attr_str(h, g, "calibration_statistics", c->cfg->statistics, err));
+    RAANA_CALL(raana_h5_group(h, g, err));
+    RAANA_CALL(raana_h5_attr_str(h, g, "raana_version", RAANA_VERSION, err));
+    RAANA_CALL(raana_h5_attr_str(h, g, "created", date, err));
+    RAANA_CALL(raana_h5_attr_str(h, g, "host", host, err));
+    RAANA_CALL(raana_h5_attr_str(h, g, "command", c->command_line ? c->command_line : "", err));
+    RAANA_CALL(raana_h5_attr_i64(h, g, "n_ranks", n_ranks, err));
+    RAANA_CALL(raana_h5_attr_i64(h, g, "threads_per_rank", raana_quantize_threads(c->cfg), err));
+    RAANA_CALL(raana_h5_attr_u64(h, g, "seed", c->cfg->seed, err));
+    RAANA_CALL(raana_h5_attr_i64(h, g, "layers_resumed", c->quantized->reused, err));
+    RAANA_CALL(raana_h5_attr_i64(h, g, "calibration_resumed", c->resumed_calibration, err));
+    RAANA_CALL(raana_h5_attr_str(h, g, "calibration_statistics", c->cfg->statistics, err));
     for (int s = 0; s < RAANA_STAGE_COUNT; s++) {
         char name[64];
         snprintf(name, sizeof name, "seconds_%s", raana_stage_names[s]);
-        TRY(raana_h5_attr_f64(h, g, name, &c->seconds[s], 1, err));
+        RAANA_CALL(raana_h5_attr_f64(h, g, name, &c->seconds[s], 1, err));
     }
     return RAANA_OK;
 }
@@ -401,19 +395,19 @@ static raana_status write_contents(raana_h5 *h, raana_container_content *c, raan
     const raana_plan *p = &c->stage->plan;
     const raana_model *m = &c->stage->model;
     double t0 = MPI_Wtime();
-    TRY(write_root(h, c, err));
-    TRY(write_model_files(h, c, err));
-    TRY(write_config(h, c, err));
-    TRY(write_calibration(h, c, err));
-    TRY(write_allocation(h, c, err));
-    TRY(raana_h5_group(h, "/layers", err));
+    RAANA_CALL(write_root(h, c, err));
+    RAANA_CALL(write_model_files(h, c, err));
+    RAANA_CALL(write_config(h, c, err));
+    RAANA_CALL(write_calibration(h, c, err));
+    RAANA_CALL(write_allocation(h, c, err));
+    RAANA_CALL(raana_h5_group(h, "/layers", err));
     int n_quantized = 0, written = 0;
     for (int i = 0; i < p->n_layers; i++)
         n_quantized += p->layers[i].quantize;
     for (int i = 0; i < p->n_layers; i++) {
         if (!p->layers[i].quantize)
             continue;
-        TRY(write_layer(h, c, i, err));
+        RAANA_CALL(write_layer(h, c, i, err));
         if (c->progress && h->rank == 0) {
             double elapsed = MPI_Wtime() - t0;
             written++;
@@ -421,11 +415,11 @@ static raana_status write_contents(raana_h5 *h, raana_container_content *c, raan
                                "layers", elapsed, raana_log_eta(written, n_quantized, elapsed));
         }
     }
-    TRY(raana_h5_group(h, "/tensors", err));
+    RAANA_CALL(raana_h5_group(h, "/tensors", err));
     for (size_t i = 0; i < m->n_entries; i++)
         if (!is_quantized_weight(p, m->entries[i].name))
-            TRY(write_tensor(h, c, &m->entries[i], err));
-    TRY(write_report(h, c, err));
+            RAANA_CALL(write_tensor(h, c, &m->entries[i], err));
+    RAANA_CALL(write_report(h, c, err));
     double mine = MPI_Wtime() - t0;
     MPI_Allreduce(&mine, &c->seconds[RAANA_STAGE_WRITE], 1, MPI_DOUBLE, MPI_MAX, h->comm);
     return write_provenance(h, c, err);
@@ -475,17 +469,17 @@ static raana_status verify_own(raana_h5 *h, const raana_container_content *c, ra
         if (!q)
             continue;
         snprintf(path, sizeof path, "/layers/%s/codes", p->layers[i].name);
-        TRY(verify_dataset(h, path, H5T_NATIVE_UINT8, q->packed,
+        RAANA_CALL(verify_dataset(h, path, H5T_NATIVE_UINT8, q->packed,
                            q->packed_bytes * (size_t)q->d_out, err));
         snprintf(path, sizeof path, "/layers/%s/rescale", p->layers[i].name);
-        TRY(verify_dataset(h, path, H5T_NATIVE_FLOAT, q->rescale, (size_t)q->d_out, err));
+        RAANA_CALL(verify_dataset(h, path, H5T_NATIVE_FLOAT, q->rescale, (size_t)q->d_out, err));
     }
     for (size_t i = 0; i < m->n_entries; i++) {
         const raana_tensor_entry *e = &m->entries[i];
         if (is_quantized_weight(p, e->name) || raana_tensor_owner(p, e->name) != h->rank)
             continue;
         snprintf(path, sizeof path, "/tensors/%s", e->name);
-        TRY(verify_dataset(h, path, tensor_type(e->tensor->dtype),
+        RAANA_CALL(verify_dataset(h, path, tensor_type(e->tensor->dtype),
                            m->files[e->file].data + e->tensor->begin, (size_t)e->tensor->numel,
                            err));
     }
@@ -748,25 +742,25 @@ static raana_status read_layer_arrays(hid_t file, const char *path, const char *
                                       raana_error *err)
 {
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
-    TRY(read_dataset(file, path, g, "codes", H5T_NATIVE_UINT8, d_out, q->packed_bytes,
+    RAANA_CALL(read_dataset(file, path, g, "codes", H5T_NATIVE_UINT8, d_out, q->packed_bytes,
                      (void **)&q->packed, err));
-    TRY(read_dataset(file, path, g, "rescale", H5T_NATIVE_FLOAT, d_out, 0, (void **)&q->rescale,
+    RAANA_CALL(read_dataset(file, path, g, "rescale", H5T_NATIVE_FLOAT, d_out, 0, (void **)&q->rescale,
                      err));
-    TRY(check_finite(q->rescale, d_out, path, g, "rescale", err));
-    TRY(read_dataset(file, path, g, "held_cols", H5T_NATIVE_INT32, held, 0, (void **)&q->held_cols,
+    RAANA_CALL(check_finite(q->rescale, d_out, path, g, "rescale", err));
+    RAANA_CALL(read_dataset(file, path, g, "held_cols", H5T_NATIVE_INT32, held, 0, (void **)&q->held_cols,
                      err));
-    TRY(check_held(q, path, g, err));
-    TRY(read_dataset(file, path, g, "held_values", H5T_NATIVE_FLOAT, held, d_in,
+    RAANA_CALL(check_held(q, path, g, err));
+    RAANA_CALL(read_dataset(file, path, g, "held_values", H5T_NATIVE_FLOAT, held, d_in,
                      (void **)&q->held_values, err));
-    TRY(check_finite(q->held_values, held * d_in, path, g, "held_values", err));
+    RAANA_CALL(check_finite(q->held_values, held * d_in, path, g, "held_values", err));
     if (q->tricks & RAANA_TRICK_CENTRALIZE) {
-        TRY(read_dataset(file, path, g, "mu", H5T_NATIVE_FLOAT, d_in, 0, (void **)&q->mu, err));
-        TRY(check_finite(q->mu, d_in, path, g, "mu", err));
+        RAANA_CALL(read_dataset(file, path, g, "mu", H5T_NATIVE_FLOAT, d_in, 0, (void **)&q->mu, err));
+        RAANA_CALL(check_finite(q->mu, d_in, path, g, "mu", err));
     }
     if (q->tricks & RAANA_TRICK_NORM_ROW) {
-        TRY(read_dataset(file, path, g, "row_scale", H5T_NATIVE_FLOAT, d_in, 0,
+        RAANA_CALL(read_dataset(file, path, g, "row_scale", H5T_NATIVE_FLOAT, d_in, 0,
                          (void **)&q->row_scale, err));
-        TRY(check_finite(q->row_scale, d_in, path, g, "row_scale", err));
+        RAANA_CALL(check_finite(q->row_scale, d_in, path, g, "row_scale", err));
     }
     return RAANA_OK;
 }

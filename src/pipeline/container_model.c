@@ -409,7 +409,7 @@ raana_status raana_container_model_file(const char *path, const char *name, char
     *data = NULL;
     *len = 0;
     if (!name[0] || strchr(name, '/') || strlen(name) > 200)
-        return raana_fail(err, RAANA_ERR_INTERNAL, "'%s' is not a plain file name", name);
+        return RAANA_INTERNAL(err, "'%s' is not a plain file name", name);
     hid_t file;
     raana_status st = open_container(path, &file, err);
     if (st != RAANA_OK)

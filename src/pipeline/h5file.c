@@ -225,7 +225,7 @@ static raana_status create_dataset(raana_h5 *h, const char *path, hid_t type, in
     for (int i = 0; i < ndim; i++)
         numel *= dims[i];
     if (h->rank == writer && numel > 0 && !data)
-        st = raana_fail(err, RAANA_ERR_INTERNAL, "%s: no data for %s", h->path, path);
+        st = RAANA_INTERNAL(err, "%s: no data for %s", h->path, path);
     hid_t space = H5Screate_simple(ndim, dims, NULL);
     hid_t dcpl = dataset_creation(h, type, ndim, dims, deflate);
     hid_t dset = H5I_INVALID_HID;

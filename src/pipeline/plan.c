@@ -105,7 +105,7 @@ raana_status raana_plan_build(const raana_model_config *model, const raana_confi
 {
     memset(plan, 0, sizeof *plan);
     if (n_ranks < 1)
-        return raana_fail(err, RAANA_ERR_INTERNAL, "plan needs at least one rank");
+        return RAANA_INTERNAL(err, "plan needs at least one rank");
     plan->n_ranks = n_ranks;
     plan->block_params = raana_block_params(model);
     plan->seq_len = raana_plan_seq_len(model, cfg);

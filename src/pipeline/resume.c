@@ -630,7 +630,7 @@ raana_status raana_resume_save_calibration(const raana_resume *r, uint64_t finge
     byte_buf b = {0};
     snprintf(path, sizeof path, "%s/%s", r->dir, CALIBRATION_FILE);
     if (!r->opened)
-        return raana_fail(err, RAANA_ERR_INTERNAL, "%s: the resume directory is not open", path);
+        return RAANA_INTERNAL(err, "%s: the resume directory is not open", path);
     put_header(&b, CALIB_MAGIC, fingerprint);
     int32_t n = n_layers;
     PUT(&b, n);
@@ -676,7 +676,7 @@ raana_status raana_resume_save_layer(const raana_resume *r, const char *name, ui
     byte_buf b = {0};
     layer_file(r, name, file, sizeof file, path, sizeof path);
     if (!r->opened || strchr(name, '/'))
-        return raana_fail(err, RAANA_ERR_INTERNAL, "%s: not a file of the resume directory", path);
+        return RAANA_INTERNAL(err, "%s: not a file of the resume directory", path);
     put_header(&b, LAYER_MAGIC, fingerprint);
     int32_t ints[8] = {q->d_in, q->d_out, q->code_bits, (int32_t)q->tricks,
                        q->n_kept, q->m_a,   q->m_b,       q->n_held};

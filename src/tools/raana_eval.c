@@ -176,7 +176,7 @@ static raana_status check_same_shape(const eval_job *j, raana_error *err)
     for (int r = 0; r < p->n_ranks; r++)
         if (p->ranks[r].first_block != q->ranks[r].first_block ||
             p->ranks[r].n_blocks != q->ranks[r].n_blocks)
-            return raana_fail(err, RAANA_ERR_INTERNAL, "the two sides' plans differ at rank %d", r);
+            return RAANA_INTERNAL(err, "the two sides' plans differ at rank %d", r);
     return RAANA_OK;
 }
 

@@ -30,6 +30,24 @@ raana_status raana_error_prefix(raana_error *err, const char *fmt, ...)
     return err->status;
 }
 
+raana_status raana_fail_internal_at(raana_error *err, const char *file, int line, const char *fmt,
+                                    ...)
+{
+    if (err) {
+        char what[RAANA_ERROR_MSG_MAX];
+        const char *base = strrchr(file, '/');
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        snprintf(err->msg, sizeof err->msg, "internal error at %s:%d: %s", base ? base + 1 : file,
+                 line, what);
+        err->status = RAANA_ERR_INTERNAL;
+        err->agreed = 0;
+    }
+    return RAANA_ERR_INTERNAL;
+}
+
 void raana_error_clear(raana_error *err)
 {
     err->status = RAANA_OK;
