@@ -484,16 +484,18 @@ raana_status raana_config_parse(raana_config *cfg, const char *text, size_t len,
 
 raana_status raana_config_load(raana_config *cfg, const char *path, raana_error *err)
 {
-    char *text, dir[RAANA_PATH_MAX];
+    raana_status st = RAANA_OK;
+    char *text = NULL, dir[RAANA_PATH_MAX];
     size_t len;
     raana_config_defaults(cfg);
-    raana_status st = raana_read_file(path, &text, &len, err);
-    if (st != RAANA_OK)
-        return raana_error_restatus(err, RAANA_ERR_CONFIG);
+    if (raana_read_file(path, &text, &len, err) != RAANA_OK)
+        RAANA_CHECK(raana_error_restatus(err, RAANA_ERR_CONFIG));
     snprintf(cfg->source, sizeof cfg->source, "%s", path);
     raana_path_dirname(dir, sizeof dir, path);
     char absolute[RAANA_PATH_MAX]; /* paths stored with results must not depend on the cwd */
-    st = raana_config_parse(cfg, text, len, path, realpath(dir, absolute) ? absolute : dir, err);
+    RAANA_CHECK(raana_config_parse(cfg, text, len, path, realpath(dir, absolute) ? absolute : dir,
+                                   err));
+cleanup:
     free(text);
     return st;
 }

@@ -162,29 +162,59 @@ static int by_name(const void *a, const void *b)
 
 static const raana_st_tensor **sorted_by_offset(raana_st_tensor *t, size_t n);
 
-/* Global checks once every tensor parsed: names unique, byte ranges disjoint
- * and inside the data buffer. */
-static raana_status check_layout(raana_st_tensor *t, size_t n, uint64_t data_size,
-                                 const char *label, raana_error *err)
+static raana_status check_unique_names(raana_st_tensor *t, size_t n, const char *label,
+                                       raana_error *err)
 {
     qsort(t, n, sizeof *t, by_name);
     for (size_t i = 1; i < n; i++)
         if (strcmp(t[i - 1].name, t[i].name) == 0)
             return raana_fail(err, RAANA_ERR_INPUT, "%s: tensor '%s' appears twice in the header",
                               label, t[i].name);
+    return RAANA_OK;
+}
+
+/* Ranges past the data buffer: "truncated" when the ranges are contiguous
+ * from 0, else the first tensor out of range. */
+static raana_status check_in_buffer(const raana_st_tensor **order, size_t n, uint64_t max_end,
+                                    int contiguous, uint64_t data_size, const char *label,
+                                    raana_error *err)
+{
+    if (max_end <= data_size)
+        return RAANA_OK;
+    if (contiguous)
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: file is truncated: the header describes %llu data bytes but the "
+                          "file holds %llu",
+                          label, (unsigned long long)max_end, (unsigned long long)data_size);
+    for (size_t i = 0; i < n; i++)
+        if (order[i]->end > data_size)
+            return raana_fail(err, RAANA_ERR_INPUT,
+                              "%s: tensor '%s' data_offsets [%llu, %llu] are out of range "
+                              "(the data buffer holds %llu bytes)",
+                              label, order[i]->name, (unsigned long long)order[i]->begin,
+                              (unsigned long long)order[i]->end, (unsigned long long)data_size);
+    return RAANA_OK;
+}
+
+/* Global checks once every tensor parsed: names unique, byte ranges disjoint
+ * and inside the data buffer. */
+static raana_status check_layout(raana_st_tensor *t, size_t n, uint64_t data_size,
+                                 const char *label, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    RAANA_CALL(check_unique_names(t, n, label, err));
     const raana_st_tensor **order = sorted_by_offset(t, n);
     if (!order && n)
-        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", label);
-    raana_status st = RAANA_OK;
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "%s: out of memory", label);
     uint64_t max_end = 0;
     int contiguous = 1;
     const raana_st_tensor *last = NULL;
-    for (size_t i = 0; i < n && st == RAANA_OK; i++) {
+    for (size_t i = 0; i < n; i++) {
         const raana_st_tensor *cur = order[i];
         if (cur->begin == cur->end)
             continue; /* empty tensors occupy no bytes */
         if (last && cur->begin < last->end)
-            st = raana_fail(
+            RAANA_FAIL_GOTO(
                 err, RAANA_ERR_INPUT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
                 label, last->name, (unsigned long long)last->begin, (unsigned long long)last->end,
                 cur->name, (unsigned long long)cur->begin, (unsigned long long)cur->end);
@@ -194,24 +224,8 @@ static raana_status check_layout(raana_st_tensor *t, size_t n, uint64_t data_siz
             max_end = cur->end;
         last = cur;
     }
-    if (st == RAANA_OK && max_end > data_size) {
-        if (contiguous)
-            st = raana_fail(err, RAANA_ERR_INPUT,
-                            "%s: file is truncated: the header describes %llu data bytes but the "
-                            "file holds %llu",
-                            label, (unsigned long long)max_end, (unsigned long long)data_size);
-        else
-            for (size_t i = 0; i < n; i++)
-                if (order[i]->end > data_size) {
-                    st = raana_fail(err, RAANA_ERR_INPUT,
-                                    "%s: tensor '%s' data_offsets [%llu, %llu] are out of range "
-                                    "(the data buffer holds %llu bytes)",
-                                    label, order[i]->name, (unsigned long long)order[i]->begin,
-                                    (unsigned long long)order[i]->end,
-                                    (unsigned long long)data_size);
-                    break;
-                }
-    }
+    RAANA_CHECK(check_in_buffer(order, n, max_end, contiguous, data_size, label, err));
+cleanup:
     free(order);
     return st;
 }
@@ -245,110 +259,106 @@ void raana_st_free_tensors(raana_st_tensor *tensors, size_t n)
     free(tensors);
 }
 
+/* 1 when anything but whitespace or NULs follows the JSON object. */
+static int has_trailing_bytes(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0')
+            return 1;
+    return 0;
+}
+
 raana_status raana_st_parse_header(const char *json, size_t len, uint64_t data_size,
                                    const char *label, raana_st_tensor **tensors, size_t *n,
                                    raana_error *err)
 {
+    raana_status st = RAANA_OK;
+    raana_st_tensor *t = NULL;
+    size_t k = 0, count = 0;
     *tensors = NULL;
     *n = 0;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (!root) {
-        size_t at = end && end >= json ? (size_t)(end - json) : 0;
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: header is not valid JSON (near byte %zu)",
-                          label, at);
-    }
-    for (const char *p = end; p < json + len; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') {
-            cJSON_Delete(root);
-            return raana_fail(err, RAANA_ERR_INPUT,
-                              "%s: header has trailing bytes after the JSON object", label);
-        }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: header is not a JSON object", label);
-    }
-    size_t count = 0;
+    if (!root)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: header is not valid JSON (near byte %zu)",
+                        label, end && end >= json ? (size_t)(end - json) : 0);
+    if (has_trailing_bytes(end, json + len))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
+                        "%s: header has trailing bytes after the JSON object", label);
+    if (!cJSON_IsObject(root))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: header is not a JSON object", label);
     for (const cJSON *it = root->child; it; it = it->next)
         count++;
-    raana_st_tensor *t = calloc(count ? count : 1, sizeof *t);
-    if (!t) {
-        cJSON_Delete(root);
-        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", label);
-    }
-    size_t k = 0;
-    raana_status st = RAANA_OK;
-    for (const cJSON *it = root->child; it && st == RAANA_OK; it = it->next) {
+    t = calloc(count ? count : 1, sizeof *t);
+    if (!t)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "%s: out of memory", label);
+    for (const cJSON *it = root->child; it; it = it->next) {
         if (strcmp(it->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(it))
-                st = raana_fail(err, RAANA_ERR_INPUT, "%s: __metadata__ is not an object", label);
+                RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: __metadata__ is not an object", label);
             continue;
         }
-        st = parse_tensor(it, label, &t[k], err);
-        if (st == RAANA_OK)
-            k++;
+        RAANA_CHECK(parse_tensor(it, label, &t[k], err));
+        k++;
     }
+    RAANA_CHECK(check_layout(t, k, data_size, label, err));
+    *tensors = t, *n = k;
+    t = NULL; /* the caller's now */
+cleanup:
     cJSON_Delete(root);
-    if (st == RAANA_OK)
-        st = check_layout(t, k, data_size, label, err);
-    if (st != RAANA_OK) {
-        raana_st_free_tensors(t, k);
-        return st;
-    }
-    *tensors = t;
-    *n = k;
-    return RAANA_OK;
+    raana_st_free_tensors(t, k);
+    return st;
 }
 
 /* ---- files ------------------------------------------------------------------ */
 
+/* The 8-byte little-endian header length, checked against the file size
+ * and the 100 MB limit. */
+static raana_status header_length(const raana_st_file *f, uint64_t *header_len, raana_error *err)
+{
+    *header_len = 0;
+    for (int i = 7; i >= 0; i--)
+        *header_len = (*header_len << 8) | f->map[i];
+    if (*header_len > f->file_size - 8)
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: header length %llu is larger than the file (%zu bytes)", f->path,
+                          (unsigned long long)*header_len, f->file_size);
+    if (*header_len > MAX_HEADER_BYTES)
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: header length %llu exceeds the 100 MB limit",
+                          f->path, (unsigned long long)*header_len);
+    return RAANA_OK;
+}
+
 raana_status raana_st_open(raana_st_file *f, const char *path, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     memset(f, 0, sizeof *f);
     f->fd = -1;
     f->path = strdup(path);
     if (!f->path)
-        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", path);
-    raana_status st;
-    if ((st = raana_open_regular(path, &f->fd, &f->file_size, err)) != RAANA_OK)
-        goto fail;
-    if (f->file_size < 8) {
-        st = raana_fail(err, RAANA_ERR_INPUT,
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "%s: out of memory", path);
+    RAANA_CHECK(raana_open_regular(path, &f->fd, &f->file_size, err));
+    if (f->file_size < 8)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
                         "%s: file is truncated: %zu bytes, too small to hold a header", path,
                         f->file_size);
-        goto fail;
-    }
     f->map = mmap(NULL, f->file_size, PROT_READ, MAP_PRIVATE, f->fd, 0);
     if (f->map == MAP_FAILED) {
+        int e = errno;
         f->map = NULL;
         /* ENOMEM: the address space (ulimit -v) or the map count is full */
-        st = raana_fail(err, errno == ENOMEM ? RAANA_ERR_NOMEM : RAANA_ERR_IO,
-                        "%s: cannot map %zu bytes: %s", path, f->file_size, strerror(errno));
-        goto fail;
+        RAANA_FAIL_GOTO(err, e == ENOMEM ? RAANA_ERR_NOMEM : RAANA_ERR_IO,
+                        "%s: cannot map %zu bytes: %s", path, f->file_size, strerror(e));
     }
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; i--)
-        header_len = (header_len << 8) | f->map[i];
-    if (header_len > f->file_size - 8) {
-        st = raana_fail(err, RAANA_ERR_INPUT,
-                        "%s: header length %llu is larger than the file (%zu bytes)", path,
-                        (unsigned long long)header_len, f->file_size);
-        goto fail;
-    }
-    if (header_len > MAX_HEADER_BYTES) {
-        st = raana_fail(err, RAANA_ERR_INPUT, "%s: header length %llu exceeds the 100 MB limit",
-                        path, (unsigned long long)header_len);
-        goto fail;
-    }
+    uint64_t header_len;
+    RAANA_CHECK(header_length(f, &header_len, err));
     f->data = f->map + 8 + header_len;
     f->data_size = f->file_size - 8 - header_len;
-    st = raana_st_parse_header((const char *)f->map + 8, (size_t)header_len, f->data_size, path,
-                               &f->tensors, &f->n_tensors, err);
+    RAANA_CHECK(raana_st_parse_header((const char *)f->map + 8, (size_t)header_len, f->data_size,
+                                      path, &f->tensors, &f->n_tensors, err));
+cleanup:
     if (st != RAANA_OK)
-        goto fail;
-    return RAANA_OK;
-fail:
-    raana_st_close(f);
+        raana_st_close(f);
     return st;
 }
 

@@ -88,8 +88,7 @@ raana_status raana_st_make_header(const raana_st_out_tensor *t, size_t n, char *
     for (size_t i = 0; i < n; i++)
         if (!t[i].name[0] || strcmp(t[i].name, "__metadata__") == 0 ||
             raana_dtype_size(t[i].dtype) == 0 || t[i].ndim < 0 || t[i].ndim > RAANA_MAX_DIMS)
-            return RAANA_INTERNAL(err, "tensor %zu ('%s') cannot be written", i,
-                              t[i].name);
+            return RAANA_INTERNAL(err, "tensor %zu ('%s') cannot be written", i, t[i].name);
     if (!names_unique(t, n, &dup))
         return raana_fail(err, RAANA_ERR_INPUT, "tensor '%s' is there twice", t[dup].name);
     text_buf b = {0};
@@ -145,27 +144,25 @@ static raana_status write_all(raana_st_writer *w, const void *data, size_t bytes
 raana_status raana_st_writer_open(raana_st_writer *w, const char *path,
                                   const raana_st_out_tensor *t, size_t n, raana_error *err)
 {
+    raana_status st = RAANA_OK;
+    char *json = NULL;
+    size_t len = 0;
     memset(w, 0, sizeof *w);
     w->fd = -1;
     if (snprintf(w->path, sizeof w->path, "%s", path) >= (int)sizeof w->path)
-        return raana_fail(err, RAANA_ERR_IO, "path too long: %s", path);
-    char *json;
-    size_t len;
-    raana_status st = raana_st_make_header(t, n, &json, &len, err);
-    if (st != RAANA_OK)
-        return st;
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "path too long: %s", path);
+    RAANA_CHECK(raana_st_make_header(t, n, &json, &len, err));
     for (size_t i = 0; i < n; i++)
         w->expected += raana_st_out_bytes(&t[i]);
     w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (w->fd < 0)
-        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++)
         prefix[i] = (unsigned char)((uint64_t)len >> (8 * i));
-    if (st == RAANA_OK)
-        st = write_all(w, prefix, sizeof prefix, err);
-    if (st == RAANA_OK)
-        st = write_all(w, json, len, err);
+    RAANA_CHECK(write_all(w, prefix, sizeof prefix, err));
+    RAANA_CHECK(write_all(w, json, len, err));
+cleanup:
     free(json);
     if (st != RAANA_OK)
         raana_st_writer_abandon(w);
@@ -176,8 +173,7 @@ raana_status raana_st_writer_write(raana_st_writer *w, const void *data, size_t 
                                    raana_error *err)
 {
     if (w->written + bytes > w->expected)
-        return RAANA_INTERNAL(err, "%s: more data than the header announces",
-                          w->path);
+        return RAANA_INTERNAL(err, "%s: more data than the header announces", w->path);
     w->written += bytes;
     return write_all(w, data, bytes, err);
 }
@@ -186,11 +182,13 @@ raana_status raana_st_writer_finish(raana_st_writer *w, raana_error *err)
 {
     raana_status st = RAANA_OK;
     if (w->written != w->expected)
-        st = RAANA_INTERNAL(err, "%s: %llu data bytes written, header says %llu",
-                        w->path, (unsigned long long)w->written, (unsigned long long)w->expected);
-    else if (fsync(w->fd) != 0)
-        st =
-            raana_fail(err, RAANA_ERR_IO, "%s: cannot flush to disk: %s", w->path, strerror(errno));
+        RAANA_CHECK(RAANA_INTERNAL(err, "%s: %llu data bytes written, header says %llu", w->path,
+                                   (unsigned long long)w->written,
+                                   (unsigned long long)w->expected));
+    if (fsync(w->fd) != 0)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot flush to disk: %s", w->path,
+                        strerror(errno));
+cleanup:
     if (close(w->fd) != 0 && st == RAANA_OK)
         st = raana_fail(err, RAANA_ERR_IO, "%s: cannot close: %s", w->path, strerror(errno));
     w->fd = -1;

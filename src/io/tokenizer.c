@@ -172,42 +172,35 @@ static raana_status token_id(const cJSON *it, int limit, const char *what, const
     return RAANA_OK;
 }
 
-static raana_status parse_vocab(raana_tokenizer *t, const cJSON *vocab, const cJSON *added,
-                                const char *label, raana_error *err)
+/* The largest id in vocab and added_tokens, each checked. */
+static raana_status max_token_id(const cJSON *vocab, const cJSON *added, const char *label,
+                                 int *max_id, raana_error *err)
 {
-    int max_id = -1, given, entries = cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added);
-    raana_status st;
+    int given, entries = cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added);
+    *max_id = -1;
     for (const cJSON *it = vocab->child; it; it = it->next) {
         if (!cJSON_IsNumber(it))
             return raana_fail(err, RAANA_ERR_INPUT, "%s: vocab entry '%s' is not an id", label,
                               it->string);
-        if ((st = token_id(it, entries, "vocab entry", it->string, label, &given, err)) != RAANA_OK)
-            return st;
-        max_id = given > max_id ? given : max_id;
+        RAANA_CALL(token_id(it, entries, "vocab entry", it->string, label, &given, err));
+        *max_id = given > *max_id ? given : *max_id;
     }
     for (const cJSON *it = added ? added->child : NULL; it; it = it->next) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
         if (!cJSON_IsNumber(id))
             continue; /* refused below, with its index */
-        if ((st = token_id(id, entries, "added token",
-                           cJSON_IsString(content) ? content->valuestring : NULL, label, &given,
-                           err)) != RAANA_OK)
-            return st;
-        max_id = given > max_id ? given : max_id;
+        RAANA_CALL(token_id(id, entries, "added token",
+                            cJSON_IsString(content) ? content->valuestring : NULL, label, &given,
+                            err));
+        *max_id = given > *max_id ? given : *max_id;
     }
-    t->n_pieces = max_id + 1;
-    t->piece = calloc((size_t)t->n_pieces + 1, sizeof *t->piece);
-    t->piece_len = calloc((size_t)t->n_pieces + 1, sizeof *t->piece_len);
-    t->pieces.cap = pow2_at_least(2 * (size_t)t->n_pieces);
-    t->pieces.slot = malloc(t->pieces.cap * sizeof *t->pieces.slot);
-    if (!t->piece || !t->piece_len || !t->pieces.slot)
-        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory for %d token ids", label,
-                          t->n_pieces);
-    memset(t->pieces.slot, 0xff, t->pieces.cap * sizeof *t->pieces.slot);
-    for (const cJSON *it = vocab->child; it; it = it->next)
-        if ((st = set_piece(t, it->valueint, it->string, label, err)) != RAANA_OK)
-            return st;
+    return RAANA_OK;
+}
+
+static raana_status parse_added(raana_tokenizer *t, const cJSON *added, const char *label,
+                                raana_error *err)
+{
     t->n_added = added ? cJSON_GetArraySize(added) : 0;
     t->added_id = calloc((size_t)t->n_added + 1, sizeof *t->added_id);
     t->added_special = calloc((size_t)t->n_added + 1, sizeof *t->added_special);
@@ -220,11 +213,31 @@ static raana_status parse_vocab(raana_tokenizer *t, const cJSON *vocab, const cJ
         if (!cJSON_IsNumber(id) || !cJSON_IsString(content) || content->valuestring[0] == '\0')
             return raana_fail(err, RAANA_ERR_INPUT, "%s: added_tokens[%d] needs an id and content",
                               label, k);
-        if ((st = set_piece(t, id->valueint, content->valuestring, label, err)) != RAANA_OK)
-            return st;
+        RAANA_CALL(set_piece(t, id->valueint, content->valuestring, label, err));
         t->added_id[k] = id->valueint;
         t->added_special[k] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "special"));
     }
+    return RAANA_OK;
+}
+
+/* The tables live in t, which the caller frees on failure. */
+static raana_status parse_vocab(raana_tokenizer *t, const cJSON *vocab, const cJSON *added,
+                                const char *label, raana_error *err)
+{
+    int max_id;
+    RAANA_CALL(max_token_id(vocab, added, label, &max_id, err));
+    t->n_pieces = max_id + 1;
+    t->piece = calloc((size_t)t->n_pieces + 1, sizeof *t->piece);
+    t->piece_len = calloc((size_t)t->n_pieces + 1, sizeof *t->piece_len);
+    t->pieces.cap = pow2_at_least(2 * (size_t)t->n_pieces);
+    t->pieces.slot = malloc(t->pieces.cap * sizeof *t->pieces.slot);
+    if (!t->piece || !t->piece_len || !t->pieces.slot)
+        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory for %d token ids", label,
+                          t->n_pieces);
+    memset(t->pieces.slot, 0xff, t->pieces.cap * sizeof *t->pieces.slot);
+    for (const cJSON *it = vocab->child; it; it = it->next)
+        RAANA_CALL(set_piece(t, it->valueint, it->string, label, err));
+    RAANA_CALL(parse_added(t, added, label, err));
     for (int i = 0; i < t->n_pieces; i++) {
         if (!t->piece[i] && !(t->piece[i] = strdup("")))
             return raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
@@ -297,9 +310,7 @@ static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, cons
     if (strcmp(name, "Sequence") == 0) {
         for (const cJSON *it = obj(norm, "normalizers") ? obj(norm, "normalizers")->child : NULL;
              it; it = it->next) {
-            raana_status st = parse_normalizer(t, it, label, err);
-            if (st != RAANA_OK)
-                return st;
+            RAANA_CALL(parse_normalizer(t, it, label, err));
         }
         return RAANA_OK;
     }
@@ -416,11 +427,8 @@ static raana_status parse_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, co
     if (!(cJSON_IsString(type) && strcmp(type->valuestring, "Sequence") == 0))
         return parse_one_pre_tokenizer(t, pre, 0, label, err);
     const cJSON *list = obj(pre, "pretokenizers");
-    for (const cJSON *it = list ? list->child : NULL; it; it = it->next) {
-        raana_status st = parse_one_pre_tokenizer(t, it, 1, label, err);
-        if (st != RAANA_OK)
-            return st;
-    }
+    for (const cJSON *it = list ? list->child : NULL; it; it = it->next)
+        RAANA_CALL(parse_one_pre_tokenizer(t, it, 1, label, err));
     if (t->split_re && !t->byte_level)
         return raana_fail(err, RAANA_ERR_UNSUPPORTED,
                           "%s: a Split pre-tokenizer without ByteLevel is not supported", label);
@@ -438,51 +446,57 @@ static void parse_bos(raana_tokenizer *t, const cJSON *post)
         t->bos = piece_find(t, special->valuestring, strlen(special->valuestring));
 }
 
+/* model.type is "BPE", with a vocab object and a merges list. */
+static raana_status check_model(const cJSON *model, const char *label, raana_error *err)
+{
+    const cJSON *type = obj(model, "type");
+    if (!cJSON_IsString(type))
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: model.type is missing", label);
+    if (strcmp(type->valuestring, "BPE") != 0)
+        return raana_fail(err, RAANA_ERR_UNSUPPORTED,
+                          "%s: tokenizer model type '%s' is not supported (supported: BPE)", label,
+                          type->valuestring);
+    if (!cJSON_IsObject(obj(model, "vocab")) || !cJSON_IsArray(obj(model, "merges")))
+        return raana_fail(err, RAANA_ERR_INPUT, "%s: model needs a vocab object and a merges list",
+                          label);
+    return RAANA_OK;
+}
+
+static void parse_model_flags(raana_tokenizer *t, const cJSON *model)
+{
+    const cJSON *unk = obj(model, "unk_token");
+    t->unk = cJSON_IsString(unk) ? piece_find(t, unk->valuestring, strlen(unk->valuestring)) : -1;
+    t->byte_fallback = cJSON_IsTrue(obj(model, "byte_fallback"));
+    t->fuse_unk = cJSON_IsTrue(obj(model, "fuse_unk"));
+    t->ignore_merges = cJSON_IsTrue(obj(model, "ignore_merges"));
+}
+
 raana_status raana_tokenizer_parse(raana_tokenizer **out, const char *json, size_t len,
                                    const char *label, raana_error *err)
 {
+    raana_status st = RAANA_OK;
+    raana_tokenizer *t = NULL;
     *out = NULL;
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
-    raana_tokenizer *t = calloc(1, sizeof *t);
-    const cJSON *model = obj(root, "model"), *type = obj(model, "type");
-    raana_status st = RAANA_OK;
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
+    t = calloc(1, sizeof *t);
     if (!t)
-        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    else if (!cJSON_IsString(type))
-        st = raana_fail(err, RAANA_ERR_INPUT, "%s: model.type is missing", label);
-    else if (strcmp(type->valuestring, "BPE") != 0)
-        st = raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                        "%s: tokenizer model type '%s' is not supported (supported: BPE)", label,
-                        type->valuestring);
-    else if (!cJSON_IsObject(obj(model, "vocab")) || !cJSON_IsArray(obj(model, "merges")))
-        st = raana_fail(err, RAANA_ERR_INPUT, "%s: model needs a vocab object and a merges list",
-                        label);
-    if (st == RAANA_OK)
-        st = parse_vocab(t, obj(model, "vocab"), obj(root, "added_tokens"), label, err);
-    if (st == RAANA_OK)
-        st = parse_merges(t, obj(model, "merges"), label, err);
-    if (st == RAANA_OK)
-        st = parse_normalizer(t, obj(root, "normalizer"), label, err);
-    if (st == RAANA_OK)
-        st = parse_pre_tokenizer(t, obj(root, "pre_tokenizer"), label, err);
-    if (st == RAANA_OK) {
-        const cJSON *unk = obj(model, "unk_token");
-        t->unk =
-            cJSON_IsString(unk) ? piece_find(t, unk->valuestring, strlen(unk->valuestring)) : -1;
-        t->byte_fallback = cJSON_IsTrue(obj(model, "byte_fallback"));
-        t->fuse_unk = cJSON_IsTrue(obj(model, "fuse_unk"));
-        t->ignore_merges = cJSON_IsTrue(obj(model, "ignore_merges"));
-        parse_bos(t, obj(root, "post_processor"));
-    }
-    cJSON_Delete(root);
-    if (st != RAANA_OK) {
-        raana_tokenizer_free(t);
-        return st;
-    }
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory");
+    const cJSON *model = obj(root, "model");
+    RAANA_CHECK(check_model(model, label, err));
+    RAANA_CHECK(parse_vocab(t, obj(model, "vocab"), obj(root, "added_tokens"), label, err));
+    RAANA_CHECK(parse_merges(t, obj(model, "merges"), label, err));
+    RAANA_CHECK(parse_normalizer(t, obj(root, "normalizer"), label, err));
+    RAANA_CHECK(parse_pre_tokenizer(t, obj(root, "pre_tokenizer"), label, err));
+    parse_model_flags(t, model);
+    parse_bos(t, obj(root, "post_processor"));
     *out = t;
-    return RAANA_OK;
+    t = NULL; /* the caller's now */
+cleanup:
+    cJSON_Delete(root);
+    raana_tokenizer_free(t);
+    return st;
 }
 
 /* bos from tokenizer_config.json when the post-processor names none. */
@@ -506,16 +520,17 @@ static void config_bos(raana_tokenizer *t, const char *dir)
 
 raana_status raana_tokenizer_load(raana_tokenizer **tok, const char *dir, raana_error *err)
 {
-    char path[4200], *text;
+    raana_status st = RAANA_OK;
+    char path[4200], *text = NULL;
     size_t len;
+    *tok = NULL;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    raana_status st = raana_read_file(path, &text, &len, err);
-    if (st != RAANA_OK)
-        return raana_error_restatus(err, RAANA_ERR_INPUT);
-    st = raana_tokenizer_parse(tok, text, len, path, err);
+    if (raana_read_file(path, &text, &len, err) != RAANA_OK)
+        RAANA_CHECK(raana_error_restatus(err, RAANA_ERR_INPUT));
+    RAANA_CHECK(raana_tokenizer_parse(tok, text, len, path, err));
+    config_bos(*tok, dir);
+cleanup:
     free(text);
-    if (st == RAANA_OK)
-        config_bos(*tok, dir);
     return st;
 }
 
@@ -634,54 +649,67 @@ static int initial_symbols(const raana_tokenizer *t, const char *w, size_t n, in
     return 0;
 }
 
-/* BPE over one word, appending its ids to out. */
+/* Merges adjacent symbols of sym (linked by next/prev) in rank order,
+ * through a heap of candidate pairs. 0, or -1 when out of memory. */
+static int merge_symbols(const raana_tokenizer *t, int_vec *sym, int *next, int *prev)
+{
+    pair_heap heap = {0};
+    int rc = -1;
+    for (size_t i = 0; i + 1 < sym->n; i++) {
+        int merged = -1, r = pair_find(&t->pairs, sym->v[i], sym->v[i + 1], &merged);
+        if (r >= 0 && heap_push(&heap, (heap_item){r, (int)i}))
+            goto cleanup;
+    }
+    while (heap.n) {
+        heap_item it = heap_pop(&heap);
+        int i = it.left, j, merged = -1;
+        if (sym->v[i] < 0 || (j = next[i]) < 0)
+            continue; /* stale: i was merged away or is now last */
+        if (pair_find(&t->pairs, sym->v[i], sym->v[j], &merged) != it.rank)
+            continue; /* stale: a neighbour changed */
+        sym->v[i] = merged;
+        sym->v[j] = -1;
+        next[i] = next[j];
+        if (next[j] >= 0)
+            prev[next[j]] = i;
+        int r;
+        if (prev[i] >= 0 && (r = pair_find(&t->pairs, sym->v[prev[i]], sym->v[i], &merged)) >= 0 &&
+            heap_push(&heap, (heap_item){r, prev[i]}))
+            goto cleanup;
+        if (next[i] >= 0 && (r = pair_find(&t->pairs, sym->v[i], sym->v[next[i]], &merged)) >= 0 &&
+            heap_push(&heap, (heap_item){r, i}))
+            goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    free(heap.a);
+    return rc;
+}
+
+/* BPE over one word, appending its ids to out. 0, or -1 when out of
+ * memory. */
 static int encode_word(const raana_tokenizer *t, const char *w, size_t n, int_vec *out)
 {
     int whole;
     if (t->ignore_merges && (whole = piece_find(t, w, n)) >= 0)
         return push(out, whole);
     int_vec sym = {0};
-    pair_heap heap = {0};
     int *next = NULL, *prev = NULL, rc = -1;
     if (initial_symbols(t, w, n, &sym))
-        goto done;
+        goto cleanup;
     size_t m = sym.n;
     next = malloc((m + 1) * sizeof *next), prev = malloc((m + 1) * sizeof *prev);
     if (!next || !prev)
-        goto done;
+        goto cleanup;
     for (size_t i = 0; i < m; i++)
         next[i] = (int)i + 1 < (int)m ? (int)i + 1 : -1, prev[i] = (int)i - 1;
-    for (size_t i = 0; i + 1 < m; i++) {
-        int merged = -1, r = pair_find(&t->pairs, sym.v[i], sym.v[i + 1], &merged);
-        if (r >= 0 && heap_push(&heap, (heap_item){r, (int)i}))
-            goto done;
-    }
-    while (heap.n) {
-        heap_item it = heap_pop(&heap);
-        int i = it.left, j, merged = -1;
-        if (sym.v[i] < 0 || (j = next[i]) < 0)
-            continue; /* stale: i was merged away or is now last */
-        if (pair_find(&t->pairs, sym.v[i], sym.v[j], &merged) != it.rank)
-            continue; /* stale: a neighbour changed */
-        sym.v[i] = merged;
-        sym.v[j] = -1;
-        next[i] = next[j];
-        if (next[j] >= 0)
-            prev[next[j]] = i;
-        int r;
-        if (prev[i] >= 0 && (r = pair_find(&t->pairs, sym.v[prev[i]], sym.v[i], &merged)) >= 0 &&
-            heap_push(&heap, (heap_item){r, prev[i]}))
-            goto done;
-        if (next[i] >= 0 && (r = pair_find(&t->pairs, sym.v[i], sym.v[next[i]], &merged)) >= 0 &&
-            heap_push(&heap, (heap_item){r, i}))
-            goto done;
-    }
+    if (merge_symbols(t, &sym, next, prev))
+        goto cleanup;
     rc = 0;
     for (int i = m ? 0 : -1; i >= 0 && rc == 0; i = next[i])
         rc = push(out, sym.v[i]);
-done:
+cleanup:
     free(sym.v);
-    free(heap.a);
     free(next);
     free(prev);
     return rc;
