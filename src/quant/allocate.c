@@ -212,17 +212,14 @@ static void repair(const raana_alloc_problem *p, double budget_bits, int *choice
 raana_status raana_allocate_bits_lagrangian(const raana_alloc_problem *p, raana_alloc_result *r,
                                             raana_error *err)
 {
-    raana_status st = check_problem(p, err);
-    if (st != RAANA_OK)
-        return st;
+    raana_status st = RAANA_OK;
+    int *tmp = NULL;
+    RAANA_CALL(check_problem(p, err));
     memset(r, 0, sizeof *r);
     r->choice = calloc((size_t)(p->n_layers ? p->n_layers : 1), sizeof *r->choice);
-    int *tmp = calloc((size_t)(p->n_layers ? p->n_layers : 1), sizeof *tmp);
-    if (!r->choice || !tmp) {
-        free(tmp);
-        raana_alloc_result_free(r);
-        return raana_fail(err, RAANA_ERR_NOMEM, "AllocateBits: out of memory");
-    }
+    tmp = calloc((size_t)(p->n_layers ? p->n_layers : 1), sizeof *tmp);
+    if (!r->choice || !tmp)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "AllocateBits: out of memory");
     double budget_bits = (double)budget_units(p) / 4, lo = 0, hi = 1, dual, best_dual = -INFINITY;
     /* the dual function is a lower bound at every lambda >= 0 */
     if (price_choice(p, 0, tmp, &dual) <= budget_bits) {
@@ -246,41 +243,48 @@ raana_status raana_allocate_bits_lagrangian(const raana_alloc_problem *p, raana_
         best_dual = fmax(best_dual, dual - hi * budget_bits);
         repair(p, budget_bits, r->choice);
     }
-    free(tmp);
     finish(p, r);
     r->lower_bound = fmin(best_dual, r->cost);
     r->method = RAANA_ALLOC_LAGRANGIAN;
-    return RAANA_OK;
+cleanup:
+    free(tmp);
+    if (st != RAANA_OK)
+        raana_alloc_result_free(r);
+    return st;
+}
+
+/* The exact dynamic program over the scaled problem s. */
+static raana_status allocate_exact(const raana_alloc_problem *p, const scaled_problem *s,
+                                   raana_alloc_result *r, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    memset(r, 0, sizeof *r);
+    r->choice = calloc((size_t)(p->n_layers ? p->n_layers : 1), sizeof *r->choice);
+    if (!r->choice)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "AllocateBits: out of memory");
+    RAANA_CHECK(solve_dp(p, s, r, err));
+    finish(p, r);
+    r->lower_bound = r->cost;
+    r->method = RAANA_ALLOC_EXACT_DP;
+cleanup:
+    if (st != RAANA_OK)
+        raana_alloc_result_free(r);
+    return st;
 }
 
 raana_status raana_allocate_bits(const raana_alloc_problem *p, uint64_t max_dp_cells,
                                  raana_alloc_result *r, raana_error *err)
 {
-    raana_status st = check_problem(p, err);
-    if (st != RAANA_OK)
-        return st;
+    raana_status st = RAANA_OK;
     scaled_problem s = {0, 0, NULL};
+    RAANA_CALL(check_problem(p, err));
     if (scale(p, &s) != 0)
-        return raana_fail(err, RAANA_ERR_NOMEM, "AllocateBits: out of memory");
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "AllocateBits: out of memory");
     uint64_t cells = (uint64_t)p->n_layers * (s.r_max + 1);
-    if (cells > max_dp_cells) {
-        free(s.extra);
-        st = raana_allocate_bits_lagrangian(p, r, err);
-        r->dp_cells = cells;
-        return st;
-    }
-    memset(r, 0, sizeof *r);
-    r->choice = calloc((size_t)(p->n_layers ? p->n_layers : 1), sizeof *r->choice);
-    st = r->choice ? solve_dp(p, &s, r, err)
-                   : raana_fail(err, RAANA_ERR_NOMEM, "AllocateBits: out of memory");
-    free(s.extra);
-    if (st != RAANA_OK) {
-        raana_alloc_result_free(r);
-        return st;
-    }
-    finish(p, r);
-    r->lower_bound = r->cost;
-    r->method = RAANA_ALLOC_EXACT_DP;
+    RAANA_CHECK(cells > max_dp_cells ? raana_allocate_bits_lagrangian(p, r, err)
+                                     : allocate_exact(p, &s, r, err));
     r->dp_cells = cells;
-    return RAANA_OK;
+cleanup:
+    free(s.extra);
+    return st;
 }

@@ -129,16 +129,15 @@ static int int_asc(const void *a, const void *b)
 static raana_status hold_out_columns(raana_qlayer *q, const float *weight, float *w, double rate,
                                      raana_error *err)
 {
+    raana_status st = RAANA_OK;
     int d_in = q->d_in, d_out = q->d_out, n = (int)floor(rate * d_out);
     if (n <= 0)
         return RAANA_OK;
     col_norm *norms = malloc((size_t)d_out * sizeof *norms);
     q->held_cols = malloc((size_t)n * sizeof *q->held_cols);
     q->held_values = malloc((size_t)n * (size_t)d_in * sizeof *q->held_values);
-    if (!norms || !q->held_cols || !q->held_values) {
-        free(norms);
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory holding out %d columns", n);
-    }
+    if (!norms || !q->held_cols || !q->held_values)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory holding out %d columns", n);
     for (int j = 0; j < d_out; j++) {
         double s = 0;
         for (int i = 0; i < d_in; i++) {
@@ -157,8 +156,9 @@ static raana_status hold_out_columns(raana_qlayer *q, const float *weight, float
         memset(w + at, 0, (size_t)d_in * sizeof *w);
     }
     q->n_held = n;
+cleanup:
     free(norms);
-    return RAANA_OK;
+    return st;
 }
 
 /* w = weight after the tricks in q->tricks (fills q's trick terms; q->mu and
@@ -191,15 +191,13 @@ raana_status raana_qlayer_trick_norm(const float *weight, int d_in, int d_out, u
     raana_status st = RAANA_OK;
     if (!w || ((tricks & RAANA_TRICK_CENTRALIZE) && !q.mu) ||
         ((tricks & RAANA_TRICK_NORM_ROW) && !q.row_scale))
-        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", d_out, d_in);
-    if (st == RAANA_OK)
-        st = apply_tricks(&q, weight, w, norm_col_rate, err);
-    if (st == RAANA_OK) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++)
-            s += (double)w[i] * w[i];
-        *norm = sqrt(s);
-    }
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", d_out, d_in);
+    RAANA_CHECK(apply_tricks(&q, weight, w, norm_col_rate, err));
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)w[i] * w[i];
+    *norm = sqrt(s);
+cleanup:
     free(w);
     raana_qlayer_free(&q);
     return st;
@@ -211,12 +209,13 @@ raana_status raana_qlayer_trick_norm(const float *weight, int d_in, int d_out, u
 static raana_status encode_columns(raana_qlayer *q, const float *w, raana_encoder encoder,
                                    int threads, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     int d_in = q->d_in, d_out = q->d_out, n_kept = q->n_kept, failed = 0;
     /* per-column cosines, summed in column order afterwards: the mean must not
      * depend on how columns were spread over threads */
     double *cosines = malloc((size_t)d_out * sizeof *cosines), cos_sum = 0;
     if (!cosines)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory in the column encoder");
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory in the column encoder");
     (void)threads; /* only read by the OpenMP pragma */
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
@@ -241,14 +240,15 @@ static raana_status encode_columns(raana_qlayer *q, const float *w, raana_encode
         free(kept);
         free(codes);
     }
-    for (int j = 0; !failed && j < d_out; j++)
-        cos_sum += cosines[j];
-    free(cosines);
     if (failed)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory in the column encoder");
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory in the column encoder");
+    for (int j = 0; j < d_out; j++)
+        cos_sum += cosines[j];
     /* held-out columns were zeroed and count as cosine 1: leave them out */
     q->mean_cosine = d_out > q->n_held ? (cos_sum - q->n_held) / (d_out - q->n_held) : 1.0;
-    return RAANA_OK;
+cleanup:
+    free(cosines);
+    return st;
 }
 
 static raana_status allocate(raana_qlayer *q, raana_error *err)
@@ -267,46 +267,57 @@ static raana_status allocate(raana_qlayer *q, raana_error *err)
     return RAANA_OK;
 }
 
-raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
-                                   const raana_qlayer_params *p, const char *name, raana_qlayer *q,
-                                   raana_error *err)
+static raana_status check_finite(const float *weight, int d_in, int d_out, const char *name,
+                                 raana_error *err)
 {
-    memset(q, 0, sizeof *q);
     size_t n = (size_t)d_in * (size_t)d_out;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(weight[i]))
             return raana_fail(err, RAANA_ERR_NUMERIC, "%s: weight holds %s at [%zu][%zu]", name,
                               isnan(weight[i]) ? "NaN" : "an infinite value", i / (size_t)d_in,
                               i % (size_t)d_in);
+    return RAANA_OK;
+}
+
+/* w = weight after the tricks, rotated column by column, then encoded. */
+static raana_status encode_layer(raana_qlayer *q, const float *weight, float *w,
+                                 const raana_qlayer_params *p, raana_error *err)
+{
+    int d_in = q->d_in, d_out = q->d_out;
+    RAANA_CALL(apply_tricks(q, weight, w, p->norm_col_rate, err));
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+    for (int j = 0; j < d_out; j++)
+        raana_rotation_apply(&q->rot, w + (size_t)j * d_in, 1);
+    return encode_columns(q, w, p->encoder, p->threads, err);
+}
+
+raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
+                                   const raana_qlayer_params *p, const char *name, raana_qlayer *q,
+                                   raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    float *w = NULL;
+    memset(q, 0, sizeof *q);
+    RAANA_CHECK(check_finite(weight, d_in, d_out, name, err));
     q->d_in = d_in, q->d_out = d_out, q->bits = p->bits, q->tricks = p->tricks, q->key = p->key;
     q->code_bits = p->bits < 1 ? 1 : (int)p->bits;
-    raana_status st = raana_rotation_init(&q->rot, d_in, p->key, err);
-    if (st != RAANA_OK)
-        return st;
+    RAANA_CHECK(raana_rotation_init(&q->rot, d_in, p->key, err));
     q->n_kept = d_in;
     if (p->bits < 1) {
         sub_bit_layout(d_in, q->rot.k, p->bits, &q->m_a, &q->m_b);
         q->n_kept = q->m_a + q->m_b;
     }
-    float *w = malloc(n * sizeof *w);
-    if (!w || (st = allocate(q, err)) != RAANA_OK) {
-        free(w);
-        raana_qlayer_free(q);
-        return st != RAANA_OK ? st : raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", name);
-    }
-    st = apply_tricks(q, weight, w, p->norm_col_rate, err);
-    if (st == RAANA_OK) {
-#pragma omp parallel for num_threads(p->threads) schedule(static)
-        for (int j = 0; j < d_out; j++)
-            raana_rotation_apply(&q->rot, w + (size_t)j * d_in, 1);
-        st = encode_columns(q, w, p->encoder, p->threads, err);
-    }
+    w = malloc((size_t)d_in * (size_t)d_out * sizeof *w);
+    if (!w)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "%s: out of memory", name);
+    RAANA_CHECK(allocate(q, err));
+    if (encode_layer(q, weight, w, p, err) != RAANA_OK)
+        RAANA_CHECK(raana_error_prefix(err, "%s", name));
+cleanup:
     free(w);
-    if (st != RAANA_OK) {
+    if (st != RAANA_OK)
         raana_qlayer_free(q);
-        return raana_error_prefix(err, "%s", name);
-    }
-    return RAANA_OK;
+    return st;
 }
 
 /* ---- decoding and the product ------------------------------------------------ */
@@ -322,13 +333,11 @@ static int held_slot(const raana_qlayer *q, int j)
 raana_status raana_qlayer_dequantize(const raana_qlayer *q, float *what, raana_error *err)
 {
     int d_in = q->d_in, n_kept = q->n_kept;
+    raana_status st = RAANA_OK;
     uint8_t *codes = malloc((size_t)n_kept);
     float *vals = malloc((size_t)n_kept * sizeof *vals);
-    if (!codes || !vals) {
-        free(codes);
-        free(vals);
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory dequantizing a layer");
-    }
+    if (!codes || !vals)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory dequantizing a layer");
     for (int j = 0; j < q->d_out; j++) {
         float *col = what + (size_t)j * d_in;
         int h = held_slot(q, j);
@@ -350,9 +359,10 @@ raana_status raana_qlayer_dequantize(const raana_qlayer *q, float *what, raana_e
         for (int i = 0; q->mu && i < d_in; i++)
             col[i] += q->mu[i];
     }
+cleanup:
     free(codes);
     free(vals);
-    return RAANA_OK;
+    return st;
 }
 
 /* Rotated, truncated, scaled activations: xk[n][n_kept]. */
@@ -386,10 +396,8 @@ raana_status raana_qlayer_matmul(const raana_qlayer *q, const float *x, int n, f
     float *blk = malloc((size_t)n * MATMUL_BLOCK * sizeof *blk);
     uint8_t *codes = malloc((size_t)n_kept);
     raana_status st = RAANA_OK;
-    if (!xs || !xk || !c || !blk || !codes) {
-        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory in the quantized product");
-        goto done;
-    }
+    if (!xs || !xk || !c || !blk || !codes)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory in the quantized product");
     prepare_activations(q, x, n, xs, xk);
     for (int j0 = 0; j0 < d_out; j0 += MATMUL_BLOCK) {
         int nb = d_out - j0 < MATMUL_BLOCK ? d_out - j0 : MATMUL_BLOCK;
@@ -417,7 +425,7 @@ raana_status raana_qlayer_matmul(const raana_qlayer *q, const float *x, int n, f
         for (int h = 0; h < q->n_held; h++)
             yt[q->held_cols[h]] = cblas_sdot(d_in, xt, 1, q->held_values + (size_t)h * d_in, 1);
     }
-done:
+cleanup:
     free(xs);
     free(xk);
     free(c);
