@@ -26,64 +26,64 @@ static const char *file_kind(mode_t mode)
 
 raana_status raana_open_regular(const char *path, int *fd_out, size_t *size, raana_error *err)
 {
-    struct stat st;
+    raana_status st = RAANA_OK;
+    struct stat sb;
     *fd_out = -1;
     /* O_NONBLOCK: opening a FIFO for reading must not wait for a writer;
      * O_NOCTTY: a terminal must not become ours. Symbolic links are
      * followed (Hugging Face caches link every file to a blob). */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0) {
-        int saved = errno;
-        close(fd);
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot stat: %s", path, strerror(saved));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return raana_fail(err, RAANA_ERR_INPUT,
-                          "%s: is %s, not a regular file; refusing to read it", path,
-                          file_kind(st.st_mode));
-    }
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
+                        "%s: is %s, not a regular file; refusing to read it", path,
+                        file_kind(sb.st_mode));
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0)
         (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     *fd_out = fd;
-    *size = (size_t)st.st_size;
-    return RAANA_OK;
+    *size = (size_t)sb.st_size;
+    fd = -1; /* the caller's now */
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    return st;
 }
 
 raana_status raana_read_file(const char *path, char **data, size_t *len, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     size_t size;
-    int fd;
+    int fd = -1;
+    FILE *f = NULL;
+    char *buf = NULL;
     *data = NULL;
     *len = 0;
-    raana_status st = raana_open_regular(path, &fd, &size, err);
-    if (st != RAANA_OK)
-        return st;
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return raana_fail(err, RAANA_ERR_NOMEM, "%s: cannot open a stream: %s", path,
-                          strerror(errno));
-    }
-    char *buf = malloc(size + 1);
-    if (!buf) {
-        fclose(f);
-        return raana_fail(err, RAANA_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size + 1);
-    }
+    RAANA_CALL(raana_open_regular(path, &fd, &size, err));
+    f = fdopen(fd, "rb");
+    if (!f)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "%s: cannot open a stream: %s", path,
+                        strerror(errno));
+    buf = malloc(size + 1);
+    if (!buf)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size + 1);
     size_t got = fread(buf, 1, size, f);
-    int read_failed = ferror(f);
-    fclose(f);
-    if (read_failed || got != size) {
-        free(buf);
-        return raana_fail(err, RAANA_ERR_IO, "%s: read %zu of %zu bytes", path, got, size);
-    }
+    if (ferror(f) || got != size)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: read %zu of %zu bytes", path, got, size);
     buf[size] = '\0';
     *data = buf;
     *len = size;
-    return RAANA_OK;
+    buf = NULL; /* the caller's now */
+cleanup:
+    free(buf);
+    if (f)
+        fclose(f); /* closes fd */
+    else if (fd >= 0)
+        close(fd);
+    return st;
 }
 
 raana_status raana_path_resolve(char *out, size_t out_size, const char *base, const char *path,
