@@ -23,19 +23,17 @@ void raana_allocation_free(raana_allocation *a)
 static raana_status local_norms(const raana_stage *s, const raana_config *cfg, double *w_fro,
                                 raana_error *err)
 {
-    raana_status st = RAANA_OK;
-    for (int i = 0; i < s->plan.n_layers && st == RAANA_OK; i++) {
+    for (int i = 0; i < s->plan.n_layers; i++) {
         const raana_plan_layer *l = &s->plan.layers[i];
         if (!l->quantize || l->block < s->net.first_block ||
             l->block >= s->net.first_block + s->net.n_blocks)
             continue;
         const float *w = s->net.blocks[l->block - s->net.first_block].w[l->kind];
-        st = raana_qlayer_trick_norm(w, l->d_in, l->d_out, cfg->tricks, cfg->norm_col_rate,
-                                     &w_fro[i], err);
-        if (st != RAANA_OK)
-            raana_error_prefix(err, "%s", l->name);
+        if (raana_qlayer_trick_norm(w, l->d_in, l->d_out, cfg->tricks, cfg->norm_col_rate,
+                                    &w_fro[i], err) != RAANA_OK)
+            return raana_error_prefix(err, "%s", l->name);
     }
-    return st;
+    return RAANA_OK;
 }
 
 /* The inputs of AllocateBits must be finite: a NaN or an overflow names the
@@ -73,11 +71,29 @@ static raana_status check_statistics(const raana_plan *plan, const raana_layer_s
     return RAANA_OK;
 }
 
+/* The allocation problem over the quantized layers: their sizes and
+ * sensitivity coefficients (grad_rms * x_rms * w_fro / sqrt(d_in)). */
+static int describe_problem(const raana_stage *s, const raana_layer_stats *stats,
+                            raana_allocation *a, uint64_t *size, double *coef)
+{
+    int nq = 0;
+    for (int i = 0; i < s->plan.n_layers; i++) {
+        const raana_plan_layer *l = &s->plan.layers[i];
+        if (!l->quantize)
+            continue;
+        a->coef[i] = stats[i].grad_rms * stats[i].x_rms * a->w_fro[i] / sqrt(l->d_in);
+        size[nq] = (uint64_t)l->d_in * (uint64_t)l->d_out;
+        coef[nq++] = a->coef[i];
+    }
+    return nq;
+}
+
 raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
                                   const raana_layer_stats *stats, raana_allocation *a,
                                   raana_error *err)
 {
-    int n = s->plan.n_layers, nq = 0;
+    raana_status st = RAANA_OK;
+    int n = s->plan.n_layers;
     memset(a, 0, sizeof *a);
     a->n_layers = n;
     double *local = calloc((size_t)n, sizeof *local);
@@ -86,29 +102,21 @@ raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raa
     a->bits = calloc((size_t)n, sizeof *a->bits);
     uint64_t *size = calloc((size_t)n, sizeof *size);
     double *coef = calloc((size_t)n, sizeof *coef);
-    raana_status st = local && a->w_fro && a->coef && a->bits && size && coef
-                          ? local_norms(s, cfg, local, err)
-                          : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    st = raana_comm_agree(comm, st, err);
-    if (st == RAANA_OK) { /* each layer's norm comes from exactly one rank */
-        MPI_Allreduce(local, a->w_fro, n, MPI_DOUBLE, MPI_SUM, comm);
-        for (int i = 0; i < n; i++) {
-            const raana_plan_layer *l = &s->plan.layers[i];
-            if (!l->quantize)
-                continue;
-            a->coef[i] = stats[i].grad_rms * stats[i].x_rms * a->w_fro[i] / sqrt(l->d_in);
-            size[nq] = (uint64_t)l->d_in * (uint64_t)l->d_out;
-            coef[nq++] = a->coef[i];
-        }
-        st = check_statistics(&s->plan, stats, a->w_fro, a->coef, err);
-    }
-    if (st == RAANA_OK) {
-        raana_alloc_problem p = {nq, size, coef, cfg->n_bits, cfg->bits, cfg->avg_bits};
-        st = raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &a->result, err);
-    }
-    for (int i = 0, q = 0; st == RAANA_OK && i < n; i++)
+    RAANA_CHECK(raana_comm_agree(comm,
+                                 local && a->w_fro && a->coef && a->bits && size && coef
+                                     ? local_norms(s, cfg, local, err)
+                                     : raana_fail(err, RAANA_ERR_NOMEM, "out of memory"),
+                                 err));
+    /* each layer's norm comes from exactly one rank */
+    MPI_Allreduce(local, a->w_fro, n, MPI_DOUBLE, MPI_SUM, comm);
+    int nq = describe_problem(s, stats, a, size, coef);
+    RAANA_CHECK(check_statistics(&s->plan, stats, a->w_fro, a->coef, err));
+    raana_alloc_problem p = {nq, size, coef, cfg->n_bits, cfg->bits, cfg->avg_bits};
+    RAANA_CHECK(raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &a->result, err));
+    for (int i = 0, q = 0; i < n; i++)
         if (s->plan.layers[i].quantize)
             a->bits[i] = cfg->bits[a->result.choice[q++]];
+cleanup:
     free(local), free(size), free(coef);
     if (st != RAANA_OK)
         raana_allocation_free(a);

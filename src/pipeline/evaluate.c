@@ -39,27 +39,25 @@ raana_status raana_eval_windows_make(const raana_tokenizer *tok, const char *tex
                                      int len, int stride, int max_windows, raana_eval_windows *w,
                                      raana_error *err)
 {
-    memset(w, 0, sizeof *w);
-    int *ids;
+    raana_status st = RAANA_OK;
+    int *ids = NULL;
     size_t count;
-    raana_status st = raana_tokenizer_encode(tok, text, n, 1, &ids, &count, err);
-    if (st != RAANA_OK)
-        return st;
-    if (count < (size_t)len) {
-        free(ids);
-        return raana_fail(err, RAANA_ERR_INPUT,
-                          "the text has %zu tokens, fewer than one window of %d", count, len);
-    }
+    memset(w, 0, sizeof *w);
+    RAANA_CHECK(raana_tokenizer_encode(tok, text, n, 1, &ids, &count, err));
+    if (count < (size_t)len)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
+                        "the text has %zu tokens, fewer than one window of %d", count, len);
     size_t fit = (count - (size_t)len) / (size_t)stride + 1;
     if (max_windows > 0 && fit > (size_t)max_windows)
         fit = (size_t)max_windows;
-    if (fit > 1u << 30) {
-        free(ids);
-        return raana_fail(err, RAANA_ERR_INPUT, "%zu windows of %d tokens are too many", fit, len);
-    }
+    if (fit > 1u << 30)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%zu windows of %d tokens are too many", fit, len);
     w->n = (int)fit, w->len = len, w->stride = stride;
     w->n_tokens = count, w->tokens = ids;
-    return RAANA_OK;
+    ids = NULL; /* w's now */
+cleanup:
+    free(ids);
+    return st;
 }
 
 void raana_eval_windows_free(raana_eval_windows *w)
@@ -123,12 +121,9 @@ static raana_status score_window(const raana_llama *const *nets, int n_models, c
                                  token_values *tv, raana_error *err)
 {
     size_t h = (size_t)nets[0]->cfg.hidden_size, v = (size_t)nets[0]->cfg.vocab_size;
-    for (int m = 0; m < n_models; m++) {
-        raana_status st = raana_llama_logits(nets[m], hidden + (size_t)m * len * h, len,
-                                             logits + (size_t)m * len * v, err);
-        if (st != RAANA_OK)
-            return st;
-    }
+    for (int m = 0; m < n_models; m++)
+        RAANA_CALL(raana_llama_logits(nets[m], hidden + (size_t)m * len * h, len,
+                                      logits + (size_t)m * len * v, err));
     for (int p = first; p < len; p++, tv->n++) { /* row p - 1 predicts token p */
         const float *row[2];
         double lse[2];
@@ -205,8 +200,7 @@ raana_status raana_pipeline_evaluate(MPI_Comm comm, const raana_llama *const *ne
         summarize(&tv, n_models, res);
     free(hidden), free(logits);
     token_values_free(&tv);
-    raana_status st = raana_comm_agree(comm, failed ? err->status : RAANA_OK, err);
-    if (st == RAANA_OK)
-        MPI_Bcast(res, (int)sizeof *res, MPI_BYTE, l.size - 1, comm);
-    return st;
+    RAANA_CALL(raana_comm_agree(comm, failed ? err->status : RAANA_OK, err));
+    MPI_Bcast(res, (int)sizeof *res, MPI_BYTE, l.size - 1, comm);
+    return RAANA_OK;
 }

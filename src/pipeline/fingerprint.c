@@ -41,6 +41,7 @@ static uint64_t hash_tensor(const raana_model *m, const raana_tensor_entry *e)
 raana_status raana_fingerprint_checkpoint(MPI_Comm comm, const raana_stage *s, int rank,
                                           raana_fingerprints *f, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     const raana_model *m = &s->model;
     memset(f, 0, sizeof *f);
     f->n = m->n_entries;
@@ -49,22 +50,23 @@ raana_status raana_fingerprint_checkpoint(MPI_Comm comm, const raana_stage *s, i
     char path[4200], *json = NULL;
     size_t json_len = 0;
     snprintf(path, sizeof path, "%s/config.json", m->dir);
-    raana_status st = f->tensor && mine ? raana_read_file(path, &json, &json_len, err)
-                                        : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    st = raana_comm_agree(comm, st, err);
-    if (st == RAANA_OK) {
-        for (size_t i = 0; i < f->n; i++)
-            if (raana_tensor_owner(&s->plan, m->entries[i].name) == rank)
-                mine[i] = hash_tensor(m, &m->entries[i]);
-        /* each tensor is hashed by one rank; the others contribute 0 */
-        MPI_Allreduce(mine, f->tensor, (int)f->n, MPI_UINT64_T, MPI_BXOR, comm);
-        XXH3_state_t *h = XXH3_createState();
-        XXH3_64bits_reset(h);
-        XXH3_64bits_update(h, json, json_len);
-        XXH3_64bits_update(h, f->tensor, f->n * sizeof *f->tensor);
-        f->checkpoint = XXH3_64bits_digest(h);
-        XXH3_freeState(h);
-    }
+    RAANA_CHECK(raana_comm_agree(comm,
+                                 f->tensor && mine
+                                     ? raana_read_file(path, &json, &json_len, err)
+                                     : raana_fail(err, RAANA_ERR_NOMEM, "out of memory"),
+                                 err));
+    for (size_t i = 0; i < f->n; i++)
+        if (raana_tensor_owner(&s->plan, m->entries[i].name) == rank)
+            mine[i] = hash_tensor(m, &m->entries[i]);
+    /* each tensor is hashed by one rank; the others contribute 0 */
+    MPI_Allreduce(mine, f->tensor, (int)f->n, MPI_UINT64_T, MPI_BXOR, comm);
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, json, json_len);
+    XXH3_64bits_update(h, f->tensor, f->n * sizeof *f->tensor);
+    f->checkpoint = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+cleanup:
     free(json);
     free(mine);
     if (st != RAANA_OK)

@@ -83,6 +83,34 @@ static raana_status agree(raana_h5 *h, raana_status st, raana_error *err)
 
 /* ---- files ------------------------------------------------------------------- */
 
+/* This rank's part of opening: the zstd filter, MPI-IO access with
+ * collective metadata, the file, collective transfers. */
+static raana_status open_local(raana_h5 *h, const char *path, int create, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    RAANA_CHECK(raana_h5zstd_register(err));
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_mpio(fapl, h->comm, MPI_INFO_NULL) < 0 ||
+        H5Pset_all_coll_metadata_ops(fapl, 1) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0 ||
+        /* checksummed metadata (superblock v2, object headers v2): a
+         * corrupted header fails its checksum instead of reaching HDF5's
+         * decoders */
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0)
+        RAANA_CHECK(h5_fail(h, err, "set up", "MPI-IO access"));
+    h->file = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
+                     : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (h->file < 0)
+        RAANA_CHECK(h5_fail(h, err, create ? "create" : "open", "the file"));
+    h->dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (h->dxpl < 0 || H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+        RAANA_CHECK(h5_fail(h, err, "set up", "collective transfers"));
+cleanup:
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    return st;
+}
+
 static raana_status open_file(raana_h5 *h, MPI_Comm comm, const char *path, int create,
                               int zstd_level, raana_error *err)
 {
@@ -93,28 +121,7 @@ static raana_status open_file(raana_h5 *h, MPI_Comm comm, const char *path, int 
     MPI_Comm_rank(comm, &h->rank);
     snprintf(h->path, sizeof h->path, "%s", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    raana_status st = raana_h5zstd_register(err);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (st == RAANA_OK && (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 ||
-                           H5Pset_all_coll_metadata_ops(fapl, 1) < 0 ||
-                           H5Pset_coll_metadata_write(fapl, 1) < 0 ||
-                           /* checksummed metadata (superblock v2, object
-                            * headers v2): a corrupted header fails its
-                            * checksum instead of reaching HDF5's decoders */
-                           H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0))
-        st = h5_fail(h, err, "set up", "MPI-IO access");
-    if (st == RAANA_OK) {
-        h->file = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
-                         : H5Fopen(path, H5F_ACC_RDONLY, fapl);
-        if (h->file < 0)
-            st = h5_fail(h, err, create ? "create" : "open", "the file");
-    }
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    h->dxpl = H5Pcreate(H5P_DATASET_XFER);
-    if (st == RAANA_OK && (h->dxpl < 0 || H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE) < 0))
-        st = h5_fail(h, err, "set up", "collective transfers");
-    st = agree(h, st, err);
+    raana_status st = agree(h, open_local(h, path, create, err), err);
     if (st != RAANA_OK) {
         raana_error ignored;
         raana_h5_close(h, &ignored);
@@ -216,6 +223,20 @@ static raana_status write_all_or_nothing(raana_h5 *h, hid_t dset, hid_t type, in
     return rc < 0 ? h5_fail(h, err, "write", path) : RAANA_OK;
 }
 
+/* This rank's part of creating dataset `path` (collective in HDF5). */
+static raana_status create_local(raana_h5 *h, const char *path, hid_t type, hid_t space,
+                                 hid_t dcpl, int data_missing, hid_t *dset, raana_error *err)
+{
+    if (data_missing)
+        return RAANA_INTERNAL(err, "%s: no data for %s", h->path, path);
+    if (space < 0 || dcpl < 0)
+        return h5_fail(h, err, "describe dataset", path);
+    *dset = H5Dcreate2(h->file, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (*dset < 0)
+        return h5_fail(h, err, "create dataset", path);
+    return RAANA_OK;
+}
+
 static raana_status create_dataset(raana_h5 *h, const char *path, hid_t type, int ndim,
                                    const hsize_t *dims, int writer, const void *data, int deflate,
                                    raana_error *err)
@@ -224,22 +245,16 @@ static raana_status create_dataset(raana_h5 *h, const char *path, hid_t type, in
     hsize_t numel = 1;
     for (int i = 0; i < ndim; i++)
         numel *= dims[i];
-    if (h->rank == writer && numel > 0 && !data)
-        st = RAANA_INTERNAL(err, "%s: no data for %s", h->path, path);
+    int data_missing = h->rank == writer && numel > 0 && !data;
     hid_t space = H5Screate_simple(ndim, dims, NULL);
     hid_t dcpl = dataset_creation(h, type, ndim, dims, deflate);
     hid_t dset = H5I_INVALID_HID;
-    if (st == RAANA_OK && (space < 0 || dcpl < 0))
-        st = h5_fail(h, err, "describe dataset", path);
-    if (st == RAANA_OK) {
-        dset = H5Dcreate2(h->file, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-        if (dset < 0)
-            st = h5_fail(h, err, "create dataset", path);
-    }
-    st = agree(h, st, err);
-    if (st == RAANA_OK && numel > 0)
-        st = agree(h, write_all_or_nothing(h, dset, type, h->rank == writer, data, path, err),
-                   err);
+    RAANA_CHECK(
+        agree(h, create_local(h, path, type, space, dcpl, data_missing, &dset, err), err));
+    if (numel > 0)
+        RAANA_CHECK(agree(
+            h, write_all_or_nothing(h, dset, type, h->rank == writer, data, path, err), err));
+cleanup:
     if (dset >= 0)
         H5Dclose(dset);
     raana_fault_point("write", h->rank);
@@ -327,18 +342,22 @@ raana_status raana_h5_attr_f64(raana_h5 *h, const char *obj, const char *name, c
 raana_status raana_h5_read(raana_h5 *h, const char *path, hid_t type, void *out, size_t n,
                            raana_error *err)
 {
+    raana_status st = RAANA_OK;
+    hid_t space = H5I_INVALID_HID;
     hid_t dset = H5Dopen2(h->file, path, H5P_DEFAULT);
     if (dset < 0)
-        return h5_fail(h, err, "open dataset", path);
-    hid_t space = H5Dget_space(dset);
+        RAANA_CHECK(h5_fail(h, err, "open dataset", path));
+    space = H5Dget_space(dset);
     hssize_t numel = H5Sget_simple_extent_npoints(space);
-    raana_status st = RAANA_OK;
     if (numel < 0 || (size_t)numel != n)
-        st = raana_fail(err, RAANA_ERR_IO, "%s: dataset %s holds %lld elements, expected %zu",
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: dataset %s holds %lld elements, expected %zu",
                         h->path, path, (long long)numel, n);
-    else if (n > 0 && H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-        st = h5_fail(h, err, "read", path);
-    H5Sclose(space);
-    H5Dclose(dset);
+    if (n > 0 && H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+        RAANA_CHECK(h5_fail(h, err, "read", path));
+cleanup:
+    if (space >= 0)
+        H5Sclose(space);
+    if (dset >= 0)
+        H5Dclose(dset);
     return st;
 }

@@ -80,10 +80,8 @@ raana_status raana_output_paths_check(const char *output_path, raana_error *err)
                           "unset OMPI_MCA_sharedfp or use a shorter path",
                           output_path, strlen(output_path), getenv("OMPI_MCA_sharedfp"),
                           RAANA_LOCKEDFILE_PATH_MAX);
-    raana_status st = check_not_link(output_path, ".partial", 1, err);
-    if (st == RAANA_OK)
-        st = check_not_link(output_path, ".resume", 0, err);
-    return st;
+    RAANA_CALL(check_not_link(output_path, ".partial", 1, err));
+    return check_not_link(output_path, ".resume", 0, err);
 }
 
 /* ---- the lock ---------------------------------------------------------------- */
@@ -270,31 +268,36 @@ static raana_status check_free_space(int fd, const char *path, uint64_t bytes, r
     return reserve_failed(path, bytes, why, err);
 }
 
+/* fallocate failed with errno e: where it is not supported, the free space
+ * decides; otherwise the reservation failed. */
+static raana_status fallocate_failed(const raana_partial *p, uint64_t bytes, int e,
+                                     raana_error *err)
+{
+    if (e == EOPNOTSUPP || e == ENOSYS)
+        return check_free_space(p->fd, p->path, bytes, err);
+    return reserve_failed(p->path, bytes,
+                          e == EFBIG ? "larger than the file-size limit (ulimit -f)" : strerror(e),
+                          err);
+}
+
 raana_status raana_partial_create(raana_partial *p, const char *output_path, uint64_t bytes,
                                   raana_error *err)
 {
+    raana_status st = RAANA_OK;
     struct stat sb;
     p->fd = -1;
     snprintf(p->path, sizeof p->path, "%s.partial", output_path);
-    raana_status st = check_not_link(output_path, ".partial", 1, err);
-    if (st != RAANA_OK)
-        return st;
+    RAANA_CHECK(check_not_link(output_path, ".partial", 1, err));
     if (lstat(p->path, &sb) == 0 && unlink(p->path) != 0) /* left by an interrupted job */
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot remove: %s", p->path, strerror(errno));
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot remove: %s", p->path, strerror(errno));
     p->fd = open(p->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (p->fd < 0)
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot create: %s", p->path, strerror(errno));
-    if (fallocate(p->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) == 0)
-        return RAANA_OK;
-    int e = errno;
-    if (e == EOPNOTSUPP || e == ENOSYS)
-        st = check_free_space(p->fd, p->path, bytes, err);
-    else
-        st = reserve_failed(
-            p->path, bytes,
-            e == EFBIG ? "larger than the file-size limit (ulimit -f)" : strerror(e), err);
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot create: %s", p->path, strerror(errno));
+    if (fallocate(p->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) != 0)
+        RAANA_CHECK(fallocate_failed(p, bytes, errno, err));
+cleanup:
     if (st != RAANA_OK)
-        raana_partial_discard(p);
+        raana_partial_discard(p); /* removes only the file this call created */
     return st;
 }
 

@@ -28,8 +28,9 @@ static raana_status calibration_text(const raana_config *c, int seq_len, char **
                                      raana_error *err)
 {
     if (c->calib_source == RAANA_CALIB_TEXT) {
-        raana_status st = raana_read_file(c->text_file, text, len, err);
-        return st == RAANA_OK ? st : raana_error_restatus(err, RAANA_ERR_INPUT);
+        if (raana_read_file(c->text_file, text, len, err) != RAANA_OK)
+            return raana_error_restatus(err, RAANA_ERR_INPUT);
+        return RAANA_OK;
     }
     size_t one = strlen(raana_zeroshot_sentence), reps = (size_t)c->n_samples * seq_len / 8 + 1;
     *text = malloc(one * reps + 1);
@@ -42,30 +43,40 @@ static raana_status calibration_text(const raana_config *c, int seq_len, char **
     return RAANA_OK;
 }
 
+/* The calibration windows, tokenized from the text (freed before the
+ * weights are loaded). */
+static raana_status calibration_windows(const raana_config *cfg, raana_stage *s, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    char *text = NULL;
+    size_t len;
+    RAANA_CHECK(calibration_text(cfg, s->plan.seq_len, &text, &len, err));
+    if (raana_windows_calib(s->tok, text, len, s->plan.seq_len, cfg->n_samples, &s->windows,
+                            err) != RAANA_OK)
+        RAANA_CHECK(raana_error_prefix(err, "%s",
+                                       cfg->calib_source == RAANA_CALIB_TEXT
+                                           ? cfg->text_file
+                                           : "zero-shot calibration text"));
+cleanup:
+    free(text);
+    return st;
+}
+
+static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank, raana_error *err)
+{
+    RAANA_CALL(raana_tokenizer_load(&s->tok, cfg->model_path, err));
+    RAANA_CALL(calibration_windows(cfg, s, err));
+    /* calibration keeps a trace per window: the whole peak */
+    RAANA_CALL(raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err));
+    return raana_stage_load(s, rank, err);
+}
+
 /* Every rank tokenizes: cheap, and the first and last stages both need the
  * tokens. */
 raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage *s, int rank,
                             raana_error *err)
 {
-    char *text = NULL;
-    size_t len;
-    raana_status st = raana_tokenizer_load(&s->tok, cfg->model_path, err);
-    if (st == RAANA_OK)
-        st = calibration_text(cfg, s->plan.seq_len, &text, &len, err);
-    if (st == RAANA_OK) {
-        st = raana_windows_calib(s->tok, text, len, s->plan.seq_len, cfg->n_samples, &s->windows,
-                                 err);
-        if (st != RAANA_OK)
-            raana_error_prefix(err, "%s",
-                               cfg->calib_source == RAANA_CALIB_TEXT ? cfg->text_file
-                                                                     : "zero-shot calibration text");
-    }
-    free(text);
-    if (st == RAANA_OK) /* calibration keeps a trace per window: the whole peak */
-        st = raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err);
-    if (st == RAANA_OK)
-        st = raana_stage_load(s, rank, err);
-    return raana_comm_agree(comm, st, err);
+    return raana_comm_agree(comm, load_local(cfg, s, rank, err), err);
 }
 
 /* ---- output checks ------------------------------------------------------------- */
@@ -84,19 +95,25 @@ static raana_status check_output_dir(const raana_config *cfg, raana_error *err)
     return RAANA_OK;
 }
 
+/* Rank 0: checks the directory, takes the lock, removes what an
+ * interrupted removal left. */
+static raana_status lock_output_local(const raana_config *cfg, raana_output_lock *lock,
+                                      FILE *progress, raana_error *err)
+{
+    RAANA_CALL(check_output_dir(cfg, err));
+    RAANA_CALL(raana_output_lock_take(lock, cfg->output_path, progress, err));
+    raana_fault_point("locked", 0);
+    raana_resume_remove_leftover(cfg->output_path, progress);
+    return RAANA_OK;
+}
+
 raana_status raana_job_lock_output(MPI_Comm comm, const raana_config *cfg, raana_output_lock *lock,
                                    FILE *progress, raana_error *err)
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
     lock->fd = -1;
-    raana_status st = rank == 0 ? check_output_dir(cfg, err) : RAANA_OK;
-    if (st == RAANA_OK && rank == 0)
-        st = raana_output_lock_take(lock, cfg->output_path, progress, err);
-    if (st == RAANA_OK && rank == 0) {
-        raana_fault_point("locked", rank);
-        raana_resume_remove_leftover(cfg->output_path, progress);
-    }
+    raana_status st = rank == 0 ? lock_output_local(cfg, lock, progress, err) : RAANA_OK;
     return raana_comm_agree(comm, st, err);
 }
 
@@ -105,26 +122,28 @@ void raana_job_unlock_output(raana_output_lock *lock)
     raana_output_lock_release(lock);
 }
 
+/* Rank 0: the output may be (over)written, and its .partial and .resume
+ * neighbours are not links. */
+static raana_status check_output_local(const raana_config *cfg, raana_error *err)
+{
+    struct stat sb;
+    int exists = lstat(cfg->output_path, &sb) == 0; /* a link counts, even a dangling one */
+    if (exists && !cfg->overwrite)
+        return raana_fail(err, RAANA_ERR_CONFIG,
+                          "%s: output exists; remove it or set [output] overwrite = true "
+                          "(--set output.overwrite=true)",
+                          cfg->output_path);
+    if (exists && S_ISDIR(sb.st_mode))
+        return raana_fail(err, RAANA_ERR_IO, "%s: output is a directory", cfg->output_path);
+    RAANA_CALL(check_output_dir(cfg, err));
+    return raana_output_paths_check(cfg->output_path, err);
+}
+
 raana_status raana_job_check_output(MPI_Comm comm, const raana_config *cfg, raana_error *err)
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    raana_status st = RAANA_OK;
-    if (rank == 0) {
-        struct stat sb;
-        int exists = lstat(cfg->output_path, &sb) == 0; /* a link counts, even a dangling one */
-        if (exists && !cfg->overwrite)
-            st = raana_fail(err, RAANA_ERR_CONFIG,
-                            "%s: output exists; remove it or set [output] overwrite = true "
-                            "(--set output.overwrite=true)",
-                            cfg->output_path);
-        else if (exists && S_ISDIR(sb.st_mode))
-            st = raana_fail(err, RAANA_ERR_IO, "%s: output is a directory", cfg->output_path);
-        else
-            st = check_output_dir(cfg, err);
-        if (st == RAANA_OK)
-            st = raana_output_paths_check(cfg->output_path, err);
-    }
+    raana_status st = rank == 0 ? check_output_local(cfg, err) : RAANA_OK;
     return raana_comm_agree(comm, st, err);
 }
 
@@ -142,6 +161,18 @@ typedef struct {
     double seconds[RAANA_STAGE_COUNT];
 } job_run;
 
+/* The forward/backward passes; rank 0 saves the result for a resume. */
+static raana_status calibrate_and_save(MPI_Comm comm, raana_stage *s, job_run *j, int rank,
+                                       FILE *progress, raana_error *err)
+{
+    RAANA_CALL(raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, j->stats, &j->loss,
+                                        progress, err));
+    if (rank == 0)
+        RAANA_CALL(raana_resume_save_calibration(&j->resume, j->calib_fp, j->stats,
+                                                 s->plan.n_layers, j->loss, err));
+    return RAANA_OK;
+}
+
 /* [calibration] statistics, else calibration.bin of an interrupted run,
  * else the forward/backward passes. */
 static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, raana_stage *s,
@@ -150,11 +181,11 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
     int n = s->plan.n_layers;
     j->calib_fp = raana_fingerprint_calibration(&j->fp, &s->windows);
     if (cfg->statistics[0]) {
-        raana_status st = raana_statistics_reuse(comm, cfg, s, j->fp.checkpoint, j->calib_fp,
-                                                 j->stats, &j->loss, err);
-        if (st == RAANA_OK && progress)
+        RAANA_CALL(raana_statistics_reuse(comm, cfg, s, j->fp.checkpoint, j->calib_fp, j->stats,
+                                          &j->loss, err));
+        if (progress)
             fprintf(progress, "calibrate: reused from %s\n", cfg->statistics);
-        return st;
+        return RAANA_OK;
     }
     if (rank == 0)
         j->calibration_resumed =
@@ -167,12 +198,7 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
             fprintf(progress, "calibrate: resumed from %s/calibration.bin\n", j->resume.dir);
         return RAANA_OK;
     }
-    raana_status st =
-        raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, j->stats, &j->loss,
-                                 progress, err);
-    if (st == RAANA_OK && rank == 0)
-        st = raana_resume_save_calibration(&j->resume, j->calib_fp, j->stats, n, j->loss, err);
-    return raana_comm_agree(comm, st, err);
+    return raana_comm_agree(comm, calibrate_and_save(comm, s, j, rank, progress, err), err);
 }
 
 /* ---- report -------------------------------------------------------------------- */
@@ -231,6 +257,26 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
 
 /* ---- write, verify, rename ----------------------------------------------------- */
 
+/* Rank 0: OUTPUT.partial with the size bound reserved. */
+static raana_status create_partial(raana_partial *partial, const raana_config *cfg,
+                                   uint64_t bound, FILE *progress, raana_error *err)
+{
+    RAANA_CALL(raana_partial_create(partial, cfg->output_path, bound, err));
+    if (progress)
+        fprintf(progress, "write: %s (%llu bytes reserved)\n", partial->path,
+                (unsigned long long)bound);
+    return RAANA_OK;
+}
+
+static raana_status write_verify_publish(MPI_Comm comm, const raana_config *cfg,
+                                         raana_container_content *c, raana_partial *partial,
+                                         int rank, raana_error *err)
+{
+    RAANA_CALL(raana_container_write(comm, partial->path, c, err));
+    RAANA_CALL(raana_container_verify(comm, partial->path, c, err));
+    return rank == 0 ? raana_partial_publish(partial, cfg->output_path, err) : RAANA_OK;
+}
+
 /* The container goes to OUTPUT.partial, created by rank 0 with its size
  * bound reserved (outpaths.h): a full disk, a quota or a file-size limit is
  * found before writing, since parallel HDF5 cannot recover from a write
@@ -238,25 +284,17 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
 static raana_status write_container(MPI_Comm comm, const raana_config *cfg,
                                     raana_container_content *c, int rank, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     raana_partial partial = {.fd = -1};
     uint64_t bound = raana_container_size_bound(c);
     snprintf(partial.path, sizeof partial.path, "%s.partial", cfg->output_path);
-    raana_status st = raana_file_size_limit_check(partial.path, bound, err);
-    st = raana_comm_agree(comm, st, err);
-    if (st == RAANA_OK && rank == 0) {
-        st = raana_partial_create(&partial, cfg->output_path, bound, err);
-        if (st == RAANA_OK && c->progress)
-            fprintf(c->progress, "write: %s (%llu bytes reserved)\n", partial.path,
-                    (unsigned long long)bound);
-    }
-    st = raana_comm_agree(comm, st, err);
-    if (st == RAANA_OK)
-        st = raana_container_write(comm, partial.path, c, err);
-    if (st == RAANA_OK)
-        st = raana_container_verify(comm, partial.path, c, err);
-    if (st == RAANA_OK && rank == 0)
-        st = raana_partial_publish(&partial, cfg->output_path, err);
-    st = raana_comm_agree(comm, st, err);
+    RAANA_CHECK(
+        raana_comm_agree(comm, raana_file_size_limit_check(partial.path, bound, err), err));
+    RAANA_CHECK(raana_comm_agree(
+        comm, rank == 0 ? create_partial(&partial, cfg, bound, c->progress, err) : RAANA_OK, err));
+    RAANA_CHECK(
+        raana_comm_agree(comm, write_verify_publish(comm, cfg, c, &partial, rank, err), err));
+cleanup:
     raana_partial_discard(&partial); /* never leave a half-written file looking like output */
     return st;
 }
@@ -269,71 +307,93 @@ static raana_status run_stages(MPI_Comm comm, const raana_config *cfg, raana_sta
 {
     FILE *progress = rank == 0 ? opt->progress : NULL;
     double t = MPI_Wtime();
-    raana_status st = raana_job_load(comm, cfg, s, rank, err);
-    if (st == RAANA_OK)
-        st = raana_fingerprint_checkpoint(comm, s, rank, &j->fp, err);
+    RAANA_CALL(raana_job_load(comm, cfg, s, rank, err));
+    RAANA_CALL(raana_fingerprint_checkpoint(comm, s, rank, &j->fp, err));
     j->seconds[RAANA_STAGE_LOAD] = MPI_Wtime() - t, t = MPI_Wtime();
-    if (st == RAANA_OK)
-        st = calibrate_or_resume(comm, cfg, s, j, rank, progress, err);
+    RAANA_CALL(calibrate_or_resume(comm, cfg, s, j, rank, progress, err));
     j->seconds[RAANA_STAGE_CALIBRATE] = MPI_Wtime() - t, t = MPI_Wtime();
-    if (st == RAANA_OK)
-        st = raana_stage_allocate(comm, s, cfg, j->stats, &j->alloc, err);
+    RAANA_CALL(raana_stage_allocate(comm, s, cfg, j->stats, &j->alloc, err));
     j->seconds[RAANA_STAGE_ALLOCATE] = MPI_Wtime() - t, t = MPI_Wtime();
-    if (st == RAANA_OK)
-        st = raana_stage_quantize(comm, s, cfg, &j->alloc, &j->fp, &j->resume, &j->quantized,
-                                  progress, err);
+    RAANA_CALL(raana_stage_quantize(comm, s, cfg, &j->alloc, &j->fp, &j->resume, &j->quantized,
+                                    progress, err));
     j->seconds[RAANA_STAGE_QUANTIZE] = MPI_Wtime() - t;
-    return st;
+    return RAANA_OK;
+}
+
+/* NULL when out of memory. */
+static job_run *job_run_create(int n_layers)
+{
+    job_run *j = calloc(1, sizeof *j);
+    if (j)
+        j->stats = calloc((size_t)n_layers, sizeof *j->stats);
+    if (j && !j->stats) {
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void job_run_free(job_run *j)
+{
+    if (!j)
+        return;
+    raana_resume_close(&j->resume);
+    raana_quantized_free(&j->quantized);
+    raana_allocation_free(&j->alloc);
+    raana_fingerprints_free(&j->fp);
+    free(j->stats);
+    free(j);
+}
+
+/* Rank 0 creates the resume directory; then the others open it. */
+static raana_status open_resume(MPI_Comm comm, const raana_config *cfg, const raana_plan *plan,
+                                raana_resume *r, int rank, raana_error *err)
+{
+    RAANA_CALL(raana_comm_agree(
+        comm, rank == 0 ? raana_resume_open(r, cfg->output_path, plan, err) : RAANA_OK, err));
+    return raana_comm_agree(
+        comm, rank != 0 ? raana_resume_attach(r, cfg->output_path, err) : RAANA_OK, err);
+}
+
+static void describe_content(raana_container_content *c, const raana_config *cfg, raana_stage *s,
+                             const raana_job_options *opt, job_run *j, int rank)
+{
+    memset(c, 0, sizeof *c);
+    c->cfg = cfg, c->stage = s, c->fingerprints = &j->fp, c->stats = j->stats;
+    c->loss = j->loss, c->calibration_fingerprint = j->calib_fp;
+    c->alloc = &j->alloc, c->quantized = &j->quantized;
+    c->command_line = opt->command_line;
+    c->progress = rank == 0 ? opt->progress : NULL;
+    c->resumed_calibration = j->calibration_resumed;
+    memcpy(c->seconds, j->seconds, sizeof c->seconds);
+    c->seconds[RAANA_STAGE_PLAN] = opt->plan_seconds;
+    raana_container_count_bits(c);
 }
 
 raana_status raana_job_quantize(MPI_Comm comm, const raana_config *cfg, raana_stage *s,
                                 const raana_job_options *opt, raana_error *err)
 {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    job_run *j = calloc(1, sizeof *j);
-    raana_status st = j ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    if (j)
-        j->stats = calloc((size_t)s->plan.n_layers, sizeof *j->stats);
-    if (st == RAANA_OK && !j->stats)
-        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    if (st == RAANA_OK && rank == 0) /* rank 0 creates it; then the others open it */
-        st = raana_resume_open(&j->resume, cfg->output_path, &s->plan, err);
-    st = raana_comm_agree(comm, st, err);
-    if (st == RAANA_OK && rank != 0)
-        st = raana_resume_attach(&j->resume, cfg->output_path, err);
-    st = raana_comm_agree(comm, st, err);
-    if (st == RAANA_OK)
-        st = run_stages(comm, cfg, s, opt, j, rank, err);
+    raana_status st = RAANA_OK;
     raana_container_content c;
+    int rank;
     memset(&c, 0, sizeof c);
-    if (st == RAANA_OK) {
-        c.cfg = cfg, c.stage = s, c.fingerprints = &j->fp, c.stats = j->stats;
-        c.loss = j->loss, c.calibration_fingerprint = j->calib_fp;
-        c.alloc = &j->alloc, c.quantized = &j->quantized;
-        c.command_line = opt->command_line;
-        c.progress = rank == 0 ? opt->progress : NULL;
-        c.resumed_calibration = j->calibration_resumed;
-        memcpy(c.seconds, j->seconds, sizeof c.seconds);
-        c.seconds[RAANA_STAGE_PLAN] = opt->plan_seconds;
-        raana_container_count_bits(&c);
-        c.table = rank == 0 ? report_table(s, j) : NULL;
-        st = write_container(comm, cfg, &c, rank, err);
-    }
-    if (j && st == RAANA_OK && rank == 0)
+    MPI_Comm_rank(comm, &rank);
+    job_run *j = job_run_create(s->plan.n_layers);
+    RAANA_CHECK(raana_comm_agree(
+        comm, j ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory"), err));
+    RAANA_CHECK(open_resume(comm, cfg, &s->plan, &j->resume, rank, err));
+    RAANA_CHECK(run_stages(comm, cfg, s, opt, j, rank, err));
+    describe_content(&c, cfg, s, opt, j, rank);
+    c.table = rank == 0 ? report_table(s, j) : NULL;
+    RAANA_CHECK(write_container(comm, cfg, &c, rank, err));
+    if (rank == 0) {
         raana_resume_remove(&j->resume, opt->progress);
-    else if (j && rank == 0) /* after every rank agreed: no one writes there any more */
-        raana_resume_discard_if_empty(&j->resume);
-    if (st == RAANA_OK && rank == 0)
         print_summary(opt->report, cfg, s, j, &c);
-    free((char *)c.table);
-    if (j) {
-        raana_resume_close(&j->resume);
-        raana_quantized_free(&j->quantized);
-        raana_allocation_free(&j->alloc);
-        raana_fingerprints_free(&j->fp);
-        free(j->stats);
-        free(j);
     }
+cleanup:
+    if (st != RAANA_OK && j && rank == 0) /* after every rank agreed: no one writes there any more */
+        raana_resume_discard_if_empty(&j->resume);
+    free((char *)c.table);
+    job_run_free(j);
     return st;
 }

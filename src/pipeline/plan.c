@@ -103,6 +103,7 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_win
 raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg, int n_ranks,
                               raana_plan *plan, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     memset(plan, 0, sizeof *plan);
     if (n_ranks < 1)
         return RAANA_INTERNAL(err, "plan needs at least one rank");
@@ -113,18 +114,15 @@ raana_status raana_plan_build(const raana_model_config *model, const raana_confi
                          (uint64_t)model->hidden_size +
                          (uint64_t)model->vocab_size * (uint64_t)model->hidden_size *
                              (model->tie_word_embeddings ? 1u : 2u);
-    raana_status st = build_layers(model, cfg, plan, err);
-    if (st != RAANA_OK) {
-        raana_plan_free(plan);
-        return st;
-    }
+    RAANA_CHECK(build_layers(model, cfg, plan, err));
     plan->ranks = calloc((size_t)n_ranks, sizeof *plan->ranks);
-    if (!plan->ranks) {
-        raana_plan_free(plan);
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d ranks", n_ranks);
-    }
+    if (!plan->ranks)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for %d ranks", n_ranks);
     build_ranks(model, plan, cfg->n_samples);
-    return RAANA_OK;
+cleanup:
+    if (st != RAANA_OK)
+        raana_plan_free(plan);
+    return st;
 }
 
 void raana_plan_free(raana_plan *plan)

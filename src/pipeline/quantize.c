@@ -36,20 +36,35 @@ void raana_quantized_free(raana_quantized *q)
 static raana_status relative_error(const raana_qlayer *q, const float *w, double *rel,
                                    raana_error *err)
 {
+    raana_status st = RAANA_OK;
     size_t n = (size_t)q->d_in * (size_t)q->d_out;
+    double diff = 0, ref = 0;
     float *what = malloc(n * sizeof *what);
     if (!what)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", q->d_out,
-                          q->d_in);
-    raana_status st = raana_qlayer_dequantize(q, what, err);
-    double diff = 0, ref = 0;
-    for (size_t i = 0; st == RAANA_OK && i < n; i++) {
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", q->d_out,
+                        q->d_in);
+    RAANA_CHECK(raana_qlayer_dequantize(q, what, err));
+    for (size_t i = 0; i < n; i++) {
         double d = (double)what[i] - w[i];
         diff += d * d, ref += (double)w[i] * w[i];
     }
-    free(what);
     *rel = ref > 0 ? sqrt(diff / ref) : sqrt(diff);
+cleanup:
+    free(what);
     return st;
+}
+
+/* Encodes w, measures the error and saves the layer for a resume. */
+static raana_status encode_and_save(const float *w, const raana_plan_layer *l,
+                                    const raana_qlayer_params *p, uint64_t fingerprint,
+                                    const raana_resume *resume, raana_qlayer *q, double *rel,
+                                    raana_error *err)
+{
+    RAANA_CALL(raana_qlayer_quantize(w, l->d_in, l->d_out, p, l->name, q, err));
+    RAANA_CALL(relative_error(q, w, rel, err));
+    if (resume)
+        RAANA_CALL(raana_resume_save_layer(resume, l->name, fingerprint, q, *rel, err));
+    return RAANA_OK;
 }
 
 /* One layer: from the resume directory when it holds this exact work,
@@ -69,14 +84,9 @@ static raana_status quantize_layer(const raana_stage *s, const raana_config *cfg
                              raana_rng_layer_key(cfg->seed, l->name),
                              cfg->encoder,
                              raana_quantize_threads(cfg)};
-    raana_status st = raana_qlayer_quantize(w, l->d_in, l->d_out, &p, l->name, q, err);
-    if (st == RAANA_OK)
-        st = relative_error(q, w, rel, err);
-    if (st == RAANA_OK && resume)
-        st = raana_resume_save_layer(resume, l->name, fingerprint, q, *rel, err);
-    if (st != RAANA_OK)
-        raana_error_prefix(err, "%s", l->name);
-    return st;
+    if (encode_and_save(w, l, &p, fingerprint, resume, q, rel, err) != RAANA_OK)
+        return raana_error_prefix(err, "%s", l->name);
+    return RAANA_OK;
 }
 
 enum { F_REL, F_COS, F_EFF, F_CODE, F_KEPT, F_MA, F_MB, F_HELD, F_PACKED, N_FIELDS };
@@ -211,16 +221,16 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
         work[R_LAYERS] += 1, work[R_WEIGHTS] += weights, work[R_ENCODED] += reused ? 0 : weights;
         last_round = (round_report){l, alloc->bits[i], rel, reused};
     }
+    RAANA_CHECK(raana_comm_agree(comm, st, err));
+    /* each layer's row comes from one rank; others add zeros */
+    int totals[2];
+    MPI_Allreduce(mine, all, n * N_FIELDS, MPI_DOUBLE, MPI_SUM, comm);
+    MPI_Allreduce(counts, totals, 2, MPI_INT, MPI_SUM, comm);
+    q->reused = totals[0], q->encoded = totals[1];
+    for (int i = 0; i < n; i++)
+        unpack_summary(all + (size_t)i * N_FIELDS, &q->summary[i]);
+cleanup:
     free(order);
-    st = raana_comm_agree(comm, st, err);
-    if (st == RAANA_OK) { /* each layer's row comes from one rank; others add zeros */
-        int totals[2];
-        MPI_Allreduce(mine, all, n * N_FIELDS, MPI_DOUBLE, MPI_SUM, comm);
-        MPI_Allreduce(counts, totals, 2, MPI_INT, MPI_SUM, comm);
-        q->reused = totals[0], q->encoded = totals[1];
-        for (int i = 0; i < n; i++)
-            unpack_summary(all + (size_t)i * N_FIELDS, &q->summary[i]);
-    }
     free(mine);
     free(all);
     if (st != RAANA_OK)

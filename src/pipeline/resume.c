@@ -418,76 +418,91 @@ static raana_status set_dir(raana_resume *r, const char *output_path, raana_erro
     return RAANA_OK;
 }
 
+/* The entries of the directory and of layers/ that raana did not create
+ * (check_entry). */
+static void scan_foreign(const raana_resume *r, scan_state *s)
+{
+    each_entry(r->dir_fd, "", check_entry, s);
+    int lfd = openat(r->dir_fd, "layers", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    each_entry(lfd, "layers/", check_entry, s);
+    if (lfd >= 0)
+        close(lfd);
+}
+
 /* An existing directory: it must hold only what its manifest lists (or be
  * empty without one). The listed files join `files`. */
 static raana_status adopt(const raana_resume *r, name_list *files, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     name_list old = {0};
     foreign_list f = {0};
     scan_state s = {&old, &f};
     int e = manifest_read(r->dir_fd, &old);
-    raana_status st = RAANA_OK;
     if (e != 0 && e != ENOENT)
-        st = raana_fail(err, RAANA_ERR_IO,
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO,
                         "%s/%s: not a raana manifest (%s); raana leaves the directory alone: move "
                         "it away or choose another output path",
                         r->dir, RAANA_RESUME_MANIFEST,
                         e == EBADMSG ? "wrong first line" : strerror(e));
-    if (st == RAANA_OK) {
-        each_entry(r->dir_fd, "", check_entry, &s);
-        int lfd = openat(r->dir_fd, "layers", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        each_entry(lfd, "layers/", check_entry, &s);
-        if (lfd >= 0)
-            close(lfd);
-    }
-    if (st == RAANA_OK && f.count > 0)
-        st = raana_fail(err, RAANA_ERR_IO,
-                        "%s holds %d file%s raana did not create%s: %s%s%s%s%s; raana leaves them "
-                        "alone and stops: move them out or choose another output path",
+    scan_foreign(r, &s);
+    if (f.count > 0)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO,
+                        "%s holds %d file%s raana did not create%s: %s%s%s%s%s; raana leaves "
+                        "them alone and stops: move them out or choose another output path",
                         r->dir, f.count, f.count == 1 ? "" : "s",
                         e == ENOENT ? " (it has no " RAANA_RESUME_MANIFEST ")" : "", f.names[0],
                         f.count > 1 ? ", " : "", f.count > 1 ? f.names[1] : "",
                         f.count > 2 ? ", " : "", f.count > 2 ? f.names[2] : "");
-    for (int i = 0; st == RAANA_OK && i < old.n; i++)
+    for (int i = 0; i < old.n; i++)
         list_add(files, old.names[i]);
+cleanup:
     list_free(&old);
     return st;
+}
+
+/* layers/ of the open directory (created first when `create`). */
+static raana_status open_layers(raana_resume *r, int create, raana_error *err)
+{
+    char layers[4300];
+    snprintf(layers, sizeof layers, "%s/layers", r->dir);
+    if (create && mkdirat(r->dir_fd, "layers", 0777) != 0 && errno != EEXIST)
+        return raana_fail(err, RAANA_ERR_IO, "%s: cannot create directory: %s", layers,
+                          strerror(errno));
+    return open_dir_nofollow(r->dir_fd, "layers", layers, &r->layers_fd, err);
+}
+
+/* Removes layers/, the manifest and the directory, when they are empty. */
+static void remove_if_empty(const raana_resume *r)
+{
+    unlinkat(r->dir_fd, "layers", AT_REMOVEDIR);
+    unlinkat(r->dir_fd, MANIFEST_TMP, 0);
+    unlinkat(r->dir_fd, RAANA_RESUME_MANIFEST, 0);
+    rmdir(r->dir);
 }
 
 raana_status raana_resume_open(raana_resume *r, const char *output_path, const raana_plan *plan,
                                raana_error *err)
 {
+    raana_status st = RAANA_OK;
     name_list files = {0};
-    char layers[4300];
     int created = 0;
-    raana_status st = set_dir(r, output_path, err);
-    if (st == RAANA_OK)
-        st = plan_files(plan, &files, err);
-    if (st == RAANA_OK && mkdir(r->dir, 0777) == 0)
+    RAANA_CHECK(set_dir(r, output_path, err));
+    RAANA_CHECK(plan_files(plan, &files, err));
+    if (mkdir(r->dir, 0777) == 0)
         created = 1;
-    else if (st == RAANA_OK && errno != EEXIST)
-        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot create directory: %s", r->dir,
+    else if (errno != EEXIST)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot create directory: %s", r->dir,
                         strerror(errno));
-    if (st == RAANA_OK)
-        st = open_dir_nofollow(AT_FDCWD, r->dir, r->dir, &r->dir_fd, err);
-    if (st == RAANA_OK && !created)
-        st = adopt(r, &files, err);
-    if (st == RAANA_OK) /* every name is recorded before any file is created */
-        st = manifest_write(r, &files, err);
-    snprintf(layers, sizeof layers, "%s/layers", r->dir);
-    if (st == RAANA_OK && mkdirat(r->dir_fd, "layers", 0777) != 0 && errno != EEXIST)
-        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot create directory: %s", layers,
-                        strerror(errno));
-    if (st == RAANA_OK)
-        st = open_dir_nofollow(r->dir_fd, "layers", layers, &r->layers_fd, err);
+    RAANA_CHECK(open_dir_nofollow(AT_FDCWD, r->dir, r->dir, &r->dir_fd, err));
+    if (!created)
+        RAANA_CHECK(adopt(r, &files, err));
+    RAANA_CHECK(manifest_write(r, &files, err)); /* every name is recorded before any file */
+    RAANA_CHECK(open_layers(r, 1, err));
+cleanup:
     list_free(&files);
     r->opened = 1;
-    if (st != RAANA_OK && created) { /* take back what this call made */
-        unlinkat(r->dir_fd, "layers", AT_REMOVEDIR);
-        unlinkat(r->dir_fd, MANIFEST_TMP, 0);
-        unlinkat(r->dir_fd, RAANA_RESUME_MANIFEST, 0);
-        rmdir(r->dir);
-    }
+    if (st != RAANA_OK && created) /* take back what this call made */
+        remove_if_empty(r);
     if (st != RAANA_OK)
         raana_resume_close(r);
     return st;
@@ -495,13 +510,11 @@ raana_status raana_resume_open(raana_resume *r, const char *output_path, const r
 
 raana_status raana_resume_attach(raana_resume *r, const char *output_path, raana_error *err)
 {
-    char layers[4300];
-    raana_status st = set_dir(r, output_path, err);
-    if (st == RAANA_OK)
-        st = open_dir_nofollow(AT_FDCWD, r->dir, r->dir, &r->dir_fd, err);
-    snprintf(layers, sizeof layers, "%s/layers", r->dir);
-    if (st == RAANA_OK)
-        st = open_dir_nofollow(r->dir_fd, "layers", layers, &r->layers_fd, err);
+    raana_status st = RAANA_OK;
+    RAANA_CHECK(set_dir(r, output_path, err));
+    RAANA_CHECK(open_dir_nofollow(AT_FDCWD, r->dir, r->dir, &r->dir_fd, err));
+    RAANA_CHECK(open_layers(r, 0, err));
+cleanup:
     r->opened = 1;
     if (st != RAANA_OK)
         raana_resume_close(r);
@@ -591,12 +604,8 @@ void raana_resume_discard_if_empty(raana_resume *r)
     int n = 0;
     each_entry(r->dir_fd, "", count_entry, &n);
     each_entry(r->layers_fd, "layers/", count_entry, &n);
-    if (n == 0) {
-        unlinkat(r->dir_fd, "layers", AT_REMOVEDIR);
-        unlinkat(r->dir_fd, MANIFEST_TMP, 0);
-        unlinkat(r->dir_fd, RAANA_RESUME_MANIFEST, 0);
-        rmdir(r->dir);
-    }
+    if (n == 0)
+        remove_if_empty(r);
     raana_resume_close(r);
 }
 
