@@ -54,7 +54,7 @@ static double encode_once(const float *w, int d_in, int d_out, int bits, raana_e
     double total = 0, t0 = now();
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     {
-        raana_rabitq_work *work = raana_rabitq_work_new(d_in);
+        raana_rabitq_work *work = raana_rabitq_work_create(d_in);
         uint8_t *codes = malloc((size_t)d_in);
         float r;
 #pragma omp for schedule(dynamic, 8)
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
             w0[i] = (float)raana_rng_normal(1, (uint64_t)s, i);
         raana_rotation rot;
         raana_error err;
-        raana_rotation_init(&rot, d_in, 99, &err);
+        raana_rotation_create(&rot, d_in, 99, &err);
         for (int threads = 1; threads <= max_threads;
              threads = threads == max_threads ? threads + 1 : max_threads) {
             double t_rot = 1e30;

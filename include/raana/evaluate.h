@@ -33,9 +33,9 @@ typedef struct {
 } raana_eval_windows;
 
 /* Fails if the text has fewer tokens than one window. */
-raana_status raana_eval_windows_make(const raana_tokenizer *tok, const char *text, size_t n,
-                                     int len, int stride, int max_windows, raana_eval_windows *w,
-                                     raana_error *err);
+raana_status raana_eval_windows_create(const raana_tokenizer *tok, const char *text, size_t n,
+                                       int len, int stride, int max_windows, raana_eval_windows *w,
+                                       raana_error *err);
 void raana_eval_windows_free(raana_eval_windows *w);
 /* Window i's tokens (len of them) and its first scored position. */
 const int *raana_eval_window_tokens(const raana_eval_windows *w, int i);

@@ -33,8 +33,8 @@ typedef struct {
 } raana_h5;
 
 /* Collective. Creates (truncates) path for writing. */
-raana_status raana_h5_create(raana_h5 *h, MPI_Comm comm, const char *path, int zstd_level,
-                             raana_error *err);
+raana_status raana_h5_open_write(raana_h5 *h, MPI_Comm comm, const char *path, int zstd_level,
+                                 raana_error *err);
 /* Collective. Opens path read-only. */
 raana_status raana_h5_open_read(raana_h5 *h, MPI_Comm comm, const char *path, raana_error *err);
 /* After a failed write, closing the file can deadlock or crash HDF5 1.10:

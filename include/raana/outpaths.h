@@ -68,8 +68,8 @@ typedef struct {
  * H5Fcreate does not truncate it and the blocks are held while the
  * container is written. Where the file system cannot preallocate, its free
  * space is compared with `bytes` instead. */
-raana_status raana_partial_create(raana_partial *p, const char *output_path, uint64_t bytes,
-                                  raana_error *err);
+raana_status raana_partial_open(raana_partial *p, const char *output_path, uint64_t bytes,
+                                raana_error *err);
 /* The written and verified partial becomes OUTPUT: checks it is still the
  * file created above, gives back the reserved blocks past its end, syncs,
  * renames and syncs the directory. */

@@ -40,8 +40,8 @@ typedef struct {
     int seq_len; /* calibration window actually used */
 } raana_plan;
 
-raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg, int n_ranks,
-                              raana_plan *plan, raana_error *err);
+raana_status raana_plan_create(const raana_model_config *model, const raana_config *cfg,
+                               int n_ranks, raana_plan *plan, raana_error *err);
 void raana_plan_free(raana_plan *plan);
 
 /* The rank that owns decoder block b. */

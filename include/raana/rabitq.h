@@ -26,7 +26,7 @@
 
 /* Scratch memory for one column of dimension up to d (per thread). */
 typedef struct raana_rabitq_work raana_rabitq_work;
-raana_rabitq_work *raana_rabitq_work_new(int d);
+raana_rabitq_work *raana_rabitq_work_create(int d);
 void raana_rabitq_work_free(raana_rabitq_work *work);
 /* The exact search generates and merges all D*M events when they number at
  * most max_events (default 2^20), else uses a heap with O(D) memory. Both

@@ -19,7 +19,7 @@
 typedef struct raana_tokenizer raana_tokenizer;
 
 /* Reads dir/tokenizer.json (and dir/tokenizer_config.json if present). */
-raana_status raana_tokenizer_load(raana_tokenizer **tok, const char *dir, raana_error *err);
+raana_status raana_tokenizer_create(raana_tokenizer **tok, const char *dir, raana_error *err);
 /* The same from tokenizer.json text; label names it in messages. */
 raana_status raana_tokenizer_parse(raana_tokenizer **tok, const char *json, size_t len,
                                    const char *label, raana_error *err);

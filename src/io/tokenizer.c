@@ -518,7 +518,7 @@ static void config_bos(raana_tokenizer *t, const char *dir)
     cJSON_Delete(root);
 }
 
-raana_status raana_tokenizer_load(raana_tokenizer **tok, const char *dir, raana_error *err)
+raana_status raana_tokenizer_create(raana_tokenizer **tok, const char *dir, raana_error *err)
 {
     raana_status st = RAANA_OK;
     char path[4200], *text = NULL;

@@ -69,7 +69,7 @@ raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana
     raana_status st = raana_model_open(&s->model, model_dir, err);
     s->model_open = st == RAANA_OK;
     if (st == RAANA_OK)
-        st = raana_plan_build(&s->model.config, cfg, n_ranks, &s->plan, err);
+        st = raana_plan_create(&s->model.config, cfg, n_ranks, &s->plan, err);
     return st;
 }
 
@@ -79,7 +79,7 @@ raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const ra
     s->model = *model;
     memset(model, 0, sizeof *model);
     s->model_open = 1;
-    return raana_plan_build(&s->model.config, cfg, n_ranks, &s->plan, err);
+    return raana_plan_create(&s->model.config, cfg, n_ranks, &s->plan, err);
 }
 
 raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_error *err)

@@ -429,7 +429,7 @@ raana_status raana_container_write(MPI_Comm comm, const char *path,
                                    raana_container_content *c, raana_error *err)
 {
     raana_h5 h;
-    raana_status st = raana_h5_create(&h, comm, path, c->cfg->zstd_level, err);
+    raana_status st = raana_h5_open_write(&h, comm, path, c->cfg->zstd_level, err);
     if (st != RAANA_OK)
         return st;
     st = write_contents(&h, c, err);
@@ -848,7 +848,7 @@ raana_status raana_container_read_layer(hid_t file, const char *path, const char
                 (strstr(tricks, "norm_row") ? RAANA_TRICK_NORM_ROW : 0);
     raana_status st = check_layer_bits(q, path, g, err);
     if (st == RAANA_OK)
-        st = raana_rotation_init(&q->rot, q->d_in, q->key, err);
+        st = raana_rotation_create(&q->rot, q->d_in, q->key, err);
     if (st == RAANA_OK)
         st = read_layer_arrays(file, path, g, q, err);
     if (st == RAANA_OK)

@@ -35,9 +35,9 @@ raana_status raana_text_check(const char *text, size_t n, raana_error *err)
 
 /* ---- windows ---------------------------------------------------------------- */
 
-raana_status raana_eval_windows_make(const raana_tokenizer *tok, const char *text, size_t n,
-                                     int len, int stride, int max_windows, raana_eval_windows *w,
-                                     raana_error *err)
+raana_status raana_eval_windows_create(const raana_tokenizer *tok, const char *text, size_t n,
+                                       int len, int stride, int max_windows, raana_eval_windows *w,
+                                       raana_error *err)
 {
     raana_status st = RAANA_OK;
     int *ids = NULL;

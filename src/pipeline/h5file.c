@@ -129,8 +129,8 @@ static raana_status open_file(raana_h5 *h, MPI_Comm comm, const char *path, int 
     return st;
 }
 
-raana_status raana_h5_create(raana_h5 *h, MPI_Comm comm, const char *path, int zstd_level,
-                             raana_error *err)
+raana_status raana_h5_open_write(raana_h5 *h, MPI_Comm comm, const char *path, int zstd_level,
+                                 raana_error *err)
 {
     return open_file(h, comm, path, 1, zstd_level, err);
 }

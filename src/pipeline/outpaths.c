@@ -280,8 +280,8 @@ static raana_status fallocate_failed(const raana_partial *p, uint64_t bytes, int
                           err);
 }
 
-raana_status raana_partial_create(raana_partial *p, const char *output_path, uint64_t bytes,
-                                  raana_error *err)
+raana_status raana_partial_open(raana_partial *p, const char *output_path, uint64_t bytes,
+                                raana_error *err)
 {
     raana_status st = RAANA_OK;
     struct stat sb;

@@ -64,7 +64,7 @@ cleanup:
 
 static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank, raana_error *err)
 {
-    RAANA_CALL(raana_tokenizer_load(&s->tok, cfg->model_path, err));
+    RAANA_CALL(raana_tokenizer_create(&s->tok, cfg->model_path, err));
     RAANA_CALL(calibration_windows(cfg, s, err));
     /* calibration keeps a trace per window: the whole peak */
     RAANA_CALL(raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err));
@@ -261,7 +261,7 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
 static raana_status create_partial(raana_partial *partial, const raana_config *cfg,
                                    uint64_t bound, FILE *progress, raana_error *err)
 {
-    RAANA_CALL(raana_partial_create(partial, cfg->output_path, bound, err));
+    RAANA_CALL(raana_partial_open(partial, cfg->output_path, bound, err));
     if (progress)
         fprintf(progress, "write: %s (%llu bytes reserved)\n", partial->path,
                 (unsigned long long)bound);

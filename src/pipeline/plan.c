@@ -100,8 +100,8 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_win
     }
 }
 
-raana_status raana_plan_build(const raana_model_config *model, const raana_config *cfg, int n_ranks,
-                              raana_plan *plan, raana_error *err)
+raana_status raana_plan_create(const raana_model_config *model, const raana_config *cfg,
+                               int n_ranks, raana_plan *plan, raana_error *err)
 {
     raana_status st = RAANA_OK;
     memset(plan, 0, sizeof *plan);

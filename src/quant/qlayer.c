@@ -219,7 +219,7 @@ static raana_status encode_columns(raana_qlayer *q, const float *w, raana_encode
     (void)threads; /* only read by the OpenMP pragma */
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        raana_rabitq_work *work = raana_rabitq_work_new(n_kept);
+        raana_rabitq_work *work = raana_rabitq_work_create(n_kept);
         float *kept = malloc((size_t)n_kept * sizeof *kept);
         uint8_t *codes = malloc((size_t)n_kept);
         if (!work || !kept || !codes)
@@ -301,7 +301,7 @@ raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
     RAANA_CHECK(check_finite(weight, d_in, d_out, name, err));
     q->d_in = d_in, q->d_out = d_out, q->bits = p->bits, q->tricks = p->tricks, q->key = p->key;
     q->code_bits = p->bits < 1 ? 1 : (int)p->bits;
-    RAANA_CHECK(raana_rotation_init(&q->rot, d_in, p->key, err));
+    RAANA_CHECK(raana_rotation_create(&q->rot, d_in, p->key, err));
     q->n_kept = d_in;
     if (p->bits < 1) {
         sub_bit_layout(d_in, q->rot.k, p->bits, &q->m_a, &q->m_b);

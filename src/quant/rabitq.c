@@ -48,7 +48,7 @@ struct raana_rabitq_work {
  * limit on events per column (tests use 0 to exercise the heap sweep). */
 #define MERGE_MAX_EVENTS SIZE_MAX
 
-raana_rabitq_work *raana_rabitq_work_new(int d)
+raana_rabitq_work *raana_rabitq_work_create(int d)
 {
     raana_rabitq_work *w = calloc(1, sizeof *w);
     if (!w)

@@ -235,7 +235,7 @@ static raana_status check_fingerprint(MPI_Comm comm, const eval_args *a, eval_jo
 static raana_status load_tokenizer(const eval_args *a, eval_job *j, raana_error *err)
 {
     if (a->model || a->compare)
-        return raana_tokenizer_load(&j->tok, a->model ? a->model : a->compare, err);
+        return raana_tokenizer_create(&j->tok, a->model ? a->model : a->compare, err);
     char *json = NULL, label[4200];
     size_t len = 0;
     raana_status st = raana_container_model_file(a->container, "tokenizer.json", &json, &len, err);
@@ -257,8 +257,8 @@ static raana_status make_windows(const eval_args *a, eval_job *j, raana_error *e
     size_t n;
     raana_status st = raana_read_file(a->text, &text, &n, err);
     if (st == RAANA_OK && (st = raana_text_check(text, n, err)) == RAANA_OK)
-        st =
-            raana_eval_windows_make(j->tok, text, n, len, stride, a->max_windows, &j->windows, err);
+        st = raana_eval_windows_create(j->tok, text, n, len, stride, a->max_windows, &j->windows,
+                                       err);
     if (st != RAANA_OK && st != RAANA_ERR_IO && st != RAANA_ERR_NOMEM)
         raana_error_prefix(err, "%s", a->text);
     free(text);

@@ -24,7 +24,7 @@ static void check_split(const raana_model_config *m, int n_ranks)
     raana_plan plan;
     raana_error err;
     raana_config_defaults(&cfg);
-    CHECK_INT(raana_plan_build(m, &cfg, n_ranks, &plan, &err), RAANA_OK);
+    CHECK_INT(raana_plan_create(m, &cfg, n_ranks, &plan, &err), RAANA_OK);
     int next = 0, lo = m->num_layers / n_ranks, hi = (m->num_layers + n_ranks - 1) / n_ranks;
     uint64_t params = 0, quantized = 0;
     int idle = 0;
@@ -71,7 +71,7 @@ static void test_layers_and_exclude(void)
     raana_plan plan;
     raana_error err;
     raana_config_defaults(&cfg);
-    CHECK_INT(raana_plan_build(&m, &cfg, 4, &plan, &err), RAANA_OK);
+    CHECK_INT(raana_plan_create(&m, &cfg, 4, &plan, &err), RAANA_OK);
     CHECK_INT(plan.n_layers, 560);
     CHECK(strcmp(plan.layers[7 * 3 + 6].name, "model.layers.3.mlp.down_proj") == 0);
     CHECK_INT(plan.layers[1].d_out, 1024); /* k_proj: 8 kv heads * 128 */
@@ -83,7 +83,7 @@ static void test_layers_and_exclude(void)
 
     CHECK_INT(raana_config_set(&cfg, "quantize.exclude=*.down_proj, model.layers.0.*", &err),
               RAANA_OK);
-    CHECK_INT(raana_plan_build(&m, &cfg, 2, &plan, &err), RAANA_OK);
+    CHECK_INT(raana_plan_create(&m, &cfg, 2, &plan, &err), RAANA_OK);
     int kept = 0;
     for (int i = 0; i < plan.n_layers; i++)
         kept += plan.layers[i].quantize;
@@ -91,7 +91,7 @@ static void test_layers_and_exclude(void)
     raana_plan_free(&plan);
 
     CHECK_INT(raana_config_set(&cfg, "quantize.exclude=model.*", &err), RAANA_OK);
-    CHECK_INT(raana_plan_build(&m, &cfg, 2, &plan, &err), RAANA_ERR_CONFIG);
+    CHECK_INT(raana_plan_create(&m, &cfg, 2, &plan, &err), RAANA_ERR_CONFIG);
     CHECK_MSG(err, "exclude matches every linear layer");
 
     raana_config_defaults(&cfg);

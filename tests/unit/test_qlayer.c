@@ -57,7 +57,7 @@ static void test_dequantize_by_hand(void)
     CHECK_INT(raana_qlayer_quantize(w, d_in, d_out, &p, "by.hand", &q, &err), RAANA_OK);
     float *what = malloc((size_t)d_in * d_out * sizeof *what), *col = malloc(d_in * sizeof *col);
     CHECK_INT(raana_qlayer_dequantize(&q, what, &err), RAANA_OK);
-    raana_rabitq_work *work = raana_rabitq_work_new(d_in);
+    raana_rabitq_work *work = raana_rabitq_work_create(d_in);
     uint8_t codes[192], packed[192];
     float r;
     double worst = 0;

@@ -37,7 +37,7 @@ static double brute_force_cosine(const float *w, int d, int bits)
 
 static void test_exact_is_optimal(size_t merge_limit)
 {
-    raana_rabitq_work *work = raana_rabitq_work_new(8);
+    raana_rabitq_work *work = raana_rabitq_work_create(8);
     raana_rabitq_work_set_merge_limit(work, merge_limit);
     uint8_t codes[8];
     float r, w[8];
@@ -68,7 +68,7 @@ static void test_exact_is_optimal(size_t merge_limit)
 static void test_paths_agree(void)
 {
     const int d = 3000;
-    raana_rabitq_work *merge = raana_rabitq_work_new(d), *heap = raana_rabitq_work_new(d);
+    raana_rabitq_work *merge = raana_rabitq_work_create(d), *heap = raana_rabitq_work_create(d);
     raana_rabitq_work_set_merge_limit(heap, 0);
     float *w = malloc(d * sizeof *w), r1, r2;
     uint8_t *c1 = malloc(d), *c2 = malloc(d);
@@ -92,7 +92,7 @@ static void test_paths_agree(void)
 static double mean_relative_error(int bits, raana_encoder enc, double *mean_cos)
 {
     const int d = 4096, cols = 24;
-    raana_rabitq_work *work = raana_rabitq_work_new(d);
+    raana_rabitq_work *work = raana_rabitq_work_create(d);
     float *w = malloc(d * sizeof *w), *what = malloc(d * sizeof *what), r;
     uint8_t *codes = malloc(d);
     double sum = 0, cos_sum = 0;
@@ -145,9 +145,9 @@ static void test_fast_on_real_weights(void)
         float *w = malloc(e->tensor->numel * sizeof *w);
         CHECK_INT(raana_model_read_f32(&m, names[k], w, e->tensor->numel, &err), RAANA_OK);
         raana_rotation rot;
-        raana_rotation_init(&rot, d_in, raana_rng_layer_key(0, names[k]), &err);
+        raana_rotation_create(&rot, d_in, raana_rng_layer_key(0, names[k]), &err);
         raana_rotation_apply(&rot, w, (size_t)d_out);
-        raana_rabitq_work *work = raana_rabitq_work_new(d_in);
+        raana_rabitq_work *work = raana_rabitq_work_create(d_in);
         uint8_t *codes = malloc((size_t)d_in);
         float r;
         for (int bits = 2; bits <= 8; bits++) {

@@ -137,7 +137,7 @@ static void test_bad_files(void)
     }
     raana_tokenizer *tok;
     raana_error err;
-    CHECK_INT(raana_tokenizer_load(&tok, "/nonexistent", &err), RAANA_ERR_INPUT);
+    CHECK_INT(raana_tokenizer_create(&tok, "/nonexistent", &err), RAANA_ERR_INPUT);
     CHECK_MSG(err, "/nonexistent/tokenizer.json");
 }
 
@@ -189,7 +189,7 @@ int main(void)
 {
     raana_tokenizer *tok;
     raana_error err;
-    CHECK_INT(raana_tokenizer_load(&tok, FIXTURE, &err), RAANA_OK);
+    CHECK_INT(raana_tokenizer_create(&tok, FIXTURE, &err), RAANA_OK);
     test_fixture_strings(tok);
     test_reference_ids(tok);
     raana_tokenizer_free(tok);

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: tokenize_lines MODEL_DIR LINES.json\n");
         return 2;
     }
-    if (raana_tokenizer_load(&tok, argv[1], &err) != RAANA_OK ||
+    if (raana_tokenizer_create(&tok, argv[1], &err) != RAANA_OK ||
         raana_read_file(argv[2], &text, &len, &err) != RAANA_OK) {
         fprintf(stderr, "tokenize_lines: %s\n", err.msg);
         return 1;
