@@ -493,8 +493,8 @@ raana_status raana_config_load(raana_config *cfg, const char *path, raana_error 
     snprintf(cfg->source, sizeof cfg->source, "%s", path);
     raana_path_dirname(dir, sizeof dir, path);
     char absolute[RAANA_PATH_MAX]; /* paths stored with results must not depend on the cwd */
-    RAANA_CHECK(raana_config_parse(cfg, text, len, path, realpath(dir, absolute) ? absolute : dir,
-                                   err));
+    RAANA_CHECK(
+        raana_config_parse(cfg, text, len, path, realpath(dir, absolute) ? absolute : dir, err));
 cleanup:
     free(text);
     return st;

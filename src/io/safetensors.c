@@ -280,11 +280,11 @@ raana_status raana_st_parse_header(const char *json, size_t len, uint64_t data_s
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root)
-        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: header is not valid JSON (near byte %zu)",
-                        label, end && end >= json ? (size_t)(end - json) : 0);
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: header is not valid JSON (near byte %zu)", label,
+                        end && end >= json ? (size_t)(end - json) : 0);
     if (has_trailing_bytes(end, json + len))
-        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
-                        "%s: header has trailing bytes after the JSON object", label);
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: header has trailing bytes after the JSON object",
+                        label);
     if (!cJSON_IsObject(root))
         RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: header is not a JSON object", label);
     for (const cJSON *it = root->child; it; it = it->next)

@@ -224,8 +224,8 @@ static raana_status write_all_or_nothing(raana_h5 *h, hid_t dset, hid_t type, in
 }
 
 /* This rank's part of creating dataset `path` (collective in HDF5). */
-static raana_status create_local(raana_h5 *h, const char *path, hid_t type, hid_t space,
-                                 hid_t dcpl, int data_missing, hid_t *dset, raana_error *err)
+static raana_status create_local(raana_h5 *h, const char *path, hid_t type, hid_t space, hid_t dcpl,
+                                 int data_missing, hid_t *dset, raana_error *err)
 {
     if (data_missing)
         return RAANA_INTERNAL(err, "%s: no data for %s", h->path, path);
@@ -249,11 +249,10 @@ static raana_status create_dataset(raana_h5 *h, const char *path, hid_t type, in
     hid_t space = H5Screate_simple(ndim, dims, NULL);
     hid_t dcpl = dataset_creation(h, type, ndim, dims, deflate);
     hid_t dset = H5I_INVALID_HID;
-    RAANA_CHECK(
-        agree(h, create_local(h, path, type, space, dcpl, data_missing, &dset, err), err));
+    RAANA_CHECK(agree(h, create_local(h, path, type, space, dcpl, data_missing, &dset, err), err));
     if (numel > 0)
-        RAANA_CHECK(agree(
-            h, write_all_or_nothing(h, dset, type, h->rank == writer, data, path, err), err));
+        RAANA_CHECK(
+            agree(h, write_all_or_nothing(h, dset, type, h->rank == writer, data, path, err), err));
 cleanup:
     if (dset >= 0)
         H5Dclose(dset);

@@ -50,13 +50,12 @@ static raana_status calibration_windows(const raana_config *cfg, raana_stage *s,
     raana_status st = RAANA_OK;
     char *text = NULL;
     size_t len;
+    const char *source =
+        cfg->calib_source == RAANA_CALIB_TEXT ? cfg->text_file : "zero-shot calibration text";
     RAANA_CHECK(calibration_text(cfg, s->plan.seq_len, &text, &len, err));
-    if (raana_windows_calib(s->tok, text, len, s->plan.seq_len, cfg->n_samples, &s->windows,
-                            err) != RAANA_OK)
-        RAANA_CHECK(raana_error_prefix(err, "%s",
-                                       cfg->calib_source == RAANA_CALIB_TEXT
-                                           ? cfg->text_file
-                                           : "zero-shot calibration text"));
+    st = raana_windows_calib(s->tok, text, len, s->plan.seq_len, cfg->n_samples, &s->windows, err);
+    if (st != RAANA_OK)
+        RAANA_CHECK(raana_error_prefix(err, "%s", source));
 cleanup:
     free(text);
     return st;
@@ -258,8 +257,8 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
 /* ---- write, verify, rename ----------------------------------------------------- */
 
 /* Rank 0: OUTPUT.partial with the size bound reserved. */
-static raana_status create_partial(raana_partial *partial, const raana_config *cfg,
-                                   uint64_t bound, FILE *progress, raana_error *err)
+static raana_status create_partial(raana_partial *partial, const raana_config *cfg, uint64_t bound,
+                                   FILE *progress, raana_error *err)
 {
     RAANA_CALL(raana_partial_open(partial, cfg->output_path, bound, err));
     if (progress)
@@ -288,8 +287,7 @@ static raana_status write_container(MPI_Comm comm, const raana_config *cfg,
     raana_partial partial = {.fd = -1};
     uint64_t bound = raana_container_size_bound(c);
     snprintf(partial.path, sizeof partial.path, "%s.partial", cfg->output_path);
-    RAANA_CHECK(
-        raana_comm_agree(comm, raana_file_size_limit_check(partial.path, bound, err), err));
+    RAANA_CHECK(raana_comm_agree(comm, raana_file_size_limit_check(partial.path, bound, err), err));
     RAANA_CHECK(raana_comm_agree(
         comm, rank == 0 ? create_partial(&partial, cfg, bound, c->progress, err) : RAANA_OK, err));
     RAANA_CHECK(
@@ -391,7 +389,8 @@ raana_status raana_job_quantize(MPI_Comm comm, const raana_config *cfg, raana_st
         print_summary(opt->report, cfg, s, j, &c);
     }
 cleanup:
-    if (st != RAANA_OK && j && rank == 0) /* after every rank agreed: no one writes there any more */
+    /* after every rank agreed: no one writes there any more */
+    if (st != RAANA_OK && j && rank == 0)
         raana_resume_discard_if_empty(&j->resume);
     free((char *)c.table);
     job_run_free(j);

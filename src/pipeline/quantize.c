@@ -41,8 +41,7 @@ static raana_status relative_error(const raana_qlayer *q, const float *w, double
     double diff = 0, ref = 0;
     float *what = malloc(n * sizeof *what);
     if (!what)
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", q->d_out,
-                        q->d_in);
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", q->d_out, q->d_in);
     RAANA_CHECK(raana_qlayer_dequantize(q, what, err));
     for (size_t i = 0; i < n; i++) {
         double d = (double)what[i] - w[i];

@@ -38,9 +38,8 @@ raana_status raana_open_regular(const char *path, int *fd_out, size_t *size, raa
     if (fstat(fd, &sb) != 0)
         RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     if (!S_ISREG(sb.st_mode))
-        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
-                        "%s: is %s, not a regular file; refusing to read it", path,
-                        file_kind(sb.st_mode));
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: is %s, not a regular file; refusing to read it",
+                        path, file_kind(sb.st_mode));
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0)
         (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
