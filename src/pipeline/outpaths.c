@@ -177,9 +177,7 @@ raana_status raana_output_lock_take(raana_output_lock *l, const char *output_pat
         int fd;
         lock_record held;
         char who[400];
-        raana_status st = open_lock_file(l->path, &fd, err);
-        if (st != RAANA_OK)
-            return st;
+        RAANA_CALL(open_lock_file(l->path, &fd, err));
         read_record(fd, &held);
         describe(&held, who, sizeof who);
         if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
