@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "raana/bitpack.h"
+#include "raana/bits.h"
 #include "raana/rabitq.h"
 
 /* Below one bit: how many rotated coordinates each region keeps (qlayer.h). */
@@ -428,13 +429,7 @@ done:
 
 double raana_qlayer_effective_bits(const raana_qlayer *q)
 {
-    double weights = (double)q->d_in * q->d_out;
-    double stored = 8.0 * (double)q->packed_bytes * q->d_out + 32.0 * q->d_out;
-    if (q->mu)
-        stored += 32.0 * q->d_in;
-    if (q->row_scale)
-        stored += 32.0 * q->d_in;
-    stored += q->n_held * (32.0 * q->d_in + 32.0);
-    stored += 2.0 * 8.0 * (double)((q->d_in + 7) / 8); /* the two sign vectors, packed */
-    return stored / weights;
+    raana_layer_bits b = raana_layer_bits_count(q->d_in, q->d_out, q->packed_bytes, q->n_held,
+                                                q->mu != NULL, q->row_scale != NULL);
+    return raana_layer_bits_per_weight(&b);
 }
