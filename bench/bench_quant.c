@@ -99,7 +99,7 @@ int main(int argc, char **argv)
             w0[i] = (float)raana_rng_normal(1, (uint64_t)s, i);
         raana_rotation rot;
         raana_error err;
-        raana_rotation_init(&rot, d_in, 99, &err);
+        raana_rotation_create(&rot, d_in, 99, &err);
         for (int threads = 1; threads <= max_threads;
              threads = threads == max_threads ? threads + 1 : max_threads) {
             double t_rot = 1e30;

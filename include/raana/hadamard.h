@@ -25,7 +25,7 @@ typedef struct {
     float *s2_scaled; /* s2 with the first block's 1/sqrt(k) folded in */
 } raana_rotation;
 
-raana_status raana_rotation_init(raana_rotation *rot, int d, uint64_t key, raana_error *err);
+raana_status raana_rotation_create(raana_rotation *rot, int d, uint64_t key, raana_error *err);
 void raana_rotation_free(raana_rotation *rot);
 
 /* Rotates (or un-rotates) each of n_rows contiguous rows of length d. */

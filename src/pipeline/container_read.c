@@ -767,7 +767,7 @@ raana_status raana_container_read_layer(const raana_container *c, const char *na
         return raana_fail(err, RAANA_ERR_INPUT, "%s: no quantized layer '%s'", c->path, name);
     RAANA_CHECK(read_layer_attrs(c, g, name, q, err));
     RAANA_CHECK(check_layer_bits(q, c->path, g, err));
-    RAANA_CHECK(raana_rotation_init(&q->rot, q->d_in, q->key, err));
+    RAANA_CHECK(raana_rotation_create(&q->rot, q->d_in, q->key, err));
     RAANA_CHECK(read_layer_arrays(c, g, q, err));
     RAANA_CHECK(check_signs(c, g, q, err));
 cleanup:

@@ -756,7 +756,7 @@ int raana_resume_load_layer(const raana_resume *r, const char *name, uint64_t fi
     }
     raana_error ignored;
     int ok = sane && !rd.failed && rd.left == 0 &&
-             raana_rotation_init(&q->rot, q->d_in, q->key, &ignored) == RAANA_OK;
+             raana_rotation_create(&q->rot, q->d_in, q->key, &ignored) == RAANA_OK;
     free(data);
     if (!ok)
         raana_qlayer_free(q);

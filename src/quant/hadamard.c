@@ -178,7 +178,7 @@ static void fill_signs(float *s, int d, uint64_t key, uint64_t stream)
     }
 }
 
-raana_status raana_rotation_init(raana_rotation *rot, int d, uint64_t key, raana_error *err)
+raana_status raana_rotation_create(raana_rotation *rot, int d, uint64_t key, raana_error *err)
 {
     rot->d = d;
     rot->k = raana_pow2_floor(d);

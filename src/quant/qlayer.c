@@ -281,7 +281,7 @@ raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
                               i % (size_t)d_in);
     q->d_in = d_in, q->d_out = d_out, q->bits = p->bits, q->tricks = p->tricks, q->key = p->key;
     q->code_bits = p->bits < 1 ? 1 : (int)p->bits;
-    raana_status st = raana_rotation_init(&q->rot, d_in, p->key, err);
+    raana_status st = raana_rotation_create(&q->rot, d_in, p->key, err);
     if (st != RAANA_OK)
         return st;
     q->n_kept = d_in;

@@ -36,7 +36,7 @@ static void test_rotation(void)
         int d = dims[k];
         raana_rotation rot;
         raana_error err;
-        CHECK_INT(raana_rotation_init(&rot, d, raana_rng_layer_key(7, "layer"), &err), RAANA_OK);
+        CHECK_INT(raana_rotation_create(&rot, d, raana_rng_layer_key(7, "layer"), &err), RAANA_OK);
         CHECK_INT(rot.k, d == 1       ? 1
                          : d == 3     ? 2
                          : d == 192   ? 128
@@ -70,9 +70,9 @@ static void test_signs_depend_on_seed_and_name(void)
 {
     raana_rotation a, b, c;
     raana_error err;
-    raana_rotation_init(&a, 300, raana_rng_layer_key(1, "model.layers.0.mlp.up_proj"), &err);
-    raana_rotation_init(&b, 300, raana_rng_layer_key(1, "model.layers.0.mlp.up_proj"), &err);
-    raana_rotation_init(&c, 300, raana_rng_layer_key(1, "model.layers.0.mlp.gate_proj"), &err);
+    raana_rotation_create(&a, 300, raana_rng_layer_key(1, "model.layers.0.mlp.up_proj"), &err);
+    raana_rotation_create(&b, 300, raana_rng_layer_key(1, "model.layers.0.mlp.up_proj"), &err);
+    raana_rotation_create(&c, 300, raana_rng_layer_key(1, "model.layers.0.mlp.gate_proj"), &err);
     int same = 1, differ = 0, minus = 0;
     for (int i = 0; i < 300; i++) {
         same &= a.s1[i] == b.s1[i] && a.s2[i] == b.s2[i];

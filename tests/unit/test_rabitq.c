@@ -145,7 +145,7 @@ static void test_fast_on_real_weights(void)
         float *w = malloc(e->tensor->numel * sizeof *w);
         CHECK_INT(raana_model_read_f32(&m, names[k], w, e->tensor->numel, &err), RAANA_OK);
         raana_rotation rot;
-        raana_rotation_init(&rot, d_in, raana_rng_layer_key(0, names[k]), &err);
+        raana_rotation_create(&rot, d_in, raana_rng_layer_key(0, names[k]), &err);
         raana_rotation_apply(&rot, w, (size_t)d_out);
         raana_rabitq_work *work = raana_rabitq_work_new(d_in);
         uint8_t *codes = malloc((size_t)d_in);
