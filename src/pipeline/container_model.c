@@ -93,8 +93,8 @@ static raana_status tensor_entry(container_source *c, char *name, raana_error *e
     raana_dataset_shape s;
     snprintf(dset, sizeof dset, "/tensors/%s", name);
     if (!raana_container_is_dataset(c->file, dset))
-        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: /tensors/%s is not a readable dataset",
-                        c->path, name);
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: /tensors/%s is not a readable dataset", c->path,
+                        name);
     RAANA_CHECK(raana_container_dataset_shape(c->file, dset, &s, err));
     int ok = s.ndim >= 1 && s.ndim <= RAANA_MAX_DIMS;
     uint64_t numel = 1;

@@ -112,7 +112,7 @@ static raana_status write_calibration(raana_h5 *h, const raana_container_content
     RAANA_CALL(raana_h5_group(h, "/calibration", err));
     RAANA_CALL(raana_h5_attr_f64(h, "/calibration", "loss", &c->loss, 1, err));
     RAANA_CALL(raana_h5_attr_str(h, "/calibration", "source",
-                          raana_calib_source_name(c->cfg->calib_source), err));
+                                 raana_calib_source_name(c->cfg->calib_source), err));
     RAANA_CALL(raana_h5_attr_str(h, "/calibration", "fingerprint", fp, err));
     hsize_t dims[2] = {(hsize_t)w->n, (hsize_t)w->len};
     return raana_h5_dataset_deflate(h, "/calibration/tokens", H5T_NATIVE_INT32, 2, dims, 0,
@@ -136,9 +136,10 @@ static void fill_columns(const raana_container_content *c, double *col, int *int
     for (int i = 0; i < n; i++) {
         const raana_layer_stats *s = &c->stats[i];
         const raana_layer_summary *q = &c->quantized->summary[i];
-        double row[RAANA_N_COLS] = {c->alloc->bits[i], c->alloc->coef[i], s->grad_rms, s->x_rms,
-                              s->x_fro,          s->y_fro,          s->dy_fro,   c->alloc->w_fro[i],
-                              q->rel_error,      q->mean_cosine,    q->effective_bits};
+        double row[RAANA_N_COLS] = {c->alloc->bits[i], c->alloc->coef[i],  s->grad_rms,
+                                    s->x_rms,          s->x_fro,           s->y_fro,
+                                    s->dy_fro,         c->alloc->w_fro[i], q->rel_error,
+                                    q->mean_cosine,    q->effective_bits};
         for (int k = 0; k < RAANA_N_COLS; k++)
             col[(size_t)k * n + i] = row[k];
         ints[i] = p->layers[i].d_in, ints[n + i] = p->layers[i].d_out;
@@ -207,17 +208,23 @@ cleanup:
 
 /* ---- /layers ------------------------------------------------------------------- */
 
-static raana_status layer_attrs(raana_h5 *h, const char *g, const raana_container_content *c,
-                                int i, raana_error *err)
+static raana_status layer_attrs(raana_h5 *h, const char *g, const raana_container_content *c, int i,
+                                raana_error *err)
 {
     const raana_plan_layer *l = &c->stage->plan.layers[i];
     const raana_layer_summary *s = &c->quantized->summary[i];
     char tricks[64];
     raana_tricks_format(c->cfg->tricks, tricks, sizeof tricks);
-    const int64_t ints[] = {l->d_in,   l->d_out, s->code_bits, s->n_kept,
-                            s->m_a,    s->m_b,   s->n_held,    raana_pow2_floor(l->d_in),
+    const int64_t ints[] = {l->d_in,
+                            l->d_out,
+                            s->code_bits,
+                            s->n_kept,
+                            s->m_a,
+                            s->m_b,
+                            s->n_held,
+                            raana_pow2_floor(l->d_in),
                             (int64_t)s->packed_bytes};
-    const char *names[] = {"d_in", "d_out", "code_bits", "n_kept",      "m_a",
+    const char *names[] = {"d_in", "d_out",  "code_bits",  "n_kept",      "m_a",
                            "m_b",  "n_held", "rotation_k", "packed_bytes"};
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
         RAANA_CALL(raana_h5_attr_i64(h, g, names[k], ints[k], err));
@@ -252,18 +259,18 @@ static raana_status write_layer_datasets(raana_h5 *h, const raana_container_cont
                              q ? q->packed : NULL, err));
     RAANA_CALL(layer_dataset(h, g, "rescale", H5T_NATIVE_FLOAT, 1, d_out, 0, writer,
                              q ? q->rescale : NULL, err));
-    RAANA_CALL(layer_dataset(h, g, "signs", H5T_NATIVE_UINT8, 2, 2, (d_in + 7) / 8, writer, signs,
-                             err));
+    RAANA_CALL(
+        layer_dataset(h, g, "signs", H5T_NATIVE_UINT8, 2, 2, (d_in + 7) / 8, writer, signs, err));
     if (c->cfg->tricks & RAANA_TRICK_CENTRALIZE)
-        RAANA_CALL(layer_dataset(h, g, "mu", H5T_NATIVE_FLOAT, 1, d_in, 0, writer,
-                                 q ? q->mu : NULL, err));
+        RAANA_CALL(
+            layer_dataset(h, g, "mu", H5T_NATIVE_FLOAT, 1, d_in, 0, writer, q ? q->mu : NULL, err));
     if (c->cfg->tricks & RAANA_TRICK_NORM_ROW)
         RAANA_CALL(layer_dataset(h, g, "row_scale", H5T_NATIVE_FLOAT, 1, d_in, 0, writer,
                                  q ? q->row_scale : NULL, err));
-    RAANA_CALL(layer_dataset(h, g, "held_cols", H5T_NATIVE_INT32, 1, (hsize_t)s->n_held, 0,
-                             writer, q ? q->held_cols : NULL, err));
-    return layer_dataset(h, g, "held_values", H5T_NATIVE_FLOAT, 2, (hsize_t)s->n_held, d_in,
-                         writer, q ? q->held_values : NULL, err);
+    RAANA_CALL(layer_dataset(h, g, "held_cols", H5T_NATIVE_INT32, 1, (hsize_t)s->n_held, 0, writer,
+                             q ? q->held_cols : NULL, err));
+    return layer_dataset(h, g, "held_values", H5T_NATIVE_FLOAT, 2, (hsize_t)s->n_held, d_in, writer,
+                         q ? q->held_values : NULL, err);
 }
 
 static raana_status write_layer(raana_h5 *h, const raana_container_content *c, int i,
@@ -303,7 +310,7 @@ static raana_status write_tensor(raana_h5 *h, const raana_container_content *c,
     char path[300];
     snprintf(path, sizeof path, "/tensors/%s", e->name);
     RAANA_CALL(raana_h5_dataset(h, path, raana_schema_tensor_type(t->dtype), ndim, dims, writer,
-                         m->files[e->file].data + t->begin, err));
+                                m->files[e->file].data + t->begin, err));
     return raana_h5_attr_str(h, path, "dtype", raana_dtype_name(t->dtype), err);
 }
 
@@ -312,7 +319,8 @@ static raana_status write_tensor(raana_h5 *h, const raana_container_content *c,
 static raana_status write_report(raana_h5 *h, const raana_container_content *c, raana_error *err)
 {
     RAANA_CALL(raana_h5_group(h, "/report", err));
-    RAANA_CALL(raana_h5_attr_f64(h, "/report", "effective_bits_quantized", &c->bits.quantized, 1, err));
+    RAANA_CALL(
+        raana_h5_attr_f64(h, "/report", "effective_bits_quantized", &c->bits.quantized, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, "/report", "effective_bits_model", &c->bits.model, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, "/report", "achieved_avg_bits", &c->bits.codes_only, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, "/report", "target_avg_bits", &c->cfg->avg_bits, 1, err));
@@ -390,8 +398,8 @@ static raana_status write_contents(raana_h5 *h, raana_container_content *c, raan
     return write_provenance(h, c, err);
 }
 
-raana_status raana_container_write(MPI_Comm comm, const char *path,
-                                   raana_container_content *c, raana_error *err)
+raana_status raana_container_write(MPI_Comm comm, const char *path, raana_container_content *c,
+                                   raana_error *err)
 {
     raana_h5 h;
     RAANA_CALL(raana_h5_create(&h, comm, path, c->cfg->zstd_level, err));
@@ -424,4 +432,3 @@ void raana_container_count_bits(raana_container_content *c)
     c->bits.model = all_params > 0 ? (qbits + all_bits) / all_params : 0;
     c->bits.codes_only = c->alloc->result.achieved_avg_bits;
 }
-
