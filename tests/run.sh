@@ -39,8 +39,9 @@ cmake --install build --prefix "$prefix" >/dev/null
 # SIGPIPE when head stops reading early would fail the script at random)
 "$prefix/bin/raana-mpi" --version
 help=$("$prefix/bin/raana-eval" --help) && head -1 <<<"$help"
-test -f "$prefix/lib/libraana.a" && test -f "$prefix/include/raana/qlayer.h" &&
-  test -f "$prefix/share/raana-mpi/raana.ini"
+test -f "$prefix/lib/libraana.a" && test -f "$prefix/include/raana/raana.h" &&
+  test -f "$prefix/lib/pkgconfig/raana.pc" && test -f "$prefix/lib/cmake/raana/raanaConfig.cmake" &&
+  test ! -e "$prefix/include/raana/fault.h" && test -f "$prefix/share/raana-mpi/raana.ini"
 # the installed programs make a container; h5dump reads it through the installed plugin
 plugin_dir=$(dirname "$(find "$prefix" -name libraana_h5zstd.so)")
 mpirun --oversubscribe -n 2 "$prefix/bin/raana-mpi" jobs/kjv-tiny.ini \

@@ -1,96 +1,119 @@
-/* container.h — the quantized model as ONE HDF5 file, written by all ranks
- * together (schema: docs/FORMAT.md, format_version below). Every group,
- * dataset and attribute is created collectively in one global order that
- * depends only on the checkpoint and the plan's layer list, each rank
- * writes the data it owns, and everything outside /provenance is the same
- * for any number of ranks and for a resumed run. After writing, the ranks
- * read their own datasets back and compare (raana_container_verify). */
+/* container.h — reading a raana container (docs/FORMAT.md): one process,
+ * no MPI needed, serial HDF5 underneath and never visible. A
+ * raana_container is an open container file: its root and group
+ * attributes, the files stored under /model, the list of quantized layers
+ * with their shapes and bits, and each layer rebuilt as a raana_qlayer
+ * (qlayer.h: dequantize it, or multiply by it without forming the weight).
+ *
+ * Everything read is checked before use: the format name and version on
+ * open, every layer attribute against the layer's shape and bits, every
+ * array's declared size against the bytes it occupies in the file (a
+ * crafted file cannot make the reader allocate terabytes), rescales and
+ * trick terms finite, the stored rotation signs against the generator.
+ * Failures name the file and the object.
+ *
+ * Lifecycle: raana_container_open / raana_container_close (files),
+ * raana_qlayer_free for a layer read from it (docs/DECISIONS.md). */
 #ifndef RAANA_CONTAINER_H
 #define RAANA_CONTAINER_H
 
-#include <hdf5.h>
-#include <mpi.h>
-#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
 
-#include "raana/allocation.h"
-#include "raana/calibrate.h"
-#include "raana/config.h"
-#include "raana/fingerprint.h"
-#include "raana/quantize.h"
+#include "raana/bits.h"
+#include "raana/error.h"
+#include "raana/qlayer.h"
 
 #define RAANA_FORMAT_NAME    "raana-container"
 #define RAANA_FORMAT_VERSION 1
 
-enum { RAANA_STAGE_PLAN, RAANA_STAGE_LOAD, RAANA_STAGE_CALIBRATE, RAANA_STAGE_ALLOCATE,
-       RAANA_STAGE_QUANTIZE, RAANA_STAGE_WRITE, RAANA_STAGE_COUNT };
-extern const char *const raana_stage_names[RAANA_STAGE_COUNT];
+typedef struct raana_container raana_container;
 
-/* Bits per weight of the whole container, everything stored counted. */
+/* Opens container `path` read-only and checks its format name and version
+ * (another version is RAANA_ERR_UNSUPPORTED; a truncated file, or not a
+ * container, RAANA_ERR_INPUT saying so). */
+raana_status raana_container_open(const char *path, raana_container **c, raana_error *err);
+/* Closes it; NULL is fine. */
+void raana_container_close(raana_container *c);
+
+/* The path it was opened with. */
+const char *raana_container_path(const raana_container *c);
+
+/* 1 if the group or dataset `object` (an absolute path) exists. */
+int raana_container_has(const raana_container *c, const char *object);
+
+/* What attribute `name` of object `object` ("/" for the root) holds. */
+typedef enum {
+    RAANA_ATTR_ABSENT,
+    RAANA_ATTR_TEXT,   /* a fixed-length string */
+    RAANA_ATTR_NUMBER, /* one number */
+    RAANA_ATTR_NUMBERS /* a 1-D array of numbers */
+} raana_attr_kind;
+raana_attr_kind raana_container_attr_kind(const raana_container *c, const char *object,
+                                          const char *name);
+
+/* A numeric attribute as a double / an int64, a text attribute into
+ * out[size] (NUL-terminated; too long is an error). Absent or of another
+ * kind: RAANA_ERR_INPUT naming the attribute. */
+raana_status raana_container_attr_f64(const raana_container *c, const char *object,
+                                      const char *name, double *value, raana_error *err);
+raana_status raana_container_attr_i64(const raana_container *c, const char *object,
+                                      const char *name, int64_t *value, raana_error *err);
+raana_status raana_container_attr_text(const raana_container *c, const char *object,
+                                       const char *name, char *out, size_t size, raana_error *err);
+/* A numeric attribute of up to `max` values into v[]; *n their count. */
+raana_status raana_container_attr_f64s(const raana_container *c, const char *object,
+                                       const char *name, double *v, size_t max, size_t *n,
+                                       raana_error *err);
+
+/* The root attribute checkpoint_fingerprint (16 hex digits) as a number. */
+raana_status raana_container_checkpoint_fingerprint(const raana_container *c, uint64_t *fingerprint,
+                                                    raana_error *err);
+
+/* malloc'd bytes of a 1-D byte dataset (text: /model/config.json,
+ * /config.ini, /report/table), NUL-terminated; *data NULL and *len 0 when
+ * the container does not hold it. Free with free(). */
+raana_status raana_container_read_bytes(const raana_container *c, const char *dataset, char **data,
+                                        size_t *len, raana_error *err);
+
+/* malloc'd bytes of /model/<name> (a file of the checkpoint, e.g.
+ * "tokenizer.json"), as raana_container_read_bytes. */
+raana_status raana_container_model_file(const raana_container *c, const char *name, char **data,
+                                        size_t *len, raana_error *err);
+
+/* ---- the quantized layers ---- */
+
 typedef struct {
-    double quantized;  /* over the quantized layers: codes, rescales, tricks, signs */
-    double model;      /* over every parameter: the above plus unquantized tensors */
-    double codes_only; /* the allocation's achieved average (codes only) */
-} raana_bits_summary;
+    char name[256]; /* e.g. "model.layers.0.mlp.up_proj" */
+    int d_in, d_out;
+    double bits; /* the allocation's width: 0.5, 0.75, 1 .. 8 */
+    double rel_error;
+    size_t packed_bytes; /* per column */
+    int n_held;
+    int has_mu, has_row_scale;
+    raana_layer_bits stored; /* what it occupies, by kind (bits.h) */
+} raana_container_layer;
 
-/* Everything the container holds; identical on every rank except where
- * noted. */
-typedef struct {
-    const raana_config *cfg;
-    const raana_stage *stage; /* plan, model (mmapped tensors), windows */
-    const raana_fingerprints *fingerprints;
-    const raana_layer_stats *stats; /* [n_layers] */
-    double loss;
-    uint64_t calibration_fingerprint;
-    const raana_allocation *alloc;
-    const raana_quantized *quantized; /* layers: this rank's only */
-    raana_bits_summary bits;
-    const char *table; /* the report table (rank 0 only) */
-    const char *command_line;
-    FILE *progress; /* rank 0: a line per layer written (may be NULL) */
-    int resumed_calibration;
-    double seconds[RAANA_STAGE_COUNT]; /* write: up to the provenance group */
-} raana_container_content;
+/* Number of /layers groups, in name order. */
+int raana_container_layer_count(const raana_container *c);
+/* The name of layer i (0 <= i < count). */
+const char *raana_container_layer_name(const raana_container *c, int i);
+/* Layer i (0 <= i < count) without reading its arrays. */
+raana_status raana_container_layer_info(const raana_container *c, int i,
+                                        raana_container_layer *info, raana_error *err);
 
-/* Collective. Creates (truncating) path and writes the whole container. */
-raana_status raana_container_write(MPI_Comm comm, const char *path,
-                                   raana_container_content *c, raana_error *err);
+/* Rebuilds quantized layer `name` (codes, rescales, tricks, rotation).
+ * Every attribute is checked against the layer's shape and bits (code_bits,
+ * n_kept, m_a and m_b against the sub-bit layout, packed_bytes, held
+ * columns in range and distinct), every array's size against the file,
+ * rescales and trick terms finite, the stored signs against the generator.
+ * Free with raana_qlayer_free. */
+raana_status raana_container_read_layer(const raana_container *c, const char *name, raana_qlayer *q,
+                                        raana_error *err);
 
-/* Collective. Reopens path and checks, on each rank, that its own layers'
- * codes and rescales and its unquantized tensors read back unchanged. */
-raana_status raana_container_verify(MPI_Comm comm, const char *path,
-                                    const raana_container_content *c, raana_error *err);
-
-/* An upper bound of the container's size in bytes (every dataset
- * uncompressed, plus zstd's worst case and HDF5's metadata), for checking
- * the space before writing. Reads the model files' sizes. */
-uint64_t raana_container_size_bound(const raana_container_content *c);
-
-/* Fills c->bits from the summaries and the checkpoint's tensor sizes. */
-void raana_container_count_bits(raana_container_content *c);
-
-/* ---- reading (one process, no MPI needed) ---- */
-
-/* Opens a container read-only and checks its format name and version. */
-raana_status raana_container_open(const char *path, hid_t *file, raana_error *err);
-
-/* The same with file access properties fapl (H5P_DEFAULT: a file on disk;
- * the fuzzer passes a core-driver file image, and path only names it). */
-raana_status raana_container_open_fapl(const char *path, hid_t fapl, hid_t *file, raana_error *err);
-
-/* Whether dataset d (named `name` in messages) may be read whole: a
- * chunked dataset must have every chunk stored, and its declared size may
- * exceed the bytes it occupies in the file at most 1024 times (+64 MiB),
- * so a crafted dataspace cannot make a reader allocate terabytes. */
-raana_status raana_container_dataset_fits(hid_t d, const char *path, const char *name,
-                                          raana_error *err);
-
-/* Rebuilds quantized layer `name` (codes, rescales, tricks, rotation) from an
- * open container. Every attribute is checked against the layer's shape and
- * bits before use (code_bits, n_kept, m_a and m_b against the sub-bit
- * layout, packed_bytes, held columns in range and distinct), every array's
- * size against the file (raana_container_dataset_fits), rescales and trick
- * terms finite, the stored signs against the generator. */
-raana_status raana_container_read_layer(hid_t file, const char *path, const char *name,
-                                        raana_qlayer *q, raana_error *err);
+/* The same rebuilt as a weight: *w malloc'd [d_out][d_in] float32 (free()),
+ * *d_out and *d_in its shape. */
+raana_status raana_container_dequantize_layer(const raana_container *c, const char *name, float **w,
+                                              int *d_out, int *d_in, raana_error *err);
 
 #endif

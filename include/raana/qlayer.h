@@ -29,9 +29,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "raana/config.h"
 #include "raana/error.h"
 #include "raana/hadamard.h"
+#include "raana/tricks.h"
 
 typedef struct {
     int d_in, d_out;

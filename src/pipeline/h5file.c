@@ -98,8 +98,9 @@ static raana_status open_local(raana_h5 *h, const char *path, int create, raana_
          * decoders */
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0)
         RAANA_CHECK(h5_fail(h, err, "set up", "MPI-IO access"));
-    h->file = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
-                     : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    h->file = raana_fault_fail() ? H5I_INVALID_HID
+              : create       ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
+                             : H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (h->file < 0)
         RAANA_CHECK(h5_fail(h, err, create ? "create" : "open", "the file"));
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
@@ -168,7 +169,8 @@ raana_status raana_h5_group(raana_h5 *h, const char *path, raana_error *err)
 {
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
     H5Pset_obj_track_times(gcpl, 0);
-    hid_t g = H5Gcreate2(h->file, path, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    hid_t g = raana_fault_fail() ? H5I_INVALID_HID
+                                 : H5Gcreate2(h->file, path, H5P_DEFAULT, gcpl, H5P_DEFAULT);
     raana_status st = g < 0 ? h5_fail(h, err, "create group", path) : RAANA_OK;
     if (g >= 0)
         H5Gclose(g);
@@ -231,7 +233,9 @@ static raana_status create_local(raana_h5 *h, const char *path, hid_t type, hid_
         return RAANA_INTERNAL(err, "%s: no data for %s", h->path, path);
     if (space < 0 || dcpl < 0)
         return h5_fail(h, err, "describe dataset", path);
-    *dset = H5Dcreate2(h->file, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    *dset = raana_fault_fail()
+                ? H5I_INVALID_HID
+                : H5Dcreate2(h->file, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (*dset < 0)
         return h5_fail(h, err, "create dataset", path);
     return RAANA_OK;
@@ -292,8 +296,9 @@ static raana_status write_attr(raana_h5 *h, const char *obj, const char *name, h
                                hsize_t n, const void *value, raana_error *err)
 {
     hid_t space = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
-    hid_t a = H5Acreate_by_name(h->file, obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT,
-                                H5P_DEFAULT);
+    hid_t a = raana_fault_fail() ? H5I_INVALID_HID
+                                 : H5Acreate_by_name(h->file, obj, name, type, space, H5P_DEFAULT,
+                                                     H5P_DEFAULT, H5P_DEFAULT);
     raana_status st = RAANA_OK;
     if (a < 0 || H5Awrite(a, type, value) < 0) {
         char what[300];
@@ -343,7 +348,7 @@ raana_status raana_h5_read(raana_h5 *h, const char *path, hid_t type, void *out,
 {
     raana_status st = RAANA_OK;
     hid_t space = H5I_INVALID_HID;
-    hid_t dset = H5Dopen2(h->file, path, H5P_DEFAULT);
+    hid_t dset = raana_fault_fail() ? H5I_INVALID_HID : H5Dopen2(h->file, path, H5P_DEFAULT);
     if (dset < 0)
         RAANA_CHECK(h5_fail(h, err, "open dataset", path));
     space = H5Dget_space(dset);

@@ -11,7 +11,9 @@
 
 #include "raana/allocation.h"
 #include "raana/comm.h"
-#include "raana/container.h"
+#include "raana/container_size.h"
+#include "raana/container_verify.h"
+#include "raana/container_write.h"
 #include "raana/fault.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"

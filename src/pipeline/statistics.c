@@ -4,7 +4,6 @@
 #include "raana/statistics.h"
 
 #include <ctype.h>
-#include <hdf5.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,6 +15,7 @@
 
 #include "raana/comm.h"
 #include "raana/container.h"
+#include "raana/container_access.h"
 #include "raana/file.h"
 
 #define N_STATS 5
@@ -253,74 +253,19 @@ static raana_status load_json(const char *path, const char *text, raana_statisti
 
 /* ---- reading: a container ------------------------------------------------------ */
 
-static int h5_attr_text(hid_t file, const char *obj, const char *name, char *out, size_t size)
-{
-    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t t = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
-    size_t n = t >= 0 ? H5Tget_size(t) : 0;
-    int ok = t >= 0 && H5Tget_class(t) == H5T_STRING && n < size && H5Aread(a, t, out) >= 0;
-    if (ok)
-        out[n] = '\0';
-    if (t >= 0)
-        H5Tclose(t);
-    if (a >= 0)
-        H5Aclose(a);
-    return ok;
-}
-
-static int h5_attr_double(hid_t file, const char *obj, const char *name, double *out)
-{
-    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, out) >= 0;
-    if (a >= 0)
-        H5Aclose(a);
-    return ok;
-}
-
-/* Dataset path's extent; rank and dims[2]. */
-static int h5_extent(hid_t file, const char *path, int *rank, hsize_t dims[2])
-{
-    hid_t d = H5Lexists(file, path, H5P_DEFAULT) > 0 ? H5Dopen2(file, path, H5P_DEFAULT)
-                                                     : H5I_INVALID_HID;
-    hid_t sp = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
-    *rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    int ok = *rank >= 1 && *rank <= 2 && H5Sget_simple_extent_dims(sp, dims, NULL) >= 0;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (d >= 0)
-        H5Dclose(d);
-    return ok;
-}
-
-/* All of dataset path, which must hold n elements, into out (type `type`). */
-static int h5_read_all(hid_t file, const char *path, hid_t type, size_t n, void *out)
-{
-    int rank;
-    hsize_t dims[2] = {0, 1};
-    if (!h5_extent(file, path, &rank, dims) || dims[0] * (rank == 2 ? dims[1] : 1) != n)
-        return 0;
-    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
-    int ok = d >= 0 && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0;
-    if (d >= 0)
-        H5Dclose(d);
-    return ok;
-}
-
 /* n_samples from the container's /config.ini (canonical INI text). */
-static int container_n_samples(hid_t file, int *n_samples)
+static int container_n_samples(const raana_container *file, int *n_samples)
 {
-    int rank;
-    hsize_t dims[2];
-    if (!h5_extent(file, "/config.ini", &rank, dims) || rank != 1)
-        return 0;
-    char *text = malloc((size_t)dims[0] + 1);
+    raana_error ignored;
+    char *text = NULL;
+    size_t len = 0;
     raana_config *cfg = malloc(sizeof *cfg);
-    int ok = text && cfg && h5_read_all(file, "/config.ini", H5T_NATIVE_UINT8, dims[0], text);
+    int ok = cfg && raana_container_read_bytes(file, "/config.ini", &text, &len, &ignored) ==
+                        RAANA_OK &&
+             text;
     if (ok) {
-        raana_error ignored;
         raana_config_defaults(cfg);
-        ok =
-            raana_config_parse(cfg, text, (size_t)dims[0], "/config.ini", "", &ignored) == RAANA_OK;
+        ok = raana_config_parse(cfg, text, len, "/config.ini", "", &ignored) == RAANA_OK;
         *n_samples = cfg->n_samples;
     }
     free(text);
@@ -328,72 +273,87 @@ static int container_n_samples(hid_t file, int *n_samples)
     return ok;
 }
 
-static raana_status container_header(hid_t file, const char *path, raana_statistics *s,
-                                     raana_error *err)
+static raana_status container_header(const raana_container *file, const char *path,
+                                     raana_statistics *s, raana_error *err)
 {
     char fp[32], cfp[32];
-    int rank;
-    hsize_t dims[2] = {0, 0};
-    if (!h5_attr_text(file, "/", "checkpoint_fingerprint", fp, sizeof fp) ||
+    raana_error ignored;
+    raana_dataset_shape tokens;
+    if (!raana_container_attr_text_if(file, "/", "checkpoint_fingerprint", fp, sizeof fp) ||
         !parse_hex64(fp, &s->checkpoint_fp))
         return not_statistics(path, "the container has no checkpoint_fingerprint", err);
-    if (!h5_attr_text(file, "/calibration", "fingerprint", cfp, sizeof cfp) ||
+    if (!raana_container_attr_text_if(file, "/calibration", "fingerprint", cfp, sizeof cfp) ||
         !parse_hex64(cfp, &s->calibration_fp) ||
-        !h5_attr_text(file, "/calibration", "source", s->source, sizeof s->source) ||
-        !h5_attr_double(file, "/calibration", "loss", &s->loss) ||
-        !h5_extent(file, "/calibration/tokens", &rank, dims) || rank != 2)
+        !raana_container_attr_text_if(file, "/calibration", "source", s->source,
+                                      sizeof s->source) ||
+        raana_container_attr_f64(file, "/calibration", "loss", &s->loss, &ignored) != RAANA_OK ||
+        raana_container_dataset_shape(file, "/calibration/tokens", &tokens, &ignored) !=
+            RAANA_OK ||
+        tokens.ndim != 2)
         return not_statistics(path, "/calibration is incomplete", err);
-    s->windows = (int)dims[0], s->seq_len = (int)dims[1];
+    s->windows = (int)tokens.dims[0], s->seq_len = (int)tokens.dims[1];
     if (!container_n_samples(file, &s->n_samples))
         return not_statistics(path, "/config.ini is missing or unreadable", err);
     return RAANA_OK;
 }
 
-static raana_status container_columns(hid_t file, const char *path, raana_statistics *s,
-                                      raana_error *err)
+/* Column name of /allocation into the stats field k of every layer. */
+static int container_column(const raana_container *file, int k, double *col, raana_statistics *s)
 {
-    int rank, n;
-    hsize_t dims[2];
-    if (!h5_extent(file, "/allocation/name", &rank, dims) || rank != 1 || dims[0] == 0 ||
-        dims[0] > INT_MAX)
+    raana_error ignored;
+    char col_path[64];
+    snprintf(col_path, sizeof col_path, "/allocation/%s", stat_names[k]);
+    if (raana_container_read_dataset(file, col_path, RAANA_ELEM_F64, col, (size_t)s->n_layers,
+                                     &ignored) != RAANA_OK)
+        return 0;
+    for (int i = 0; i < s->n_layers; i++)
+        *stat_field(&s->stats[i], k) = col[i];
+    return 1;
+}
+
+static raana_status container_columns(const raana_container *file, const char *path,
+                                      raana_statistics *s, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    raana_error ignored;
+    raana_dataset_shape names;
+    double *col = NULL;
+    if (raana_container_dataset_shape(file, "/allocation/name", &names, &ignored) != RAANA_OK ||
+        names.ndim != 1 || names.dims[0] == 0 || names.dims[0] > INT_MAX)
         return not_statistics(path, "no /allocation/name", err);
-    n = (int)dims[0];
-    raana_status st = alloc_layers(s, n, path, err);
-    double *col = st == RAANA_OK ? malloc((size_t)n * sizeof *col) : NULL;
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, sizeof s->names[0]);
-    H5Tset_strpad(str, H5T_STR_NULLPAD);
-    int ok = col && h5_read_all(file, "/allocation/name", str, (size_t)n, s->names) &&
-             h5_read_all(file, "/allocation/d_in", H5T_NATIVE_INT, (size_t)n, s->d_in) &&
-             h5_read_all(file, "/allocation/d_out", H5T_NATIVE_INT, (size_t)n, s->d_out);
-    for (int k = 0; ok && k < N_STATS; k++) {
-        char col_path[64];
-        snprintf(col_path, sizeof col_path, "/allocation/%s", stat_names[k]);
-        ok = h5_read_all(file, col_path, H5T_NATIVE_DOUBLE, (size_t)n, col);
-        for (int i = 0; ok && i < n; i++)
-            *stat_field(&s->stats[i], k) = col[i];
-    }
-    H5Tclose(str);
-    free(col);
-    if (st == RAANA_OK && !ok)
-        st = not_statistics(path, "the /allocation table is incomplete or unreadable", err);
-    for (int i = 0; st == RAANA_OK && i < n; i++)
+    int n = (int)names.dims[0];
+    RAANA_CHECK(alloc_layers(s, n, path, err));
+    col = malloc((size_t)n * sizeof *col);
+    int ok = col &&
+             raana_container_read_strings(file, "/allocation/name", sizeof s->names[0],
+                                          &s->names[0][0], (size_t)n, &ignored) == RAANA_OK &&
+             raana_container_read_dataset(file, "/allocation/d_in", RAANA_ELEM_I32, s->d_in,
+                                          (size_t)n, &ignored) == RAANA_OK &&
+             raana_container_read_dataset(file, "/allocation/d_out", RAANA_ELEM_I32, s->d_out,
+                                          (size_t)n, &ignored) == RAANA_OK;
+    for (int k = 0; ok && k < N_STATS; k++)
+        ok = container_column(file, k, col, s);
+    if (!ok)
+        RAANA_CHECK(not_statistics(path, "the /allocation table is incomplete or unreadable", err));
+    for (int i = 0; i < n; i++)
         s->names[i][sizeof s->names[i] - 1] = '\0';
+cleanup:
+    free(col);
     return st;
 }
 
 static raana_status load_container(const char *path, raana_statistics *s, raana_error *err)
 {
-    hid_t file;
-    raana_status st = raana_container_open(path, &file, err);
-    if (st != RAANA_OK) {
+    raana_status st = RAANA_OK;
+    raana_container *file = NULL;
+    if (raana_container_open(path, &file, err) != RAANA_OK) {
         raana_error_prefix(err, "[calibration] statistics");
         return raana_error_restatus(err, RAANA_ERR_CONFIG);
     }
-    st = container_header(file, path, s, err);
-    if (st == RAANA_OK)
-        st = container_columns(file, path, s, err);
-    H5Fclose(file);
+    RAANA_CHECK(container_header(file, path, s, err));
+    RAANA_CHECK(container_columns(file, path, s, err));
+cleanup:
+    raana_container_close(file);
     return st;
 }
 

@@ -18,6 +18,7 @@
 
 #include "raana/calibrate.h"
 #include "raana/comm.h"
+#include "raana/container.h"
 #include "raana/container_model.h"
 #include "raana/evaluate.h"
 #include "raana/file.h"
@@ -213,7 +214,11 @@ static raana_status check_fingerprint(MPI_Comm comm, const eval_args *a, eval_jo
                                       raana_error *err)
 {
     uint64_t made_from = 0;
-    raana_status st = raana_container_checkpoint_fingerprint(a->container, &made_from, err);
+    raana_container *c = NULL;
+    raana_status st = raana_container_open(a->container, &c, err);
+    if (st == RAANA_OK)
+        st = raana_container_checkpoint_fingerprint(c, &made_from, err);
+    raana_container_close(c);
     st = raana_comm_agree(comm, st, err);
     raana_fingerprints f;
     if (st == RAANA_OK)
@@ -238,7 +243,11 @@ static raana_status load_tokenizer(const eval_args *a, eval_job *j, raana_error 
         return raana_tokenizer_create(&j->tok, a->model ? a->model : a->compare, err);
     char *json = NULL, label[4200];
     size_t len = 0;
-    raana_status st = raana_container_model_file(a->container, "tokenizer.json", &json, &len, err);
+    raana_container *c = NULL;
+    raana_status st = raana_container_open(a->container, &c, err);
+    if (st == RAANA_OK)
+        st = raana_container_model_file(c, "tokenizer.json", &json, &len, err);
+    raana_container_close(c);
     snprintf(label, sizeof label, "%s:/model/tokenizer.json", a->container);
     if (st == RAANA_OK && !json)
         st = raana_fail(err, RAANA_ERR_INPUT, "%s: not there (give --model DIR for a tokenizer)",

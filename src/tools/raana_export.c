@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,30 +440,33 @@ static void remove_written(out_dir *o)
 
 /* ---- what the container says about its quantization ---------------------------------- */
 
-static double attr_f64(hid_t file, const char *obj, const char *name)
+/* /model/<name> of container `path` (opened for this one read). */
+static raana_status container_file(const char *path, const char *name, char **data, size_t *len,
+                                   raana_error *err)
 {
-    double v = 0;
-    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    if (a >= 0) {
-        if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0)
-            v = 0;
-        H5Aclose(a);
-    }
-    return v;
+    raana_container *c = NULL;
+    *data = NULL;
+    *len = 0;
+    RAANA_CALL(raana_container_open(path, &c, err));
+    raana_status st = raana_container_model_file(c, name, data, len, err);
+    raana_container_close(c);
+    return st;
 }
 
-static void add_attr_text(cJSON *obj, const char *key, hid_t file, const char *name)
+static double attr_f64(const raana_container *c, const char *obj, const char *name)
 {
+    raana_error ignored;
+    double v = 0;
+    return raana_container_attr_f64(c, obj, name, &v, &ignored) == RAANA_OK ? v : 0;
+}
+
+static void add_attr_text(cJSON *obj, const char *key, const raana_container *c,
+                          const char *name)
+{
+    raana_error ignored;
     char text[256] = "";
-    hid_t a = H5Aopen_by_name(file, "/", name, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t t = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) &&
-        H5Tget_size(t) < sizeof text && H5Aread(a, t, text) >= 0)
+    if (raana_container_attr_text(c, "/", name, text, sizeof text, &ignored) == RAANA_OK)
         cJSON_AddStringToObject(obj, key, text);
-    if (t >= 0)
-        H5Tclose(t);
-    if (a >= 0)
-        H5Aclose(a);
 }
 
 /* The record written into config.json: method, format version, average
@@ -472,10 +474,8 @@ static void add_attr_text(cJSON *obj, const char *key, hid_t file, const char *n
 static raana_status quantization_record(const char *path, const raana_model_config *cfg,
                                         raana_dtype dtype, cJSON **out, raana_error *err)
 {
-    hid_t file;
-    raana_status st = raana_container_open(path, &file, err);
-    if (st != RAANA_OK)
-        return st;
+    raana_container *file = NULL;
+    RAANA_CALL(raana_container_open(path, &file, err));
     cJSON *r = cJSON_CreateObject(), *bits = cJSON_CreateObject(), *kept = cJSON_CreateArray();
     cJSON_AddStringToObject(r, "quant_method", "raana");
     cJSON_AddStringToObject(r, "format", RAANA_FORMAT_NAME);
@@ -493,14 +493,14 @@ static raana_status quantization_record(const char *path, const raana_model_conf
             char name[128], group[160];
             raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
             snprintf(group, sizeof group, "/layers/%s", name);
-            if (H5Lexists(file, group, H5P_DEFAULT) > 0)
+            if (raana_container_has(file, group))
                 add_number(bits, name, attr_f64(file, group, "bits"));
             else
                 cJSON_AddItemToArray(kept, cJSON_CreateString(name));
         }
     cJSON_AddItemToObject(r, "bits", bits);
     cJSON_AddItemToObject(r, "unquantized_layers", kept);
-    H5Fclose(file);
+    raana_container_close(file);
     *out = r;
     return RAANA_OK;
 }
@@ -517,7 +517,7 @@ static raana_status write_config(out_dir *o, const export_args *a, const raana_m
 {
     char *text;
     size_t len;
-    raana_status st = raana_container_model_file(a->container, "config.json", &text, &len, err);
+    raana_status st = container_file(a->container, "config.json", &text, &len, err);
     if (st != RAANA_OK)
         return st;
     cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
@@ -547,7 +547,7 @@ static raana_status copy_model_files(out_dir *o, const export_args *a, raana_err
         char *data;
         size_t len;
         raana_status st =
-            raana_container_model_file(a->container, copied_files[i], &data, &len, err);
+            container_file(a->container, copied_files[i], &data, &len, err);
         if (st == RAANA_OK && data)
             st = write_small_file(o, copied_files[i], data, len, err);
         free(data);
@@ -707,7 +707,7 @@ static raana_status default_dtype(export_args *a, raana_error *err)
 {
     char *text;
     size_t len;
-    raana_status st = raana_container_model_file(a->container, "config.json", &text, &len, err);
+    raana_status st = container_file(a->container, "config.json", &text, &len, err);
     cJSON *root = st == RAANA_OK && text ? cJSON_ParseWithLength(text, len) : NULL;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
     if (!cJSON_IsString(d) || !parse_dtype(d->valuestring, &a->dtype))

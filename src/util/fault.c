@@ -1,4 +1,5 @@
-/* fault.c — the fault-injection hook (see fault.h). */
+/* fault.c — the fault-injection hooks (see fault.h): killing or pausing a
+ * rank at a stage, and failing the N-th resource acquisition. */
 #include "raana/fault.h"
 
 #include <fcntl.h>
@@ -59,4 +60,29 @@ void raana_fault_point(const char *stage, int rank)
         fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: %s to rank %d in %s\n", action, rank, stage);
     fflush(stderr);
     raise(sig);
+}
+
+int raana_fault_fail(void)
+{
+    static long calls, fail_at = -1;
+    if (fail_at < 0) {
+        const char *spec = getenv("RAANA_FAULT_FAIL_AT");
+        fail_at = spec ? strtol(spec, NULL, 10) : 0;
+    }
+    return fail_at > 0 && ++calls == fail_at;
+}
+
+void *raana_malloc(size_t size)
+{
+    return raana_fault_fail() ? NULL : malloc(size);
+}
+
+void *raana_calloc(size_t n, size_t size)
+{
+    return raana_fault_fail() ? NULL : calloc(n, size);
+}
+
+FILE *raana_fopen(const char *path, const char *mode)
+{
+    return raana_fault_fail() ? NULL : fopen(path, mode);
 }

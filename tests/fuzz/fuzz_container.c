@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "raana/container.h"
+#include "raana/container_access.h"
 #include "raana/container_model.h"
 #include "raana/qlayer.h"
 
@@ -41,12 +42,12 @@ static hid_t image_fapl(const uint8_t *data, size_t size)
     return fapl;
 }
 
-/* Whether layer `name` reads; if it does, it is also dequantized. */
-static int dequantize_layer(hid_t file, const char *name)
+/* Whether layer i reads; if it does, it is also dequantized. */
+static int dequantize_layer(const raana_container *c, int i)
 {
     raana_qlayer q;
     raana_error err;
-    if (raana_container_read_layer(file, image_name, name, &q, &err) != RAANA_OK)
+    if (raana_container_read_layer(c, raana_container_layer_name(c, i), &q, &err) != RAANA_OK)
         return 0;
     size_t n = (size_t)q.d_in * (size_t)q.d_out;
     float *w = n <= MAX_ELEMENTS ? malloc(n * sizeof *w) : NULL;
@@ -64,23 +65,35 @@ static int layer_name(hid_t g, hsize_t i, char *name, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-/* Every link under /layers, read and dequantized; whether there are
- * some and all of them read. */
-static int read_layers(hid_t file)
+/* The image opened through the reader, every layer under /layers (up to
+ * 256) read and dequantized; whether there are some and all of them
+ * read. */
+static int read_layers(hid_t fapl)
 {
-    if (H5Lexists(file, "/layers", H5P_DEFAULT) <= 0)
+    raana_container *c = NULL;
+    raana_error err;
+    if (raana_container_open_fapl(image_name, fapl, &c, &err) != RAANA_OK)
         return 0;
-    hid_t g = H5Gopen2(file, "/layers", H5P_DEFAULT);
-    H5G_info_t info;
-    if (g < 0)
-        return 0;
-    int all = H5Gget_info(g, &info) >= 0 && info.nlinks > 0;
-    for (hsize_t i = 0; H5Gget_info(g, &info) >= 0 && i < info.nlinks && i < 256; i++) {
-        char name[200];
-        all &= layer_name(g, i, name, sizeof name) && dequantize_layer(file, name);
-    }
-    H5Gclose(g);
+    int n = raana_container_layer_count(c), all = n > 0;
+    for (int i = 0; i < n && i < 256; i++)
+        all &= dequantize_layer(c, i);
+    raana_container_close(c);
     return all;
+}
+
+/* The in-memory file's current bytes read through the reader. */
+static void reread_image(hid_t file)
+{
+    ssize_t size = H5Fget_file_image(file, NULL, 0);
+    uint8_t *image = size > 0 ? malloc((size_t)size) : NULL;
+    hid_t fapl = image && H5Fget_file_image(file, image, (size_t)size) == size
+                     ? image_fapl(image, (size_t)size)
+                     : H5I_INVALID_HID;
+    if (fapl >= 0) {
+        (void)read_layers(fapl);
+        H5Pclose(fapl);
+    }
+    free(image);
 }
 
 /* The attributes that size and shape a layer (what the reader must check
@@ -120,7 +133,7 @@ static void edit_and_read(const uint8_t *data, size_t size)
         if (lg >= 0)
             H5Gclose(lg);
         if (written)
-            (void)read_layers(file);
+            reread_image(file);
     }
     if (g >= 0)
         H5Gclose(g);
@@ -152,13 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hid_t fapl = image_fapl(data, size);
     if (fapl < 0)
         return 0;
-    hid_t file;
-    raana_error err;
-    int layers_read = 0;
-    if (raana_container_open_fapl(image_name, fapl, &file, &err) == RAANA_OK) {
-        layers_read = read_layers(file);
-        H5Fclose(file);
-    }
+    int layers_read = read_layers(fapl);
     read_model(fapl);
     H5Pclose(fapl);
     if (layers_read)

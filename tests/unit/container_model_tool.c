@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "raana/calibrate.h"
+#include "raana/container.h"
 #include "raana/container_model.h"
 
 static raana_status write_file(const char *path, const void *data, size_t bytes, raana_error *err)
@@ -44,23 +45,25 @@ static raana_status dump_tensors(const raana_model *m, const char *dir, raana_er
 
 static raana_status extras(const char *path, const char *dir, raana_error *err)
 {
+    raana_status st = RAANA_OK;
+    raana_container *c = NULL;
     uint64_t fp;
-    char *data, out[4400];
+    char *data = NULL, out[4400];
     size_t len;
-    raana_status st = raana_container_checkpoint_fingerprint(path, &fp, err);
-    if (st == RAANA_OK)
-        printf("fingerprint %016llx\n", (unsigned long long)fp);
-    if (st == RAANA_OK)
-        st = raana_container_model_file(path, "tokenizer.json", &data, &len, err);
+    RAANA_CHECK(raana_container_open(path, &c, err));
+    RAANA_CHECK(raana_container_checkpoint_fingerprint(c, &fp, err));
+    printf("fingerprint %016llx\n", (unsigned long long)fp);
+    RAANA_CHECK(raana_container_model_file(c, "tokenizer.json", &data, &len, err));
     snprintf(out, sizeof out, "%s/tokenizer.json", dir);
-    if (st == RAANA_OK && data)
-        st = write_file(out, data, len, err);
+    if (data)
+        RAANA_CHECK(write_file(out, data, len, err));
     free(data);
-    if (st == RAANA_OK)
-        st = raana_container_model_file(path, "no-such-file.json", &data, &len, err);
-    if (st == RAANA_OK && (data || len))
-        st = raana_fail(err, RAANA_ERR_INTERNAL, "an absent file came back present");
+    RAANA_CHECK(raana_container_model_file(c, "no-such-file.json", &data, &len, err));
+    if (data || len)
+        st = RAANA_INTERNAL(err, "an absent file came back present");
+cleanup:
     free(data);
+    raana_container_close(c);
     return st;
 }
 

@@ -15,6 +15,26 @@
 #ifndef RAANA_FAULT_H
 #define RAANA_FAULT_H
 
+#include <stddef.h>
+#include <stdio.h>
+
 void raana_fault_point(const char *stage, int rank);
+
+/* ---- Failing resource acquisitions, for the tests of error paths.
+ *
+ * With RAANA_FAULT_FAIL_AT=N in the environment, the N-th call of
+ * raana_fault_fail() in the process returns 1 (once); every other call, and
+ * every call without the variable, returns 0. The container reader and
+ * writer call it before each allocation (through the wrappers below), each
+ * file open and each HDF5 file, group, dataset or attribute open or create,
+ * and fail as if that acquisition had failed. tests/cli/test_fault_paths.sh
+ * runs a job and the readers with N = 1, 2, ... until one succeeds, and
+ * checks each failure for one error line, no leak and no output left. */
+int raana_fault_fail(void);
+
+/* malloc, calloc and fopen, failing when raana_fault_fail() says so. */
+void *raana_malloc(size_t size);
+void *raana_calloc(size_t n, size_t size);
+FILE *raana_fopen(const char *path, const char *mode);
 
 #endif

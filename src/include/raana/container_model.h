@@ -5,10 +5,8 @@
  * read lazily, one at a time, when raana_model_read_f32 asks for them, so a
  * rank that loads only its own blocks reads only those. Serial HDF5 reads
  * (no MPI-IO); each rank opens the file on its own.
- *
- * Also: the checkpoint files stored under /model (config.json,
- * tokenizer.json, ...) and the fingerprint of the checkpoint the container
- * was made from. */
+ * Reads through the container reader (container.h), which also gives the
+ * files stored under /model and the checkpoint fingerprint. */
 #ifndef RAANA_CONTAINER_MODEL_H
 #define RAANA_CONTAINER_MODEL_H
 
@@ -33,14 +31,5 @@ raana_status raana_container_model_open(raana_model *m, const char *path, raana_
 /* The same with file access properties fapl (raana_container_open_fapl). */
 raana_status raana_container_model_open_fapl(raana_model *m, const char *path, hid_t fapl,
                                              raana_error *err);
-
-/* malloc'd bytes of /model/<name> (e.g. "tokenizer.json"); *data NULL and
- * *len 0 when the container does not hold that file. */
-raana_status raana_container_model_file(const char *path, const char *name, char **data,
-                                        size_t *len, raana_error *err);
-
-/* The root attribute checkpoint_fingerprint (16 hex digits) as a number. */
-raana_status raana_container_checkpoint_fingerprint(const char *path, uint64_t *fingerprint,
-                                                    raana_error *err);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "raana/error.h"
+#include "raana/tricks.h" /* raana_encoder, RAANA_TRICK_* */
 
 #define RAANA_PATH_MAX           4096
 #define RAANA_MAX_BIT_CANDIDATES 10 /* {0.5, 0.75, 1, 2, ..., 8} */
@@ -18,13 +19,6 @@
 #define RAANA_PATTERN_MAX        256
 
 typedef enum { RAANA_CALIB_ZEROSHOT = 0, RAANA_CALIB_TEXT = 1 } raana_calib_source;
-typedef enum { RAANA_ENCODER_EXACT = 0, RAANA_ENCODER_FAST = 1 } raana_encoder;
-
-enum {
-    RAANA_TRICK_CENTRALIZE = 1u << 0,
-    RAANA_TRICK_NORM_COL = 1u << 1,
-    RAANA_TRICK_NORM_ROW = 1u << 2
-};
 
 typedef struct raana_config {
     char source[RAANA_PATH_MAX]; /* the config file read ("" if none) */

@@ -1,0 +1,31 @@
+/* bits.h — the one place where raana counts the bits a quantized layer
+ * occupies in a container (docs/FORMAT.md, "Bits, honestly counted"):
+ * codes, rescales (32 bits per column), trick terms (mu and row scales, 32
+ * bits per input; held-out columns, 32 bits per value plus a 32-bit index)
+ * and the two rotation sign vectors (one bit per input, padded to whole
+ * bytes). Pure arithmetic: the quantizer, the container writer, the reader
+ * and the tools all call it, so their numbers agree to the last bit. */
+#ifndef RAANA_BITS_H
+#define RAANA_BITS_H
+
+#include <stddef.h>
+
+/* Stored bits of one layer by kind (absolute, not per weight). */
+typedef struct {
+    double weights; /* d_in * d_out */
+    double codes, rescales, mu, row_scale, held, signs;
+} raana_layer_bits;
+
+/* The stored bits of a layer of shape [d_out][d_in] with packed_bytes per
+ * column, n_held held-out columns and the mu / row-scale vectors if set. */
+raana_layer_bits raana_layer_bits_count(int d_in, int d_out, size_t packed_bytes, int n_held,
+                                        int has_mu, int has_row_scale);
+
+/* Bits per weight, everything counted (the layer's effective bits). */
+double raana_layer_bits_per_weight(const raana_layer_bits *b);
+
+/* Bits per weight of the trick terms alone: held-out columns, mu, row
+ * scales. */
+double raana_layer_bits_tricks(const raana_layer_bits *b);
+
+#endif
