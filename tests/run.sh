@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — the README's test command: installs dependencies, builds with
-# warnings as errors, runs the whole ctest suite (unit, numpy cross-check,
+# warnings as errors, checks the formatting (tests/check-format.sh), runs the
+# whole ctest suite (unit, numpy cross-check,
 # command line, MPI with 1..4 ranks), again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, then each libFuzzer target for a bounded time.
 # ctest runs two tests at a time; the MPI and Slurm tests are RUN_SERIAL
@@ -24,8 +25,8 @@ export OPENBLAS_NUM_THREADS=1
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "independent reference implementations (npm, tests/js)"
-npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+step "formatting (clang-format, tests/check-format.sh)"
+bash tests/check-format.sh
 
 step "build (Release, -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DRAANA_WERROR=ON >/dev/null
