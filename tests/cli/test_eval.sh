@@ -99,7 +99,7 @@ eval_error 2 "unknown option '--window-count' (see --help)" "unknown option with
 run "$eval_bin" --model "$fixture" --text "$text" -x
 eval_error 2 "unknown option '-x'" "unknown short option"
 run "$eval_bin" --text "$text" --model
-eval_error 2 "--model needs a value" "missing value"
+eval_error 2 "option '--model' needs a value" "missing value"
 run "$eval_bin" --model "$fixture" --text "$text" --stride 0
 eval_error 2 "--stride 0: expected an integer in 1..1048576" "bad stride"
 run "$eval_bin" --model "$fixture" --text "$text" --seq-len=abc
