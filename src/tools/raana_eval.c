@@ -21,6 +21,7 @@
 #include "raana/evaluate.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
+#include "raana/json.h"
 #include "raana/memory.h"
 
 #include "cli.h"
@@ -306,9 +307,9 @@ static void print_text(const eval_job *j, const raana_eval_result *r)
 static cJSON *model_json(const raana_eval_model *m)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "perplexity", m->perplexity);
-    cJSON_AddNumberToObject(o, "perplexity_se", m->perplexity_se);
-    cJSON_AddNumberToObject(o, "mean_nll", m->mean_nll);
+    raana_json_add_number(o, "perplexity", m->perplexity);
+    raana_json_add_number(o, "perplexity_se", m->perplexity_se);
+    raana_json_add_number(o, "mean_nll", m->mean_nll);
     return o;
 }
 
@@ -325,13 +326,13 @@ static raana_status print_json(const eval_job *j, const raana_eval_result *r, ra
         if (j->source[k])
             cJSON_AddItemToObject(o, names[k], model_json(&r->model[m++]));
     if (r->n_models == 2) {
-        cJSON_AddNumberToObject(o, "ppl_ratio", r->ppl_ratio);
-        cJSON_AddNumberToObject(o, "ln_ppl_ratio", r->ln_ppl_ratio);
+        raana_json_add_number(o, "ppl_ratio", r->ppl_ratio);
+        raana_json_add_number(o, "ln_ppl_ratio", r->ln_ppl_ratio);
         cJSON *kl = cJSON_AddObjectToObject(o, "kl");
-        cJSON_AddNumberToObject(kl, "mean", r->kl_mean);
-        cJSON_AddNumberToObject(kl, "p99", r->kl_p99);
-        cJSON_AddNumberToObject(kl, "max", r->kl_max);
-        cJSON_AddNumberToObject(o, "top1_agreement", r->top1_agreement);
+        raana_json_add_number(kl, "mean", r->kl_mean);
+        raana_json_add_number(kl, "p99", r->kl_p99);
+        raana_json_add_number(kl, "max", r->kl_max);
+        raana_json_add_number(o, "top1_agreement", r->top1_agreement);
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

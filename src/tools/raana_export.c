@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 
 #include "raana/container.h"
 #include "raana/container_model.h"
+#include "raana/json.h"
 #include "raana/safetensors_write.h"
 
 #include "cli.h"
@@ -75,26 +75,6 @@ typedef struct {
     int dtype_given, overwrite, hf_key, help;
     uint64_t max_shard;
 } export_args;
-
-/* v as a JSON number that reads back as exactly v (cJSON's own printing
- * rounds to 15 digits when the value is merely close); null if not finite. */
-static cJSON *exact_number(double v)
-{
-    char text[32];
-    if (!isfinite(v))
-        return cJSON_CreateNull();
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(text, sizeof text, "%.*g", digits, v);
-        if (strtod(text, NULL) == v)
-            break;
-    }
-    return cJSON_CreateRaw(text);
-}
-
-static void add_number(cJSON *obj, const char *key, double v)
-{
-    cJSON_AddItemToObject(obj, key, exact_number(v));
-}
 
 /* ---- arguments ------------------------------------------------------------------ */
 
@@ -482,7 +462,7 @@ static raana_status quantization_record(const char *path, const raana_model_conf
     cJSON *r = cJSON_CreateObject(), *bits = cJSON_CreateObject(), *kept = cJSON_CreateArray();
     cJSON_AddStringToObject(r, "quant_method", "raana");
     cJSON_AddStringToObject(r, "format", RAANA_FORMAT_NAME);
-    add_number(r, "format_version", RAANA_FORMAT_VERSION);
+    raana_json_add_number(r, "format_version", RAANA_FORMAT_VERSION);
     cJSON_AddStringToObject(r, "raana_version", RAANA_VERSION);
     add_attr_text(r, "checkpoint_fingerprint", file, "checkpoint_fingerprint");
     cJSON_AddBoolToObject(r, "dequantized", 1);
@@ -490,14 +470,14 @@ static raana_status quantization_record(const char *path, const raana_model_conf
     static const char *const report[] = {"target_avg_bits", "achieved_avg_bits",
                                          "effective_bits_quantized", "effective_bits_model"};
     for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)
-        add_number(r, report[i], attr_f64(file, "/report", report[i]));
+        raana_json_add_number(r, report[i], attr_f64(file, "/report", report[i]));
     for (int b = 0; b < cfg->num_layers; b++)
         for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
             char name[128], group[160];
             raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
             snprintf(group, sizeof group, "/layers/%s", name);
             if (H5Lexists(file, group, H5P_DEFAULT) > 0)
-                add_number(bits, name, attr_f64(file, group, "bits"));
+                raana_json_add_number(bits, name, attr_f64(file, group, "bits"));
             else
                 cJSON_AddItemToArray(kept, cJSON_CreateString(name));
         }
@@ -663,7 +643,7 @@ static raana_status write_shard(out_dir *o, const raana_model *m, const shard_pl
 static raana_status write_index(out_dir *o, const shard_plan *p, raana_error *err)
 {
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *map = cJSON_CreateObject();
-    add_number(meta, "total_size", (double)p->total);
+    raana_json_add_number(meta, "total_size", (double)p->total);
     cJSON_AddItemToObject(root, "metadata", meta);
     for (size_t i = 0; i < p->n; i++) {
         char name[64];
