@@ -15,6 +15,7 @@
 #include "raana/fault.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
+#include "raana/joblog.h"
 #include "raana/outpaths.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
@@ -153,7 +154,7 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
         raana_status st = raana_statistics_reuse(comm, cfg, s, j->fp.checkpoint, j->calib_fp,
                                                  j->stats, &j->loss, err);
         if (st == RAANA_OK && progress)
-            fprintf(progress, "calibrate: reused from %s\n", cfg->statistics);
+            raana_log_line(progress, "calibrate: reused from %s", cfg->statistics);
         return st;
     }
     if (rank == 0)
@@ -164,7 +165,7 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
         MPI_Bcast(j->stats, n * (int)(sizeof *j->stats / sizeof(double)), MPI_DOUBLE, 0, comm);
         MPI_Bcast(&j->loss, 1, MPI_DOUBLE, 0, comm);
         if (progress)
-            fprintf(progress, "calibrate: resumed from %s/calibration.bin\n", j->resume.dir);
+            raana_log_line(progress, "calibrate: resumed from %s/calibration.bin", j->resume.dir);
         return RAANA_OK;
     }
     raana_status st =
@@ -184,19 +185,12 @@ static char *report_table(const raana_stage *s, const job_run *j)
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return NULL;
-    fprintf(f, "%-40s %13s %5s %12s %10s %9s\n", "layer", "shape", "bits", "coef", "rel.error",
-            "eff.bits");
-    for (int i = 0; i < s->plan.n_layers; i++) {
-        const raana_plan_layer *l = &s->plan.layers[i];
-        const raana_layer_summary *q = &j->quantized.summary[i];
-        char shape[32];
-        snprintf(shape, sizeof shape, "%dx%d", l->d_out, l->d_in);
-        if (!l->quantize)
-            fprintf(f, "%-40s %13s %5s %12s %10s %9s\n", l->name, shape, "-", "-", "-", "-");
-        else
-            fprintf(f, "%-40s %13s %5g %12.4e %10.6f %9.4f\n", l->name, shape, j->alloc.bits[i],
-                    j->alloc.coef[i], q->rel_error, q->effective_bits);
-    }
+    const raana_layer_summary *q = j->quantized.summary;
+    const raana_table_column cols[] = {{"bits", 5, 6, 'g', j->alloc.bits, sizeof *j->alloc.bits},
+                                       {"coef", 12, 4, 'e', j->alloc.coef, sizeof *j->alloc.coef},
+                                       {"rel.error", 10, 6, 'f', &q[0].rel_error, sizeof *q},
+                                       {"eff.bits", 9, 4, 'f', &q[0].effective_bits, sizeof *q}};
+    raana_layer_table_print(f, "", &s->plan, cols, (int)(sizeof cols / sizeof cols[0]));
     fclose(f);
     return text;
 }
@@ -246,8 +240,8 @@ static raana_status write_container(MPI_Comm comm, const raana_config *cfg,
     if (st == RAANA_OK && rank == 0) {
         st = raana_partial_create(&partial, cfg->output_path, bound, err);
         if (st == RAANA_OK && c->progress)
-            fprintf(c->progress, "write: %s (%llu bytes reserved)\n", partial.path,
-                    (unsigned long long)bound);
+            raana_log_line(c->progress, "write: %s (%llu bytes reserved)", partial.path,
+                           (unsigned long long)bound);
     }
     st = raana_comm_agree(comm, st, err);
     if (st == RAANA_OK)

@@ -215,7 +215,7 @@ fresh
 # killed after the first dataset: OUTPUT.partial still has the blocks
 run $T env RAANA_FAULT_INJECT=write:0:1 "$bin" "$job" --set "output.path=$dst"
 expect_rc 137 "kill after the first dataset"
-reserved=$(sed -n 's/^write: .*\.partial (\([0-9]*\) bytes reserved)$/\1/p' <<<"$errout")
+reserved=$(sed -n 's/^[0-9TZ:-]* write: .*\.partial (\([0-9]*\) bytes reserved)$/\1/p' <<<"$errout")
 read -r blocks size < <(stat -c '%b %s' "$dst.partial" 2>/dev/null || echo 0 0)
 [ -n "$reserved" ] && [ $((blocks * 512)) -ge "$reserved" ] && [ "$size" -lt "$reserved" ] && ok ||
   bad "reservation: ${reserved:-no} bytes reserved, $((blocks * 512)) allocated, size $size"
