@@ -23,45 +23,14 @@
 
 /* ---- load ---------------------------------------------------------------------- */
 
-/* The calibration text: the zero-shot sentence repeated enough times, or
- * the configured file. */
-static raana_status calibration_text(const raana_config *c, int seq_len, char **text, size_t *len,
-                                     raana_error *err)
-{
-    if (c->calib_source == RAANA_CALIB_TEXT) {
-        raana_status st = raana_read_file(c->text_file, text, len, err);
-        return st == RAANA_OK ? st : raana_error_restatus(err, RAANA_ERR_INPUT);
-    }
-    size_t one = strlen(raana_zeroshot_sentence), reps = (size_t)c->n_samples * seq_len / 8 + 1;
-    *text = malloc(one * reps + 1);
-    if (!*text)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the calibration text");
-    for (size_t r = 0; r < reps; r++)
-        memcpy(*text + r * one, raana_zeroshot_sentence, one);
-    (*text)[one * reps] = '\0';
-    *len = one * reps;
-    return RAANA_OK;
-}
-
 /* Every rank tokenizes: cheap, and the first and last stages both need the
  * tokens. */
 raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage *s, int rank,
                             raana_error *err)
 {
-    char *text = NULL;
-    size_t len;
     raana_status st = raana_tokenizer_load(&s->tok, cfg->model_path, err);
     if (st == RAANA_OK)
-        st = calibration_text(cfg, s->plan.seq_len, &text, &len, err);
-    if (st == RAANA_OK) {
-        st = raana_windows_calib(s->tok, text, len, s->plan.seq_len, cfg->n_samples, &s->windows,
-                                 err);
-        if (st != RAANA_OK)
-            raana_error_prefix(err, "%s",
-                               cfg->calib_source == RAANA_CALIB_TEXT ? cfg->text_file
-                                                                     : "zero-shot calibration text");
-    }
-    free(text);
+        st = raana_calib_windows(cfg, s->tok, s->plan.seq_len, &s->windows, err);
     if (st == RAANA_OK) /* calibration keeps a trace per window: the whole peak */
         st = raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err);
     if (st == RAANA_OK)
