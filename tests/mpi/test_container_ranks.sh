@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_container_ranks.sh — the whole job on the fixture (jobs/kjv-tiny.ini)
-# for P = 1, 2, 3, 4: every container's datasets, attributes and allocation
+# for P = 1, 2, 3, 4: the log's lines after its header in one format; every container's datasets, attributes and allocation
 # are byte-identical to P = 1 (outside /provenance); a numpy-only rebuild of
 # every layer matches raana's dequantization (tests/py/check_container.py),
 # also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
@@ -36,6 +36,14 @@ for p in $test_ranks; do
   expect_out "wrote $out_h5" "job P=$p"
   [ -f "$out_h5" ] && [ ! -e "$out_h5.partial" ] && [ ! -e "$out_h5.resume" ] && ok ||
     bad "P=$p: container in place, no temporary or resume files left"
+  # the log (joblog.h): after the header, every line is "UTC STAGE: TEXT"
+  utc='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z'
+  odd=$(sed -En "/^$utc /,\$p" <<<"$errout" | grep -vE "^$utc [a-z][a-z ()]*: ")
+  [ -z "$odd" ] && ok || bad "P=$p: log lines not in the one format: $odd"
+  grep -qE "^$utc write: $out_h5.partial \([0-9]+ bytes reserved\)\$" <<<"$errout" && ok ||
+    bad "P=$p: no timestamped 'write: ... bytes reserved' line: $errout"
+  grep -qE "^$utc quantize: .* \[[0-9]+/28 layers, all ranks, [0-9]+%, elapsed [0-9:]+, ETA [0-9:?]+\]\$" \
+    <<<"$errout" && ok || bad "P=$p: no quantize progress line: $errout"
   mv "$out_h5" "$tmp/p$p.h5"
   printf '%s\n' "$out" | grep -v '^time:' | sed "s|$out_h5||" >"$tmp/report$p.txt"
   config_ini "$tmp/p$p.h5" "$out_h5" >"$tmp/config$p.ini"
