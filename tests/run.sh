@@ -7,7 +7,7 @@
 # the first case of each loop; tests/CMakeLists.txt), then each libFuzzer
 # target for a bounded time. ctest runs two tests at a time; the MPI tests
 # with 3 or more ranks and the Slurm tests are RUN_SERIAL, so they run alone.
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 30)
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 20; every target runs)
 #   CTEST_JOBS=N     tests run at once (default: the number of cores, at most 2)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +15,7 @@ cd "$src"
 bash tests/setup-debian.sh
 jobs=$(nproc)
 ctest_jobs=${CTEST_JOBS:-$((jobs < 2 ? jobs : 2))}
-fuzz_seconds=${FUZZ_SECONDS:-30}
+fuzz_seconds=${FUZZ_SECONDS:-20}
 # libFuzzer targets (tests/fuzz/fuzz_NAME.c) and their seed corpora
 # (tests/fuzz/corpus/DIR), as NAME:DIR; a new target must be listed here
 fuzz_targets=(safetensors_header:safetensors config:config tokenizer_json:tokenizer_json
