@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # run.sh — the README's test command: installs dependencies, builds with
 # warnings as errors, checks the formatting (tests/check-format.sh), runs the
-# whole ctest suite (unit, numpy cross-check,
-# command line, MPI with 1..4 ranks), again under AddressSanitizer +
+# whole ctest suite (unit, numpy cross-check, command line, MPI with 1..4
+# ranks, one entry per rank count), again under AddressSanitizer +
 # UndefinedBehaviorSanitizer (quick modes: MPI tests for P = 1 and 3 only,
 # the first case of each loop; tests/CMakeLists.txt), then each libFuzzer
-# target for a bounded time. ctest runs two tests at a time; the MPI tests
-# with 3 or more ranks and the Slurm tests are RUN_SERIAL, so they run alone.
+# target for a bounded time. ctest runs two tests at a time; the MPI and
+# Slurm tests are RUN_SERIAL (they run alone), except the 1- and 2-rank
+# entries of the per-rank-count tests (NAME_P1, NAME_P2).
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 20; every target runs)
 #   CTEST_JOBS=N     tests run at once (default: the number of cores, at most 2)
 set -euo pipefail
