@@ -39,6 +39,13 @@ finish() {
   [ "$failed" -eq 0 ]
 }
 
+# mpi_test_env: Open MPI as root, shared memory only, more ranks than
+# cores, one OpenBLAS thread per rank (every MPI test script's settings)
+mpi_test_env() {
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+  export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+}
+
 # ---- rank counts (as PETSc declares nsize) ----------------------------------------
 # A script that runs the same checks for several rank counts P takes them
 # from the environment, so that ctest declares one entry per (test, P)
