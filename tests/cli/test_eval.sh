@@ -54,10 +54,17 @@ for p in $test_ranks; do
     ok || bad "self P=$p: sides differ: $out"
 done
 
-# --model not the checkpoint the container was made from: one weight byte changed
-run "$mpiexec" -n 2 "$mpi_bin" --set output.path="$tmp/q.h5" --set calibration.n_samples=1 \
-  --set calibration.seq_len=64 "$src/jobs/kjv-tiny.ini"
-expect_rc 0 "container for the fingerprint check"
+# --model not the checkpoint the container was made from: one weight byte
+# changed. The container: made by P = 1's entry, which leaves it in the
+# reference for the others (the same bytes whoever makes it)
+if [ -z "${RAANA_TEST_REF:-}" ] || [ "$test_ranks" = 1 ]; then
+  run "$mpiexec" -n 2 "$mpi_bin" --set output.path="$tmp/q.h5" --set calibration.n_samples=1 \
+    --set calibration.seq_len=64 "$src/jobs/kjv-tiny.ini"
+  expect_rc 0 "container for the fingerprint check"
+  cp "$tmp/q.h5" "$ref/q.h5"
+elif has_ref "$ref/q.h5" "container for the fingerprint check"; then
+  cp "$ref/q.h5" "$tmp/q.h5"
+fi
 mkdir "$tmp/other"
 cp "$fixture"/*.json "$fixture/model.safetensors" "$tmp/other/"
 "$py" - "$tmp/other/model.safetensors" <<'PY'
