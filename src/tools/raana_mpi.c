@@ -140,12 +140,10 @@ static int launcher_rank(void)
 
 static raana_status load_config(const cli_args *a, raana_config *cfg, raana_error *err)
 {
-    raana_status st = raana_config_load(cfg, a->config_path, err);
-    for (int i = 0; st == RAANA_OK && i < a->n_overrides; i++)
-        st = raana_config_set(cfg, a->overrides[i], err);
-    if (st == RAANA_OK)
-        st = raana_config_validate(cfg, err);
-    return st;
+    RAANA_CALL(raana_config_load(cfg, a->config_path, err));
+    for (int i = 0; i < a->n_overrides; i++)
+        RAANA_CALL(raana_config_set(cfg, a->overrides[i], err));
+    return raana_config_validate(cfg, err);
 }
 
 typedef struct {
