@@ -16,6 +16,7 @@ packages=(
   libxxhash-dev                              # input fingerprints for resuming
   python3 python3-numpy python3-h5py python3-hdf5plugin python3-matplotlib  # tests and analysis/
   clang libclang-rt-14-dev                   # libFuzzer targets
+  clang-format                               # tests/check-format.sh
   valgrind
   slurm-wlm slurmctld slurmd slurm-client munge slurm-wlm-basic-plugins  # the Slurm test
 )

@@ -123,6 +123,38 @@ cleanup:
     return st;
 }
 
+static void print_cell(FILE *out, const raana_table_column *c, int layer)
+{
+    double v = *(const double *)((const char *)c->value + (size_t)layer * c->stride);
+    switch (c->style) {
+    case 'e': fprintf(out, " %*.*e", c->width, c->precision, v); break;
+    case 'f': fprintf(out, " %*.*f", c->width, c->precision, v); break;
+    default: fprintf(out, " %*.*g", c->width, c->precision, v); break;
+    }
+}
+
+void raana_layer_table_print(FILE *out, const char *indent, const raana_plan *plan,
+                             const raana_table_column *cols, int n_cols)
+{
+    fprintf(out, "%s%-40s %13s", indent, "layer", "shape");
+    for (int k = 0; k < n_cols; k++)
+        fprintf(out, " %*s", cols[k].width, cols[k].header);
+    fputc('\n', out);
+    for (int i = 0; i < plan->n_layers; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        char shape[32];
+        snprintf(shape, sizeof shape, "%dx%d", l->d_out, l->d_in);
+        fprintf(out, "%s%-40s %13s", indent, l->name, shape);
+        for (int k = 0; k < n_cols; k++) {
+            if (l->quantize)
+                print_cell(out, &cols[k], i);
+            else
+                fprintf(out, " %*s", cols[k].width, "-");
+        }
+        fputc('\n', out);
+    }
+}
+
 void raana_allocation_print(FILE *out, const raana_plan *plan, const raana_config *cfg,
                             const raana_layer_stats *stats, const raana_allocation *a)
 {
@@ -132,16 +164,11 @@ void raana_allocation_print(FILE *out, const raana_plan *plan, const raana_confi
     if (a->result.method != RAANA_ALLOC_EXACT_DP)
         fprintf(out, ", optimality gap <= %.2e",
                 (a->result.cost - a->result.lower_bound) / a->result.cost);
-    fprintf(out, ")\n  %-40s %13s %5s %12s %12s %10s %10s\n", "layer", "shape", "bits", "coef",
-            "grad_rms", "x_rms", "w_fro");
-    for (int i = 0; i < plan->n_layers; i++) {
-        const raana_plan_layer *l = &plan->layers[i];
-        char shape[32];
-        snprintf(shape, sizeof shape, "%dx%d", l->d_out, l->d_in);
-        if (!l->quantize)
-            fprintf(out, "  %-40s %13s %5s\n", l->name, shape, "-");
-        else
-            fprintf(out, "  %-40s %13s %5g %12.4e %12.4e %10.4g %10.4g\n", l->name, shape,
-                    a->bits[i], a->coef[i], stats[i].grad_rms, stats[i].x_rms, a->w_fro[i]);
-    }
+    fprintf(out, ")\n");
+    const raana_table_column cols[] = {{"bits", 5, 6, 'g', a->bits, sizeof *a->bits},
+                                       {"coef", 12, 4, 'e', a->coef, sizeof *a->coef},
+                                       {"grad_rms", 12, 4, 'e', &stats[0].grad_rms, sizeof *stats},
+                                       {"x_rms", 10, 4, 'g', &stats[0].x_rms, sizeof *stats},
+                                       {"w_fro", 10, 4, 'g', a->w_fro, sizeof *a->w_fro}};
+    raana_layer_table_print(out, "  ", plan, cols, (int)(sizeof cols / sizeof cols[0]));
 }

@@ -1,5 +1,6 @@
-/* calibrate.c — calibration windows, the per-rank stage and the
- * pipeline-parallel calibration pass over MPI ranks (see calibrate.h).
+/* calibrate.c — the per-rank stage and the pipeline-parallel calibration
+ * pass over MPI ranks (see calibrate.h; the text and its windows:
+ * calib_text.c).
  *
  * Protocol (messages: link.h): window i's activations go rank r -> r+1 with
  * tag i, its gradients r+1 -> r with tag n + i. Calibration runs every window's
@@ -17,51 +18,7 @@
 #include "raana/link.h"
 #include "raana/memory.h"
 
-const char raana_zeroshot_sentence[] =
-    "The curious fox leaped over the quiet stream, its reflection rippling in the golden "
-    "afternoon light. ";
-
-/* ---- windows ---------------------------------------------------------------- */
-
-void raana_windows_free(raana_windows *w)
-{
-    free(w->tokens);
-    memset(w, 0, sizeof *w);
-}
-
-raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, size_t n, int len,
-                                 int max_windows, raana_windows *w, raana_error *err)
-{
-    int *ids, bos = raana_tokenizer_bos(tok), body = bos >= 0 ? len - 1 : len;
-    size_t count;
-    memset(w, 0, sizeof *w);
-    raana_status st = raana_tokenizer_encode(tok, text, n, 0, &ids, &count, err);
-    if (st != RAANA_OK)
-        return st;
-    size_t available = body > 0 ? count / (size_t)body : 0;
-    if (available == 0) {
-        free(ids);
-        return raana_fail(err, RAANA_ERR_INPUT,
-                          "the calibration text has %zu tokens, fewer than one window of %d "
-                          "(seq_len)",
-                          count, len);
-    }
-    w->n = (int)(available < (size_t)max_windows ? available : (size_t)max_windows);
-    w->len = len;
-    w->tokens = malloc((size_t)w->n * len * sizeof *w->tokens);
-    if (!w->tokens) {
-        free(ids);
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for calibration windows");
-    }
-    for (int i = 0; i < w->n; i++) {
-        int *dst = w->tokens + (size_t)i * len;
-        if (bos >= 0)
-            *dst++ = bos;
-        memcpy(dst, ids + (size_t)i * body, (size_t)body * sizeof *ids);
-    }
-    free(ids);
-    return RAANA_OK;
-}
+/* ---- the stage ------------------------------------------------------------- */
 
 raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana_config *cfg,
                               int n_ranks, raana_error *err)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "raana/file.h"
+#include "raana/joblog.h"
 
 #define MIB(b) ((double)(b) / (1024.0 * 1024.0))
 
@@ -186,14 +187,14 @@ raana_status raana_output_lock_take(raana_output_lock *l, const char *output_pat
                 continue;
             }
             if (held.valid && note)
-                fprintf(note, "lock: taking over %s from %s, which is no longer running\n", l->path,
-                        who);
+                raana_log_line(note, "lock: taking over %s from %s, which is no longer running",
+                               l->path, who);
         } else if (errno == EWOULDBLOCK && holder_gone(&held)) {
             if (note)
-                fprintf(note,
-                        "lock: %s names %s, which is gone, but another process holds it; "
-                        "replacing the lock file\n",
-                        l->path, who);
+                raana_log_line(note,
+                               "lock: %s names %s, which is gone, but another process holds it; "
+                               "replacing the lock file",
+                               l->path, who);
             if (still_at(fd, l->path))
                 unlink(l->path);
             close(fd);
@@ -206,10 +207,10 @@ raana_status raana_output_lock_take(raana_output_lock *l, const char *output_pat
                               l->path, who);
         } else if (errno == ENOLCK || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) {
             if (note)
-                fprintf(note,
-                        "lock: %s: this file system has no flock (%s); nothing stops a "
-                        "second job on this output\n",
-                        l->path, strerror(errno));
+                raana_log_line(note,
+                               "lock: %s: this file system has no flock (%s); nothing stops a "
+                               "second job on this output",
+                               l->path, strerror(errno));
         } else {
             int e = errno;
             close(fd);

@@ -17,6 +17,7 @@
 #include "raana/fault.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
+#include "raana/joblog.h"
 #include "raana/outpaths.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
@@ -24,49 +25,10 @@
 
 /* ---- load ---------------------------------------------------------------------- */
 
-/* The calibration text: the zero-shot sentence repeated enough times, or
- * the configured file. */
-static raana_status calibration_text(const raana_config *c, int seq_len, char **text, size_t *len,
-                                     raana_error *err)
-{
-    if (c->calib_source == RAANA_CALIB_TEXT) {
-        if (raana_read_file(c->text_file, text, len, err) != RAANA_OK)
-            return raana_error_restatus(err, RAANA_ERR_INPUT);
-        return RAANA_OK;
-    }
-    size_t one = strlen(raana_zeroshot_sentence), reps = (size_t)c->n_samples * seq_len / 8 + 1;
-    *text = malloc(one * reps + 1);
-    if (!*text)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the calibration text");
-    for (size_t r = 0; r < reps; r++)
-        memcpy(*text + r * one, raana_zeroshot_sentence, one);
-    (*text)[one * reps] = '\0';
-    *len = one * reps;
-    return RAANA_OK;
-}
-
-/* The calibration windows, tokenized from the text (freed before the
- * weights are loaded). */
-static raana_status calibration_windows(const raana_config *cfg, raana_stage *s, raana_error *err)
-{
-    raana_status st = RAANA_OK;
-    char *text = NULL;
-    size_t len;
-    const char *source =
-        cfg->calib_source == RAANA_CALIB_TEXT ? cfg->text_file : "zero-shot calibration text";
-    RAANA_CHECK(calibration_text(cfg, s->plan.seq_len, &text, &len, err));
-    st = raana_windows_calib(s->tok, text, len, s->plan.seq_len, cfg->n_samples, &s->windows, err);
-    if (st != RAANA_OK)
-        RAANA_CHECK(raana_error_prefix(err, "%s", source));
-cleanup:
-    free(text);
-    return st;
-}
-
 static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank, raana_error *err)
 {
     RAANA_CALL(raana_tokenizer_create(&s->tok, cfg->model_path, err));
-    RAANA_CALL(calibration_windows(cfg, s, err));
+    RAANA_CALL(raana_calib_windows(cfg, s->tok, s->plan.seq_len, &s->windows, err));
     /* calibration keeps a trace per window: the whole peak */
     RAANA_CALL(raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err));
     return raana_stage_load(s, rank, err);
@@ -185,7 +147,7 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
         RAANA_CALL(raana_statistics_reuse(comm, cfg, s, j->fp.checkpoint, j->calib_fp, j->stats,
                                           &j->loss, err));
         if (progress)
-            fprintf(progress, "calibrate: reused from %s\n", cfg->statistics);
+            raana_log_line(progress, "calibrate: reused from %s", cfg->statistics);
         return RAANA_OK;
     }
     if (rank == 0)
@@ -196,7 +158,7 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
         MPI_Bcast(j->stats, n * (int)(sizeof *j->stats / sizeof(double)), MPI_DOUBLE, 0, comm);
         MPI_Bcast(&j->loss, 1, MPI_DOUBLE, 0, comm);
         if (progress)
-            fprintf(progress, "calibrate: resumed from %s/calibration.bin\n", j->resume.dir);
+            raana_log_line(progress, "calibrate: resumed from %s/calibration.bin", j->resume.dir);
         return RAANA_OK;
     }
     return raana_comm_agree(comm, calibrate_and_save(comm, s, j, rank, progress, err), err);
@@ -211,19 +173,12 @@ static char *report_table(const raana_stage *s, const job_run *j)
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return NULL;
-    fprintf(f, "%-40s %13s %5s %12s %10s %9s\n", "layer", "shape", "bits", "coef", "rel.error",
-            "eff.bits");
-    for (int i = 0; i < s->plan.n_layers; i++) {
-        const raana_plan_layer *l = &s->plan.layers[i];
-        const raana_layer_summary *q = &j->quantized.summary[i];
-        char shape[32];
-        snprintf(shape, sizeof shape, "%dx%d", l->d_out, l->d_in);
-        if (!l->quantize)
-            fprintf(f, "%-40s %13s %5s %12s %10s %9s\n", l->name, shape, "-", "-", "-", "-");
-        else
-            fprintf(f, "%-40s %13s %5g %12.4e %10.6f %9.4f\n", l->name, shape, j->alloc.bits[i],
-                    j->alloc.coef[i], q->rel_error, q->effective_bits);
-    }
+    const raana_layer_summary *q = j->quantized.summary;
+    const raana_table_column cols[] = {{"bits", 5, 6, 'g', j->alloc.bits, sizeof *j->alloc.bits},
+                                       {"coef", 12, 4, 'e', j->alloc.coef, sizeof *j->alloc.coef},
+                                       {"rel.error", 10, 6, 'f', &q[0].rel_error, sizeof *q},
+                                       {"eff.bits", 9, 4, 'f', &q[0].effective_bits, sizeof *q}};
+    raana_layer_table_print(f, "", &s->plan, cols, (int)(sizeof cols / sizeof cols[0]));
     fclose(f);
     return text;
 }
@@ -264,8 +219,8 @@ static raana_status create_partial(raana_partial *partial, const raana_config *c
 {
     RAANA_CALL(raana_partial_open(partial, cfg->output_path, bound, err));
     if (progress)
-        fprintf(progress, "write: %s (%llu bytes reserved)\n", partial->path,
-                (unsigned long long)bound);
+        raana_log_line(progress, "write: %s (%llu bytes reserved)", partial->path,
+                       (unsigned long long)bound);
     return RAANA_OK;
 }
 

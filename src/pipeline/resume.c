@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "raana/fault.h"
+#include "raana/joblog.h"
 
 #define CALIB_MAGIC   "RAANACAL"
 #define LAYER_MAGIC   "RAANAQLY"
@@ -586,7 +587,7 @@ void raana_resume_remove(raana_resume *r, FILE *note)
     close(r->layers_fd);
     r->layers_fd = -1;
     if (!delete_resume_dir(r->dir_fd, path) && note)
-        fprintf(note, "resume: left %s in place: it holds files raana did not create\n", path);
+        raana_log_line(note, "resume: left %s in place: it holds files raana did not create", path);
     raana_resume_close(r);
     for (int i = 0; i < N_DEFERRED; i++)
         sigaction(deferred_signals[i], &old[i], NULL);
@@ -621,10 +622,10 @@ void raana_resume_remove_leftover(const char *output_path, FILE *note)
     if (dfd >= 0)
         close(dfd);
     if (note)
-        fprintf(note,
-                gone ? "resume: removed %s, left by an interrupted job\n"
-                     : "resume: left %s alone: it holds files raana did not create\n",
-                trash);
+        raana_log_line(note,
+                       gone ? "resume: removed %s, left by an interrupted job"
+                            : "resume: left %s alone: it holds files raana did not create",
+                       trash);
 }
 
 /* ---- calibration ------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "raana/container.h"
 #include "raana/container_access.h"
 #include "raana/file.h"
+#include "raana/json.h"
 
 #define N_STATS 5
 static const char *const stat_names[N_STATS] = {"grad_rms", "x_rms", "x_fro", "y_fro", "dy_fro"};
@@ -28,27 +29,6 @@ static double *stat_field(raana_layer_stats *s, int k)
 }
 
 /* ---- writing ------------------------------------------------------------------- */
-
-/* The shortest decimal that reads back as exactly v. cJSON's own printing
- * accepts 15 digits when they read back within one epsilon (0.1 + 0.2
- * prints as 0.3), which would change the statistics. Not finite: null. */
-static cJSON *exact_number(double v)
-{
-    if (!isfinite(v))
-        return cJSON_CreateNull();
-    char buf[40];
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    return cJSON_CreateRaw(buf);
-}
-
-static void add_exact(cJSON *o, const char *name, double v)
-{
-    cJSON_AddItemToObject(o, name, exact_number(v));
-}
 
 static void add_hex(cJSON *o, const char *name, uint64_t v)
 {
@@ -66,11 +46,11 @@ static cJSON *layer_object(const raana_statistics_output *o, int i)
     cJSON_AddNumberToObject(j, "d_out", l->d_out);
     raana_layer_stats s = o->stats[i];
     for (int k = 0; k < N_STATS; k++)
-        add_exact(j, stat_names[k], *stat_field(&s, k));
+        raana_json_add_number(j, stat_names[k], *stat_field(&s, k));
     if (o->alloc) {
-        add_exact(j, "w_fro", o->alloc->w_fro[i]);
-        add_exact(j, "coef", o->alloc->coef[i]);
-        add_exact(j, "bits", o->alloc->bits[i]);
+        raana_json_add_number(j, "w_fro", o->alloc->w_fro[i]);
+        raana_json_add_number(j, "coef", o->alloc->coef[i]);
+        raana_json_add_number(j, "bits", o->alloc->bits[i]);
     }
     return j;
 }
@@ -79,13 +59,13 @@ static void add_allocation(cJSON *root, const raana_statistics_output *o)
 {
     const raana_alloc_result *r = &o->alloc->result;
     cJSON *a = cJSON_AddObjectToObject(root, "allocation");
-    add_exact(a, "avg_bits", o->cfg->avg_bits);
+    raana_json_add_number(a, "avg_bits", o->cfg->avg_bits);
     cJSON *candidates = cJSON_AddArrayToObject(a, "candidates");
     for (int i = 0; i < o->cfg->n_bits; i++)
-        cJSON_AddItemToArray(candidates, exact_number(o->cfg->bits[i]));
-    add_exact(a, "achieved_avg_bits", r->achieved_avg_bits);
-    add_exact(a, "modelled_error", r->cost);
-    add_exact(a, "lower_bound", r->lower_bound);
+        cJSON_AddItemToArray(candidates, raana_json_number(o->cfg->bits[i]));
+    raana_json_add_number(a, "achieved_avg_bits", r->achieved_avg_bits);
+    raana_json_add_number(a, "modelled_error", r->cost);
+    raana_json_add_number(a, "lower_bound", r->lower_bound);
     cJSON_AddStringToObject(a, "method",
                             r->method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian");
 }
@@ -102,7 +82,7 @@ raana_status raana_statistics_write_json(const char *path, const raana_statistic
     cJSON_AddNumberToObject(root, "n_samples", o->cfg->n_samples);
     cJSON_AddNumberToObject(root, "windows", o->windows->n);
     cJSON_AddNumberToObject(root, "seq_len", o->windows->len);
-    add_exact(root, "loss", o->loss);
+    raana_json_add_number(root, "loss", o->loss);
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     for (int i = 0; i < o->plan->n_layers; i++)
         cJSON_AddItemToArray(layers, layer_object(o, i));

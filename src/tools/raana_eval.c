@@ -5,7 +5,6 @@
  * agreement. The sides: --model DIR (original), --container C (quantized,
  * from the container alone) or --compare DIR (quantized, a plain
  * checkpoint). Protocol: docs/EVALUATION.md; the pass: evaluate.h. */
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <mpi.h>
@@ -23,102 +22,95 @@
 #include "raana/evaluate.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
+#include "raana/json.h"
 #include "raana/memory.h"
 
-static const char usage_text[] =
-    "usage: [mpirun -n P] raana-eval [--model DIR] [--container FILE.h5 | --compare DIR]\n"
-    "                  --text FILE [--seq-len N] [--stride S] [--max-windows N] [--json] "
-    "[--quiet]\n"
-    "\n"
-    "Evaluates on the UTF-8 text in FILE, in one pass over the same windows:\n"
-    "  --model DIR        the original model (a Hugging Face checkpoint directory)\n"
-    "  --container FILE   the quantized model, built from a raana container alone\n"
-    "                     (its config, tokenizer, unquantized tensors and dequantized\n"
-    "                     layers); with --model, DIR must be the checkpoint the\n"
-    "                     container was made from (checkpoint fingerprints compared)\n"
-    "  --compare DIR      the quantized side from a plain checkpoint directory instead\n"
-    "At least one side. The tokenizer is --model's, else the quantized side's.\n"
-    "\n"
-    "Windows: the text is one token stream (bos once); windows of N (--seq-len)\n"
-    "tokens start every S (--stride) tokens (default S = N: non-overlapping) as long\n"
-    "as they fit whole, the remainder is dropped; --max-windows keeps the first ones.\n"
-    "The first window scores its predictions of tokens 1..N-1; each later window\n"
-    "scores only the tokens no earlier window scored, its last min(S, N-1) (the\n"
-    "Hugging Face sliding-window protocol, without its final partial window).\n"
-    "N defaults to the model's max_position_embeddings, at most 2048.\n"
-    "\n"
-    "Prints the windows and scored tokens, each side's perplexity +- its standard\n"
-    "error (delta method over per-token NLLs: ppl * sd(nll) / sqrt(n)), and with\n"
-    "both sides the ppl ratio quantized/original (and its ln), the mean, 99th\n"
-    "percentile and maximum over scored tokens of KL(P_original || P_quantized)\n"
-    "(nats) and the share of tokens whose argmax agrees. --json: one JSON object\n"
-    "instead; --quiet: no progress lines on stderr.\n"
-    "Runs under MPI like raana-mpi; the result does not depend on P.\n"
+#include "cli.h"
+
+enum {
+    OPT_MODEL,
+    OPT_CONTAINER,
+    OPT_COMPARE,
+    OPT_TEXT,
+    OPT_SEQ_LEN,
+    OPT_STRIDE,
+    OPT_MAX_WINDOWS,
+    OPT_JSON,
+    OPT_QUIET,
+    OPT_HELP
+};
+
+static const raana_cli_option options[] = {
+    [OPT_MODEL] = {"model", 0, "DIR", "the original model (a Hugging Face checkpoint directory)"},
+    [OPT_CONTAINER] = {"container", 0, "FILE",
+                       "the quantized model, built from a raana container alone\n"
+                       "(its config, tokenizer, unquantized tensors and dequantized\n"
+                       "layers); with --model, DIR must be the checkpoint the\n"
+                       "container was made from (checkpoint fingerprints compared)"},
+    [OPT_COMPARE] = {"compare", 0, "DIR", "the quantized side from a plain checkpoint directory"},
+    [OPT_TEXT] = {"text", 0, "FILE", "the UTF-8 text to evaluate on (required)"},
+    [OPT_SEQ_LEN] = {"seq-len", 0, "N",
+                     "window length in tokens (default: the model's\n"
+                     "max_position_embeddings, at most 2048)"},
+    [OPT_STRIDE] = {"stride", 0, "S", "a window starts every S tokens (default N)"},
+    [OPT_MAX_WINDOWS] = {"max-windows", 0, "N", "keep the first N windows only"},
+    [OPT_JSON] = {"json", 0, NULL, "one JSON object on stdout instead of text"},
+    [OPT_QUIET] = {"quiet", 0, NULL, "no progress lines on stderr"},
+    [OPT_HELP] = {"help", 'h', NULL, "this text"},
+    {NULL, 0, NULL, NULL}};
+
+static const raana_cli_spec cli = {
+    "raana-eval", "[OPTIONS] --text FILE",
+    "Evaluates an original model (--model), a quantized one (--container or\n"
+    "--compare), or both, in one pass over the same windows of the UTF-8 text in\n"
+    "FILE. At least one side; the tokenizer is --model's, else the quantized side's.\n"
+    "The text is one token stream (bos once); windows of N tokens start every S\n"
+    "tokens as long as they fit whole. The first window scores its predictions of\n"
+    "tokens 1..N-1, each later one only its last min(S, N-1) (the Hugging Face\n"
+    "sliding-window protocol, without its final partial window). Prints each side's\n"
+    "perplexity +- its standard error (ppl * sd(nll) / sqrt(n)), and with both sides\n"
+    "the ppl ratio quantized/original (and its ln), the mean, 99th percentile and\n"
+    "maximum over scored tokens of KL(P_original || P_quantized) (nats) and the\n"
+    "share of tokens whose argmax agrees. Runs under MPI (mpirun -n P raana-eval ...)\n"
+    "like raana-mpi; the result does not depend on P.\n",
+    options,
     "Exit codes: 2 usage, 4 bad input (text not UTF-8 or shorter than one window,\n"
     "--model not the container's checkpoint), 5 I/O, 6 memory, 7 MPI.\n"
-    "Details: docs/EVALUATION.md.\n";
+    "Details: docs/EVALUATION.md.\n"};
 
 typedef struct {
     const char *model, *container, *compare, *text;
     int seq_len, stride, max_windows, json, quiet, help;
 } eval_args;
 
-static raana_status parse_count(const char *opt, const char *value, int min, int *out,
-                                raana_error *err)
+static raana_status on_option(void *ctx, int option, const char *value, raana_error *err)
 {
-    char *end;
-    long n = strtol(value, &end, 10);
-    if (!*value || *end || n < min || n > 1048576)
-        return raana_fail(err, RAANA_ERR_USAGE, "--%s %s: expected an integer in %d..1048576", opt,
-                          value, min);
-    *out = (int)n;
-    return RAANA_OK;
-}
-
-static const struct option long_options[] = {{"model", required_argument, NULL, 'm'},
-                                             {"container", required_argument, NULL, 'c'},
-                                             {"compare", required_argument, NULL, 'C'},
-                                             {"text", required_argument, NULL, 't'},
-                                             {"seq-len", required_argument, NULL, 'L'},
-                                             {"stride", required_argument, NULL, 'S'},
-                                             {"max-windows", required_argument, NULL, 'W'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"quiet", no_argument, NULL, 'q'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-
-static raana_status parse_option(int c, const char *opt, eval_args *a, raana_error *err)
-{
-    switch (c) {
-    case 'm': a->model = optarg; return RAANA_OK;
-    case 'c': a->container = optarg; return RAANA_OK;
-    case 'C': a->compare = optarg; return RAANA_OK;
-    case 't': a->text = optarg; return RAANA_OK;
-    case 'L': return parse_count("seq-len", optarg, 2, &a->seq_len, err);
-    case 'S': return parse_count("stride", optarg, 1, &a->stride, err);
-    case 'W': return parse_count("max-windows", optarg, 1, &a->max_windows, err);
-    case 'j': a->json = 1; return RAANA_OK;
-    case 'q': a->quiet = 1; return RAANA_OK;
-    case 'h': a->help = 1; return RAANA_OK;
-    case ':': return raana_fail(err, RAANA_ERR_USAGE, "%s needs a value (see --help)", opt);
-    default:
-        return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%.*s' (see --help)",
-                          (int)strcspn(opt, "="), opt);
+    eval_args *a = ctx;
+    switch (option) {
+    case OPT_MODEL: a->model = value; break;
+    case OPT_CONTAINER: a->container = value; break;
+    case OPT_COMPARE: a->compare = value; break;
+    case OPT_TEXT: a->text = value; break;
+    case OPT_SEQ_LEN: return raana_cli_int("seq-len", value, 2, 1048576, &a->seq_len, err);
+    case OPT_STRIDE: return raana_cli_int("stride", value, 1, 1048576, &a->stride, err);
+    case OPT_MAX_WINDOWS:
+        return raana_cli_int("max-windows", value, 1, 1048576, &a->max_windows, err);
+    case OPT_JSON: a->json = 1; break;
+    case OPT_QUIET: a->quiet = 1; break;
+    case OPT_HELP: a->help = 1; break;
+    default: return RAANA_INTERNAL(err, "option %d not handled", option);
     }
+    return RAANA_OK;
 }
 
 static raana_status parse_args(int argc, char **argv, eval_args *a, raana_error *err)
 {
     memset(a, 0, sizeof *a);
-    opterr = 0;
-    for (int c; (c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1;) {
-        raana_status st = parse_option(c, argv[optind - 1], a, err);
-        if (st != RAANA_OK)
-            return st;
-    }
-    if (optind < argc)
+    int first;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
+    if (first < argc)
         return raana_fail(err, RAANA_ERR_USAGE, "unexpected argument '%s' (see --help)",
-                          argv[optind]);
+                          argv[first]);
     if (a->help)
         return RAANA_OK;
     if (a->container && a->compare)
@@ -324,9 +316,9 @@ static void print_text(const eval_job *j, const raana_eval_result *r)
 static cJSON *model_json(const raana_eval_model *m)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "perplexity", m->perplexity);
-    cJSON_AddNumberToObject(o, "perplexity_se", m->perplexity_se);
-    cJSON_AddNumberToObject(o, "mean_nll", m->mean_nll);
+    raana_json_add_number(o, "perplexity", m->perplexity);
+    raana_json_add_number(o, "perplexity_se", m->perplexity_se);
+    raana_json_add_number(o, "mean_nll", m->mean_nll);
     return o;
 }
 
@@ -343,13 +335,13 @@ static raana_status print_json(const eval_job *j, const raana_eval_result *r, ra
         if (j->source[k])
             cJSON_AddItemToObject(o, names[k], model_json(&r->model[m++]));
     if (r->n_models == 2) {
-        cJSON_AddNumberToObject(o, "ppl_ratio", r->ppl_ratio);
-        cJSON_AddNumberToObject(o, "ln_ppl_ratio", r->ln_ppl_ratio);
+        raana_json_add_number(o, "ppl_ratio", r->ppl_ratio);
+        raana_json_add_number(o, "ln_ppl_ratio", r->ln_ppl_ratio);
         cJSON *kl = cJSON_AddObjectToObject(o, "kl");
-        cJSON_AddNumberToObject(kl, "mean", r->kl_mean);
-        cJSON_AddNumberToObject(kl, "p99", r->kl_p99);
-        cJSON_AddNumberToObject(kl, "max", r->kl_max);
-        cJSON_AddNumberToObject(o, "top1_agreement", r->top1_agreement);
+        raana_json_add_number(kl, "mean", r->kl_mean);
+        raana_json_add_number(kl, "p99", r->kl_p99);
+        raana_json_add_number(kl, "max", r->kl_max);
+        raana_json_add_number(o, "top1_agreement", r->top1_agreement);
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -368,9 +360,9 @@ int main(int argc, char **argv)
     raana_status st = parse_args(argc, argv, &a, &err);
     if (st != RAANA_OK || a.help) {
         if (st != RAANA_OK)
-            fprintf(stderr, "raana-eval: error: %s\n", err.msg);
+            raana_cli_report(cli.tool, &err);
         else
-            fputs(usage_text, stdout);
+            raana_cli_print_help(stdout, &cli);
         return (int)st;
     }
     /* OpenBLAS spins forever when it cannot get its buffer (see raana-mpi) */
@@ -378,7 +370,7 @@ int main(int argc, char **argv)
     char who[32];
     snprintf(who, sizeof who, "rank %s", launch_rank ? launch_rank : "0");
     if ((st = raana_memory_check_startup(who, &err)) != RAANA_OK) {
-        fprintf(stderr, "raana-eval: error: %s\n", err.msg);
+        raana_cli_report(cli.tool, &err);
         fflush(stderr);
         _exit((int)st);
     }
@@ -406,7 +398,7 @@ int main(int argc, char **argv)
             print_text(&j, &res);
     }
     if (rank == 0 && st != RAANA_OK)
-        fprintf(stderr, "raana-eval: error: %s\n", err.msg);
+        raana_cli_report(cli.tool, &err);
     eval_job_free(&j);
     MPI_Finalize();
     return (int)st;

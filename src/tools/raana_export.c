@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,35 +22,44 @@
 
 #include "raana/container.h"
 #include "raana/container_model.h"
+#include "raana/json.h"
 #include "raana/safetensors_write.h"
+
+#include "cli.h"
 
 #define MANIFEST "raana-export.json"
 
-static const char usage_text[] =
-    "usage: raana-export CONTAINER.h5 OUTDIR [--dtype bf16|f16|f32] [--max-shard-size SIZE]\n"
-    "                    [--overwrite] [--hf-quantization-config]\n"
-    "\n"
+enum { OPT_DTYPE, OPT_MAX_SHARD_SIZE, OPT_OVERWRITE, OPT_HF_KEY, OPT_HELP };
+
+static const raana_cli_option options[] = {
+    [OPT_DTYPE] = {"dtype", 0, "D",
+                   "bf16, f16 or f32 (default: config.json's torch_dtype,\n"
+                   "else f32); f32 -> bf16/f16 rounds to nearest, ties to even"},
+    [OPT_MAX_SHARD_SIZE] = {"max-shard-size", 0, "SIZE",
+                            "start a new model-0000i-of-0000N.safetensors above SIZE\n"
+                            "(Hugging Face units: 5GB = 5e9 bytes, 4GiB = 2^32;\n"
+                            "default 5GB); one file model.safetensors when it fits"},
+    [OPT_OVERWRITE] = {"overwrite", 0, NULL,
+                       "replace OUTDIR if it is empty or a previous raana-export\n"
+                       "output holding only the files it wrote"},
+    [OPT_HF_KEY] = {"hf-quantization-config", 0, NULL,
+                    "record the quantization under config.json's\n"
+                    "\"quantization_config\" (transformers >= 4.49 warns and loads\n"
+                    "the weights; vLLM and older transformers refuse the model)\n"
+                    "instead of \"raana_quantization\" (every loader ignores it)"},
+    [OPT_HELP] = {"help", 'h', NULL, "this text"},
+    {NULL, 0, NULL, NULL}};
+
+static const raana_cli_spec cli = {
+    "raana-export", "[OPTIONS] CONTAINER.h5 OUTDIR",
     "Writes the quantized model of a raana container as a Hugging Face checkpoint\n"
     "directory: config.json (plus a record of the quantization), generation_config.json\n"
     "and the tokenizer files when the container holds them, and the weights as\n"
-    "safetensors: quantized layers dequantized, every other tensor as stored.\n"
-    "\n"
-    "  --dtype D               bf16, f16 or f32 (default: config.json's torch_dtype,\n"
-    "                          else f32); f32 -> bf16/f16 rounds to nearest, ties to even\n"
-    "  --max-shard-size SIZE   start a new model-0000i-of-0000N.safetensors above SIZE\n"
-    "                          (Hugging Face units: 5GB = 5e9 bytes, 4GiB = 2^32;\n"
-    "                          default 5GB); one file model.safetensors when it fits\n"
-    "  --overwrite             replace OUTDIR if it is empty or a previous raana-export\n"
-    "                          output holding only the files it wrote\n"
-    "  --hf-quantization-config\n"
-    "                          record the quantization under config.json's\n"
-    "                          \"quantization_config\" (transformers >= 4.49 warns and loads\n"
-    "                          the weights; vLLM and older transformers refuse the model)\n"
-    "                          instead of \"raana_quantization\" (every loader ignores it)\n"
-    "\n"
-    "exit codes: 0 ok, 2 usage, 4 not a readable container, 5 file I/O (OUTDIR exists,\n"
+    "safetensors: quantized layers dequantized, every other tensor as stored.\n",
+    options,
+    "Exit codes: 0 ok, 2 usage, 4 not a readable container, 5 file I/O (OUTDIR exists,\n"
     "            is a symlink, holds foreign files; disk full), 6 out of memory,\n"
-    "            8 newer container format, 9 a value that does not fit the dtype\n";
+    "            8 newer container format, 9 a value that does not fit the dtype\n"};
 
 /* Files copied from the container's /model when present (config.json is
  * rewritten). */
@@ -67,26 +75,6 @@ typedef struct {
     int dtype_given, overwrite, hf_key, help;
     uint64_t max_shard;
 } export_args;
-
-/* v as a JSON number that reads back as exactly v (cJSON's own printing
- * rounds to 15 digits when the value is merely close); null if not finite. */
-static cJSON *exact_number(double v)
-{
-    char text[32];
-    if (!isfinite(v))
-        return cJSON_CreateNull();
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(text, sizeof text, "%.*g", digits, v);
-        if (strtod(text, NULL) == v)
-            break;
-    }
-    return cJSON_CreateRaw(text);
-}
-
-static void add_number(cJSON *obj, const char *key, double v)
-{
-    cJSON_AddItemToObject(obj, key, exact_number(v));
-}
 
 /* ---- arguments ------------------------------------------------------------------ */
 
@@ -133,53 +121,49 @@ static int parse_dtype(const char *s, raana_dtype *out)
     return 0;
 }
 
+static raana_status on_option(void *ctx, int option, const char *value, raana_error *err)
+{
+    export_args *a = ctx;
+    switch (option) {
+    case OPT_DTYPE:
+        if (!parse_dtype(value, &a->dtype))
+            return raana_fail(err, RAANA_ERR_USAGE, "--dtype %s: expected bf16, f16 or f32", value);
+        a->dtype_given = 1;
+        break;
+    case OPT_MAX_SHARD_SIZE:
+        if (!parse_size(value, &a->max_shard))
+            return raana_fail(err, RAANA_ERR_USAGE,
+                              "--max-shard-size %s: expected a positive size such as 5GB, "
+                              "200MB, 4GiB or a byte count",
+                              value);
+        break;
+    case OPT_OVERWRITE: a->overwrite = 1; break;
+    case OPT_HF_KEY: a->hf_key = 1; break;
+    case OPT_HELP: a->help = 1; break;
+    default: return RAANA_INTERNAL(err, "option %d not handled", option);
+    }
+    return RAANA_OK;
+}
+
 static raana_status parse_args(int argc, char **argv, export_args *a, raana_error *err)
 {
-    static const struct option options[] = {
-        {"dtype", required_argument, NULL, 'd'}, {"max-shard-size", required_argument, NULL, 's'},
-        {"overwrite", no_argument, NULL, 'o'},   {"hf-quantization-config", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->max_shard = 5000000000ull;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            if (!parse_dtype(optarg, &a->dtype))
-                return raana_fail(err, RAANA_ERR_USAGE, "--dtype %s: expected bf16, f16 or f32",
-                                  optarg);
-            a->dtype_given = 1;
-            break;
-        case 's':
-            if (!parse_size(optarg, &a->max_shard))
-                return raana_fail(err, RAANA_ERR_USAGE,
-                                  "--max-shard-size %s: expected a positive size such as 5GB, "
-                                  "200MB, 4GiB or a byte count",
-                                  optarg);
-            break;
-        case 'o': a->overwrite = 1; break;
-        case 'q': a->hf_key = 1; break;
-        case 'h': a->help = 1; break;
-        case ':': return raana_fail(err, RAANA_ERR_USAGE, "%s needs a value", argv[optind - 1]);
-        default:
-            return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)",
-                              argv[optind - 1]);
-        }
-    }
+    int first;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
     if (a->help)
         return RAANA_OK;
-    if (argc - optind != 2)
+    if (argc - first != 2)
         return raana_fail(err, RAANA_ERR_USAGE,
                           "expected CONTAINER.h5 and OUTDIR, got %d arguments (see --help)",
-                          argc - optind);
-    a->container = argv[optind];
-    size_t len = strlen(argv[optind + 1]);
-    while (len > 1 && argv[optind + 1][len - 1] == '/')
+                          argc - first);
+    a->container = argv[first];
+    size_t len = strlen(argv[first + 1]);
+    while (len > 1 && argv[first + 1][len - 1] == '/')
         len--; /* "out/" names out */
     if (len == 0 || len >= sizeof a->outdir - 64)
-        return raana_fail(err, RAANA_ERR_USAGE, "OUTDIR '%s': empty or too long", argv[optind + 1]);
-    snprintf(a->outdir, sizeof a->outdir, "%.*s", (int)len, argv[optind + 1]);
+        return raana_fail(err, RAANA_ERR_USAGE, "OUTDIR '%s': empty or too long", argv[first + 1]);
+    snprintf(a->outdir, sizeof a->outdir, "%.*s", (int)len, argv[first + 1]);
     const char *base = strrchr(a->outdir, '/');
     base = base ? base + 1 : a->outdir;
     if (!base[0] || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
@@ -479,7 +463,7 @@ static raana_status quantization_record(const char *path, const raana_model_conf
     cJSON *r = cJSON_CreateObject(), *bits = cJSON_CreateObject(), *kept = cJSON_CreateArray();
     cJSON_AddStringToObject(r, "quant_method", "raana");
     cJSON_AddStringToObject(r, "format", RAANA_FORMAT_NAME);
-    add_number(r, "format_version", RAANA_FORMAT_VERSION);
+    raana_json_add_number(r, "format_version", RAANA_FORMAT_VERSION);
     cJSON_AddStringToObject(r, "raana_version", RAANA_VERSION);
     add_attr_text(r, "checkpoint_fingerprint", file, "checkpoint_fingerprint");
     cJSON_AddBoolToObject(r, "dequantized", 1);
@@ -487,14 +471,14 @@ static raana_status quantization_record(const char *path, const raana_model_conf
     static const char *const report[] = {"target_avg_bits", "achieved_avg_bits",
                                          "effective_bits_quantized", "effective_bits_model"};
     for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)
-        add_number(r, report[i], attr_f64(file, "/report", report[i]));
+        raana_json_add_number(r, report[i], attr_f64(file, "/report", report[i]));
     for (int b = 0; b < cfg->num_layers; b++)
         for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
             char name[128], group[160];
             raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
             snprintf(group, sizeof group, "/layers/%s", name);
             if (raana_container_has(file, group))
-                add_number(bits, name, attr_f64(file, group, "bits"));
+                raana_json_add_number(bits, name, attr_f64(file, group, "bits"));
             else
                 cJSON_AddItemToArray(kept, cJSON_CreateString(name));
         }
@@ -660,7 +644,7 @@ static raana_status write_shard(out_dir *o, const raana_model *m, const shard_pl
 static raana_status write_index(out_dir *o, const shard_plan *p, raana_error *err)
 {
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *map = cJSON_CreateObject();
-    add_number(meta, "total_size", (double)p->total);
+    raana_json_add_number(meta, "total_size", (double)p->total);
     cJSON_AddItemToObject(root, "metadata", meta);
     for (size_t i = 0; i < p->n; i++) {
         char name[64];
@@ -760,12 +744,12 @@ int main(int argc, char **argv)
     raana_error_clear(&err);
     raana_status st = parse_args(argc, argv, &a, &err);
     if (st == RAANA_OK && a.help) {
-        fputs(usage_text, stdout);
+        raana_cli_print_help(stdout, &cli);
         return 0;
     }
     if (st == RAANA_OK)
         st = export_container(&a, stdout, &err);
     if (st != RAANA_OK)
-        fprintf(stderr, "raana-export: error: %s\n", err.msg);
+        raana_cli_report(cli.tool, &err);
     return (int)st;
 }

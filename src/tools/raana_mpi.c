@@ -2,8 +2,8 @@
  * stages in order. Every rank runs this; rank 0 talks to the user, and any
  * rank's failure reaches rank 0 through raana_comm_agree and becomes one
  * line on stderr and the exit code (README "Exit codes"). */
-#include <signal.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +17,17 @@
 #include "raana/file.h"
 #include "raana/fingerprint.h"
 #include "raana/h5file.h"
-#include "raana/memory.h"
 #include "raana/joblog.h"
+#include "raana/memory.h"
 #include "raana/model.h"
 #include "raana/outpaths.h"
 #include "raana/pipeline.h"
 #include "raana/plan.h"
-#include "raana/resume.h"
 #include "raana/preempt.h"
+#include "raana/resume.h"
 #include "raana/statistics.h"
+
+#include "cli.h"
 
 #define MAX_OVERRIDES 64
 
@@ -37,72 +39,90 @@ typedef struct {
     char command_line[2048]; /* stored in the container's provenance */
 } cli_args;
 
-static const char usage_text[] =
-    "usage: raana-mpi [options] CONFIG.ini\n"
-    "\n"
+enum {
+    OPT_DRY_RUN,
+    OPT_SET,
+    OPT_PRINT_CONFIG,
+    OPT_CALIBRATE_ONLY,
+    OPT_ALLOCATE_ONLY,
+    OPT_HELP,
+    OPT_VERSION
+};
+
+static const raana_cli_option options[] = {
+    [OPT_DRY_RUN] = {"dry-run", 0, NULL,
+                     "print the plan (layers, rank split, memory) and exit;\n"
+                     "reads config.json and tensor headers, no weights"},
+    [OPT_SET] = {"set", 0, "SECTION.KEY=VAL",
+                 "override a config key (repeatable), e.g.\n--set quantize.avg_bits=2.5"},
+    [OPT_PRINT_CONFIG] = {"print-config", 0, NULL, "print the effective configuration and exit"},
+    [OPT_CALIBRATE_ONLY] = {"calibrate-only", 0, NULL,
+                            "run calibration and write the per-layer statistics to\n"
+                            "OUTPUT.calibration.json (docs/CALIBRATION.md); later\n"
+                            "jobs reuse them: --set calibration.statistics=FILE"},
+    [OPT_ALLOCATE_ONLY] = {"allocate-only", 0, NULL,
+                           "calibration, then AllocateBits: prints the allocation\n"
+                           "and writes OUTPUT.allocation.json"},
+    [OPT_HELP] = {"help", 'h', NULL, "this text"},
+    [OPT_VERSION] = {"version", 'V', NULL, "version and exit"},
+    {NULL, 0, NULL, NULL}};
+
+static const raana_cli_spec cli = {
+    "raana-mpi", "[OPTIONS] CONFIG.ini",
     "Quantize a Hugging Face LLaMA-family checkpoint with RaanA (RaBitQ-H codes,\n"
     "AllocateBits mixed precision) as an MPI job; see config/raana.ini for every key.\n"
     "\n"
     "  srun --mpi=pmix raana-mpi CONFIG.ini     on a Slurm cluster\n"
     "  mpirun -n P raana-mpi CONFIG.ini         with Open MPI\n"
-    "  raana-mpi CONFIG.ini                     one process\n"
-    "\n"
-    "options:\n"
-    "  --dry-run              print the plan (layers, rank split, memory) and exit;\n"
-    "                         reads config.json and tensor headers, no weights\n"
-    "  --set SECTION.KEY=VAL  override a config key (repeatable), e.g.\n"
-    "                         --set quantize.avg_bits=2.5\n"
-    "  --print-config         print the effective configuration and exit\n"
-    "  --calibrate-only       run calibration and write the per-layer statistics to\n"
-    "                         OUTPUT.calibration.json (docs/CALIBRATION.md); later\n"
-    "                         jobs reuse them: --set calibration.statistics=FILE\n"
-    "  --allocate-only        calibration, then AllocateBits: prints the allocation\n"
-    "                         and writes OUTPUT.allocation.json\n"
-    "  -h, --help             this text\n"
-    "  -V, --version          version and exit\n"
-    "\n"
-    "exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
+    "  raana-mpi CONFIG.ini                     one process\n",
+    options,
+    "Exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
     "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal,\n"
-    "            75 preempted by SIGUSR1/SIGTERM (run the same command again to resume)\n";
+    "            75 preempted by SIGUSR1/SIGTERM (run the same command again to resume)\n"};
+
+static raana_status on_option(void *ctx, int option, const char *value, raana_error *err)
+{
+    cli_args *a = ctx;
+    switch (option) {
+    case OPT_DRY_RUN: a->dry_run = 1; break;
+    case OPT_PRINT_CONFIG: a->print_config = 1; break;
+    case OPT_CALIBRATE_ONLY: a->calibrate_only = 1; break;
+    case OPT_ALLOCATE_ONLY: a->allocate_only = 1; break;
+    case OPT_HELP: a->help = 1; break;
+    case OPT_VERSION: a->version = 1; break;
+    case OPT_SET:
+        if (a->n_overrides == MAX_OVERRIDES)
+            return raana_fail(err, RAANA_ERR_USAGE, "more than %d --set options", MAX_OVERRIDES);
+        a->overrides[a->n_overrides++] = value;
+        break;
+    default: return RAANA_INTERNAL(err, "option %d not handled", option);
+    }
+    return RAANA_OK;
+}
+
+/* The command line as typed, for the container's provenance (before
+ * getopt_long permutes argv). */
+static void record_command_line(int argc, char **argv, cli_args *a)
+{
+    for (int i = 0, used = 0; i < argc && used < (int)sizeof a->command_line; i++)
+        used += snprintf(a->command_line + used, sizeof a->command_line - (size_t)used, "%s%s",
+                         i ? " " : "", argv[i]);
+}
 
 static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *err)
 {
     memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0)
-            a->help = 1;
-        else if (strcmp(s, "-V") == 0 || strcmp(s, "--version") == 0)
-            a->version = 1;
-        else if (strcmp(s, "--dry-run") == 0)
-            a->dry_run = 1;
-        else if (strcmp(s, "--print-config") == 0)
-            a->print_config = 1;
-        else if (strcmp(s, "--calibrate-only") == 0)
-            a->calibrate_only = 1;
-        else if (strcmp(s, "--allocate-only") == 0)
-            a->allocate_only = 1;
-        else if (strcmp(s, "--set") == 0 || strncmp(s, "--set=", 6) == 0) {
-            const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v)
-                return raana_fail(err, RAANA_ERR_USAGE, "--set needs SECTION.KEY=VALUE");
-            if (a->n_overrides == MAX_OVERRIDES)
-                return raana_fail(err, RAANA_ERR_USAGE, "more than %d --set options",
-                                  MAX_OVERRIDES);
-            a->overrides[a->n_overrides++] = v;
-        } else if (s[0] == '-' && s[1] != '\0')
-            return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", s);
-        else if (a->config_path)
-            return raana_fail(err, RAANA_ERR_USAGE, "more than one config file given ('%s', '%s')",
-                              a->config_path, s);
-        else
-            a->config_path = s;
-    }
-    for (int i = 0, used = 0; i < argc && used < (int)sizeof a->command_line; i++)
-        used += snprintf(a->command_line + used, sizeof a->command_line - (size_t)used, "%s%s",
-                         i ? " " : "", argv[i]);
-    if (!a->help && !a->version && !a->config_path)
+    record_command_line(argc, argv, a);
+    int first;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
+    if (a->help || a->version)
+        return RAANA_OK;
+    if (first == argc)
         return raana_fail(err, RAANA_ERR_USAGE, "no config file given (see --help)");
+    if (argc - first > 1)
+        return raana_fail(err, RAANA_ERR_USAGE, "more than one config file given ('%s', '%s')",
+                          argv[first], argv[first + 1]);
+    a->config_path = argv[first];
     return RAANA_OK;
 }
 
@@ -120,12 +140,10 @@ static int launcher_rank(void)
 
 static raana_status load_config(const cli_args *a, raana_config *cfg, raana_error *err)
 {
-    raana_status st = raana_config_load(cfg, a->config_path, err);
-    for (int i = 0; st == RAANA_OK && i < a->n_overrides; i++)
-        st = raana_config_set(cfg, a->overrides[i], err);
-    if (st == RAANA_OK)
-        st = raana_config_validate(cfg, err);
-    return st;
+    RAANA_CALL(raana_config_load(cfg, a->config_path, err));
+    for (int i = 0; i < a->n_overrides; i++)
+        RAANA_CALL(raana_config_set(cfg, a->overrides[i], err));
+    return raana_config_validate(cfg, err);
 }
 
 typedef struct {
@@ -261,7 +279,7 @@ static int run(const cli_args *a, const raana_launch_env *env)
         raana_job_unlock_output(&lock);
     }
     if (st != RAANA_OK && rank == 0)
-        fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+        raana_cli_report(cli.tool, &err);
     if (logged && rank == 0)
         raana_joblog_footer(stderr, st, MPI_Wtime() - t_start);
     if (job) {
@@ -286,9 +304,9 @@ int main(int argc, char **argv)
     if (st != RAANA_OK || args.help || args.version) {
         if (launcher_rank() == 0) {
             if (st != RAANA_OK)
-                fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+                raana_cli_report(cli.tool, &err);
             else if (args.help)
-                fputs(usage_text, stdout);
+                raana_cli_print_help(stdout, &cli);
             else
                 printf("raana-mpi %s\n", RAANA_VERSION);
         }
@@ -296,12 +314,12 @@ int main(int argc, char **argv)
     }
     /* a file-size limit must become a write error we can report, not a kill */
     signal(SIGXFSZ, SIG_IGN);
-    raana_mpiio_defaults(); /* before MPI_Init reads the MCA parameters */
+    raana_mpiio_defaults();  /* before MPI_Init reads the MCA parameters */
     raana_preempt_install(); /* Slurm's warning signal; see preempt.h */
     raana_launch_env_read(&env);
     if ((st = raana_launch_check_before_init(&env, &err)) != RAANA_OK) {
         if (launcher_rank() == 0)
-            fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+            raana_cli_report(cli.tool, &err);
         return (int)st;
     }
     /* OpenBLAS spins forever when it cannot get its buffer: refuse first,
@@ -310,7 +328,7 @@ int main(int argc, char **argv)
     char who[32];
     snprintf(who, sizeof who, "rank %d", launcher_rank());
     if ((st = raana_memory_check_startup(who, &err)) != RAANA_OK) {
-        fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+        raana_cli_report(cli.tool, &err);
         fflush(stderr);
         _exit((int)st);
     }

@@ -38,3 +38,31 @@ finish() {
   echo "$(basename "$0"): $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
+
+# mpi_test_env: Open MPI as root, shared memory only, more ranks than
+# cores, one OpenBLAS thread per rank (every MPI test script's settings)
+mpi_test_env() {
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+  export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+}
+
+# ---- rank counts (as PETSc declares nsize) ----------------------------------------
+# A script that runs the same checks for several rank counts P takes them
+# from the environment, so that ctest declares one entry per (test, P)
+# (tests/CMakeLists.txt, raana_ranks_test):
+#   RAANA_TEST_RANKS   the P to run, e.g. "3" (default "1 2 3 4": all, by hand)
+#   RAANA_TEST_COMMON  1: also the checks that do not depend on P (default 1)
+#   RAANA_TEST_REF     where P = 1 leaves the outputs the other P compare
+#                      against (default: a directory under the script's tmp)
+# P = 1 always writes the reference; ctest runs that entry first (a fixture).
+test_ranks=${RAANA_TEST_RANKS-1 2 3 4}
+test_common=${RAANA_TEST_COMMON:-1}
+# ref_dir TMP: the reference directory (created)
+ref_dir() {
+  local d=${RAANA_TEST_REF:-$1/ref}
+  mkdir -p "$d" && echo "$d"
+}
+# has_ref FILE what: the reference exists (else one failure that says why)
+has_ref() {
+  if [ -e "$1" ]; then ok; else bad "$2: no reference $1 (run the P=1 entry first)"; return 1; fi
+}

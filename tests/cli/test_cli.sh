@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 job=$src/jobs/kjv-tiny.ini
 
 run "$bin" --help
-expect_rc 0 "--help"; expect_out "usage: raana-mpi" "--help"; expect_out "--dry-run" "--help"
+expect_rc 0 "--help"; expect_out "Usage: raana-mpi [OPTIONS] CONFIG.ini" "--help"; expect_out "--dry-run" "--help"
 run "$bin" --version
 expect_rc 0 "--version"; expect_out "raana-mpi 0." "--version"
 run "$bin"

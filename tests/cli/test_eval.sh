@@ -10,11 +10,12 @@
 #    checkpoint (one weight byte changed), no side, both quantized sides,
 #    an unknown option, a missing value, a bad number, a missing text.
 # Usage: test_eval.sh RAANA_EVAL RAANA_MPI SOURCE_DIR MPIEXEC
+# (RAANA_TEST_RANKS, RAANA_TEST_COMMON, RAANA_TEST_REF: tests/cli/lib.sh; the
+# checks for one P first, then the ones that do not depend on P)
 set -u
 eval_bin=$1 mpi_bin=$2 src=$3 mpiexec=$4
 . "$src/tests/cli/lib.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+mpi_test_env
 py=/usr/bin/python3
 fixture=$src/tests/data/kjv-tiny
 text=$fixture/heldout.txt
@@ -32,22 +33,67 @@ eval_error() { # eval_error RC TEXT what: exit code, the message, one error line
 json_get() { # json_get JSON EXPR: EXPR in python over the object j
   "$py" -c "import json,sys; j=json.loads(sys.argv[1]); print($2)" "$1"
 }
+ref=$(ref_dir "$tmp")
+same_as_p1() { # same_as_p1 NAME what: $out is P = 1's output NAME (P = 1 stores it)
+  [ "$p" = 1 ] && printf '%s\n' "$out" >"$ref/$1"
+  has_ref "$ref/$1" "$2" &&
+    { [ "$out" = "$(cat "$ref/$1")" ] && ok || bad "$2 differs from P=1: $out"; }
+}
 
-# the original against itself, P = 1..4: KL 0, agreement 1, identical output
-first=""
-for p in 1 2 3 4; do
+# the original against itself, for each P: KL 0, agreement 1, output identical to P = 1's
+for p in $test_ranks; do
   run "$mpiexec" -n "$p" "$eval_bin" --model "$fixture" --compare "$fixture" --text "$text" \
     --seq-len 256 --max-windows 3 --json --quiet
   expect_rc 0 "self P=$p"
-  [ -z "$first" ] && first=$out
-  [ "$out" = "$first" ] && ok || bad "self P=$p differs from P=1: $out"
+  same_as_p1 self.json "self P=$p"
+  [ "$(json_get "$out" 'j["kl"]["max"] < 1e-9 and j["kl"]["mean"] < 1e-9')" = True ] && ok ||
+    bad "self P=$p: KL not 0: $out"
+  [ "$(json_get "$out" 'j["top1_agreement"] == 1 and j["ppl_ratio"] == 1')" = True ] && ok ||
+    bad "self P=$p: agreement or ratio not 1: $out"
+  [ "$(json_get "$out" 'j["original"] == j["quantized"] and j["scored_tokens"] == 3 * 255')" = True ] &&
+    ok || bad "self P=$p: sides differ: $out"
 done
-[ "$(json_get "$first" 'j["kl"]["max"] < 1e-9 and j["kl"]["mean"] < 1e-9')" = True ] && ok ||
-  bad "self: KL not 0: $first"
-[ "$(json_get "$first" 'j["top1_agreement"] == 1 and j["ppl_ratio"] == 1')" = True ] && ok ||
-  bad "self: agreement or ratio not 1: $first"
-[ "$(json_get "$first" 'j["original"] == j["quantized"] and j["scored_tokens"] == 3 * 255')" = True ] &&
-  ok || bad "self: sides differ: $first"
+
+# --model not the checkpoint the container was made from: one weight byte
+# changed. The container: made by P = 1's entry, which leaves it in the
+# reference for the others (the same bytes whoever makes it)
+if [ -z "${RAANA_TEST_REF:-}" ] || [ "$test_ranks" = 1 ]; then
+  run "$mpiexec" -n 2 "$mpi_bin" --set output.path="$tmp/q.h5" --set calibration.n_samples=1 \
+    --set calibration.seq_len=64 "$src/jobs/kjv-tiny.ini"
+  expect_rc 0 "container for the fingerprint check"
+  cp "$tmp/q.h5" "$ref/q.h5"
+elif has_ref "$ref/q.h5" "container for the fingerprint check"; then
+  cp "$ref/q.h5" "$tmp/q.h5"
+fi
+mkdir "$tmp/other"
+cp "$fixture"/*.json "$fixture/model.safetensors" "$tmp/other/"
+"$py" - "$tmp/other/model.safetensors" <<'PY'
+import sys
+path = sys.argv[1]
+blob = bytearray(open(path, "rb").read())
+blob[len(blob) - 100] ^= 1  # the low mantissa bit of one BF16 weight of model.norm
+open(path, "wb").write(blob)
+PY
+for p in $test_ranks; do
+  run "$mpiexec" -n "$p" "$eval_bin" --model "$tmp/other" --container "$tmp/q.h5" --text "$text" --seq-len 64
+  eval_error 4 "is not the checkpoint $tmp/q.h5 was made from" "other checkpoint P=$p"
+  expect_err "--model $tmp/other" "other checkpoint P=$p"
+  # the container's own checkpoint: accepted, and the same numbers for every P
+  run "$mpiexec" -n "$p" "$eval_bin" --model "$fixture" --container "$tmp/q.h5" --text "$text" \
+    --seq-len 64 --max-windows 4 --json --quiet
+  expect_rc 0 "container P=$p"
+  same_as_p1 container.json "container P=$p"
+  [ "$(json_get "$out" '0 < j["kl"]["mean"] < j["kl"]["max"] and 0 < j["top1_agreement"] < 1')" = True ] &&
+    ok || bad "container P=$p: KL or agreement out of range: $out"
+done
+[ "$test_common" = 1 ] || { finish; exit; }
+
+# the container alone: its own tokenizer, the same quantized side as with --model
+has_ref "$ref/container.json" "container alone" && first=$(cat "$ref/container.json") || first="{}"
+run "$eval_bin" --container "$tmp/q.h5" --text "$text" --seq-len 64 --max-windows 4 --json --quiet
+expect_rc 0 "container alone"
+[ "$(json_get "$out" 'j["quantized"]')" = "$(json_get "$first" 'j.get("quantized")')" ] && ok ||
+  bad "container alone: $out differs from $first"
 
 # text output, the contract's lines
 run "$eval_bin" --quiet --max-windows=2 --compare="$fixture" --text "$text" --model "$fixture" --seq-len=128
@@ -99,7 +145,7 @@ eval_error 2 "unknown option '--window-count' (see --help)" "unknown option with
 run "$eval_bin" --model "$fixture" --text "$text" -x
 eval_error 2 "unknown option '-x'" "unknown short option"
 run "$eval_bin" --text "$text" --model
-eval_error 2 "--model needs a value" "missing value"
+eval_error 2 "option '--model' needs a value" "missing value"
 run "$eval_bin" --model "$fixture" --text "$text" --stride 0
 eval_error 2 "--stride 0: expected an integer in 1..1048576" "bad stride"
 run "$eval_bin" --model "$fixture" --text "$text" --seq-len=abc
@@ -109,38 +155,4 @@ eval_error 2 "unexpected argument 'extra'" "positional argument"
 run "$eval_bin" --model "$tmp/nowhere" --text "$text"
 eval_error 4 "$tmp/nowhere/config.json: cannot open" "missing model dir"
 
-# --model not the checkpoint the container was made from: one weight byte changed
-run "$mpiexec" -n 2 "$mpi_bin" --set output.path="$tmp/q.h5" --set calibration.n_samples=1 \
-  --set calibration.seq_len=64 "$src/jobs/kjv-tiny.ini"
-expect_rc 0 "container for the fingerprint check"
-mkdir "$tmp/other"
-cp "$fixture"/*.json "$fixture/model.safetensors" "$tmp/other/"
-"$py" - "$tmp/other/model.safetensors" <<'PY'
-import sys
-path = sys.argv[1]
-blob = bytearray(open(path, "rb").read())
-blob[len(blob) - 100] ^= 1  # the low mantissa bit of one BF16 weight of model.norm
-open(path, "wb").write(blob)
-PY
-for p in 1 3; do
-  run "$mpiexec" -n "$p" "$eval_bin" --model "$tmp/other" --container "$tmp/q.h5" --text "$text" --seq-len 64
-  eval_error 4 "is not the checkpoint $tmp/q.h5 was made from" "other checkpoint P=$p"
-  expect_err "--model $tmp/other" "other checkpoint P=$p"
-done
-# the container's own checkpoint: accepted, and the same numbers for P = 1..4
-first=""
-for p in 1 2 3 4; do
-  run "$mpiexec" -n "$p" "$eval_bin" --model "$fixture" --container "$tmp/q.h5" --text "$text" \
-    --seq-len 64 --max-windows 4 --json --quiet
-  expect_rc 0 "container P=$p"
-  [ -z "$first" ] && first=$out
-  [ "$out" = "$first" ] && ok || bad "container P=$p differs from P=1: $out"
-done
-[ "$(json_get "$first" '0 < j["kl"]["mean"] < j["kl"]["max"] and 0 < j["top1_agreement"] < 1')" = True ] &&
-  ok || bad "container: KL or agreement out of range: $first"
-# the container alone: its own tokenizer, the same quantized side
-run "$eval_bin" --container "$tmp/q.h5" --text "$text" --seq-len 64 --max-windows 4 --json --quiet
-expect_rc 0 "container alone"
-[ "$(json_get "$out" 'j["quantized"]')" = "$(json_get "$first" 'j["quantized"]')" ] && ok ||
-  bad "container alone: $out differs from $first"
 finish

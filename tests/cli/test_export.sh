@@ -57,7 +57,7 @@ expect_rc 2 "unknown option"
 expect_err "unknown option '--bogus'" "unknown option named"
 run "$export_bin" "$c" "$tmp/x" --dtype
 expect_rc 2 "missing value"
-expect_err "--dtype needs a value" "missing value named"
+expect_err "option '--dtype' needs a value" "missing value named"
 run "$export_bin" "$c" "$tmp/x" --dtype f8
 expect_rc 2 "bad dtype"
 run "$export_bin" "$c" "$tmp/x" --max-shard-size 5XB

@@ -14,8 +14,7 @@
 set -u
 bin=$1 plugin_dir=$2 src=$3 mpiexec=$4
 . "$src/tests/cli/lib.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+mpi_test_env
 unset OMPI_MCA_sharedfp RAANA_FAULT_INJECT SLURM_JOB_ID
 py=/usr/bin/python3
 tmp=$(mktemp -d)
@@ -215,7 +214,7 @@ fresh
 # killed after the first dataset: OUTPUT.partial still has the blocks
 run $T env RAANA_FAULT_INJECT=write:0:1 "$bin" "$job" --set "output.path=$dst"
 expect_rc 137 "kill after the first dataset"
-reserved=$(sed -n 's/^write: .*\.partial (\([0-9]*\) bytes reserved)$/\1/p' <<<"$errout")
+reserved=$(sed -n 's/^[0-9TZ:-]* write: .*\.partial (\([0-9]*\) bytes reserved)$/\1/p' <<<"$errout")
 read -r blocks size < <(stat -c '%b %s' "$dst.partial" 2>/dev/null || echo 0 0)
 [ -n "$reserved" ] && [ $((blocks * 512)) -ge "$reserved" ] && [ "$size" -lt "$reserved" ] && ok ||
   bad "reservation: ${reserved:-no} bytes reserved, $((blocks * 512)) allocated, size $size"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_container_ranks.sh — the whole job on the fixture (jobs/kjv-tiny.ini)
-# for P = 1, 2, 3, 4: every container's datasets, attributes and allocation
+# for P = 1, 2, 3, 4: the log's lines after its header in one format; every container's datasets, attributes and allocation
 # are byte-identical to P = 1 (outside /provenance); a numpy-only rebuild of
 # every layer matches raana's dequantization (tests/py/check_container.py),
 # also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
@@ -9,11 +9,11 @@
 # without it: tests/py/check_no_plugin.py); raana-inspect reads the report back, and refuses a container
 # with a corrupted chunk (Fletcher-32) or truncated.
 # Usage: test_container_ranks.sh RAANA_MPI RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
+# (RAANA_TEST_RANKS, RAANA_TEST_COMMON, RAANA_TEST_REF: tests/cli/lib.sh)
 set -u
 mpi_bin=$1 inspect_bin=$2 plugin_dir=$3 src=$4 mpiexec=$5
 . "$src/tests/cli/lib.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+mpi_test_env
 py=/usr/bin/python3
 fixture=$src/tests/data/kjv-tiny
 tmp=$(mktemp -d)
@@ -21,31 +21,55 @@ trap 'rm -rf "$tmp"' EXIT
 job=$src/jobs/kjv-tiny.ini
 out_h5=$tmp/kjv.h5
 
-for p in 1 2 3 4; do
+ref=$(ref_dir "$tmp")
+# config.ini of a container, its output path (which names this run's tmp) cut out
+config_ini() {
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" -c 'import sys, h5py
+sys.stdout.write(h5py.File(sys.argv[1], "r")["config.ini"][...].tobytes().decode())' "$1" |
+    sed "s|$2||g"
+}
+for p in $test_ranks; do
   run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$out_h5"
   expect_rc 0 "job P=$p"
   expect_out "allocation: target 3 bits, achieved 3.0000 (exact DP)" "job P=$p"
   expect_out "wrote $out_h5" "job P=$p"
   [ -f "$out_h5" ] && [ ! -e "$out_h5.partial" ] && [ ! -e "$out_h5.resume" ] && ok ||
     bad "P=$p: container in place, no temporary or resume files left"
+  # the log (joblog.h): after the header, every line is "UTC STAGE: TEXT"
+  utc='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z'
+  odd=$(sed -En "/^$utc /,\$p" <<<"$errout" | grep -vE "^$utc [a-z][a-z ()]*: ")
+  [ -z "$odd" ] && ok || bad "P=$p: log lines not in the one format: $odd"
+  grep -qE "^$utc write: $out_h5.partial \([0-9]+ bytes reserved\)\$" <<<"$errout" && ok ||
+    bad "P=$p: no timestamped 'write: ... bytes reserved' line: $errout"
+  grep -qE "^$utc quantize: .* \[[0-9]+/28 layers, all ranks, [0-9]+%, elapsed [0-9:]+, ETA [0-9:?]+\]\$" \
+    <<<"$errout" && ok || bad "P=$p: no quantize progress line: $errout"
   mv "$out_h5" "$tmp/p$p.h5"
-  printf '%s\n' "$out" | grep -v '^time:' >"$tmp/report$p.txt"
+  printf '%s\n' "$out" | grep -v '^time:' | sed "s|$out_h5||" >"$tmp/report$p.txt"
+  config_ini "$tmp/p$p.h5" "$out_h5" >"$tmp/config$p.ini"
+  if [ "$p" = 1 ]; then
+    cp "$tmp/p1.h5" "$tmp/report1.txt" "$tmp/config1.ini" "$ref/"
+    continue
+  fi
+  has_ref "$ref/p1.h5" "P=$p" || continue
+  # another run's tmp: everything but config.ini's output path is the same
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$ref/p1.h5" \
+    "$tmp/p$p.h5" --ignore config.ini && ok || bad "container P=$p differs from P=1"
+  cmp -s "$ref/config1.ini" "$tmp/config$p.ini" && ok || bad "config.ini P=$p differs from P=1"
+  cmp -s "$ref/report1.txt" "$tmp/report$p.txt" && ok || bad "report P=$p differs from P=1"
 done
+[ "$test_common" = 1 ] || { finish; exit; }
+has_ref "$ref/p1.h5" "the checks on P=1's container" || { finish; exit; }
+cp "$ref/p1.h5" "$tmp/p1.h5"
+
 # OpenMP threads inside a rank do not change the codes either
 run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$out_h5" --set run.threads=2
 expect_rc 0 "job P=2, 2 threads"
 mv "$out_h5" "$tmp/threads.h5"
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
   "$tmp/threads.h5" --ignore config.ini && ok || bad "container with 2 threads per rank differs"
-for p in 2 3 4; do
-  HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
-    "$tmp/p$p.h5" && ok || bad "container P=$p differs from P=1"
-  sed "s|$tmp/p1.h5||" "$tmp/report1.txt" | cmp -s - <(sed "s|$tmp/p$p.h5||" "$tmp/report$p.txt") &&
-    ok || bad "report P=$p differs from P=1"
-done
 
 # numpy-only reconstruction, signs, rel_error, unquantized tensors
-HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p2.h5" \
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" \
   "$inspect_bin" "$fixture" && ok || bad "check_container on the fixture job"
 run "$mpiexec" -n 3 "$mpi_bin" "$job" --set "output.path=$tmp/sub.h5" \
   --set quantize.bits=0.5,0.75,1,2 --set quantize.avg_bits=0.9 \

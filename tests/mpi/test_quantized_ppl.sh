@@ -11,8 +11,7 @@
 set -u
 mpi_bin=$1 eval_bin=$2 src=$3 mpiexec=$4
 . "$src/tests/cli/lib.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+mpi_test_env
 fixture=$src/tests/data/kjv-tiny
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

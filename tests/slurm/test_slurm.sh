@@ -191,7 +191,7 @@ has "$log" "finished: preempted \(exit 75\)" "requeue: first start's closing lin
 has "$log" "^quantize.sbatch: preempted \(exit 75\); requeueing job $jid" "requeue: requeued"
 has "$log" "^slurm: job $jid, restart 1," "requeue: second start says restart 1"
 has "$log" "^resume: $out_h5.resume holds the calibration and 4 finished layers" "requeue: resume found"
-has "$log" "^calibrate: resumed from $out_h5.resume/calibration.bin\$" "requeue: calibration reused"
+has "$log" "^[0-9TZ:-]+ calibrate: resumed from $out_h5.resume/calibration.bin\$" "requeue: calibration reused"
 [ "$(count "$log" '\[resumed\] \[')" = 2 ] && ok || bad "requeue: 2 rounds of resumed layers"
 has "$log" "^layers: 24 encoded, 4 resumed\$" "requeue: summary"
 has "$log" "finished: ok \(exit 0\)" "requeue: second start's closing line"

@@ -27,7 +27,25 @@ raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raa
                                   raana_error *err);
 void raana_allocation_free(raana_allocation *a);
 
-/* The table as text (layer, shape, bits, coefficient, statistics). */
+/* One column of a layer table: its header, printf width, precision and
+ * style ('e', 'f' or 'g'), and the value of plan layer i at
+ * (const char *)value + i * stride. */
+typedef struct {
+    const char *header;
+    int width, precision;
+    char style;
+    const double *value;
+    size_t stride;
+} raana_table_column;
+
+/* The one layer table (the job's report, stored as /report/table, and
+ * --allocate-only's): a header line, then per plan layer its name, its
+ * shape d_out x d_in and the columns, "-" in every column for a layer not
+ * quantized; every line starts with indent. */
+void raana_layer_table_print(FILE *out, const char *indent, const raana_plan *plan,
+                             const raana_table_column *cols, int n_cols);
+
+/* The allocation and its layer table (bits, coefficient, statistics). */
 void raana_allocation_print(FILE *out, const raana_plan *plan, const raana_config *cfg,
                             const raana_layer_stats *stats, const raana_allocation *a);
 

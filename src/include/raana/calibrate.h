@@ -1,5 +1,5 @@
 /* calibrate.h — the per-rank stage of a pipeline pass over MPI ranks,
- * calibration windows from text and the calibration pass (forward +
+ * the calibration pass (forward +
  * activation-gradient backward, per-layer sensitivity statistics);
  * evaluation is in evaluate.h, the messages in link.h. Rank r holds only
  * its plan's blocks; activations travel r -> r+1 and their gradients
@@ -12,25 +12,11 @@
 #include <mpi.h>
 #include <stdio.h>
 
+#include "raana/calib_text.h"
 #include "raana/error.h"
 #include "raana/llama.h"
 #include "raana/plan.h"
 #include "raana/tokenizer.h"
-
-/* The built-in zero-shot calibration text (one sentence, repeated). */
-extern const char raana_zeroshot_sentence[];
-
-typedef struct {
-    int n, len;  /* n windows of len tokens */
-    int *tokens; /* [n][len] */
-} raana_windows;
-
-/* Calibration windows: up to max_windows windows of len tokens, each bos
- * followed by the next len - 1 tokens of the text (tokenized without bos).
- * Fails if the text is shorter than one window. */
-raana_status raana_windows_calib(const raana_tokenizer *tok, const char *text, size_t n, int len,
-                                 int max_windows, raana_windows *w, raana_error *err);
-void raana_windows_free(raana_windows *w);
 
 /* Everything one rank holds for a pipeline pass: the checkpoint's headers,
  * the plan, the tokenizer, the token windows and its own blocks. Start from

@@ -4,8 +4,12 @@
  * planned memory, a resume directory found), progress lines in one format
  * with a UTC timestamp, elapsed time and an ETA, and a closing line.
  *
- * Progress format (every stage; raana_log_progress):
+ * Every line after the header has one format, "UTC STAGE: TEXT"; a
+ * progress line (raana_log_progress, every stage) adds the counts:
  *   2026-11-30T07:40:12Z quantize: DETAIL [12/56 layers, 21%, elapsed 0:00:12, ETA 0:00:45]
+ * and a note (raana_log_line: a reused calibration, the space reserved for
+ * the container, a lock taken over, a resume directory removed) does not:
+ *   2026-11-30T07:40:12Z write: OUT.h5.partial (4564221 bytes reserved)
  */
 #ifndef RAANA_JOBLOG_H
 #define RAANA_JOBLOG_H

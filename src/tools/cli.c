@@ -1,0 +1,172 @@
+/* cli.c — the shared command-line convention of the raana tools: option
+ * parsing through getopt_long with named errors, the --help layout and the
+ * one error line (see cli.h). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_OPTIONS 64
+#define LONG_BASE   256 /* getopt_long's val for option i is LONG_BASE + i */
+#define LABEL_MAX   30  /* wider labels put their text on the next line */
+
+static int count_options(const raana_cli_spec *spec)
+{
+    int n = 0;
+    while (spec->options[n].name)
+        n++;
+    return n;
+}
+
+/* The index of the option getopt_long reported as val (a short option's
+ * character or LONG_BASE + index), or -1. */
+static int option_index(const raana_cli_spec *spec, int val)
+{
+    if (val >= LONG_BASE)
+        return val - LONG_BASE;
+    for (int i = 0; val > 0 && spec->options[i].name; i++)
+        if (spec->options[i].short_name == val)
+            return i;
+    return -1;
+}
+
+/* The option as the user typed it, without any "=value". */
+static void typed_option(const raana_cli_spec *spec, char **argv, int val, char *out, size_t size)
+{
+    int i = option_index(spec, val);
+    const char *arg = argv[optind - 1];
+    if (val > 0 && val < LONG_BASE && (i < 0 || strncmp(arg, "--", 2) != 0))
+        snprintf(out, size, "-%c", val); /* a short option, possibly in a cluster */
+    else if (strncmp(arg, "--", 2) == 0 || i < 0)
+        snprintf(out, size, "%.*s", (int)strcspn(arg, "="), arg);
+    else
+        snprintf(out, size, "--%s", spec->options[i].name);
+}
+
+static raana_status option_error(const raana_cli_spec *spec, char **argv, int c, raana_error *err)
+{
+    char typed[256];
+    typed_option(spec, argv, optopt, typed, sizeof typed);
+    int i = option_index(spec, optopt);
+    if (c == ':')
+        return raana_fail(err, RAANA_ERR_USAGE, "option '%s' needs a value", typed);
+    if (i >= 0 && !spec->options[i].value)
+        return raana_fail(err, RAANA_ERR_USAGE, "option '%s' takes no value", typed);
+    return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", typed);
+}
+
+/* getopt_long's tables for spec: longs[n + 1], and the short option string
+ * (":" first, so that a missing value is reported as ':'). */
+static raana_status build_tables(const raana_cli_spec *spec, struct option *longs, char *shorts,
+                                 raana_error *err)
+{
+    int n = count_options(spec), k = 0;
+    if (n > MAX_OPTIONS)
+        return RAANA_INTERNAL(err, "%s has %d options, more than %d", spec->tool, n, MAX_OPTIONS);
+    shorts[k++] = ':';
+    for (int i = 0; i < n; i++) {
+        const raana_cli_option *o = &spec->options[i];
+        longs[i] = (struct option){o->name, o->value ? required_argument : no_argument, NULL,
+                                   LONG_BASE + i};
+        if (o->short_name) {
+            shorts[k++] = o->short_name;
+            if (o->value)
+                shorts[k++] = ':';
+        }
+    }
+    longs[n] = (struct option){NULL, 0, NULL, 0};
+    shorts[k] = '\0';
+    return RAANA_OK;
+}
+
+raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
+                             raana_cli_handler on_option, void *ctx, int *first_operand,
+                             raana_error *err)
+{
+    struct option longs[MAX_OPTIONS + 1];
+    char shorts[2 * MAX_OPTIONS + 2];
+    RAANA_CALL(build_tables(spec, longs, shorts, err));
+    opterr = 0;
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, shorts, longs, NULL)) != -1;) {
+        if (c == '?' || c == ':')
+            return option_error(spec, argv, c, err);
+        int i = option_index(spec, c);
+        if (i < 0)
+            return RAANA_INTERNAL(err, "getopt_long returned %d", c);
+        RAANA_CALL(on_option(ctx, i, spec->options[i].value ? optarg : NULL, err));
+    }
+    *first_operand = optind;
+    return RAANA_OK;
+}
+
+/* "  -h, --help" or "  --name VALUE" into out; returns its length. */
+static int option_label(const raana_cli_option *o, char *out, size_t size)
+{
+    char shortname[8] = "";
+    if (o->short_name)
+        snprintf(shortname, sizeof shortname, "-%c, ", o->short_name);
+    return snprintf(out, size, "  %s--%s%s%s", shortname, o->name, o->value ? " " : "",
+                    o->value ? o->value : "");
+}
+
+static int help_column(const raana_cli_spec *spec)
+{
+    int column = 0;
+    for (int i = 0; spec->options[i].name; i++) {
+        char label[128];
+        int len = option_label(&spec->options[i], label, sizeof label);
+        if (len <= LABEL_MAX && len > column)
+            column = len;
+    }
+    return column + 3;
+}
+
+static void print_option(FILE *out, const raana_cli_option *o, int column)
+{
+    char label[128];
+    int len = option_label(o, label, sizeof label);
+    fputs(label, out);
+    if (len + 1 > column) { /* too wide: the text starts on the next line */
+        fputc('\n', out);
+        len = 0;
+    }
+    const char *text = o->help;
+    for (;;) {
+        size_t line = strcspn(text, "\n");
+        fprintf(out, "%*s%.*s\n", column - len, "", (int)line, text);
+        if (!text[line] || !text[line + 1])
+            break;
+        text += line + 1;
+        len = 0;
+    }
+}
+
+void raana_cli_print_help(FILE *out, const raana_cli_spec *spec)
+{
+    fprintf(out, "Usage: %s %s\n\n%s\nOptions:\n", spec->tool, spec->usage, spec->description);
+    int column = help_column(spec);
+    for (int i = 0; spec->options[i].name; i++)
+        print_option(out, &spec->options[i], column);
+    if (spec->epilog)
+        fprintf(out, "\n%s", spec->epilog);
+}
+
+int raana_cli_report(const char *tool, const raana_error *err)
+{
+    fprintf(stderr, "%s: error: %s\n", tool, err->msg);
+    return (int)err->status;
+}
+
+raana_status raana_cli_int(const char *name, const char *value, long min, long max, int *out,
+                           raana_error *err)
+{
+    char *end;
+    long n = strtol(value, &end, 10);
+    if (!*value || *end || n < min || n > max)
+        return raana_fail(err, RAANA_ERR_USAGE, "--%s %s: expected an integer in %ld..%ld", name,
+                          value, min, max);
+    *out = (int)n;
+    return RAANA_OK;
+}
