@@ -108,9 +108,9 @@ static float sigmoidf(float x)
  * the activations the backward needs. */
 typedef struct {
     int n;
-    int *idx;     /* token of row r */
-    float *wt;    /* routing weight of row r (1 for the shared expert) */
-    int *choice;  /* position of this expert in the token's top-k */
+    int *idx;    /* token of row r */
+    float *wt;   /* routing weight of row r (1 for the shared expert) */
+    int *choice; /* position of this expert in the token's top-k */
     float *g, *u, *a, *y;
 } expert_trace;
 
@@ -251,8 +251,7 @@ static void gather_rows(const float *h, const expert_trace *x, int hidden, float
 
 /* Qwen2-MoE: out += sigmoid(h . shared_gate) * shared_expert(h). */
 static raana_status shared_forward(const raana_moe_weights *w, raana_moe_trace *tr, const float *h,
-                                   int hidden, float *out, raana_linear_stats *ls,
-                                   raana_error *err)
+                                   int hidden, float *out, raana_linear_stats *ls, raana_error *err)
 {
     int t = tr->t;
     expert_trace *x = &tr->experts[w->n_experts];
@@ -447,8 +446,7 @@ raana_status raana_moe_backward(const raana_moe_weights *w, const raana_moe_trac
     memset(dh, 0, (size_t)t * hidden * sizeof *dh);
     for (int e = 0; e < E; e++) {
         const float *ew[3] = {w->expert[3 * e], w->expert[3 * e + 1], w->expert[3 * e + 2]};
-        expert_backward(ew, &tr->experts[e], w->inter, hidden, dout, dh, dw, k, &s,
-                        ls + 1 + 3 * e);
+        expert_backward(ew, &tr->experts[e], w->inter, hidden, dout, dh, dw, k, &s, ls + 1 + 3 * e);
     }
     for (int i = 0; i < t; i++)
         router_token_backward(w, tr->p + (size_t)i * E, tr->sel + (size_t)i * k,

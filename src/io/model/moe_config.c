@@ -99,8 +99,8 @@ static raana_status check_aux_loss(const moe_json *j)
     RAANA_CALL(moe_bool(j, "output_router_logits", 0, &output_router_logits));
     const cJSON *coef = moe_member(j->root, "router_aux_loss_coef");
     if (!is_absent(coef) && (!cJSON_IsNumber(coef) || !isfinite(coef->valuedouble)))
-        return raana_fail(j->err, RAANA_ERR_INPUT, "%s: key 'router_aux_loss_coef' must be a number",
-                          j->label);
+        return raana_fail(j->err, RAANA_ERR_INPUT,
+                          "%s: key 'router_aux_loss_coef' must be a number", j->label);
     if (output_router_logits && !is_absent(coef) && coef->valuedouble != 0)
         return raana_fail(j->err, RAANA_ERR_UNSUPPORTED,
                           "%s: router_aux_loss_coef %g with output_router_logits true would add "
@@ -130,8 +130,8 @@ static raana_status parse_qwen_moe(const moe_json *j, raana_model_config *cfg)
     int qwen2 = cfg->arch == RAANA_ARCH_QWEN2_MOE;
     RAANA_CALL(moe_int(j, "num_experts", 1, 0, 0, MOE_EXPERTS_MAX, &cfg->moe_experts));
     RAANA_CALL(moe_int(j, "num_experts_per_tok", 1, 0, 1, MOE_EXPERTS_MAX, &cfg->moe_top_k));
-    RAANA_CALL(moe_int(j, "moe_intermediate_size", 1, 0, 1, MOE_DIM_MAX,
-                       &cfg->moe_intermediate_size));
+    RAANA_CALL(
+        moe_int(j, "moe_intermediate_size", 1, 0, 1, MOE_DIM_MAX, &cfg->moe_intermediate_size));
     RAANA_CALL(moe_bool(j, "norm_topk_prob", 0, &cfg->moe_norm_topk_prob));
     RAANA_CALL(moe_int(j, "decoder_sparse_step", 0, 1, 1, 1 << 16, &cfg->moe_sparse_step));
     RAANA_CALL(parse_mlp_only_layers(j, cfg));
@@ -184,10 +184,11 @@ raana_status raana_model_check_window(const raana_model_config *cfg, int seq_len
 {
     if (cfg->sliding_window == 0 || seq_len <= cfg->sliding_window)
         return RAANA_OK;
-    return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "%s: sliding_window %d is shorter than the sequence length %d (sliding-window "
-                      "attention is not implemented; use a sequence length of at most %d)",
-                      label, cfg->sliding_window, seq_len, cfg->sliding_window);
+    return raana_fail(
+        err, RAANA_ERR_UNSUPPORTED,
+        "%s: sliding_window %d is shorter than the sequence length %d (sliding-window "
+        "attention is not implemented; use a sequence length of at most %d)",
+        label, cfg->sliding_window, seq_len, cfg->sliding_window);
 }
 
 /* ---- linear layers of a block ------------------------------------------------- */
@@ -277,7 +278,7 @@ void raana_block_linear(const raana_model_config *cfg, int block, int slot, raan
         raana_linear_shape(cfg, kind, &out->d_in, &out->d_out);
         out->kind = kind;
         out->expert = RAANA_EXPERT_NONE;
-        out->has_bias = kind <= RAANA_LINEAR_V  ? cfg->qkv_bias
+        out->has_bias = kind <= RAANA_LINEAR_V   ? cfg->qkv_bias
                         : kind == RAANA_LINEAR_O ? cfg->o_bias
                                                  : cfg->mlp_bias;
         raana_linear_name(block, kind, out->name, sizeof out->name);

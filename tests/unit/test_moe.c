@@ -1,0 +1,329 @@
+/* test_moe.c — mixtures of experts through the nn API, against the
+ * reference.json of tests/data/mixtral-tiny-random and
+ * qwen3-moe-tiny-random (independent PyTorch implementation): loss, last
+ * logits, the experts chosen for every token in every layer, tokens per
+ * expert, and every linear layer's ||X||, ||Y||, ||dL/dY|| (router and each
+ * expert over its routed tokens), with the blocks as one net and as two
+ * pipeline stages; a finite-difference check of the backward on tiny
+ * random qwen2_moe (shared expert, sigmoid gate, q/k/v biases, a dense
+ * layer from mlp_only_layers) and qwen3_moe (q/k norms, head_dim !=
+ * hidden/heads, no renormalization) models; and config.json refusals. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "raana/file.h"
+#include "raana/llama.h"
+#include "tiny_model.h"
+
+static cJSON *load_reference(const char *dir)
+{
+    char path[512], *text;
+    size_t len;
+    raana_error err;
+    snprintf(path, sizeof path, "%s/reference.json", dir);
+    CHECK_INT(raana_read_file(path, &text, &len, &err), RAANA_OK);
+    cJSON *r = cJSON_ParseWithLength(text, len);
+    free(text);
+    CHECK(r != NULL);
+    return r;
+}
+
+static double jnum(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key)->valuedouble;
+}
+
+static const cJSON *jget(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+/* Runs the reference tokens through blocks [0, split) and [split, L) as two
+ * nets; checks the chosen experts of every layer against the reference
+ * while the traces hold them; fills logits and stats (model-wide slots). */
+static double run_stages(const raana_model *m, const cJSON *ref, int split, float *logits,
+                         raana_linear_stats *stats, int *expert_mismatches)
+{
+    const raana_model_config *c = &m->config;
+    const cJSON *toks = jget(ref, "tokens"), *chosen = jget(ref, "chosen_experts");
+    int t = cJSON_GetArraySize(toks), n = c->num_layers, k = c->moe_top_k;
+    int *tokens = malloc((size_t)t * sizeof *tokens);
+    for (int i = 0; i < t; i++)
+        tokens[i] = cJSON_GetArrayItem(toks, i)->valueint;
+    raana_llama a, b;
+    raana_error err;
+    CHECK_INT(raana_llama_load(&a, m, 0, split, 1, 0, &err), RAANA_OK);
+    CHECK_INT(raana_llama_load(&b, m, split, n - split, 0, 1, &err), RAANA_OK);
+    float *x = malloc((size_t)t * c->hidden_size * 4), *dx = malloc((size_t)t * c->hidden_size * 4);
+    raana_llama_trace *tr[2];
+    raana_llama *nets[2] = {&a, &b};
+    double loss;
+    CHECK_INT(raana_llama_embed(&a, tokens, t, x, &err), RAANA_OK);
+    for (int s = 0; s < 2; s++) {
+        CHECK_INT(raana_llama_forward_blocks(nets[s], x, t, &tr[s], &err), RAANA_OK);
+        for (int bl = 0; bl < nets[s]->n_blocks; bl++) {
+            const int *sel = raana_llama_trace_experts(tr[s], bl);
+            const cJSON *want = cJSON_GetArrayItem(chosen, nets[s]->first_block + bl);
+            CHECK(sel != NULL);
+            for (int i = 0; sel && i < t; i++)
+                for (int j = 0; j < k; j++)
+                    *expert_mismatches +=
+                        sel[i * k + j] !=
+                        cJSON_GetArrayItem(cJSON_GetArrayItem(want, i), j)->valueint;
+        }
+    }
+    CHECK_INT(raana_llama_head(&b, x, tokens, t, logits, &loss, dx, &err), RAANA_OK);
+    CHECK_INT(raana_llama_backward_blocks(&b, tr[1], dx,
+                                          stats + raana_block_linear_offset(c, split), &err),
+              RAANA_OK);
+    CHECK_INT(raana_llama_backward_blocks(&a, tr[0], dx, stats, &err), RAANA_OK);
+    raana_llama_free(&a);
+    raana_llama_free(&b);
+    free(x), free(dx), free(tokens);
+    return loss;
+}
+
+/* Worst relative error of ||X||, ||Y||, ||dL/dY|| over every linear layer
+ * in the reference; rows must equal the reference's n_tokens. */
+static void check_layer_stats(const raana_model *m, const cJSON *ref,
+                              const raana_linear_stats *stats, double worst[3])
+{
+    const raana_model_config *c = &m->config;
+    const cJSON *layers = jget(ref, "layers");
+    int checked = 0;
+    for (int b = 0; b < c->num_layers; b++) {
+        int base = raana_block_linear_offset(c, b);
+        for (int s = 0; s < raana_block_linear_count(c, b); s++) {
+            raana_linear_info li;
+            raana_block_linear(c, b, s, &li);
+            const cJSON *r = jget(layers, li.name);
+            CHECK(r != NULL);
+            if (!r)
+                continue;
+            const raana_linear_stats *ls = &stats[base + s];
+            CHECK_INT((int)ls->rows, jget(r, "n_tokens")->valueint);
+            double got[3] = {sqrt(ls->x_sq), sqrt(ls->y_sq), sqrt(ls->dy_sq)};
+            const char *keys[3] = {"x_norm", "y_norm", "grad_y_norm"};
+            for (int q = 0; q < 3; q++)
+                worst[q] = fmax(worst[q], fabs(got[q] - jnum(r, keys[q])) / jnum(r, keys[q]));
+            checked++;
+        }
+    }
+    CHECK_INT(checked, cJSON_GetArraySize(layers));
+}
+
+static void test_fixture(const char *name)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/tests/data/%s", RAANA_SOURCE_DIR, name);
+    cJSON *ref = load_reference(dir);
+    raana_model m;
+    raana_error err;
+    CHECK_INT(raana_model_open(&m, dir, &err), RAANA_OK);
+    const raana_model_config *c = &m.config;
+    CHECK_INT(c->moe_experts, (int)jnum(ref, "num_experts"));
+    CHECK_INT(c->moe_top_k, (int)jnum(ref, "top_k"));
+    int t = cJSON_GetArraySize(jget(ref, "tokens")), v = c->vocab_size;
+    float *logits = malloc((size_t)t * v * 4);
+    for (int split = 1; split <= c->num_layers; split++) {
+        raana_linear_stats *stats = calloc((size_t)raana_model_linear_count(c), sizeof *stats);
+        int mismatches = 0;
+        double loss = run_stages(&m, ref, split, logits, stats, &mismatches);
+        CHECK_INT(mismatches, 0);
+        CHECK_NEAR(loss, jnum(ref, "loss"), 1e-5 * jnum(ref, "loss"));
+        double worst_logit = 0, worst[3] = {0};
+        const cJSON *last = jget(ref, "last_logits");
+        for (int j = 0; j < v; j++)
+            worst_logit = fmax(worst_logit, fabs(logits[(size_t)(t - 1) * v + j] -
+                                                 cJSON_GetArrayItem(last, j)->valuedouble));
+        CHECK(worst_logit < 1e-4);
+        check_layer_stats(&m, ref, stats, worst);
+        for (int q = 0; q < 3; q++)
+            CHECK(worst[q] < 1e-4);
+        printf("  %s (split %d): loss %.7f (ref %.7f), max |last logit diff| %.1e, experts "
+               "differing %d; worst rel x %.1e y %.1e dy %.1e\n",
+               name, split, loss, jnum(ref, "loss"), worst_logit, mismatches, worst[0], worst[1],
+               worst[2]);
+        free(stats);
+    }
+    free(logits);
+    raana_model_close(&m);
+    cJSON_Delete(ref);
+}
+
+static void remove_tiny(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* d loss / d (block input) against central differences. */
+static void finite_differences(const char *label, const char *cfg_json)
+{
+    char dir[] = "/tmp/raana-test-moe-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_INT(write_tiny_model(dir, cfg_json, NULL), 0);
+    raana_model m;
+    raana_llama net;
+    raana_error err;
+    CHECK_INT(raana_model_open(&m, dir, &err), RAANA_OK);
+    CHECK_INT(raana_llama_load(&net, &m, 0, m.config.num_layers, 1, 1, &err), RAANA_OK);
+    const int t = 9, h = m.config.hidden_size;
+    int tokens[9] = {1, 5, 9, 33, 2, 17, 17, 4, 39};
+    float *x0 = malloc((size_t)t * h * 4), *x = malloc((size_t)t * h * 4);
+    float *dx = malloc((size_t)t * h * 4);
+    int n_slots = raana_model_linear_count(&m.config);
+    raana_linear_stats *stats = calloc((size_t)n_slots, sizeof *stats);
+    raana_llama_trace *tr;
+    double loss;
+    CHECK_INT(raana_llama_embed(&net, tokens, t, x0, &err), RAANA_OK);
+    memcpy(x, x0, (size_t)t * h * 4);
+    CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
+    CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, &loss, dx, &err), RAANA_OK);
+    CHECK_INT(raana_llama_backward_blocks(&net, tr, dx, stats, &err), RAANA_OK);
+    double num = 0, den = 0;
+    const float eps = 1e-2f;
+    for (int i = 0; i < t * h; i += 5) {
+        double lp, lm;
+        for (int sgn = -1; sgn <= 1; sgn += 2) {
+            memcpy(x, x0, (size_t)t * h * 4);
+            x[i] += (float)sgn * eps;
+            CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
+            raana_llama_trace_free(tr);
+            CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, sgn < 0 ? &lm : &lp, NULL, &err),
+                      RAANA_OK);
+        }
+        double fd = (lp - lm) / (2.0 * eps);
+        num += (fd - dx[i]) * (fd - dx[i]);
+        den += (double)dx[i] * dx[i];
+    }
+    printf("  finite differences (%s): |fd - backward| / |backward| = %.2e\n", label,
+           sqrt(num / den));
+    CHECK(sqrt(num / den) < 2e-2);
+    int routed = 0;
+    for (int s = 0; s < n_slots; s++) {
+        CHECK(stats[s].rows >= 0 && stats[s].rows <= t);
+        routed += stats[s].rows > 0 && stats[s].dy_sq > 0;
+    }
+    CHECK(routed > n_slots / 2);
+    raana_llama_free(&net);
+    raana_model_close(&m);
+    free(x0), free(x), free(dx), free(stats);
+    remove_tiny(dir);
+}
+
+static void test_finite_differences(void)
+{
+    finite_differences("qwen2_moe, shared expert, dense layer 1",
+                       "{\"model_type\":\"qwen2_moe\",\"vocab_size\":40,\"hidden_size\":16,"
+                       "\"intermediate_size\":20,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                       "\"num_key_value_heads\":2,\"rms_norm_eps\":1e-6,\"rope_theta\":1000.0,"
+                       "\"max_position_embeddings\":64,\"num_experts\":4,\"num_experts_per_tok\":2,"
+                       "\"moe_intermediate_size\":12,\"shared_expert_intermediate_size\":8,"
+                       "\"norm_topk_prob\":true,\"mlp_only_layers\":[1]}");
+    finite_differences("qwen3_moe, head_dim 6, no renormalization",
+                       "{\"model_type\":\"qwen3_moe\",\"vocab_size\":40,\"hidden_size\":16,"
+                       "\"intermediate_size\":20,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                       "\"num_key_value_heads\":2,\"head_dim\":6,\"rms_norm_eps\":1e-6,"
+                       "\"rope_theta\":1000.0,\"max_position_embeddings\":64,\"num_experts\":5,"
+                       "\"num_experts_per_tok\":3,\"moe_intermediate_size\":10}");
+}
+
+/* Slot numbering, names and shapes of a sparse block. */
+static void test_slots(void)
+{
+    const char *json = "{\"model_type\":\"qwen2_moe\",\"vocab_size\":40,\"hidden_size\":16,"
+                       "\"intermediate_size\":20,\"num_hidden_layers\":3,\"num_attention_heads\":4,"
+                       "\"num_experts\":4,\"num_experts_per_tok\":2,\"moe_intermediate_size\":12,"
+                       "\"shared_expert_intermediate_size\":8,\"decoder_sparse_step\":1,"
+                       "\"mlp_only_layers\":[1]}";
+    raana_model_config c;
+    raana_error err;
+    raana_linear_info li;
+    CHECK_INT(raana_model_config_parse(json, strlen(json), "t", &c, &err), RAANA_OK);
+    CHECK(raana_block_is_sparse(&c, 0) && !raana_block_is_sparse(&c, 1) &&
+          raana_block_is_sparse(&c, 2));
+    CHECK_INT(raana_block_linear_count(&c, 0), 4 + 1 + 12 + 4);
+    CHECK_INT(raana_block_linear_count(&c, 1), 7);
+    CHECK_INT(raana_block_linear_offset(&c, 2), 21 + 7);
+    CHECK_INT(raana_model_linear_count(&c), 21 + 7 + 21);
+    raana_block_linear(&c, 2, 4, &li);
+    CHECK(strcmp(li.name, "model.layers.2.mlp.gate") == 0);
+    CHECK(li.kind == RAANA_LINEAR_ROUTER && li.d_in == 16 && li.d_out == 4);
+    raana_block_linear(&c, 2, 5 + 3 * 3 + 2, &li);
+    CHECK(strcmp(li.name, "model.layers.2.mlp.experts.3.down_proj") == 0);
+    CHECK(li.kind == RAANA_LINEAR_DOWN && li.expert == 3 && li.d_in == 12 && li.d_out == 16);
+    raana_block_linear(&c, 0, 5 + 12 + 1, &li);
+    CHECK(strcmp(li.name, "model.layers.0.mlp.shared_expert.up_proj") == 0);
+    CHECK(li.expert == RAANA_EXPERT_SHARED && li.d_in == 16 && li.d_out == 8);
+    raana_block_linear(&c, 0, 20, &li);
+    CHECK(strcmp(li.name, "model.layers.0.mlp.shared_expert_gate") == 0);
+    CHECK(li.kind == RAANA_LINEAR_SHARED_GATE && li.d_out == 1);
+    raana_block_linear(&c, 1, 5, &li);
+    CHECK(strcmp(li.name, "model.layers.1.mlp.up_proj") == 0);
+    CHECK(li.d_out == 20 && c.qkv_bias && !c.o_bias);
+}
+
+static void expect_refusal(const char *json, raana_status want, const char *needle)
+{
+    raana_model_config c;
+    raana_error err = {0};
+    CHECK_INT(raana_model_config_parse(json, strlen(json), "config.json", &c, &err), want);
+    CHECK(strstr(err.msg, needle) != NULL);
+    printf("  refused: %s\n", err.msg);
+}
+
+static void test_refusals(void)
+{
+#define BASE                                                                                       \
+    "\"vocab_size\":40,\"hidden_size\":16,\"intermediate_size\":20,\"num_hidden_layers\":2,"       \
+    "\"num_attention_heads\":4,"
+    expect_refusal("{\"model_type\":\"mixtral\"," BASE
+                   "\"num_local_experts\":4,\"num_experts_per_tok\":5}",
+                   RAANA_ERR_INPUT, "num_experts_per_tok 5 exceeds num_local_experts 4");
+    expect_refusal("{\"model_type\":\"mixtral\"," BASE "\"num_experts_per_tok\":2}",
+                   RAANA_ERR_INPUT, "'num_local_experts'");
+    expect_refusal("{\"model_type\":\"deepseek_v3\"," BASE "\"n_routed_experts\":4}",
+                   RAANA_ERR_UNSUPPORTED, "model_type 'deepseek_v3' is not supported");
+    expect_refusal("{\"model_type\":\"qwen3_moe\"," BASE
+                   "\"num_experts\":4,\"num_experts_per_tok\":2,\"moe_intermediate_size\":8,"
+                   "\"output_router_logits\":true,\"router_aux_loss_coef\":0.001}",
+                   RAANA_ERR_UNSUPPORTED, "router_aux_loss_coef");
+    expect_refusal("{\"model_type\":\"qwen3_moe\"," BASE
+                   "\"num_experts\":4,\"num_experts_per_tok\":2,\"moe_intermediate_size\":8,"
+                   "\"shared_expert_intermediate_size\":8}",
+                   RAANA_ERR_UNSUPPORTED, "shared_expert_intermediate_size");
+    expect_refusal("{\"model_type\":\"qwen3_moe\"," BASE
+                   "\"num_experts\":4,\"num_experts_per_tok\":2,\"moe_intermediate_size\":8,"
+                   "\"mlp_only_layers\":[2]}",
+                   RAANA_ERR_INPUT, "mlp_only_layers");
+    /* a sliding window shorter than the sequence binds: refused when run */
+    const char *mistral = "{\"model_type\":\"mistral\"," BASE "\"sliding_window\":8}";
+    raana_model_config c;
+    raana_error err = {0};
+    CHECK_INT(raana_model_config_parse(mistral, strlen(mistral), "m", &c, &err), RAANA_OK);
+    CHECK_INT(c.sliding_window, 8);
+    CHECK_INT(raana_model_check_window(&c, 8, "m", &err), RAANA_OK);
+    CHECK_INT(raana_model_check_window(&c, 9, "m", &err), RAANA_ERR_UNSUPPORTED);
+    CHECK(strstr(err.msg, "sliding_window 8") != NULL);
+    const char *qwen =
+        "{\"model_type\":\"qwen2\"," BASE "\"sliding_window\":8,\"use_sliding_window\":false}";
+    CHECK_INT(raana_model_config_parse(qwen, strlen(qwen), "q", &c, &err), RAANA_OK);
+    CHECK_INT(c.sliding_window, 0);
+#undef BASE
+}
+
+int main(void)
+{
+    test_slots();
+    test_refusals();
+    test_fixture("mixtral-tiny-random");
+    test_fixture("qwen3-moe-tiny-random");
+    test_finite_differences();
+    return check_summary("test_moe");
+}
