@@ -96,27 +96,30 @@ raana_status raana_llama_init_rope(raana_llama *net, raana_error *err)
 raana_status raana_llama_load(raana_llama *net, const raana_model *model, int first, int n,
                               int with_embedding, int with_head, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     memset(net, 0, sizeof *net);
     net->cfg = model->config;
     net->first_block = first;
     net->n_blocks = n;
     const raana_model_config *c = &model->config;
     size_t vh = (size_t)c->vocab_size * c->hidden_size;
-    raana_status st = raana_llama_init_rope(net, err);
+    RAANA_CHECK(raana_llama_init_rope(net, err));
     net->blocks = calloc((size_t)(n > 0 ? n : 1), sizeof *net->blocks);
-    if (st == RAANA_OK && !net->blocks)
-        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    for (int b = 0; st == RAANA_OK && b < n; b++)
-        st = load_block(model, first + b, &net->blocks[b], err);
-    if (st == RAANA_OK && (with_embedding || (with_head && c->tie_word_embeddings)))
-        st = read_tensor(model, "model.embed_tokens.weight", vh, &net->embed, err);
-    if (st == RAANA_OK && with_head) {
-        st = read_tensor(model, "model.norm.weight", (size_t)c->hidden_size, &net->final_norm, err);
-        if (st == RAANA_OK && !c->tie_word_embeddings)
-            st = read_tensor(model, "lm_head.weight", vh, &net->lm_head, err);
-        else
+    if (!net->blocks)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory");
+    for (int b = 0; b < n; b++)
+        RAANA_CHECK(load_block(model, first + b, &net->blocks[b], err));
+    if (with_embedding || (with_head && c->tie_word_embeddings))
+        RAANA_CHECK(read_tensor(model, "model.embed_tokens.weight", vh, &net->embed, err));
+    if (with_head) {
+        RAANA_CHECK(
+            read_tensor(model, "model.norm.weight", (size_t)c->hidden_size, &net->final_norm, err));
+        if (c->tie_word_embeddings)
             net->lm_head = net->embed;
+        else
+            RAANA_CHECK(read_tensor(model, "lm_head.weight", vh, &net->lm_head, err));
     }
+cleanup:
     if (st != RAANA_OK)
         raana_llama_free(net);
     return st;

@@ -555,10 +555,10 @@ static raana_status verify_layers(hid_t file, const char *path, const raana_mode
             continue;
         int known = 0;
         for (int b = 0; !known && b < cfg->num_layers; b++)
-            for (int k = 0; !known && k < RAANA_LINEAR_COUNT; k++) {
-                char name[128];
-                raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
-                known = strcmp(name, layer) == 0;
+            for (int k = 0; !known && k < raana_block_linear_count(cfg, b); k++) {
+                raana_linear_info li;
+                raana_block_linear(cfg, b, k, &li);
+                known = strcmp(li.name, layer) == 0;
             }
         if (!known)
             return raana_fail(err, RAANA_ERR_INPUT,

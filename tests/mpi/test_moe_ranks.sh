@@ -8,13 +8,16 @@
 #     full precision, tokens per expert in the report equal to the reference
 #     (tests/py/check_moe_stats.py); containers byte-identical to P = 1
 #     outside /provenance; the numpy reader rebuilds every expert
-#     (tests/py/check_container.py); raana-inspect lists experts;
+#     (tests/py/check_container.py); raana-inspect lists and verifies experts;
+#     raana-export writes every expert (tests/py/check_export.py) and the
+#     export's perplexity equals the container's; analysis/layers.py has one
+#     row per expert projection (bits per expert);
 #   - 8 bits: the quantized qwen3-moe within 0.5% of the unquantized
 #     perplexity on the window (mixtral: docs/MOE.md, measured, within 1%);
 #   - a checkpoint missing one expert's tensor: one error naming the tensor.
-# Usage: test_moe_ranks.sh RAANA_MPI RAANA_EVAL RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
+# Usage: test_moe_ranks.sh RAANA_MPI RAANA_EVAL RAANA_INSPECT RAANA_EXPORT PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
-mpi_bin=$1 eval_bin=$2 inspect_bin=$3 plugin_dir=$4 src=$5 mpiexec=$6
+mpi_bin=$1 eval_bin=$2 inspect_bin=$3 export_bin=$4 plugin_dir=$5 src=$6 mpiexec=$7
 . "$src/tests/cli/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
 export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
@@ -72,6 +75,29 @@ for name in mixtral-tiny-random qwen3-moe-tiny-random; do
   run "$inspect_bin" "$tmp/p1.h5"
   expect_rc 0 "$name: raana-inspect"
   expect_out "model.layers.1." "$name: raana-inspect table"
+  run "$inspect_bin" --verify "$tmp/p1.h5"
+  expect_rc 0 "$name: raana-inspect --verify (every expert is a layer of the architecture)"
+  # export: the numpy check of every tensor and the quantization record, and
+  # the export evaluated as a plain checkpoint equals the container
+  run "$export_bin" "$tmp/p1.h5" "$tmp/export" --dtype f32
+  expect_rc 0 "$name: raana-export"
+  "$py" "$src/tests/py/check_export.py" "$tmp/p1.h5" "$fixture" "$inspect_bin" \
+    "$tmp/export:F32:1" && ok || bad "$name: check_export.py"
+  run "$eval_bin" --container "$tmp/p1.h5" --text "$fixture/window.txt" --seq-len 96 --json --quiet
+  from_container=$(json_field "$out" "['quantized']['perplexity']")
+  run "$eval_bin" --compare "$tmp/export" --text "$fixture/window.txt" --seq-len 96 --json --quiet
+  from_export=$(json_field "$out" "['quantized']['perplexity']")
+  "$py" -c "import sys; sys.exit(abs($from_export / $from_container - 1) > 1e-4)" && ok ||
+    bad "$name: export perplexity $from_export, container $from_container"
+  # analysis: one row per expert projection, e.g. e1.down_proj / e1.w2
+  "$py" "$src/analysis/layers.py" --out "$tmp/analysis" --plugin-dir "$plugin_dir" "$tmp/p1.h5" \
+    >/dev/null && ok || bad "$name: analysis/layers.py"
+  n_expert_rows=$(grep -cE '^\| model\.layers\.[0-9]+\.[a-z_]+\.experts\.[0-9]+\.[a-z0-9_]+ \| [0-9]+ \| e[0-9]+\.' \
+    "$tmp/analysis/summary.md")
+  want_rows=$("$py" -c "import json; r=json.load(open('$fixture/reference.json')); print(sum('.experts.' in n for n in r['layers']))")
+  [ "$n_expert_rows" = "$want_rows" ] && ok ||
+    bad "$name: analysis shows $n_expert_rows expert rows, want $want_rows"
+  rm -rf "$tmp/export" "$tmp/analysis"
 
   write_job "$fixture" 8 "$tmp/q8.h5"
   run "$mpiexec" -n 2 "$mpi_bin" "$tmp/job.ini"

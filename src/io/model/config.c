@@ -117,15 +117,12 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
     const cJSON *params = member(c->root, "rope_parameters");
     const cJSON *scaling = member(c->root, "rope_scaling");
     const char *which = "rope_scaling";
-    raana_status st = get_double(c, c->root, "rope_theta", 10000.0, &cfg->rope_theta);
-    if (st)
-        return st;
+    RAANA_CALL(get_double(c, c->root, "rope_theta", 10000.0, &cfg->rope_theta));
     if (params && !cJSON_IsNull(params)) {
         if (!cJSON_IsObject(params))
             return raana_fail(c->err, RAANA_ERR_INPUT,
                               "%s: key 'rope_parameters' must be an object", c->label);
-        if ((st = get_double(c, params, "rope_theta", cfg->rope_theta, &cfg->rope_theta)))
-            return st;
+        RAANA_CALL(get_double(c, params, "rope_theta", cfg->rope_theta, &cfg->rope_theta));
         scaling = params;
         which = "rope_parameters";
     }
@@ -156,16 +153,13 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
                           "%s: %s rope_type '%s' is not supported (supported: default, linear, "
                           "dynamic, llama3)",
                           c->label, which, t);
-    if ((st = get_double(c, scaling, "factor", 1.0, &cfg->rope_factor)))
-        return st;
-    if (cfg->rope_type == RAANA_ROPE_LLAMA3) {
-        if ((st = get_double(c, scaling, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor)) ||
-            (st = get_double(c, scaling, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor)) ||
-            (st = get_int(c, scaling, "original_max_position_embeddings", 1, 0, 1,
-                          MODEL_POSITIONS_MAX, &cfg->rope_original_max_position_embeddings)))
-            return st;
-    }
-    return RAANA_OK;
+    RAANA_CALL(get_double(c, scaling, "factor", 1.0, &cfg->rope_factor));
+    if (cfg->rope_type != RAANA_ROPE_LLAMA3)
+        return RAANA_OK;
+    RAANA_CALL(get_double(c, scaling, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor));
+    RAANA_CALL(get_double(c, scaling, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor));
+    return get_int(c, scaling, "original_max_position_embeddings", 1, 0, 1, MODEL_POSITIONS_MAX,
+                   &cfg->rope_original_max_position_embeddings);
 }
 
 static const struct {
@@ -216,24 +210,21 @@ static raana_status check_product(json_ctx *c, const char *heads_key, int heads,
 static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
 {
     const cJSON *r = c->root;
-    raana_status st;
-    if ((st = get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size)) ||
-        (st = get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size)) ||
-        (st =
-             get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size)) ||
-        (st = get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers)) ||
-        (st = get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads)) ||
-        (st = get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
-                      &cfg->num_kv_heads)) ||
-        (st = get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, MODEL_DIM_MAX,
-                      &cfg->head_dim)) ||
-        (st = get_int(c, r, "max_position_embeddings", 0, 2048, 1, MODEL_POSITIONS_MAX,
-                      &cfg->max_position_embeddings)) ||
-        (st = get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps)))
-        return st;
-    if ((st = check_product(c, "num_attention_heads", cfg->num_heads, cfg->head_dim)) ||
-        (st = check_product(c, "num_key_value_heads", cfg->num_kv_heads, cfg->head_dim)))
-        return st;
+    RAANA_CALL(get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size));
+    RAANA_CALL(get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size));
+    RAANA_CALL(
+        get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size));
+    RAANA_CALL(get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers));
+    RAANA_CALL(get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads));
+    RAANA_CALL(get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
+                       &cfg->num_kv_heads));
+    RAANA_CALL(get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, MODEL_DIM_MAX,
+                       &cfg->head_dim));
+    RAANA_CALL(get_int(c, r, "max_position_embeddings", 0, 2048, 1, MODEL_POSITIONS_MAX,
+                       &cfg->max_position_embeddings));
+    RAANA_CALL(get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps));
+    RAANA_CALL(check_product(c, "num_attention_heads", cfg->num_heads, cfg->head_dim));
+    RAANA_CALL(check_product(c, "num_key_value_heads", cfg->num_kv_heads, cfg->head_dim));
     if (cfg->head_dim == 0)
         return raana_fail(c->err, RAANA_ERR_INPUT,
                           "%s: hidden_size %d is smaller than num_attention_heads %d", c->label,
@@ -268,18 +259,21 @@ static raana_status parse_flags(json_ctx *c, raana_model_config *cfg)
 raana_status raana_model_config_parse(const char *json, size_t len, const char *label,
                                       raana_model_config *cfg, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     memset(cfg, 0, sizeof *cfg);
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
-    json_ctx c = {root, label, err};
-    raana_status st;
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
     if (!cJSON_IsObject(root))
-        st = raana_fail(err, RAANA_ERR_INPUT, "%s: not a JSON object", label);
-    else if ((st = parse_arch(&c, cfg)) == RAANA_OK && (st = parse_shapes(&c, cfg)) == RAANA_OK &&
-             (st = parse_rope(&c, cfg)) == RAANA_OK && (st = parse_flags(&c, cfg)) == RAANA_OK &&
-             (st = raana_model_config_parse_window(root, label, cfg, err)) == RAANA_OK)
-        st = raana_model_config_parse_moe(root, label, cfg, err);
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not a JSON object", label);
+    json_ctx c = {root, label, err};
+    RAANA_CHECK(parse_arch(&c, cfg));
+    RAANA_CHECK(parse_shapes(&c, cfg));
+    RAANA_CHECK(parse_rope(&c, cfg));
+    RAANA_CHECK(parse_flags(&c, cfg));
+    RAANA_CHECK(raana_model_config_parse_window(root, label, cfg, err));
+    RAANA_CHECK(raana_model_config_parse_moe(root, label, cfg, err));
+cleanup:
     cJSON_Delete(root);
     return st;
 }
