@@ -194,7 +194,8 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
     fprintf(out, "parameters: %llu total, %llu per block, %llu to quantize in %d linear layers\n",
             (unsigned long long)plan->total_params, (unsigned long long)plan->block_params,
             (unsigned long long)plan->quantized_params, plan->n_layers);
-    fprintf(out, "kept in original precision: embed_tokens, norms, %s\n",
+    fprintf(out, "kept in original precision: embed_tokens, norms, %s%s\n",
+            m->moe_experts > 0 ? "routers, " : "",
             m->tie_word_embeddings ? "lm_head (tied to embed_tokens)" : "lm_head");
     fprintf(out, "calibration window: %d tokens\n", plan->seq_len);
     fprintf(out, "layers:\n  %-40s %7s %7s %10s  %s\n", "name", "d_in", "d_out", "params",

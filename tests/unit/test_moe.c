@@ -14,6 +14,7 @@
 #include "check.h"
 #include "raana/file.h"
 #include "raana/llama.h"
+#include "raana/plan.h"
 #include "tiny_model.h"
 
 static cJSON *load_reference(const char *dir)
@@ -318,8 +319,82 @@ static void test_refusals(void)
 #undef BASE
 }
 
+/* A NaN in one expert's weight: loading fails naming that tensor, and
+ * everything loaded before it is released (ASan/LSan builds). */
+static void test_bad_expert_weight(void)
+{
+    char dir[] = "/tmp/raana-test-moe-XXXXXX";
+    const char *bad = "model.layers.1.mlp.experts.2.up_proj.weight";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_INT(write_tiny_model(dir,
+                               "{\"model_type\":\"qwen3_moe\",\"vocab_size\":40,\"hidden_size\":16,"
+                               "\"intermediate_size\":20,\"num_hidden_layers\":2,"
+                               "\"num_attention_heads\":4,\"num_experts\":4,"
+                               "\"num_experts_per_tok\":2,\"moe_intermediate_size\":8}",
+                               bad),
+              0);
+    raana_model m;
+    raana_llama net;
+    raana_error err = {0};
+    CHECK_INT(raana_model_open(&m, dir, &err), RAANA_OK);
+    CHECK_INT(raana_llama_load(&net, &m, 0, 2, 1, 1, &err), RAANA_ERR_NUMERIC);
+    CHECK(strstr(err.msg, bad) != NULL);
+    printf("  refused: %s\n", err.msg);
+    raana_model_close(&m);
+    remove_tiny(dir);
+}
+
+/* The plan of a qwen2_moe model whose layer 1 is dense (mlp_only_layers):
+ * one row per slot, routers and the shared gate kept, and blocks split by
+ * their parameter counts (brute force over every split for P = 1..4). */
+static void test_plan(void)
+{
+    const char *json = "{\"model_type\":\"qwen2_moe\",\"vocab_size\":40,\"hidden_size\":16,"
+                       "\"intermediate_size\":20,\"num_hidden_layers\":4,\"num_attention_heads\":4,"
+                       "\"num_experts\":6,\"num_experts_per_tok\":2,\"moe_intermediate_size\":12,"
+                       "\"shared_expert_intermediate_size\":8,\"mlp_only_layers\":[1]}";
+    raana_model_config m;
+    raana_config cfg;
+    raana_plan plan;
+    raana_error err;
+    CHECK_INT(raana_model_config_parse(json, strlen(json), "t", &m, &err), RAANA_OK);
+    raana_config_defaults(&cfg);
+    uint64_t params[4], total = 0;
+    for (int b = 0; b < 4; b++)
+        total += params[b] = raana_block_params_at(&m, b);
+    CHECK(params[1] < params[0] && params[0] == params[2]);
+    for (int p = 1; p <= 4; p++) {
+        CHECK_INT(raana_plan_build(&m, &cfg, p, &plan, &err), RAANA_OK);
+        CHECK_INT(plan.n_layers, 3 * (5 + 18 + 4) + 7);
+        uint64_t quantized = 0;
+        for (int i = 0; i < plan.n_layers; i++) {
+            const raana_plan_layer *l = &plan.layers[i];
+            int router = l->kind == RAANA_LINEAR_ROUTER || l->kind == RAANA_LINEAR_SHARED_GATE;
+            CHECK_INT(l->quantize, !router);
+            CHECK_INT(i, raana_block_linear_offset(&m, l->block) + l->slot);
+            quantized += l->quantize ? (uint64_t)l->d_in * l->d_out : 0;
+        }
+        CHECK(quantized == plan.quantized_params);
+        /* each boundary r: nearest to r/P of the parameters, ties to the lower */
+        for (int r = 1; r < p; r++) {
+            int want = 0;
+            double best = 1e300, cum = 0;
+            for (int b = 0; b <= 4; b++) {
+                double gap = fabs(p * cum - (double)r * total);
+                if (gap < best)
+                    best = gap, want = b;
+                cum += b < 4 ? (double)params[b] : 0;
+            }
+            CHECK_INT(plan.ranks[r].first_block, want);
+        }
+        raana_plan_free(&plan);
+    }
+}
+
 int main(void)
 {
+    test_plan();
+    test_bad_expert_weight();
     test_slots();
     test_refusals();
     test_fixture("mixtral-tiny-random");
