@@ -227,6 +227,12 @@ static void test_finite_differences(void)
                        "\"max_position_embeddings\":64,\"num_experts\":4,\"num_experts_per_tok\":2,"
                        "\"moe_intermediate_size\":12,\"shared_expert_intermediate_size\":8,"
                        "\"norm_topk_prob\":true,\"mlp_only_layers\":[1]}");
+    finite_differences("dense qwen3, q/k norms, head_dim 6, attention biases",
+                       "{\"model_type\":\"qwen3\",\"vocab_size\":40,\"hidden_size\":16,"
+                       "\"intermediate_size\":20,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                       "\"num_key_value_heads\":2,\"head_dim\":6,\"rms_norm_eps\":1e-6,"
+                       "\"rope_theta\":1000.0,\"max_position_embeddings\":64,"
+                       "\"attention_bias\":true}");
     finite_differences("qwen3_moe, head_dim 6, no renormalization",
                        "{\"model_type\":\"qwen3_moe\",\"vocab_size\":40,\"hidden_size\":16,"
                        "\"intermediate_size\":20,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
