@@ -321,12 +321,17 @@ void raana_linear_shape(const raana_model_config *cfg, raana_linear_kind kind, i
 
 uint64_t raana_block_params(const raana_model_config *cfg)
 {
-    uint64_t most = 0;
-    for (int b = 0; b < cfg->num_layers; b++) {
-        uint64_t p = raana_block_params_at(cfg, b);
-        most = p > most ? p : most;
+    /* blocks are of two kinds, dense and sparse: the first of each */
+    int dense = -1, sparse = -1;
+    for (int b = 0; b < cfg->num_layers && (dense < 0 || sparse < 0); b++) {
+        if (raana_block_is_sparse(cfg, b))
+            sparse = sparse < 0 ? b : sparse;
+        else
+            dense = dense < 0 ? b : dense;
     }
-    return most;
+    uint64_t d = dense >= 0 ? raana_block_params_at(cfg, dense) : 0;
+    uint64_t s = sparse >= 0 ? raana_block_params_at(cfg, sparse) : 0;
+    return d > s ? d : s;
 }
 
 static void add_spec(raana_tensor_spec *s, size_t *n, const char *name, int ndim, int64_t d0,
