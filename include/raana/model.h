@@ -49,8 +49,8 @@ typedef struct {
     int sliding_window; /* 0: full causal attention; else the window (refused when it binds) */
     /* Mixture of experts (docs/MOE.md); moe_experts == 0 for dense models. */
     int moe_experts, moe_top_k, moe_intermediate_size;
-    int moe_norm_topk_prob;           /* renormalize the top-k routing weights to sum 1 */
-    int moe_sparse_step;              /* block b is sparse when (b + 1) % step == 0 ... */
+    int moe_norm_topk_prob; /* renormalize the top-k routing weights to sum 1 */
+    int moe_sparse_step;    /* block b is sparse when (b + 1) % step == 0 ... */
     int n_mlp_only, mlp_only_layers[RAANA_MLP_ONLY_MAX]; /* ... and b is not listed here */
     int moe_shared_intermediate_size; /* qwen2_moe shared expert (sigmoid-gated); 0: none */
 } raana_model_config;

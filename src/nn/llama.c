@@ -264,7 +264,8 @@ const float *raana_llama_linear_weight(const raana_llama *net, int block, int sl
     if (li.kind == RAANA_LINEAR_SHARED_GATE)
         return bw->moe->shared_gate;
     int k = (int)li.kind - RAANA_LINEAR_GATE;
-    return li.expert == RAANA_EXPERT_SHARED ? bw->moe->shared[k] : bw->moe->expert[3 * li.expert + k];
+    return li.expert == RAANA_EXPERT_SHARED ? bw->moe->shared[k]
+                                            : bw->moe->expert[3 * li.expert + k];
 }
 
 const int *raana_llama_trace_experts(const raana_llama_trace *trace, int b)
@@ -275,8 +276,8 @@ const int *raana_llama_trace_experts(const raana_llama_trace *trace, int b)
 
 static void block_trace_free(block_trace *b)
 {
-    float **f[] = {&b->x_in, &b->r1, &b->h1, &b->q,  &b->k, &b->v, &b->lse, &b->ctx, &b->x_mid,
-                   &b->r2,   &b->h2, &b->g,  &b->u,  &b->a, &b->q_pre, &b->k_pre, &b->rq, &b->rk};
+    float **f[] = {&b->x_in, &b->r1, &b->h1, &b->q, &b->k, &b->v,     &b->lse,   &b->ctx, &b->x_mid,
+                   &b->r2,   &b->h2, &b->g,  &b->u, &b->a, &b->q_pre, &b->k_pre, &b->rq,  &b->rk};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(*f[i]), *f[i] = NULL;
     raana_moe_trace_free(b->moe);
@@ -310,7 +311,8 @@ static int block_trace_alloc(block_trace *b, const raana_model_config *c, int t,
     }
     if (c->qk_norm) {
         b->q_pre = malloc(T * q * 4), b->k_pre = malloc(T * kv * 4);
-        b->rq = malloc(T * (size_t)c->num_heads * 4), b->rk = malloc(T * (size_t)c->num_kv_heads * 4);
+        b->rq = malloc(T * (size_t)c->num_heads * 4),
+        b->rk = malloc(T * (size_t)c->num_kv_heads * 4);
         ok = ok && b->q_pre && b->k_pre && b->rq && b->rk;
     }
     return ok;
@@ -410,8 +412,8 @@ static raana_status block_forward(const raana_llama *net, const raana_block_weig
     memcpy(bt->x_mid, x, T * h * 4);
     rmsnorm(x, t, h, bw->mlp_norm, c->rms_norm_eps, bt->r2, bt->h2);
     if (bw->moe)
-        RAANA_CALL(raana_moe_forward(bw->moe, bt->h2, t, h, tmp, st + MOE_FIRST_SLOT, &bt->moe,
-                                     err));
+        RAANA_CALL(
+            raana_moe_forward(bw->moe, bt->h2, t, h, tmp, st + MOE_FIRST_SLOT, &bt->moe, err));
     else
         dense_mlp_forward(net, bw, t, bt, st, tmp);
     for (size_t i = 0; i < T * h; i++)
@@ -438,8 +440,8 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
     tr->n_blocks = net->n_blocks;
     for (int b = 0; b < net->n_blocks; b++) {
         if (!block_trace_alloc(&tr->blocks[b], &net->cfg, t, net->blocks[b].moe != NULL))
-            RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM,
-                            "out of memory for the activations of %d tokens", t);
+            RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the activations of %d tokens",
+                            t);
         RAANA_CHECK(block_forward(net, &net->blocks[b], hidden, t, &tr->blocks[b],
                                   tr->fwd + slot_base(net, b), tmp, work, err));
     }
@@ -614,8 +616,8 @@ static raana_status block_backward(const raana_llama *net, const raana_block_wei
 {
     const raana_model_config *c = &net->cfg;
     if (bw->moe)
-        RAANA_CALL(raana_moe_backward(bw->moe, bt->moe, bt->h2, dx, s->dh, st + MOE_FIRST_SLOT,
-                                      err));
+        RAANA_CALL(
+            raana_moe_backward(bw->moe, bt->moe, bt->h2, dx, s->dh, st + MOE_FIRST_SLOT, err));
     else
         dense_mlp_backward(net, bw, bt, t, dx, st, s);
     rmsnorm_backward(bt->x_mid, bt->r2, t, c->hidden_size, bw->mlp_norm, s->dh, dx);
@@ -640,8 +642,8 @@ raana_status raana_llama_backward_blocks(const raana_llama *net, raana_llama_tra
             ls[k].y_sq += tr->fwd[base + k].y_sq;
             ls[k].rows += tr->fwd[base + k].rows;
         }
-        RAANA_CHECK(block_backward(net, &net->blocks[b], &tr->blocks[b], tr->t, dhidden, ls, &s,
-                                   err));
+        RAANA_CHECK(
+            block_backward(net, &net->blocks[b], &tr->blocks[b], tr->t, dhidden, ls, &s, err));
         block_trace_free(&tr->blocks[b]); /* its memory is not needed any more */
     }
 cleanup:

@@ -140,9 +140,9 @@ raana_status raana_plan_build(const raana_model_config *model, const raana_confi
     RAANA_CALL(raana_model_check_window(model, plan->seq_len, "config.json", err));
     for (int b = 0; b < model->num_layers; b++)
         plan->total_params += raana_block_params_at(model, b);
-    plan->total_params += (uint64_t)model->hidden_size +
-                         (uint64_t)model->vocab_size * (uint64_t)model->hidden_size *
-                             (model->tie_word_embeddings ? 1u : 2u);
+    plan->total_params += (uint64_t)model->hidden_size + (uint64_t)model->vocab_size *
+                                                             (uint64_t)model->hidden_size *
+                                                             (model->tie_word_embeddings ? 1u : 2u);
     raana_status st = build_layers(model, cfg, plan, err);
     if (st != RAANA_OK) {
         raana_plan_free(plan);
@@ -204,9 +204,10 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
         const raana_plan_layer *l = &plan->layers[i];
         fprintf(out, "  %-40s %7d %7d %10llu  %s\n", l->name, l->d_in, l->d_out,
                 (unsigned long long)l->d_in * (unsigned long long)l->d_out,
-                l->quantize                                                          ? "yes"
-                : l->kind == RAANA_LINEAR_ROUTER || l->kind == RAANA_LINEAR_SHARED_GATE ? "no (router)"
-                                                                                         : "no (excluded)");
+                l->quantize ? "yes"
+                : l->kind == RAANA_LINEAR_ROUTER || l->kind == RAANA_LINEAR_SHARED_GATE
+                    ? "no (router)"
+                    : "no (excluded)");
     }
     fprintf(out, "ranks: %d\n  %4s  %-9s %12s %12s %14s  %s\n", plan->n_ranks, "rank", "blocks",
             "params", "quantized", "est. peak mem", "also owns");

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "raana/file.h"
 #include "moe_config.h"
+#include "raana/file.h"
 
 /* ---- config.json -------------------------------------------------------- */
 
@@ -165,9 +165,9 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
 static const struct {
     const char *name;
     raana_arch arch;
-} supported_archs[] = {{"llama", RAANA_ARCH_LLAMA},         {"mistral", RAANA_ARCH_MISTRAL},
-                       {"qwen2", RAANA_ARCH_QWEN2},         {"qwen3", RAANA_ARCH_QWEN3},
-                       {"mixtral", RAANA_ARCH_MIXTRAL},     {"qwen2_moe", RAANA_ARCH_QWEN2_MOE},
+} supported_archs[] = {{"llama", RAANA_ARCH_LLAMA},        {"mistral", RAANA_ARCH_MISTRAL},
+                       {"qwen2", RAANA_ARCH_QWEN2},        {"qwen3", RAANA_ARCH_QWEN3},
+                       {"mixtral", RAANA_ARCH_MIXTRAL},    {"qwen2_moe", RAANA_ARCH_QWEN2_MOE},
                        {"qwen3_moe", RAANA_ARCH_QWEN3_MOE}};
 
 static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
@@ -212,8 +212,7 @@ static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
     const cJSON *r = c->root;
     RAANA_CALL(get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size));
     RAANA_CALL(get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size));
-    RAANA_CALL(
-        get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size));
+    RAANA_CALL(get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size));
     RAANA_CALL(get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers));
     RAANA_CALL(get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads));
     RAANA_CALL(get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
