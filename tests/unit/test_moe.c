@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "raana/expert_stats.h"
 #include "raana/file.h"
 #include "raana/llama.h"
 #include "raana/plan.h"
@@ -397,8 +398,60 @@ static void test_plan(void)
     }
 }
 
+/* An expert no token reached takes, per projection, the mean statistics of
+ * its routed siblings in that block; other layers are left alone; the
+ * report line lists tokens per expert. */
+static void test_unrouted_fallback(void)
+{
+    const char *json = "{\"model_type\":\"mixtral\",\"vocab_size\":40,\"hidden_size\":16,"
+                       "\"intermediate_size\":20,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                       "\"num_local_experts\":4,\"num_experts_per_tok\":2}";
+    raana_model_config m;
+    raana_config cfg;
+    raana_plan plan;
+    raana_error err;
+    CHECK_INT(raana_model_config_parse(json, strlen(json), "t", &m, &err), RAANA_OK);
+    raana_config_defaults(&cfg);
+    CHECK_INT(raana_plan_build(&m, &cfg, 1, &plan, &err), RAANA_OK);
+    int n = plan.n_layers;
+    double *tokens = calloc((size_t)n, sizeof *tokens);
+    raana_layer_stats *st = calloc((size_t)n, sizeof *st);
+    for (int i = 0; i < n; i++) {
+        const raana_plan_layer *l = &plan.layers[i];
+        /* block 1's expert 2 saw nothing; every other layer saw tokens */
+        int unrouted = l->block == 1 && l->expert == 2;
+        tokens[i] = unrouted ? 0 : 10 + l->expert;
+        double v = unrouted ? 0 : 1 + i;
+        st[i] = (raana_layer_stats){v, 2 * v, 3 * v, 4 * v, 5 * v};
+    }
+    CHECK_INT(raana_expert_stats_fallback(&plan, tokens, st), 3);
+    for (int i = 0; i < n; i++) {
+        const raana_plan_layer *l = &plan.layers[i];
+        if (!(l->block == 1 && l->expert == 2)) {
+            CHECK_NEAR(st[i].grad_rms, 1 + i, 0);
+            continue;
+        }
+        double mean = 0; /* siblings 0, 1, 3 of the same kind: index - 3 (e - e') slots */
+        for (int e = 0; e < 4; e++)
+            if (e != 2)
+                mean += 1 + i + 3 * (e - 2);
+        mean /= 3;
+        CHECK_NEAR(st[i].grad_rms, mean, 1e-12);
+        CHECK_NEAR(st[i].dy_fro, 5 * mean, 1e-12);
+    }
+    char buf[256] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    raana_expert_tokens_print(f, &plan, tokens);
+    fclose(f);
+    CHECK(strcmp(buf, "block 0 tokens per expert: 10 11 12 13\n"
+                      "block 1 tokens per expert: 10 11 0 13\n") == 0);
+    free(tokens), free(st);
+    raana_plan_free(&plan);
+}
+
 int main(void)
 {
+    test_unrouted_fallback();
     test_plan();
     test_bad_expert_weight();
     test_slots();
