@@ -180,9 +180,13 @@ def _attr(obj, key, path, convert=_number):
 
 
 def layer_block_and_kind(name):
-    """model.layers.3.mlp.down_proj -> (3, "down_proj"); block None outside blocks."""
+    """model.layers.3.mlp.down_proj -> (3, "down_proj"); block None outside blocks.
+    An expert's projection keeps its expert, so that plots and tables show bits
+    per expert: model.layers.3.mlp.experts.5.down_proj -> (3, "e5.down_proj")."""
     m = re.search(r"\.layers\.(\d+)\.", name)
-    return (int(m.group(1)) if m else None), name.rsplit(".", 1)[-1]
+    e = re.search(r"\.experts\.(\d+)\.([^.]+)$", name)
+    return (int(m.group(1)) if m else None), (f"e{e.group(1)}.{e.group(2)}" if e
+                                              else name.rsplit(".", 1)[-1])
 
 
 def short_kind(kind):

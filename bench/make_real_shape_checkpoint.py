@@ -1,6 +1,8 @@
 """make_real_shape_checkpoint.py — a Hugging Face LLaMA checkpoint with the true
 dimensions of Llama-2-7B, Llama-2-70B (GQA 8) or Llama-3.1-405B (GQA 8, llama3 RoPE
-scaling) and a chosen number of decoder blocks, for benchmarks at real sizes (issue 11).
+scaling), or a Mixtral-8x7B-shaped mixture of experts (hidden 4096, GQA 8, 8 experts
+of 14336, top-2; issue 13), and a chosen number of decoder blocks, for benchmarks at
+real sizes (issue 11). Mixtral routers are drawn like the other hidden-input matrices.
 
 Weights are heavy-tailed (Student-t, `--dof`, scaled to variance 1/d_in) with a few
 outlier input channels (`--outliers` columns scaled by `--outlier-scale`; the same
@@ -19,10 +21,11 @@ valid ids). `--vocab real` gives them the model's true vocabulary (32000 or 1282
 instead, for memory measurements at the true size; the tokenizer only ever produces ids
 below 2048, so the extra rows are never looked up.
 
-Usage: /usr/bin/python3 make_real_shape_checkpoint.py OUT_DIR {7b,70b,405b} BLOCKS
+Usage: /usr/bin/python3 make_real_shape_checkpoint.py OUT_DIR {7b,70b,405b,8x7b} BLOCKS
          [--shard-gib G] [--seed S] [--dof NU] [--outliers K] [--outlier-scale X]
          [--vocab tokenizer|real] [--config-only]
-         [--hidden H --intermediate I --heads A --kv-heads K]   (tiny shapes for tests)
+         [--hidden H --intermediate I --heads A --kv-heads K --experts E]
+                                                     (tiny shapes for tests)
 """
 import argparse
 import json
@@ -46,6 +49,10 @@ SHAPES = {
                  rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                "high_freq_factor": 4.0,
                                "original_max_position_embeddings": 8192}),
+    "8x7b": dict(name="Mixtral-8x7B", hidden_size=4096, intermediate_size=14336,
+                 num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
+                 rope_theta=1000000.0, max_position_embeddings=32768, rope_scaling=None,
+                 num_local_experts=8, num_experts_per_tok=2),
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                    "special_tokens_map.json")
@@ -65,7 +72,7 @@ def parse_args(argv):
     p.add_argument("--vocab", choices=("tokenizer", "real"), default="tokenizer")
     p.add_argument("--config-only", action="store_true",
                    help="write config.json and the tokenizer only")
-    for k in ("hidden", "intermediate", "heads", "kv-heads"):
+    for k in ("hidden", "intermediate", "heads", "kv-heads", "experts"):
         p.add_argument("--" + k, type=int)
     a = p.parse_args(argv)
     if a.blocks < 1 or a.shard_gib <= 0 or a.dof <= 2 or a.outliers < 0:
@@ -76,14 +83,32 @@ def parse_args(argv):
 def model_config(a, tiny_cfg):
     s = dict(SHAPES[a.shape])
     for key, arg in (("hidden_size", a.hidden), ("intermediate_size", a.intermediate),
-                     ("num_attention_heads", a.heads), ("num_key_value_heads", a.kv_heads)):
+                     ("num_attention_heads", a.heads), ("num_key_value_heads", a.kv_heads),
+                     ("num_local_experts", a.experts)):
         if arg is not None:
+            if key == "num_local_experts" and "num_local_experts" not in s:
+                sys.exit("make_real_shape_checkpoint: error: --experts needs a mixture-of-experts "
+                         "shape (8x7b)")
             s[key] = arg
     h, heads, kv = s["hidden_size"], s["num_attention_heads"], s["num_key_value_heads"]
     if h % heads or heads % kv or (h // heads) % 2:
         sys.exit(f"make_real_shape_checkpoint: error: hidden {h} / heads {heads} / kv {kv} "
                  "do not give an even head_dim with whole GQA groups")
     vocab = s["vocab_size"] if a.vocab == "real" else tiny_cfg["vocab_size"]
+    if "num_local_experts" in s:
+        return {
+            "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_act": "silu",
+            "hidden_size": h, "intermediate_size": s["intermediate_size"],
+            "num_attention_heads": heads, "num_key_value_heads": kv,
+            "num_local_experts": s["num_local_experts"],
+            "num_experts_per_tok": s["num_experts_per_tok"], "num_hidden_layers": a.blocks,
+            "vocab_size": vocab, "max_position_embeddings": s["max_position_embeddings"],
+            "rms_norm_eps": 1e-5, "rope_theta": s["rope_theta"], "sliding_window": None,
+            "output_router_logits": False, "router_aux_loss_coef": 0.02,
+            "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+            "bos_token_id": tiny_cfg["bos_token_id"], "eos_token_id": tiny_cfg["eos_token_id"],
+            "_raana_real_shape": s["name"],
+        }
     return {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "attention_bias": False, "mlp_bias": False, "hidden_act": "silu",
@@ -101,18 +126,27 @@ def model_config(a, tiny_cfg):
 def tensor_list(c):
     """(name, shape, kind) in Hugging Face order; kind picks the generator."""
     h, inter, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
-    q, kv = c["num_attention_heads"] * c["head_dim"], c["num_key_value_heads"] * c["head_dim"]
+    hd = c.get("head_dim", h // c["num_attention_heads"])
+    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
     out = [("model.embed_tokens.weight", (v, h), "embed")]
     for b in range(c["num_hidden_layers"]):
         p = f"model.layers.{b}."
         out += [(p + "self_attn.q_proj.weight", (q, h), "hidden_in"),
                 (p + "self_attn.k_proj.weight", (kv, h), "hidden_in"),
                 (p + "self_attn.v_proj.weight", (kv, h), "hidden_in"),
-                (p + "self_attn.o_proj.weight", (h, q), "plain"),
-                (p + "mlp.gate_proj.weight", (inter, h), "hidden_in"),
-                (p + "mlp.up_proj.weight", (inter, h), "hidden_in"),
-                (p + "mlp.down_proj.weight", (h, inter), "inter_in"),
-                (p + "input_layernorm.weight", (h,), "norm"),
+                (p + "self_attn.o_proj.weight", (h, q), "plain")]
+        if "num_local_experts" in c:  # Mixtral: router, then w1 (gate), w3 (up), w2 (down)
+            e = p + "block_sparse_moe."
+            out += [(e + "gate.weight", (c["num_local_experts"], h), "hidden_in")]
+            for x in range(c["num_local_experts"]):
+                out += [(f"{e}experts.{x}.w1.weight", (inter, h), "hidden_in"),
+                        (f"{e}experts.{x}.w3.weight", (inter, h), "hidden_in"),
+                        (f"{e}experts.{x}.w2.weight", (h, inter), "inter_in")]
+        else:
+            out += [(p + "mlp.gate_proj.weight", (inter, h), "hidden_in"),
+                    (p + "mlp.up_proj.weight", (inter, h), "hidden_in"),
+                    (p + "mlp.down_proj.weight", (h, inter), "inter_in")]
+        out += [(p + "input_layernorm.weight", (h,), "norm"),
                 (p + "post_attention_layernorm.weight", (h,), "norm")]
     out += [("model.norm.weight", (h,), "norm"), ("lm_head.weight", (v, h), "plain")]
     return out

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "raana/attention.h"
+#include "raana/moe.h"
 
 /* ---- loading ------------------------------------------------------------- */
 
@@ -22,38 +23,43 @@ static raana_status read_tensor(const raana_model *m, const char *name, size_t c
     return raana_model_read_f32(m, name, *out, count, err);
 }
 
-static int has_bias(const raana_model_config *c, raana_linear_kind k)
+static raana_status load_norms(const raana_model *m, int block, raana_block_weights *bw,
+                               raana_error *err)
 {
-    return k <= RAANA_LINEAR_V ? c->qkv_bias : k == RAANA_LINEAR_O ? c->o_bias : c->mlp_bias;
+    const raana_model_config *c = &m->config;
+    char name[160];
+    size_t h = (size_t)c->hidden_size, hd = (size_t)c->head_dim;
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", block);
+    RAANA_CALL(read_tensor(m, name, h, &bw->attn_norm, err));
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", block);
+    RAANA_CALL(read_tensor(m, name, h, &bw->mlp_norm, err));
+    if (!c->qk_norm)
+        return RAANA_OK;
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", block);
+    RAANA_CALL(read_tensor(m, name, hd, &bw->q_norm, err));
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", block);
+    return read_tensor(m, name, hd, &bw->k_norm, err);
 }
 
+/* The norms, the attention, and a dense MLP or (moe.h) a sparse one. */
 static raana_status load_block(const raana_model *m, int block, raana_block_weights *bw,
                                raana_error *err)
 {
     const raana_model_config *c = &m->config;
-    char name[160], base[112];
-    raana_status st;
-    size_t h = (size_t)c->hidden_size;
-    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", block);
-    if ((st = read_tensor(m, name, h, &bw->attn_norm, err)))
-        return st;
-    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", block);
-    if ((st = read_tensor(m, name, h, &bw->mlp_norm, err)))
-        return st;
-    for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
-        int d_in, d_out;
-        raana_linear_shape(c, (raana_linear_kind)k, &d_in, &d_out);
-        raana_linear_name(block, (raana_linear_kind)k, base, sizeof base);
-        snprintf(name, sizeof name, "%s.weight", base);
-        if ((st = read_tensor(m, name, (size_t)d_in * d_out, &bw->w[k], err)))
-            return st;
-        if (has_bias(c, (raana_linear_kind)k)) {
-            snprintf(name, sizeof name, "%s.bias", base);
-            if ((st = read_tensor(m, name, (size_t)d_out, &bw->b[k], err)))
-                return st;
+    char name[160];
+    int sparse = raana_block_is_sparse(c, block);
+    RAANA_CALL(load_norms(m, block, bw, err));
+    for (int k = 0; k < (sparse ? RAANA_LINEAR_GATE : RAANA_LINEAR_COUNT); k++) {
+        raana_linear_info li;
+        raana_block_linear(c, block, k, &li);
+        snprintf(name, sizeof name, "%s.weight", li.name);
+        RAANA_CALL(read_tensor(m, name, (size_t)li.d_in * li.d_out, &bw->w[k], err));
+        if (li.has_bias) {
+            snprintf(name, sizeof name, "%s.bias", li.name);
+            RAANA_CALL(read_tensor(m, name, (size_t)li.d_out, &bw->b[k], err));
         }
     }
-    return RAANA_OK;
+    return sparse ? raana_moe_load(m, block, &bw->moe, err) : RAANA_OK;
 }
 
 /* RoPE frequencies as Hugging Face computes them (in f32), with linear and
@@ -90,27 +96,30 @@ raana_status raana_llama_init_rope(raana_llama *net, raana_error *err)
 raana_status raana_llama_load(raana_llama *net, const raana_model *model, int first, int n,
                               int with_embedding, int with_head, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     memset(net, 0, sizeof *net);
     net->cfg = model->config;
     net->first_block = first;
     net->n_blocks = n;
     const raana_model_config *c = &model->config;
     size_t vh = (size_t)c->vocab_size * c->hidden_size;
-    raana_status st = raana_llama_init_rope(net, err);
+    RAANA_CHECK(raana_llama_init_rope(net, err));
     net->blocks = calloc((size_t)(n > 0 ? n : 1), sizeof *net->blocks);
-    if (st == RAANA_OK && !net->blocks)
-        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    for (int b = 0; st == RAANA_OK && b < n; b++)
-        st = load_block(model, first + b, &net->blocks[b], err);
-    if (st == RAANA_OK && (with_embedding || (with_head && c->tie_word_embeddings)))
-        st = read_tensor(model, "model.embed_tokens.weight", vh, &net->embed, err);
-    if (st == RAANA_OK && with_head) {
-        st = read_tensor(model, "model.norm.weight", (size_t)c->hidden_size, &net->final_norm, err);
-        if (st == RAANA_OK && !c->tie_word_embeddings)
-            st = read_tensor(model, "lm_head.weight", vh, &net->lm_head, err);
-        else
+    if (!net->blocks)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory");
+    for (int b = 0; b < n; b++)
+        RAANA_CHECK(load_block(model, first + b, &net->blocks[b], err));
+    if (with_embedding || (with_head && c->tie_word_embeddings))
+        RAANA_CHECK(read_tensor(model, "model.embed_tokens.weight", vh, &net->embed, err));
+    if (with_head) {
+        RAANA_CHECK(
+            read_tensor(model, "model.norm.weight", (size_t)c->hidden_size, &net->final_norm, err));
+        if (c->tie_word_embeddings)
             net->lm_head = net->embed;
+        else
+            RAANA_CHECK(read_tensor(model, "lm_head.weight", vh, &net->lm_head, err));
     }
+cleanup:
     if (st != RAANA_OK)
         raana_llama_free(net);
     return st;
@@ -121,6 +130,9 @@ void raana_llama_free(raana_llama *net)
     for (int b = 0; net->blocks && b < net->n_blocks; b++) {
         free(net->blocks[b].attn_norm);
         free(net->blocks[b].mlp_norm);
+        free(net->blocks[b].q_norm);
+        free(net->blocks[b].k_norm);
+        raana_moe_free(net->blocks[b].moe);
         for (int k = 0; k < RAANA_LINEAR_COUNT; k++)
             free(net->blocks[b].w[k]), free(net->blocks[b].b[k]);
     }
@@ -216,24 +228,60 @@ static float silu(float g)
     return g / (1.0f + expf(-g));
 }
 
+/* A sparse block's slots from the router on (model.h). */
+#define MOE_FIRST_SLOT 4
+
 /* ---- the trace ----------------------------------------------------------------- */
 
 typedef struct {
     float *x_in, *r1, *h1, *q, *k, *v, *lse, *ctx, *x_mid, *r2, *h2, *g, *u, *a;
+    float *q_pre, *k_pre, *rq, *rk; /* before q_norm/k_norm, and their 1/rms */
+    raana_moe_trace *moe;           /* a sparse block's MLP */
 } block_trace;
 
 struct raana_llama_trace {
     int t, n_blocks;
     block_trace *blocks;
-    raana_linear_stats *fwd; /* x_sq and y_sq from the forward pass */
+    raana_linear_stats *fwd; /* x_sq, y_sq and rows from the forward pass, by slot */
 };
+
+/* Index of block b's (0 = first_block) slot 0 in this net's stats. */
+static size_t slot_base(const raana_llama *net, int b)
+{
+    return (size_t)(raana_block_linear_offset(&net->cfg, net->first_block + b) -
+                    raana_block_linear_offset(&net->cfg, net->first_block));
+}
+
+const float *raana_llama_linear_weight(const raana_llama *net, int block, int slot)
+{
+    const raana_block_weights *bw = &net->blocks[block - net->first_block];
+    if (!bw->moe || slot < RAANA_LINEAR_GATE)
+        return bw->w[slot];
+    raana_linear_info li;
+    raana_block_linear(&net->cfg, block, slot, &li);
+    if (li.kind == RAANA_LINEAR_ROUTER)
+        return bw->moe->router;
+    if (li.kind == RAANA_LINEAR_SHARED_GATE)
+        return bw->moe->shared_gate;
+    int k = (int)li.kind - RAANA_LINEAR_GATE;
+    return li.expert == RAANA_EXPERT_SHARED ? bw->moe->shared[k]
+                                            : bw->moe->expert[3 * li.expert + k];
+}
+
+const int *raana_llama_trace_experts(const raana_llama_trace *trace, int b)
+{
+    const raana_moe_trace *m = trace->blocks[b].moe;
+    return m ? raana_moe_trace_experts(m) : NULL;
+}
 
 static void block_trace_free(block_trace *b)
 {
-    float **f[] = {&b->x_in, &b->r1,    &b->h1, &b->q,  &b->k, &b->v, &b->lse,
-                   &b->ctx,  &b->x_mid, &b->r2, &b->h2, &b->g, &b->u, &b->a};
+    float **f[] = {&b->x_in, &b->r1, &b->h1, &b->q, &b->k, &b->v,     &b->lse,   &b->ctx, &b->x_mid,
+                   &b->r2,   &b->h2, &b->g,  &b->u, &b->a, &b->q_pre, &b->k_pre, &b->rq,  &b->rk};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(*f[i]), *f[i] = NULL;
+    raana_moe_trace_free(b->moe);
+    b->moe = NULL;
 }
 
 void raana_llama_trace_free(raana_llama_trace *tr)
@@ -247,7 +295,7 @@ void raana_llama_trace_free(raana_llama_trace *tr)
     free(tr);
 }
 
-static int block_trace_alloc(block_trace *b, const raana_model_config *c, int t)
+static int block_trace_alloc(block_trace *b, const raana_model_config *c, int t, int sparse)
 {
     size_t T = (size_t)t, h = (size_t)c->hidden_size, q = (size_t)c->num_heads * c->head_dim,
            kv = (size_t)c->num_kv_heads * c->head_dim, in = (size_t)c->intermediate_size;
@@ -255,9 +303,19 @@ static int block_trace_alloc(block_trace *b, const raana_model_config *c, int t)
     b->q = malloc(T * q * 4), b->k = malloc(T * kv * 4), b->v = malloc(T * kv * 4);
     b->lse = malloc((size_t)c->num_heads * T * 4), b->ctx = malloc(T * q * 4);
     b->x_mid = malloc(T * h * 4), b->r2 = malloc(T * 4), b->h2 = malloc(T * h * 4);
-    b->g = malloc(T * in * 4), b->u = malloc(T * in * 4), b->a = malloc(T * in * 4);
-    return b->x_in && b->r1 && b->h1 && b->q && b->k && b->v && b->lse && b->ctx && b->x_mid &&
-           b->r2 && b->h2 && b->g && b->u && b->a;
+    int ok = b->x_in && b->r1 && b->h1 && b->q && b->k && b->v && b->lse && b->ctx && b->x_mid &&
+             b->r2 && b->h2;
+    if (!sparse) {
+        b->g = malloc(T * in * 4), b->u = malloc(T * in * 4), b->a = malloc(T * in * 4);
+        ok = ok && b->g && b->u && b->a;
+    }
+    if (c->qk_norm) {
+        b->q_pre = malloc(T * q * 4), b->k_pre = malloc(T * kv * 4);
+        b->rq = malloc(T * (size_t)c->num_heads * 4),
+        b->rk = malloc(T * (size_t)c->num_kv_heads * 4);
+        ok = ok && b->q_pre && b->k_pre && b->rq && b->rk;
+    }
+    return ok;
 }
 
 /* ---- forward ---------------------------------------------------------------------- */
@@ -284,12 +342,26 @@ static raana_attention_shape attention_shape(const raana_llama *net, int t)
                                    net->attention_block};
 }
 
-static void block_forward(const raana_llama *net, const raana_block_weights *bw, float *x, int t,
-                          block_trace *bt, raana_linear_stats *st, float *tmp, float *work)
+/* q and k of every head through q_norm/k_norm (qwen3), keeping the inputs. */
+static void qk_norm_forward(const raana_llama *net, const raana_block_weights *bw, block_trace *bt,
+                            int t)
 {
     const raana_model_config *c = &net->cfg;
-    int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim,
-        in = c->intermediate_size;
+    size_t T = (size_t)t, q = (size_t)c->num_heads * c->head_dim,
+           kv = (size_t)c->num_kv_heads * c->head_dim;
+    memcpy(bt->q_pre, bt->q, T * q * 4);
+    memcpy(bt->k_pre, bt->k, T * kv * 4);
+    rmsnorm(bt->q_pre, t * c->num_heads, c->head_dim, bw->q_norm, c->rms_norm_eps, bt->rq, bt->q);
+    rmsnorm(bt->k_pre, t * c->num_kv_heads, c->head_dim, bw->k_norm, c->rms_norm_eps, bt->rk,
+            bt->k);
+}
+
+static void attention_forward(const raana_llama *net, const raana_block_weights *bw, float *x,
+                              int t, block_trace *bt, raana_linear_stats *st, float *tmp,
+                              float *work)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim;
     size_t T = (size_t)t;
     memcpy(bt->x_in, x, T * h * 4);
     rmsnorm(x, t, h, bw->attn_norm, c->rms_norm_eps, bt->r1, bt->h1);
@@ -297,63 +369,88 @@ static void block_forward(const raana_llama *net, const raana_block_weights *bw,
     linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_K], bw->b[RAANA_LINEAR_K], bt->k);
     linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_V], bw->b[RAANA_LINEAR_V], bt->v);
     double h1_sq = sum_sq(bt->h1, T * h);
-    st[RAANA_LINEAR_Q] = (raana_linear_stats){h1_sq, sum_sq(bt->q, T * q), 0};
-    st[RAANA_LINEAR_K] = (raana_linear_stats){h1_sq, sum_sq(bt->k, T * kv), 0};
-    st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, sum_sq(bt->v, T * kv), 0};
+    st[RAANA_LINEAR_Q] = (raana_linear_stats){h1_sq, sum_sq(bt->q, T * q), 0, t};
+    st[RAANA_LINEAR_K] = (raana_linear_stats){h1_sq, sum_sq(bt->k, T * kv), 0, t};
+    st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, sum_sq(bt->v, T * kv), 0, t};
+    if (c->qk_norm)
+        qk_norm_forward(net, bw, bt, t);
     rope(net, bt->q, t, c->num_heads, 1.0f);
     rope(net, bt->k, t, c->num_kv_heads, 1.0f);
     raana_attention_shape as = attention_shape(net, t);
     raana_attention_forward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, work);
     linear(bt->ctx, t, q, h, bw->w[RAANA_LINEAR_O], bw->b[RAANA_LINEAR_O], tmp);
-    st[RAANA_LINEAR_O] = (raana_linear_stats){sum_sq(bt->ctx, T * q), sum_sq(tmp, T * h), 0};
+    st[RAANA_LINEAR_O] = (raana_linear_stats){sum_sq(bt->ctx, T * q), sum_sq(tmp, T * h), 0, t};
     for (size_t i = 0; i < T * h; i++)
         x[i] += tmp[i];
-    memcpy(bt->x_mid, x, T * h * 4);
-    rmsnorm(x, t, h, bw->mlp_norm, c->rms_norm_eps, bt->r2, bt->h2);
+}
+
+static void dense_mlp_forward(const raana_llama *net, const raana_block_weights *bw, int t,
+                              block_trace *bt, raana_linear_stats *st, float *tmp)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size, in = c->intermediate_size;
+    size_t T = (size_t)t;
     linear(bt->h2, t, h, in, bw->w[RAANA_LINEAR_GATE], bw->b[RAANA_LINEAR_GATE], bt->g);
     linear(bt->h2, t, h, in, bw->w[RAANA_LINEAR_UP], bw->b[RAANA_LINEAR_UP], bt->u);
     double h2_sq = sum_sq(bt->h2, T * h);
-    st[RAANA_LINEAR_GATE] = (raana_linear_stats){h2_sq, sum_sq(bt->g, T * in), 0};
-    st[RAANA_LINEAR_UP] = (raana_linear_stats){h2_sq, sum_sq(bt->u, T * in), 0};
+    st[RAANA_LINEAR_GATE] = (raana_linear_stats){h2_sq, sum_sq(bt->g, T * in), 0, t};
+    st[RAANA_LINEAR_UP] = (raana_linear_stats){h2_sq, sum_sq(bt->u, T * in), 0, t};
     for (size_t i = 0; i < T * in; i++)
         bt->a[i] = silu(bt->g[i]) * bt->u[i];
     linear(bt->a, t, in, h, bw->w[RAANA_LINEAR_DOWN], bw->b[RAANA_LINEAR_DOWN], tmp);
-    st[RAANA_LINEAR_DOWN] = (raana_linear_stats){sum_sq(bt->a, T * in), sum_sq(tmp, T * h), 0};
+    st[RAANA_LINEAR_DOWN] = (raana_linear_stats){sum_sq(bt->a, T * in), sum_sq(tmp, T * h), 0, t};
+}
+
+static raana_status block_forward(const raana_llama *net, const raana_block_weights *bw, float *x,
+                                  int t, block_trace *bt, raana_linear_stats *st, float *tmp,
+                                  float *work, raana_error *err)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size;
+    size_t T = (size_t)t;
+    attention_forward(net, bw, x, t, bt, st, tmp, work);
+    memcpy(bt->x_mid, x, T * h * 4);
+    rmsnorm(x, t, h, bw->mlp_norm, c->rms_norm_eps, bt->r2, bt->h2);
+    if (bw->moe)
+        RAANA_CALL(
+            raana_moe_forward(bw->moe, bt->h2, t, h, tmp, st + MOE_FIRST_SLOT, &bt->moe, err));
+    else
+        dense_mlp_forward(net, bw, t, bt, st, tmp);
     for (size_t i = 0; i < T * h; i++)
         x[i] += tmp[i];
+    return RAANA_OK;
 }
 
 raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, int t,
                                         raana_llama_trace **out, raana_error *err)
 {
-    raana_llama_trace *tr = calloc(1, sizeof *tr);
+    raana_status st = RAANA_OK;
     raana_attention_shape as = attention_shape(net, t);
+    size_t n_slots = slot_base(net, net->n_blocks);
+    raana_llama_trace *tr = calloc(1, sizeof *tr);
     float *tmp = malloc((size_t)t * net->cfg.hidden_size * 4);
     float *work = malloc(raana_attention_work_floats(&as) * sizeof *work);
     *out = NULL;
+    RAANA_CHECK(raana_model_check_window(&net->cfg, t, "config.json", err));
     if (!tr || !tmp || !work ||
         !(tr->blocks = calloc((size_t)(net->n_blocks ? net->n_blocks : 1), sizeof *tr->blocks)) ||
-        !(tr->fwd = calloc((size_t)(net->n_blocks ? net->n_blocks : 1) * RAANA_LINEAR_COUNT,
-                           sizeof *tr->fwd))) {
-        free(tmp), free(work);
-        raana_llama_trace_free(tr);
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for activations");
-    }
+        !(tr->fwd = calloc(n_slots ? n_slots : 1, sizeof *tr->fwd)))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for activations");
     tr->t = t;
     tr->n_blocks = net->n_blocks;
     for (int b = 0; b < net->n_blocks; b++) {
-        if (!block_trace_alloc(&tr->blocks[b], &net->cfg, t)) {
-            free(tmp), free(work);
-            raana_llama_trace_free(tr);
-            return raana_fail(err, RAANA_ERR_NOMEM,
-                              "out of memory for the activations of %d tokens", t);
-        }
-        block_forward(net, &net->blocks[b], hidden, t, &tr->blocks[b],
-                      tr->fwd + (size_t)b * RAANA_LINEAR_COUNT, tmp, work);
+        if (!block_trace_alloc(&tr->blocks[b], &net->cfg, t, net->blocks[b].moe != NULL))
+            RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the activations of %d tokens",
+                            t);
+        RAANA_CHECK(block_forward(net, &net->blocks[b], hidden, t, &tr->blocks[b],
+                                  tr->fwd + slot_base(net, b), tmp, work, err));
     }
-    free(tmp), free(work);
     *out = tr;
-    return RAANA_OK;
+    tr = NULL;
+cleanup:
+    free(tmp), free(work);
+    raana_llama_trace_free(tr);
+    return st;
 }
 
 raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens, int t,
@@ -424,13 +521,13 @@ raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int
 /* ---- backward ------------------------------------------------------------------------ */
 
 typedef struct {
-    float *da, *dg, *du, *dh, *dctx, *dq, *dk, *dv, *work;
+    float *da, *dg, *du, *dh, *dctx, *dq, *dk, *dv, *dq_pre, *dk_pre, *work;
 } backward_scratch;
 
 static void scratch_free(backward_scratch *s)
 {
     free(s->da), free(s->dg), free(s->du), free(s->dh), free(s->dctx);
-    free(s->dq), free(s->dk), free(s->dv), free(s->work);
+    free(s->dq), free(s->dk), free(s->dv), free(s->dq_pre), free(s->dk_pre), free(s->work);
 }
 
 static int scratch_alloc(backward_scratch *s, const raana_llama *net, int t)
@@ -442,19 +539,20 @@ static int scratch_alloc(backward_scratch *s, const raana_llama *net, int t)
     s->da = malloc(T * in * 4), s->dg = malloc(T * in * 4), s->du = malloc(T * in * 4);
     s->dh = malloc(T * h * 4), s->dctx = malloc(T * q * 4), s->dq = malloc(T * q * 4);
     s->dk = malloc(T * kv * 4), s->dv = malloc(T * kv * 4);
+    s->dq_pre = malloc(T * q * 4), s->dk_pre = malloc(T * kv * 4);
     s->work = malloc(raana_attention_work_floats(&as) * sizeof *s->work);
-    return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dk && s->dv && s->work;
+    return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dk && s->dv && s->dq_pre &&
+           s->dk_pre && s->work;
 }
 
-static void block_backward(const raana_llama *net, const raana_block_weights *bw,
-                           const block_trace *bt, int t, float *dx, raana_linear_stats *st,
-                           backward_scratch *s)
+/* s->dh = gradient at the MLP input h2 from dx at the MLP output. */
+static void dense_mlp_backward(const raana_llama *net, const raana_block_weights *bw,
+                               const block_trace *bt, int t, const float *dx,
+                               raana_linear_stats *st, backward_scratch *s)
 {
     const raana_model_config *c = &net->cfg;
-    int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim,
-        in = c->intermediate_size;
+    int h = c->hidden_size, in = c->intermediate_size;
     size_t T = (size_t)t;
-    /* MLP: dY_down = dx */
     st[RAANA_LINEAR_DOWN].dy_sq += sum_sq(dx, T * h);
     linear_backward(dx, t, in, h, bw->w[RAANA_LINEAR_DOWN], 0.0f, s->da);
     for (size_t i = 0; i < T * in; i++) {
@@ -466,45 +564,90 @@ static void block_backward(const raana_llama *net, const raana_block_weights *bw
     st[RAANA_LINEAR_UP].dy_sq += sum_sq(s->du, T * in);
     linear_backward(s->dg, t, h, in, bw->w[RAANA_LINEAR_GATE], 0.0f, s->dh);
     linear_backward(s->du, t, h, in, bw->w[RAANA_LINEAR_UP], 1.0f, s->dh);
-    rmsnorm_backward(bt->x_mid, bt->r2, t, h, bw->mlp_norm, s->dh, dx);
-    /* attention: dY_o = dx */
-    st[RAANA_LINEAR_O].dy_sq += sum_sq(dx, T * h);
+}
+
+/* dq and dk (w.r.t. the normalized q and k) back through q_norm/k_norm:
+ * returns the gradients at the projections' outputs in dq_pre/dk_pre. */
+static void qk_norm_backward(const raana_llama *net, const raana_block_weights *bw,
+                             const block_trace *bt, int t, backward_scratch *s)
+{
+    const raana_model_config *c = &net->cfg;
+    size_t T = (size_t)t, q = (size_t)c->num_heads * c->head_dim,
+           kv = (size_t)c->num_kv_heads * c->head_dim;
+    memset(s->dq_pre, 0, T * q * 4);
+    memset(s->dk_pre, 0, T * kv * 4);
+    rmsnorm_backward(bt->q_pre, bt->rq, t * c->num_heads, c->head_dim, bw->q_norm, s->dq,
+                     s->dq_pre);
+    rmsnorm_backward(bt->k_pre, bt->rk, t * c->num_kv_heads, c->head_dim, bw->k_norm, s->dk,
+                     s->dk_pre);
+}
+
+static void attention_backward(const raana_llama *net, const raana_block_weights *bw,
+                               const block_trace *bt, int t, float *dx, raana_linear_stats *st,
+                               backward_scratch *s)
+{
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim;
+    size_t T = (size_t)t;
+    st[RAANA_LINEAR_O].dy_sq += sum_sq(dx, T * h); /* dY_o = dx */
     linear_backward(dx, t, q, h, bw->w[RAANA_LINEAR_O], 0.0f, s->dctx);
     raana_attention_shape as = attention_shape(net, t);
     raana_attention_backward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, s->dctx, s->dq, s->dk,
                              s->dv, s->work);
-    rope(net, s->dq, t, c->num_heads, -1.0f); /* gradient w.r.t. the pre-RoPE output */
+    rope(net, s->dq, t, c->num_heads, -1.0f); /* gradient w.r.t. the pre-RoPE q and k */
     rope(net, s->dk, t, c->num_kv_heads, -1.0f);
-    st[RAANA_LINEAR_Q].dy_sq += sum_sq(s->dq, T * q);
-    st[RAANA_LINEAR_K].dy_sq += sum_sq(s->dk, T * kv);
+    const float *dq = s->dq, *dk = s->dk;
+    if (c->qk_norm) {
+        qk_norm_backward(net, bw, bt, t, s);
+        dq = s->dq_pre, dk = s->dk_pre;
+    }
+    st[RAANA_LINEAR_Q].dy_sq += sum_sq(dq, T * q);
+    st[RAANA_LINEAR_K].dy_sq += sum_sq(dk, T * kv);
     st[RAANA_LINEAR_V].dy_sq += sum_sq(s->dv, T * kv);
-    linear_backward(s->dq, t, h, q, bw->w[RAANA_LINEAR_Q], 0.0f, s->dh);
-    linear_backward(s->dk, t, h, kv, bw->w[RAANA_LINEAR_K], 1.0f, s->dh);
+    linear_backward(dq, t, h, q, bw->w[RAANA_LINEAR_Q], 0.0f, s->dh);
+    linear_backward(dk, t, h, kv, bw->w[RAANA_LINEAR_K], 1.0f, s->dh);
     linear_backward(s->dv, t, h, kv, bw->w[RAANA_LINEAR_V], 1.0f, s->dh);
     rmsnorm_backward(bt->x_in, bt->r1, t, h, bw->attn_norm, s->dh, dx);
+}
+
+static raana_status block_backward(const raana_llama *net, const raana_block_weights *bw,
+                                   const block_trace *bt, int t, float *dx, raana_linear_stats *st,
+                                   backward_scratch *s, raana_error *err)
+{
+    const raana_model_config *c = &net->cfg;
+    if (bw->moe)
+        RAANA_CALL(
+            raana_moe_backward(bw->moe, bt->moe, bt->h2, dx, s->dh, st + MOE_FIRST_SLOT, err));
+    else
+        dense_mlp_backward(net, bw, bt, t, dx, st, s);
+    rmsnorm_backward(bt->x_mid, bt->r2, t, c->hidden_size, bw->mlp_norm, s->dh, dx);
+    attention_backward(net, bw, bt, t, dx, st, s);
+    return RAANA_OK;
 }
 
 raana_status raana_llama_backward_blocks(const raana_llama *net, raana_llama_trace *tr,
                                          float *dhidden, raana_linear_stats *stats,
                                          raana_error *err)
 {
+    raana_status st = RAANA_OK;
     backward_scratch s;
     memset(&s, 0, sizeof s);
-    if (!scratch_alloc(&s, net, tr->t)) {
-        scratch_free(&s);
-        raana_llama_trace_free(tr);
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the backward pass");
-    }
+    if (!scratch_alloc(&s, net, tr->t))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the backward pass");
     for (int b = net->n_blocks - 1; b >= 0; b--) {
-        raana_linear_stats *st = stats + (size_t)b * RAANA_LINEAR_COUNT;
-        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
-            st[k].x_sq += tr->fwd[(size_t)b * RAANA_LINEAR_COUNT + k].x_sq;
-            st[k].y_sq += tr->fwd[(size_t)b * RAANA_LINEAR_COUNT + k].y_sq;
+        size_t base = slot_base(net, b), n = slot_base(net, b + 1) - base;
+        raana_linear_stats *ls = stats + base;
+        for (size_t k = 0; k < n; k++) {
+            ls[k].x_sq += tr->fwd[base + k].x_sq;
+            ls[k].y_sq += tr->fwd[base + k].y_sq;
+            ls[k].rows += tr->fwd[base + k].rows;
         }
-        block_backward(net, &net->blocks[b], &tr->blocks[b], tr->t, dhidden, st, &s);
+        RAANA_CHECK(
+            block_backward(net, &net->blocks[b], &tr->blocks[b], tr->t, dhidden, ls, &s, err));
         block_trace_free(&tr->blocks[b]); /* its memory is not needed any more */
     }
+cleanup:
     scratch_free(&s);
     raana_llama_trace_free(tr);
-    return RAANA_OK;
+    return st;
 }

@@ -28,7 +28,7 @@ static raana_status local_norms(const raana_stage *s, const raana_config *cfg, d
         if (!l->quantize || l->block < s->net.first_block ||
             l->block >= s->net.first_block + s->net.n_blocks)
             continue;
-        const float *w = s->net.blocks[l->block - s->net.first_block].w[l->kind];
+        const float *w = raana_llama_linear_weight(&s->net, l->block, l->slot);
         if (raana_qlayer_trick_norm(w, l->d_in, l->d_out, cfg->tricks, cfg->norm_col_rate,
                                     &w_fro[i], err) != RAANA_OK)
             return raana_error_prefix(err, "%s", l->name);

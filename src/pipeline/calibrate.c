@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "raana/comm.h"
+#include "raana/expert_stats.h"
 #include "raana/link.h"
 #include "raana/memory.h"
 
@@ -75,22 +76,60 @@ void raana_stage_free(raana_stage *s)
 
 /* ---- calibration -------------------------------------------------------------------- */
 
+/* Columns of the per-layer accumulator: the five statistics summed over
+ * the windows in which the layer saw tokens, that number of windows, and
+ * the tokens (rows) over all windows. An expert's statistics are over the
+ * tokens routed to it (docs/MOE.md). */
+#define ACC_COLS 7
+
 /* Adds one window's per-layer numbers (this rank's blocks) to acc. */
-static void add_window_stats(const raana_plan *plan, int first_block, int n_blocks, int t,
+static void add_window_stats(const raana_plan *plan, const raana_llama *net,
                              const raana_linear_stats *s, double *acc)
 {
-    for (int b = 0; b < n_blocks; b++)
-        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
-            int li = (first_block + b) * RAANA_LINEAR_COUNT + k;
-            const raana_plan_layer *layer = &plan->layers[li];
-            const raana_linear_stats *ls = &s[b * RAANA_LINEAR_COUNT + k];
-            double *a = acc + (size_t)li * 5;
-            a[0] += sqrt(ls->dy_sq) / sqrt((double)t * layer->d_out);
-            a[1] += sqrt(ls->x_sq) / sqrt((double)t);
-            a[2] += sqrt(ls->x_sq);
-            a[3] += sqrt(ls->y_sq);
-            a[4] += sqrt(ls->dy_sq);
-        }
+    int first = raana_block_linear_offset(&net->cfg, net->first_block);
+    int end = raana_block_linear_offset(&net->cfg, net->first_block + net->n_blocks);
+    for (int li = first; li < end; li++) {
+        const raana_plan_layer *layer = &plan->layers[li];
+        const raana_linear_stats *ls = &s[li - first];
+        double *a = acc + (size_t)li * ACC_COLS;
+        a[6] += ls->rows;
+        if (ls->rows <= 0)
+            continue;
+        a[0] += sqrt(ls->dy_sq) / sqrt(ls->rows * layer->d_out);
+        a[1] += sqrt(ls->x_sq) / sqrt(ls->rows);
+        a[2] += sqrt(ls->x_sq);
+        a[3] += sqrt(ls->y_sq);
+        a[4] += sqrt(ls->dy_sq);
+        a[5] += 1;
+    }
+}
+
+/* The reduced accumulator into stats (mean over the windows that routed
+ * tokens to the layer), with the unrouted-expert fallback; prints the
+ * tokens per expert of a mixture of experts on rank 0. */
+static raana_status finish_stats(const raana_plan *plan, const double *all, int rank,
+                                 raana_layer_stats *stats, FILE *progress, raana_error *err)
+{
+    double *tokens = malloc((size_t)(plan->n_layers ? plan->n_layers : 1) * sizeof *tokens);
+    if (!tokens)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d layers", plan->n_layers);
+    for (int li = 0; li < plan->n_layers; li++) {
+        const double *a = all + (size_t)li * ACC_COLS;
+        double w = a[5] > 0 ? a[5] : 1;
+        stats[li] = (raana_layer_stats){a[0] / w, a[1] / w, a[2] / w, a[3] / w, a[4] / w};
+        tokens[li] = a[6];
+    }
+    int filled = raana_expert_stats_fallback(plan, tokens, stats);
+    if (progress && rank == 0) {
+        raana_expert_tokens_print(progress, plan, tokens);
+        if (filled)
+            fprintf(progress,
+                    "%d expert layers saw no calibration token: they use the mean statistics "
+                    "of their routed siblings\n",
+                    filled);
+    }
+    free(tokens);
+    return RAANA_OK;
 }
 
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
@@ -100,11 +139,13 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
     raana_link l;
     raana_link_init(&l, comm, (size_t)w->len * net->cfg.hidden_size);
     int n = w->n, nb = net->n_blocks, failed = 0;
-    size_t n_acc = (size_t)plan->n_layers * 5;
+    size_t n_acc = (size_t)plan->n_layers * ACC_COLS;
+    size_t n_slots = (size_t)(raana_block_linear_offset(&net->cfg, net->first_block + nb) -
+                              raana_block_linear_offset(&net->cfg, net->first_block));
     float *hidden = malloc((l.count + 1) * sizeof *hidden);
     float *grads = malloc((size_t)n * (l.count + 1) * sizeof *grads); /* last rank: head grads */
     raana_llama_trace **traces = calloc((size_t)n, sizeof *traces);
-    raana_linear_stats *ws = malloc((size_t)(nb ? nb : 1) * RAANA_LINEAR_COUNT * sizeof *ws);
+    raana_linear_stats *ws = malloc((n_slots ? n_slots : 1) * sizeof *ws);
     double *acc = calloc(n_acc, sizeof *acc), *all = calloc(n_acc, sizeof *all), sums = 0;
     double t0 = MPI_Wtime();
     if (!hidden || !grads || !traces || !ws || !acc || !all) {
@@ -128,10 +169,10 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
         float *g = l.rank == l.size - 1 ? grads + (size_t)i * (l.count + 1) : hidden;
         if (l.rank < l.size - 1)
             failed |= raana_link_recv(&l, l.rank + 1, n + i, g);
-        memset(ws, 0, (size_t)(nb ? nb : 1) * RAANA_LINEAR_COUNT * sizeof *ws);
+        memset(ws, 0, (n_slots ? n_slots : 1) * sizeof *ws);
         if (!failed && traces[i]) {
             failed |= raana_llama_backward_blocks(net, traces[i], g, ws, err) != RAANA_OK;
-            add_window_stats(plan, net->first_block, nb, w->len, ws, acc);
+            add_window_stats(plan, net, ws, acc);
         } else
             raana_llama_trace_free(traces[i]);
         traces[i] = NULL;
@@ -144,10 +185,7 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
     if (st == RAANA_OK) { /* each layer's numbers come from exactly one rank */
         MPI_Allreduce(acc, all, (int)n_acc, MPI_DOUBLE, MPI_SUM, comm);
         MPI_Bcast(&sums, 1, MPI_DOUBLE, l.size - 1, comm);
-        for (int li = 0; li < plan->n_layers; li++) {
-            const double *a = all + (size_t)li * 5;
-            stats[li] = (raana_layer_stats){a[0] / n, a[1] / n, a[2] / n, a[3] / n, a[4] / n};
-        }
+        st = finish_stats(plan, all, l.rank, stats, progress, err);
         *loss = sums / n;
     }
     for (int i = 0; traces && i < n; i++)

@@ -3,6 +3,8 @@
 #include "raana/plan.h"
 
 #include <fnmatch.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,21 +23,32 @@ static int excluded(const raana_config *cfg, const char *name)
     return 0;
 }
 
+/* Routers and Qwen2-MoE's shared-expert gate stay in full precision: a
+ * quantized router would move tokens to other experts (docs/MOE.md). */
+static int is_router(raana_linear_kind kind)
+{
+    return kind == RAANA_LINEAR_ROUTER || kind == RAANA_LINEAR_SHARED_GATE;
+}
+
 static raana_status build_layers(const raana_model_config *model, const raana_config *cfg,
                                  raana_plan *plan, raana_error *err)
 {
-    plan->n_layers = model->num_layers * RAANA_LINEAR_COUNT;
+    plan->n_layers = raana_model_linear_count(model);
     plan->layers = calloc((size_t)plan->n_layers, sizeof *plan->layers);
     if (!plan->layers)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d layers", plan->n_layers);
     raana_plan_layer *l = plan->layers;
     for (int b = 0; b < model->num_layers; b++)
-        for (int k = 0; k < RAANA_LINEAR_COUNT; k++, l++) {
+        for (int k = 0; k < raana_block_linear_count(model, b); k++, l++) {
+            raana_linear_info li;
+            raana_block_linear(model, b, k, &li);
             l->block = b;
-            l->kind = (raana_linear_kind)k;
-            raana_linear_name(b, l->kind, l->name, sizeof l->name);
-            raana_linear_shape(model, l->kind, &l->d_in, &l->d_out);
-            l->quantize = !excluded(cfg, l->name);
+            l->kind = li.kind;
+            l->slot = k;
+            l->expert = li.expert;
+            snprintf(l->name, sizeof l->name, "%s", li.name);
+            l->d_in = li.d_in, l->d_out = li.d_out;
+            l->quantize = !excluded(cfg, l->name) && !is_router(li.kind);
             if (l->quantize)
                 plan->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
         }
@@ -47,14 +60,25 @@ static raana_status build_layers(const raana_model_config *model, const raana_co
 }
 
 /* First block of rank r: the block boundary nearest to r/P of the decoder
- * parameters (ties to the lower boundary). The blocks of one model are all
- * the same size, so that is the boundary nearest to r*L/P, computed in
- * integers; every rank gets floor or ceil of L/P blocks. */
-static int split_point(int n_blocks, int n_ranks, int r)
+ * parameters (ties to the lower boundary), in integers. When all blocks are
+ * the same size that is the boundary nearest to r*L/P, and every rank gets
+ * floor or ceil of L/P blocks; blocks of different sizes (dense layers of a
+ * mixture of experts, mlp_only_layers) are weighed by their parameters. */
+static int split_point(const raana_model_config *m, int n_ranks, int r)
 {
-    long num = (long)r * n_blocks; /* target = num / n_ranks */
-    long q = num / n_ranks, rem = num % n_ranks;
-    return (int)(2 * rem > n_ranks ? q + 1 : q);
+    uint64_t total = 0, cum = 0, best_gap = UINT64_MAX;
+    for (int b = 0; b < m->num_layers; b++)
+        total += raana_block_params_at(m, b);
+    int best = 0;
+    for (int b = 0; b <= m->num_layers; b++) {
+        uint64_t at = (uint64_t)n_ranks * cum, target = (uint64_t)r * total;
+        uint64_t gap = at > target ? at - target : target - at;
+        if (gap < best_gap)
+            best_gap = gap, best = b;
+        if (b < m->num_layers)
+            cum += raana_block_params_at(m, b);
+    }
+    return best;
 }
 
 /* Estimated peak bytes of one rank: its weights in f32, plus the calibration
@@ -66,6 +90,9 @@ static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank
 {
     uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
              inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
+    if (m->moe_experts > 0) /* routed rows of the experts, the router's softmax */
+        inter = (uint64_t)m->moe_top_k * ((uint64_t)m->moe_intermediate_size + h / 3) +
+                (uint64_t)m->moe_shared_intermediate_size + (uint64_t)m->moe_experts;
     uint64_t per_block = t * (8 * h + 3 * inter + 2 + heads);
     uint64_t acts = (uint64_t)n_windows * (uint64_t)r->n_blocks * per_block + 4 * t * h +
                     2 * t * inter + 2 * 128 * 128 + t;
@@ -79,13 +106,14 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_win
     uint64_t embed = (uint64_t)m->vocab_size * (uint64_t)m->hidden_size;
     for (int r = 0; r < plan->n_ranks; r++) {
         raana_plan_rank *rk = &plan->ranks[r];
-        int first = split_point(m->num_layers, plan->n_ranks, r);
-        int next = split_point(m->num_layers, plan->n_ranks, r + 1);
+        int first = split_point(m, plan->n_ranks, r);
+        int next = split_point(m, plan->n_ranks, r + 1);
         rk->first_block = first;
         rk->n_blocks = next - first;
         rk->owns_embedding = r == 0;
         rk->owns_head = r == plan->n_ranks - 1;
-        rk->params = (uint64_t)rk->n_blocks * plan->block_params;
+        for (int b = first; b < next; b++)
+            rk->params += raana_block_params_at(m, b);
         if (rk->owns_embedding)
             rk->params += embed;
         if (rk->owns_head)
@@ -110,10 +138,12 @@ raana_status raana_plan_create(const raana_model_config *model, const raana_conf
     plan->n_ranks = n_ranks;
     plan->block_params = raana_block_params(model);
     plan->seq_len = raana_plan_seq_len(model, cfg);
-    plan->total_params = (uint64_t)model->num_layers * plan->block_params +
-                         (uint64_t)model->hidden_size +
-                         (uint64_t)model->vocab_size * (uint64_t)model->hidden_size *
-                             (model->tie_word_embeddings ? 1u : 2u);
+    RAANA_CHECK(raana_model_check_window(model, plan->seq_len, "config.json", err));
+    for (int b = 0; b < model->num_layers; b++)
+        plan->total_params += raana_block_params_at(model, b);
+    plan->total_params += (uint64_t)model->hidden_size + (uint64_t)model->vocab_size *
+                                                             (uint64_t)model->hidden_size *
+                                                             (model->tie_word_embeddings ? 1u : 2u);
     RAANA_CHECK(build_layers(model, cfg, plan, err));
     plan->ranks = calloc((size_t)n_ranks, sizeof *plan->ranks);
     if (!plan->ranks)
@@ -162,7 +192,8 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
     fprintf(out, "parameters: %llu total, %llu per block, %llu to quantize in %d linear layers\n",
             (unsigned long long)plan->total_params, (unsigned long long)plan->block_params,
             (unsigned long long)plan->quantized_params, plan->n_layers);
-    fprintf(out, "kept in original precision: embed_tokens, norms, %s\n",
+    fprintf(out, "kept in original precision: embed_tokens, norms, %s%s\n",
+            m->moe_experts > 0 ? "routers, " : "",
             m->tie_word_embeddings ? "lm_head (tied to embed_tokens)" : "lm_head");
     fprintf(out, "calibration window: %d tokens\n", plan->seq_len);
     fprintf(out, "layers:\n  %-40s %7s %7s %10s  %s\n", "name", "d_in", "d_out", "params",
@@ -171,7 +202,10 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
         const raana_plan_layer *l = &plan->layers[i];
         fprintf(out, "  %-40s %7d %7d %10llu  %s\n", l->name, l->d_in, l->d_out,
                 (unsigned long long)l->d_in * (unsigned long long)l->d_out,
-                l->quantize ? "yes" : "no (excluded)");
+                l->quantize ? "yes"
+                : l->kind == RAANA_LINEAR_ROUTER || l->kind == RAANA_LINEAR_SHARED_GATE
+                    ? "no (router)"
+                    : "no (excluded)");
     }
     fprintf(out, "ranks: %d\n  %4s  %-9s %12s %12s %14s  %s\n", plan->n_ranks, "rank", "blocks",
             "params", "quantized", "est. peak mem", "also owns");
@@ -198,6 +232,6 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
             if (plan->ranks[r].n_blocks == 0)
                 fprintf(out, " %d", r);
         fprintf(out, " — %d ranks for %d blocks; use at most %d ranks\n", plan->n_ranks,
-                plan->n_layers / RAANA_LINEAR_COUNT, plan->n_layers / RAANA_LINEAR_COUNT);
+                m->num_layers, m->num_layers);
     }
 }

@@ -73,7 +73,7 @@ static raana_status quantize_layer(const raana_stage *s, const raana_config *cfg
                                    const raana_resume *resume, raana_qlayer *q, double *rel,
                                    int *reused, raana_error *err)
 {
-    const float *w = s->net.blocks[l->block - s->net.first_block].w[l->kind];
+    const float *w = raana_llama_linear_weight(&s->net, l->block, l->slot);
     *reused = resume && raana_resume_load_layer(resume, l->name, fingerprint, q, rel);
     if (*reused)
         return RAANA_OK;

@@ -473,9 +473,11 @@ static raana_status quantization_record(const char *path, const raana_model_conf
     for (size_t i = 0; i < sizeof report / sizeof report[0]; i++)
         raana_json_add_number(r, report[i], attr_f64(file, "/report", report[i]));
     for (int b = 0; b < cfg->num_layers; b++)
-        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
-            char name[128], group[160];
-            raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
+        for (int k = 0; k < raana_block_linear_count(cfg, b); k++) {
+            char group[160];
+            raana_linear_info li;
+            raana_block_linear(cfg, b, k, &li);
+            const char *name = li.name;
             snprintf(group, sizeof group, "/layers/%s", name);
             if (raana_container_has(file, group))
                 raana_json_add_number(bits, name, attr_f64(file, group, "bits"));

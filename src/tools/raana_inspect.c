@@ -400,10 +400,10 @@ cleanup:
 static int is_linear_layer(const raana_model_config *cfg, const char *layer)
 {
     for (int b = 0; b < cfg->num_layers; b++)
-        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
-            char name[128];
-            raana_linear_name(b, (raana_linear_kind)k, name, sizeof name);
-            if (strcmp(name, layer) == 0)
+        for (int k = 0; k < raana_block_linear_count(cfg, b); k++) {
+            raana_linear_info li;
+            raana_block_linear(cfg, b, k, &li);
+            if (strcmp(li.name, layer) == 0)
                 return 1;
         }
     return 0;

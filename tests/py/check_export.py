@@ -143,7 +143,12 @@ def check_config(outdir, dtype, model_dir, h5):
           "checkpoint_fingerprint")
     for key in ("effective_bits_quantized", "effective_bits_model", "achieved_avg_bits"):
         check(rec[key] == float(h5["report"].attrs[key]), key)
-    layers = [f"model.layers.{b}.{k}" for b in range(orig["num_hidden_layers"]) for k in KINDS]
+    # every linear layer of the plan, in plan order (experts and routers of a
+    # mixture of experts included); for a dense model the seven KINDS per block
+    layers = [n.decode() if isinstance(n, bytes) else n for n in h5["allocation/name"][()]]
+    if orig.get("num_local_experts") is None and orig.get("num_experts") is None:
+        check(layers == [f"model.layers.{b}.{k}" for b in range(orig["num_hidden_layers"])
+                         for k in KINDS], "plan layers are the dense ones")
     quantized = {n for n in layers if n in h5["layers"]}
     check(rec["bits"] == {n: float(h5["layers"][n].attrs["bits"]) for n in quantized},
           "bits per layer == the container's")
@@ -163,6 +168,9 @@ def check_export(container, model_dir, inspect, outdir, dtype, min_files, ckpt, 
     with h5py.File(container, "r") as h5:
         check_config(outdir, dtype, model_dir, h5)
     for f in COPIED:
+        if not os.path.exists(os.path.join(model_dir, f)):  # e.g. no generation_config.json
+            check(not os.path.exists(os.path.join(outdir, f)), f"{f} not invented")
+            continue
         check(open(os.path.join(outdir, f), "rb").read() ==
               open(os.path.join(model_dir, f), "rb").read(), f"{f} copied")
     manifest = json.load(open(os.path.join(outdir, "raana-export.json")))

@@ -153,5 +153,50 @@ with tempfile.TemporaryDirectory(prefix="raana-real-shape-") as tmp:
         column_checks(tensors, h)
         dry_run(d, h, inter, heads, kv, 2048)
 
+    # Mixtral-8x7B: the published shape (config only), and a tiny instance whose
+    # names, shapes and dry-run parameter counts follow from the shape in closed form
+    d = os.path.join(tmp, "cfg-8x7b")
+    gen(d, "8x7b", "32", "--config-only")
+    c = json.load(open(os.path.join(d, "config.json")))
+    got = (c["model_type"], c["hidden_size"], c["intermediate_size"], c["num_attention_heads"],
+           c["num_key_value_heads"], c["num_local_experts"], c["num_experts_per_tok"],
+           c["rope_theta"], c["num_hidden_layers"])
+    check(got == ("mixtral", 4096, 14336, 32, 8, 8, 2, 1000000.0, 32), f"8x7b: config {got}")
+    h, inter, heads, kv, n_exp = 64, 96, 4, 2, 3
+    d = os.path.join(tmp, "tiny-8x7b")
+    gen(d, "8x7b", "2", "--hidden", str(h), "--intermediate", str(inter), "--heads", str(heads),
+        "--kv-heads", str(kv), "--experts", str(n_exp), "--shard-gib", "0.00005")
+    tensors = read_shards(d)
+    hd = h // heads
+    want = {"model.embed_tokens.weight": [2048, h], "model.norm.weight": [h],
+            "lm_head.weight": [2048, h]}
+    for b in range(2):
+        p = f"model.layers.{b}."
+        want.update({p + "self_attn.q_proj.weight": [heads * hd, h],
+                     p + "self_attn.k_proj.weight": [kv * hd, h],
+                     p + "self_attn.v_proj.weight": [kv * hd, h],
+                     p + "self_attn.o_proj.weight": [h, heads * hd],
+                     p + "block_sparse_moe.gate.weight": [n_exp, h],
+                     p + "input_layernorm.weight": [h], p + "post_attention_layernorm.weight": [h]})
+        for e in range(n_exp):
+            q = f"{p}block_sparse_moe.experts.{e}."
+            want.update({q + "w1.weight": [inter, h], q + "w3.weight": [inter, h],
+                         q + "w2.weight": [h, inter]})
+    check({n: t[2]["shape"] for n, t in tensors.items()} == want, "8x7b: tensor names and shapes")
+    job = os.path.join(d, "job.ini")
+    with open(job, "w") as f:
+        f.write(f"[model]\npath = {d}\n[calibration]\nsource = text\ntext_file = "
+                f"{src}/tests/data/kjv-tiny/calib.txt\nn_samples = 1\nseq_len = 32\n"
+                f"[quantize]\navg_bits = 3\nbits = 2, 3, 4\n[output]\npath = {d}/out.h5\n")
+    r = subprocess.run([bin_, "--dry-run", job], capture_output=True, text=True)
+    check(r.returncode == 0, f"8x7b dry run rc {r.returncode}: {r.stderr}")
+    block = 2 * h + 2 * h * heads * hd + 2 * h * kv * hd + n_exp * h + 3 * n_exp * h * inter
+    quantized = 2 * (block - 2 * h - n_exp * h)  # routers stay in full precision
+    n_layers = 2 * (4 + 1 + 3 * n_exp)
+    line = (f"parameters: {2 * block + 2 * 2048 * h + h} total, {block} per block, {quantized} "
+            f"to quantize in {n_layers} linear layers")
+    check(line in r.stdout, f"8x7b dry run: expected '{line}' in\n{r.stdout}")
+    check(r.stdout.count("no (router)") == 2, "8x7b dry run: both routers kept")
+
 print(f"test_real_shape_checkpoint: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -8,6 +8,8 @@
  * raana_llama_backward_blocks).
  *
  * Conventions follow Hugging Face LlamaForCausalLM: RMSNorm in f32,
+ * (qwen3) per-head q_norm/k_norm before RoPE, sparse mixture-of-experts
+ * MLPs in moe.h,
  * RoPE with rotate_half (dimension i pairs with i + head_dim/2), grouped
  * query attention with a causal mask, SwiGLU MLP down(silu(gate(x)) *
  * up(x)), optional q/k/v/o and MLP biases, tied or untied lm_head.
@@ -21,10 +23,15 @@
 #include "raana/error.h"
 #include "raana/model.h"
 
+typedef struct raana_moe_weights raana_moe_weights; /* moe.h */
+typedef struct raana_llama_trace raana_llama_trace;
+
 typedef struct {
     float *attn_norm, *mlp_norm;  /* [H] */
-    float *w[RAANA_LINEAR_COUNT]; /* HF layout [d_out][d_in] */
+    float *q_norm, *k_norm;       /* [head_dim] (qwen3), or NULL */
+    float *w[RAANA_LINEAR_COUNT]; /* HF layout [d_out][d_in]; no MLP ones in a sparse block */
     float *b[RAANA_LINEAR_COUNT]; /* bias [d_out] or NULL */
+    raana_moe_weights *moe;       /* the sparse MLP (moe.h), or NULL */
 } raana_block_weights;
 
 typedef struct {
@@ -49,10 +56,22 @@ void raana_llama_free(raana_llama *net);
  * assembled by hand, e.g. benchmarks with random weights). */
 raana_status raana_llama_init_rope(raana_llama *net, raana_error *err);
 
-/* Sums of squares over one sequence for one linear layer. */
+/* Sums of squares over one sequence for one linear layer, and the number
+ * of rows (tokens) that went through it: T, or for an expert the tokens
+ * routed to it. */
 typedef struct {
     double x_sq, y_sq, dy_sq;
+    double rows;
 } raana_linear_stats;
+
+/* The weight [d_out][d_in] of slot `slot` (model.h) of decoder block
+ * `block` (absolute index, loaded in this net). */
+const float *raana_llama_linear_weight(const raana_llama *net, int block, int slot);
+
+/* The experts chosen in the b-th block of the net (0 = first_block) for
+ * each token, [T][moe_top_k], highest weight first; NULL for a dense block
+ * or once the backward has consumed the trace. */
+const int *raana_llama_trace_experts(const raana_llama_trace *trace, int b);
 
 /* Activations of one sequence through this net's blocks, kept for the
  * backward pass. */
@@ -78,8 +97,10 @@ raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int
 
 /* Backward through the blocks: dhidden[T][H] (gradient at the blocks'
  * output) becomes the gradient at their input, in place; adds each linear
- * layer's sums of squares to stats[n_blocks * RAANA_LINEAR_COUNT]
- * (block-major, raana_linear_kind order). Frees the trace. */
+ * layer's sums of squares to stats (block-major, slot order of model.h:
+ * block first_block + b starts at raana_block_linear_offset(cfg, first +
+ * b) - raana_block_linear_offset(cfg, first); n_blocks * RAANA_LINEAR_COUNT
+ * entries for a dense model). Frees the trace. */
 raana_status raana_llama_backward_blocks(const raana_llama *net, raana_llama_trace *trace,
                                          float *dhidden, raana_linear_stats *stats,
                                          raana_error *err);

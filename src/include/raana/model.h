@@ -1,5 +1,6 @@
 /* model.h — a Hugging Face LLaMA-family checkpoint directory: config.json
- * (llama, mistral, qwen2), its tensors in model.safetensors or in shards
+ * (llama, mistral, qwen2, qwen3, and the mixtures of experts mixtral,
+ * qwen2_moe, qwen3_moe: docs/MOE.md), its tensors in model.safetensors or in shards
  * listed by model.safetensors.index.json, the names and shapes the
  * architecture requires, and reading one tensor as f32. */
 #ifndef RAANA_MODEL_H
@@ -11,7 +12,18 @@
 #include "raana/error.h"
 #include "raana/safetensors.h"
 
-typedef enum { RAANA_ARCH_LLAMA, RAANA_ARCH_MISTRAL, RAANA_ARCH_QWEN2 } raana_arch;
+typedef enum {
+    RAANA_ARCH_LLAMA,
+    RAANA_ARCH_MISTRAL,
+    RAANA_ARCH_QWEN2,
+    RAANA_ARCH_QWEN3,
+    RAANA_ARCH_MIXTRAL,
+    RAANA_ARCH_QWEN2_MOE,
+    RAANA_ARCH_QWEN3_MOE
+} raana_arch;
+
+/* Most entries of mlp_only_layers accepted (real configs list none). */
+#define RAANA_MLP_ONLY_MAX 64
 
 typedef enum {
     RAANA_ROPE_DEFAULT,
@@ -33,6 +45,14 @@ typedef struct {
     int tie_word_embeddings;
     int qkv_bias, o_bias, mlp_bias; /* which linears carry a bias tensor */
     int bos_token_id, eos_token_id; /* -1 when config.json has none */
+    int qk_norm;        /* q_norm/k_norm: per-head RMSNorm of q and k before RoPE (qwen3) */
+    int sliding_window; /* 0: full causal attention; else the window (refused when it binds) */
+    /* Mixture of experts (docs/MOE.md); moe_experts == 0 for dense models. */
+    int moe_experts, moe_top_k, moe_intermediate_size;
+    int moe_norm_topk_prob; /* renormalize the top-k routing weights to sum 1 */
+    int moe_sparse_step;    /* block b is sparse when (b + 1) % step == 0 ... */
+    int n_mlp_only, mlp_only_layers[RAANA_MLP_ONLY_MAX]; /* ... and b is not listed here */
+    int moe_shared_intermediate_size; /* qwen2_moe shared expert (sigmoid-gated); 0: none */
 } raana_model_config;
 
 /* Parses config.json text; label names it in messages. Missing or
@@ -50,15 +70,50 @@ typedef enum {
     RAANA_LINEAR_GATE,
     RAANA_LINEAR_UP,
     RAANA_LINEAR_DOWN,
-    RAANA_LINEAR_COUNT
+    RAANA_LINEAR_COUNT, /* the seven of a dense block */
+    /* further linear layers of a sparse (mixture-of-experts) block */
+    RAANA_LINEAR_ROUTER = RAANA_LINEAR_COUNT, /* mlp.gate: [experts][hidden] */
+    RAANA_LINEAR_SHARED_GATE                  /* mlp.shared_expert_gate: [1][hidden] */
 } raana_linear_kind;
 
 /* "model.layers.{block}.self_attn.q_proj" etc. (no ".weight"). */
 void raana_linear_name(int block, raana_linear_kind kind, char *buf, size_t size);
 void raana_linear_shape(const raana_model_config *cfg, raana_linear_kind kind, int *d_in,
                         int *d_out);
-/* Number of parameters of one decoder block (linears, biases, norms). */
+/* Number of parameters of one decoder block (linears, biases, norms); for
+ * a mixture of experts, of its largest block. */
 uint64_t raana_block_params(const raana_model_config *cfg);
+
+/* ---- Linear layers of any block, dense or sparse (docs/MOE.md). A block's
+ * layers are numbered by slot: a dense block has the seven above in
+ * raana_linear_kind order; a sparse block has q, k, v, o, the router, then
+ * for each expert e its gate, up and down projections (slot 5 + 3e + k),
+ * then, with a shared expert, its gate, up, down and the shared gate. */
+#define RAANA_EXPERT_NONE   (-1)
+#define RAANA_EXPERT_SHARED (-2)
+
+typedef struct {
+    char name[112];         /* HF name without ".weight" */
+    raana_linear_kind kind; /* Q..DOWN (experts use GATE/UP/DOWN), ROUTER, SHARED_GATE */
+    int expert;             /* 0.., RAANA_EXPERT_NONE or RAANA_EXPERT_SHARED */
+    int d_in, d_out, has_bias;
+} raana_linear_info;
+
+/* 1 when block b's MLP is a mixture of experts. */
+int raana_block_is_sparse(const raana_model_config *cfg, int block);
+int raana_block_linear_count(const raana_model_config *cfg, int block);
+/* Layers of the blocks before b (the index of block b's slot 0 in a
+ * model-wide, block-major list). */
+int raana_block_linear_offset(const raana_model_config *cfg, int block);
+int raana_model_linear_count(const raana_model_config *cfg);
+void raana_block_linear(const raana_model_config *cfg, int block, int slot, raana_linear_info *out);
+/* Parameters of block b (linears, biases, norms). */
+uint64_t raana_block_params_at(const raana_model_config *cfg, int block);
+
+/* Refuses a sliding window shorter than seq_len (it would change the
+ * attention; not implemented), naming the key. */
+raana_status raana_model_check_window(const raana_model_config *cfg, int seq_len, const char *label,
+                                      raana_error *err);
 
 typedef struct {
     char name[128];

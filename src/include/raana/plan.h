@@ -17,8 +17,10 @@ typedef struct {
     char name[112]; /* "model.layers.3.mlp.down_proj" */
     int block;
     raana_linear_kind kind;
+    int slot;   /* in its block (model.h): plan index = block offset + slot */
+    int expert; /* 0.. for an expert's projection, else RAANA_EXPERT_NONE/SHARED */
     int d_in, d_out;
-    int quantize; /* 0 when an exclude pattern matched */
+    int quantize; /* 0 when an exclude pattern matched, and for routers (docs/MOE.md) */
 } raana_plan_layer;
 
 typedef struct {
@@ -35,7 +37,7 @@ typedef struct {
     raana_plan_layer *layers; /* block-major, forward order within a block */
     int n_ranks;
     raana_plan_rank *ranks;
-    uint64_t block_params; /* parameters of one decoder block */
+    uint64_t block_params; /* parameters of one decoder block (the largest one) */
     uint64_t total_params, quantized_params;
     int seq_len; /* calibration window actually used */
 } raana_plan;

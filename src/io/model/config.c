@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "moe_config.h"
 #include "raana/file.h"
 
 /* ---- config.json -------------------------------------------------------- */
@@ -116,15 +117,12 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
     const cJSON *params = member(c->root, "rope_parameters");
     const cJSON *scaling = member(c->root, "rope_scaling");
     const char *which = "rope_scaling";
-    raana_status st = get_double(c, c->root, "rope_theta", 10000.0, &cfg->rope_theta);
-    if (st)
-        return st;
+    RAANA_CALL(get_double(c, c->root, "rope_theta", 10000.0, &cfg->rope_theta));
     if (params && !cJSON_IsNull(params)) {
         if (!cJSON_IsObject(params))
             return raana_fail(c->err, RAANA_ERR_INPUT,
                               "%s: key 'rope_parameters' must be an object", c->label);
-        if ((st = get_double(c, params, "rope_theta", cfg->rope_theta, &cfg->rope_theta)))
-            return st;
+        RAANA_CALL(get_double(c, params, "rope_theta", cfg->rope_theta, &cfg->rope_theta));
         scaling = params;
         which = "rope_parameters";
     }
@@ -155,17 +153,22 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
                           "%s: %s rope_type '%s' is not supported (supported: default, linear, "
                           "dynamic, llama3)",
                           c->label, which, t);
-    if ((st = get_double(c, scaling, "factor", 1.0, &cfg->rope_factor)))
-        return st;
-    if (cfg->rope_type == RAANA_ROPE_LLAMA3) {
-        if ((st = get_double(c, scaling, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor)) ||
-            (st = get_double(c, scaling, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor)) ||
-            (st = get_int(c, scaling, "original_max_position_embeddings", 1, 0, 1,
-                          MODEL_POSITIONS_MAX, &cfg->rope_original_max_position_embeddings)))
-            return st;
-    }
-    return RAANA_OK;
+    RAANA_CALL(get_double(c, scaling, "factor", 1.0, &cfg->rope_factor));
+    if (cfg->rope_type != RAANA_ROPE_LLAMA3)
+        return RAANA_OK;
+    RAANA_CALL(get_double(c, scaling, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor));
+    RAANA_CALL(get_double(c, scaling, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor));
+    return get_int(c, scaling, "original_max_position_embeddings", 1, 0, 1, MODEL_POSITIONS_MAX,
+                   &cfg->rope_original_max_position_embeddings);
 }
+
+static const struct {
+    const char *name;
+    raana_arch arch;
+} supported_archs[] = {{"llama", RAANA_ARCH_LLAMA},        {"mistral", RAANA_ARCH_MISTRAL},
+                       {"qwen2", RAANA_ARCH_QWEN2},        {"qwen3", RAANA_ARCH_QWEN3},
+                       {"mixtral", RAANA_ARCH_MIXTRAL},    {"qwen2_moe", RAANA_ARCH_QWEN2_MOE},
+                       {"qwen3_moe", RAANA_ARCH_QWEN3_MOE}};
 
 static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
 {
@@ -177,17 +180,15 @@ static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
         return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key 'model_type' must be a string",
                           c->label);
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt->valuestring);
-    if (strcmp(mt->valuestring, "llama") == 0)
-        cfg->arch = RAANA_ARCH_LLAMA;
-    else if (strcmp(mt->valuestring, "mistral") == 0)
-        cfg->arch = RAANA_ARCH_MISTRAL;
-    else if (strcmp(mt->valuestring, "qwen2") == 0)
-        cfg->arch = RAANA_ARCH_QWEN2;
-    else
-        return raana_fail(
-            c->err, RAANA_ERR_UNSUPPORTED,
-            "%s: model_type '%.64s' is not supported (supported: llama, mistral, qwen2)", c->label,
-            mt->valuestring);
+    size_t n = sizeof supported_archs / sizeof supported_archs[0], i = 0;
+    while (i < n && strcmp(mt->valuestring, supported_archs[i].name) != 0)
+        i++;
+    if (i == n)
+        return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
+                          "%s: model_type '%.64s' is not supported (supported: llama, mistral, "
+                          "qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe)",
+                          c->label, mt->valuestring);
+    cfg->arch = supported_archs[i].arch;
     const cJSON *act = member(c->root, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
         return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
@@ -209,24 +210,20 @@ static raana_status check_product(json_ctx *c, const char *heads_key, int heads,
 static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
 {
     const cJSON *r = c->root;
-    raana_status st;
-    if ((st = get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size)) ||
-        (st = get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size)) ||
-        (st =
-             get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size)) ||
-        (st = get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers)) ||
-        (st = get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads)) ||
-        (st = get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
-                      &cfg->num_kv_heads)) ||
-        (st = get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, MODEL_DIM_MAX,
-                      &cfg->head_dim)) ||
-        (st = get_int(c, r, "max_position_embeddings", 0, 2048, 1, MODEL_POSITIONS_MAX,
-                      &cfg->max_position_embeddings)) ||
-        (st = get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps)))
-        return st;
-    if ((st = check_product(c, "num_attention_heads", cfg->num_heads, cfg->head_dim)) ||
-        (st = check_product(c, "num_key_value_heads", cfg->num_kv_heads, cfg->head_dim)))
-        return st;
+    RAANA_CALL(get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size));
+    RAANA_CALL(get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size));
+    RAANA_CALL(get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size));
+    RAANA_CALL(get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers));
+    RAANA_CALL(get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads));
+    RAANA_CALL(get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
+                       &cfg->num_kv_heads));
+    RAANA_CALL(get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, MODEL_DIM_MAX,
+                       &cfg->head_dim));
+    RAANA_CALL(get_int(c, r, "max_position_embeddings", 0, 2048, 1, MODEL_POSITIONS_MAX,
+                       &cfg->max_position_embeddings));
+    RAANA_CALL(get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps));
+    RAANA_CALL(check_product(c, "num_attention_heads", cfg->num_heads, cfg->head_dim));
+    RAANA_CALL(check_product(c, "num_key_value_heads", cfg->num_kv_heads, cfg->head_dim));
     if (cfg->head_dim == 0)
         return raana_fail(c->err, RAANA_ERR_INPUT,
                           "%s: hidden_size %d is smaller than num_attention_heads %d", c->label,
@@ -240,35 +237,42 @@ static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
 
 static raana_status parse_flags(json_ctx *c, raana_model_config *cfg)
 {
-    raana_status st;
     int attention_bias = 0;
-    if ((st = get_bool(c, c->root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings)) ||
-        (st = get_bool(c, c->root, "attention_bias", 0, &attention_bias)) ||
-        (st = get_bool(c, c->root, "mlp_bias", 0, &cfg->mlp_bias)) ||
-        (st = get_token_id(c, "bos_token_id", &cfg->bos_token_id)) ||
-        (st = get_token_id(c, "eos_token_id", &cfg->eos_token_id)))
-        return st;
-    /* Qwen2 always has q/k/v biases and no o bias; llama's attention_bias
-     * covers all four projections. */
-    cfg->qkv_bias = cfg->arch == RAANA_ARCH_QWEN2 || attention_bias;
-    cfg->o_bias = cfg->arch != RAANA_ARCH_QWEN2 && attention_bias;
+    RAANA_CALL(get_bool(c, c->root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
+    RAANA_CALL(get_bool(c, c->root, "attention_bias", 0, &attention_bias));
+    RAANA_CALL(get_bool(c, c->root, "mlp_bias", 0, &cfg->mlp_bias));
+    RAANA_CALL(get_token_id(c, "bos_token_id", &cfg->bos_token_id));
+    RAANA_CALL(get_token_id(c, "eos_token_id", &cfg->eos_token_id));
+    /* Qwen2 (and Qwen2-MoE) always has q/k/v biases and no o bias; the
+     * attention_bias of llama, qwen3 and qwen3_moe covers all four
+     * projections; mixtral has none. */
+    int qwen2 = cfg->arch == RAANA_ARCH_QWEN2 || cfg->arch == RAANA_ARCH_QWEN2_MOE;
+    if (cfg->arch == RAANA_ARCH_MIXTRAL)
+        attention_bias = 0;
+    cfg->qkv_bias = qwen2 || attention_bias;
+    cfg->o_bias = !qwen2 && attention_bias;
+    cfg->qk_norm = cfg->arch == RAANA_ARCH_QWEN3 || cfg->arch == RAANA_ARCH_QWEN3_MOE;
     return RAANA_OK;
 }
 
 raana_status raana_model_config_parse(const char *json, size_t len, const char *label,
                                       raana_model_config *cfg, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     memset(cfg, 0, sizeof *cfg);
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
-    json_ctx c = {root, label, err};
-    raana_status st;
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
     if (!cJSON_IsObject(root))
-        st = raana_fail(err, RAANA_ERR_INPUT, "%s: not a JSON object", label);
-    else if ((st = parse_arch(&c, cfg)) == RAANA_OK && (st = parse_shapes(&c, cfg)) == RAANA_OK &&
-             (st = parse_rope(&c, cfg)) == RAANA_OK)
-        st = parse_flags(&c, cfg);
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not a JSON object", label);
+    json_ctx c = {root, label, err};
+    RAANA_CHECK(parse_arch(&c, cfg));
+    RAANA_CHECK(parse_shapes(&c, cfg));
+    RAANA_CHECK(parse_rope(&c, cfg));
+    RAANA_CHECK(parse_flags(&c, cfg));
+    RAANA_CHECK(raana_model_config_parse_window(root, label, cfg, err));
+    RAANA_CHECK(raana_model_config_parse_moe(root, label, cfg, err));
+cleanup:
     cJSON_Delete(root);
     return st;
 }
@@ -279,6 +283,10 @@ const char *raana_arch_name(raana_arch arch)
     case RAANA_ARCH_LLAMA: return "llama";
     case RAANA_ARCH_MISTRAL: return "mistral";
     case RAANA_ARCH_QWEN2: return "qwen2";
+    case RAANA_ARCH_QWEN3: return "qwen3";
+    case RAANA_ARCH_MIXTRAL: return "mixtral";
+    case RAANA_ARCH_QWEN2_MOE: return "qwen2_moe";
+    case RAANA_ARCH_QWEN3_MOE: return "qwen3_moe";
     }
     return "?";
 }
@@ -310,26 +318,19 @@ void raana_linear_shape(const raana_model_config *cfg, raana_linear_kind kind, i
     }
 }
 
-static int linear_has_bias(const raana_model_config *cfg, raana_linear_kind kind)
-{
-    if (kind <= RAANA_LINEAR_V)
-        return cfg->qkv_bias;
-    if (kind == RAANA_LINEAR_O)
-        return cfg->o_bias;
-    return cfg->mlp_bias;
-}
-
 uint64_t raana_block_params(const raana_model_config *cfg)
 {
-    uint64_t total = 2 * (uint64_t)cfg->hidden_size; /* two RMSNorm weights */
-    for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
-        int d_in, d_out;
-        raana_linear_shape(cfg, (raana_linear_kind)k, &d_in, &d_out);
-        total += (uint64_t)d_in * (uint64_t)d_out;
-        if (linear_has_bias(cfg, (raana_linear_kind)k))
-            total += (uint64_t)d_out;
+    /* blocks are of two kinds, dense and sparse: the first of each */
+    int dense = -1, sparse = -1;
+    for (int b = 0; b < cfg->num_layers && (dense < 0 || sparse < 0); b++) {
+        if (raana_block_is_sparse(cfg, b))
+            sparse = sparse < 0 ? b : sparse;
+        else
+            dense = dense < 0 ? b : dense;
     }
-    return total;
+    uint64_t d = dense >= 0 ? raana_block_params_at(cfg, dense) : 0;
+    uint64_t s = sparse >= 0 ? raana_block_params_at(cfg, sparse) : 0;
+    return d > s ? d : s;
 }
 
 static void add_spec(raana_tensor_spec *s, size_t *n, const char *name, int ndim, int64_t d0,
@@ -342,32 +343,39 @@ static void add_spec(raana_tensor_spec *s, size_t *n, const char *name, int ndim
     (*n)++;
 }
 
+/* Block b's norms and linear layers (weights and biases). */
+static void add_block_specs(const raana_model_config *cfg, int b, raana_tensor_spec *s, size_t *n)
+{
+    static const char *const norms[] = {"input_layernorm", "post_attention_layernorm",
+                                        "self_attn.q_norm", "self_attn.k_norm"};
+    char name[160];
+    for (int i = 0; i < (cfg->qk_norm ? 4 : 2); i++) {
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", b, norms[i]);
+        add_spec(s, n, name, 1, i < 2 ? cfg->hidden_size : cfg->head_dim, 0);
+    }
+    int count = raana_block_linear_count(cfg, b);
+    for (int k = 0; k < count; k++) {
+        raana_linear_info li;
+        raana_block_linear(cfg, b, k, &li);
+        snprintf(name, sizeof name, "%s.weight", li.name);
+        add_spec(s, n, name, 2, li.d_out, li.d_in);
+        if (li.has_bias) {
+            snprintf(name, sizeof name, "%s.bias", li.name);
+            add_spec(s, n, name, 1, li.d_out, 0);
+        }
+    }
+}
+
 raana_tensor_spec *raana_model_required_tensors(const raana_model_config *cfg, size_t *n)
 {
-    size_t cap = 3 + (size_t)cfg->num_layers * 16;
+    size_t cap = 3 + (size_t)cfg->num_layers * 4 + 2 * (size_t)raana_model_linear_count(cfg);
     raana_tensor_spec *s = calloc(cap, sizeof *s);
-    char name[128], base[112];
     *n = 0;
     if (!s)
         return NULL;
     add_spec(s, n, "model.embed_tokens.weight", 2, cfg->vocab_size, cfg->hidden_size);
-    for (int b = 0; b < cfg->num_layers; b++) {
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
-        add_spec(s, n, name, 1, cfg->hidden_size, 0);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", b);
-        add_spec(s, n, name, 1, cfg->hidden_size, 0);
-        for (int k = 0; k < RAANA_LINEAR_COUNT; k++) {
-            int d_in, d_out;
-            raana_linear_shape(cfg, (raana_linear_kind)k, &d_in, &d_out);
-            raana_linear_name(b, (raana_linear_kind)k, base, sizeof base);
-            snprintf(name, sizeof name, "%s.weight", base);
-            add_spec(s, n, name, 2, d_out, d_in);
-            if (linear_has_bias(cfg, (raana_linear_kind)k)) {
-                snprintf(name, sizeof name, "%s.bias", base);
-                add_spec(s, n, name, 1, d_out, 0);
-            }
-        }
-    }
+    for (int b = 0; b < cfg->num_layers; b++)
+        add_block_specs(cfg, b, s, n);
     add_spec(s, n, "model.norm.weight", 1, cfg->hidden_size, 0);
     if (!cfg->tie_word_embeddings)
         add_spec(s, n, "lm_head.weight", 2, cfg->vocab_size, cfg->hidden_size);

@@ -1,0 +1,51 @@
+/* moe.h — the sparse mixture-of-experts MLP of a decoder block in f32
+ * (Mixtral, Qwen2-MoE, Qwen3-MoE; docs/MOE.md): the router's softmax over
+ * all experts and its top-k in f32, optional renormalization of the chosen
+ * weights, each expert down(silu(gate(x)) * up(x)) over the tokens routed
+ * to it, the sigmoid-gated shared expert of Qwen2-MoE, and the
+ * activation-gradient backward through all of it (routing weights and
+ * router softmax included; the top-k choice has no gradient). No MPI, no
+ * files.
+ *
+ * Statistics slots (raana_linear_stats, rows = tokens through the layer)
+ * follow the block's slot numbering from slot 4 (model.h): router, then
+ * gate, up, down of each expert, then the shared expert's gate, up, down
+ * and the shared gate. */
+#ifndef RAANA_MOE_H
+#define RAANA_MOE_H
+
+#include "raana/error.h"
+#include "raana/llama.h"
+#include "raana/model.h"
+
+struct raana_moe_weights {
+    int n_experts, top_k, inter, norm_topk, shared_inter;
+    float *router;      /* [E][H] */
+    float **expert;     /* [3E]: expert e's gate, up, down at 3e + 0, 1, 2 (HF layout) */
+    float *shared[3];   /* shared expert gate, up, down, or NULL */
+    float *shared_gate; /* [H] or NULL */
+};
+
+typedef struct raana_moe_trace raana_moe_trace;
+
+/* Reads block `block`'s router and experts (and shared expert). */
+raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
+                            raana_error *err);
+void raana_moe_free(raana_moe_weights *w);
+
+/* out[T][H] = the MLP of h[T][H]; sets st[slot - 4].x_sq, y_sq, rows. */
+raana_status raana_moe_forward(const raana_moe_weights *w, const float *h, int t, int hidden,
+                               float *out, raana_linear_stats *st, raana_moe_trace **trace,
+                               raana_error *err);
+
+/* dh[T][H] (overwritten) = gradient at h from dout[T][H] at the output;
+ * adds dy_sq to st. Does not free the trace. */
+raana_status raana_moe_backward(const raana_moe_weights *w, const raana_moe_trace *tr,
+                                const float *h, const float *dout, float *dh,
+                                raana_linear_stats *st, raana_error *err);
+
+/* The experts chosen for each token, [T][top_k], highest weight first. */
+const int *raana_moe_trace_experts(const raana_moe_trace *tr);
+void raana_moe_trace_free(raana_moe_trace *tr);
+
+#endif

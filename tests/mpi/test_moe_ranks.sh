@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# test_moe_ranks.sh — mixtures of experts end to end on both MoE fixtures
+# (tests/data/mixtral-tiny-random, qwen3-moe-tiny-random; reference.json from
+# an independent PyTorch implementation), calibrating on the 96-token window:
+#   - raana-eval of the checkpoint: perplexity exp(reference loss) within 2e-3;
+#   - 3 bits, P = 1..4: every layer's calibration norms (router, each expert
+#     over its routed tokens) within 1e-4 of the reference, routers kept in
+#     full precision, tokens per expert in the report equal to the reference
+#     (tests/py/check_moe_stats.py); containers byte-identical to P = 1
+#     outside /provenance; the numpy reader rebuilds every expert
+#     (tests/py/check_container.py); raana-inspect lists and verifies experts;
+#     raana-export writes every expert (tests/py/check_export.py) and the
+#     export's perplexity equals the container's; analysis/layers.py has one
+#     row per expert projection (bits per expert);
+#   - 8 bits: the quantized qwen3-moe within 0.5% of the unquantized
+#     perplexity on the window (mixtral: docs/MOE.md, measured, within 1%);
+#   - a checkpoint missing one expert's tensor: one error naming the tensor.
+# Usage: test_moe_ranks.sh RAANA_MPI RAANA_EVAL RAANA_INSPECT RAANA_EXPORT PLUGIN_DIR SOURCE_DIR MPIEXEC
+set -u
+mpi_bin=$1 eval_bin=$2 inspect_bin=$3 export_bin=$4 plugin_dir=$5 src=$6 mpiexec=$7
+. "$src/tests/cli/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+export HDF5_PLUGIN_PATH=$plugin_dir
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+write_job() { # fixture_dir avg_bits output
+  cat >"$tmp/job.ini" <<INI
+[model]
+path = $1
+[calibration]
+source = text
+text_file = $1/window.txt
+n_samples = 1
+seq_len = 96
+[quantize]
+avg_bits = $2
+bits = 1, 2, 3, 4, 5, 6, 8
+seed = 1234
+[output]
+path = $3
+overwrite = true
+INI
+}
+
+# field of the JSON that raana-eval --json printed
+json_field() { "$py" -c "import json,sys; d=json.loads(sys.argv[1]); print(eval('d' + sys.argv[2]))" "$1" "$2"; }
+
+for name in mixtral-tiny-random qwen3-moe-tiny-random; do
+  fixture=$src/tests/data/$name
+  ref_ppl=$("$py" -c "import json,math; print(math.exp(json.load(open('$fixture/reference.json'))['loss']))")
+  run "$eval_bin" --model "$fixture" --text "$fixture/window.txt" --seq-len 96 --json --quiet
+  expect_rc 0 "$name: raana-eval of the checkpoint"
+  ppl=$(json_field "$out" "['original']['perplexity']")
+  "$py" -c "import sys; sys.exit(abs($ppl / $ref_ppl - 1) > 2e-3)" && ok ||
+    bad "$name: perplexity $ppl, reference $ref_ppl"
+
+  write_job "$fixture" 3 "$tmp/out.h5"
+  for p in 1 2 3 4; do
+    run "$mpiexec" -n "$p" "$mpi_bin" "$tmp/job.ini"
+    expect_rc 0 "$name 3 bits P=$p"
+    printf '%s\n%s\n' "$out" "$errout" >"$tmp/report$p.txt"
+    "$py" "$src/tests/py/check_moe_stats.py" "$tmp/out.h5" "$fixture" "$tmp/report$p.txt" && ok ||
+      bad "$name P=$p: calibration statistics against reference.json"
+    mv "$tmp/out.h5" "$tmp/p$p.h5"
+  done
+  for p in 2 3 4; do
+    "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" "$tmp/p$p.h5" && ok ||
+      bad "$name: container P=$p differs from P=1"
+  done
+  "$py" "$src/tests/py/check_container.py" "$tmp/p3.h5" "$inspect_bin" "$fixture" && ok ||
+    bad "$name: check_container (numpy rebuild of every expert)"
+  run "$inspect_bin" "$tmp/p1.h5"
+  expect_rc 0 "$name: raana-inspect"
+  expect_out "model.layers.1." "$name: raana-inspect table"
+  run "$inspect_bin" --verify "$tmp/p1.h5"
+  expect_rc 0 "$name: raana-inspect --verify (every expert is a layer of the architecture)"
+  # export: the numpy check of every tensor and the quantization record, and
+  # the export evaluated as a plain checkpoint equals the container
+  run "$export_bin" "$tmp/p1.h5" "$tmp/export" --dtype f32
+  expect_rc 0 "$name: raana-export"
+  "$py" "$src/tests/py/check_export.py" "$tmp/p1.h5" "$fixture" "$inspect_bin" \
+    "$tmp/export:F32:1" && ok || bad "$name: check_export.py"
+  run "$eval_bin" --container "$tmp/p1.h5" --text "$fixture/window.txt" --seq-len 96 --json --quiet
+  from_container=$(json_field "$out" "['quantized']['perplexity']")
+  run "$eval_bin" --compare "$tmp/export" --text "$fixture/window.txt" --seq-len 96 --json --quiet
+  from_export=$(json_field "$out" "['quantized']['perplexity']")
+  "$py" -c "import sys; sys.exit(abs($from_export / $from_container - 1) > 1e-4)" && ok ||
+    bad "$name: export perplexity $from_export, container $from_container"
+  # analysis: one row per expert projection, e.g. e1.down_proj / e1.w2
+  "$py" "$src/analysis/layers.py" --out "$tmp/analysis" --plugin-dir "$plugin_dir" "$tmp/p1.h5" \
+    >/dev/null && ok || bad "$name: analysis/layers.py"
+  n_expert_rows=$(grep -cE '^\| model\.layers\.[0-9]+\.[a-z_]+\.experts\.[0-9]+\.[a-z0-9_]+ \| [0-9]+ \| e[0-9]+\.' \
+    "$tmp/analysis/summary.md")
+  want_rows=$("$py" -c "import json; r=json.load(open('$fixture/reference.json')); print(sum('.experts.' in n for n in r['layers']))")
+  [ "$n_expert_rows" = "$want_rows" ] && ok ||
+    bad "$name: analysis shows $n_expert_rows expert rows, want $want_rows"
+  rm -rf "$tmp/export" "$tmp/analysis"
+
+  write_job "$fixture" 8 "$tmp/q8.h5"
+  run "$mpiexec" -n 2 "$mpi_bin" "$tmp/job.ini"
+  expect_rc 0 "$name 8 bits"
+  run "$eval_bin" --model "$fixture" --container "$tmp/q8.h5" --text "$fixture/window.txt" \
+    --seq-len 96 --json --quiet
+  expect_rc 0 "$name: raana-eval of the 8-bit container"
+  ratio=$(json_field "$out" "['ppl_ratio']")
+  limit=0.005
+  [ "$name" = mixtral-tiny-random ] && limit=0.01
+  echo "$name: 8-bit perplexity ratio $ratio (limit $limit)"
+  "$py" -c "import sys; sys.exit(abs($ratio - 1) > $limit)" && ok ||
+    bad "$name: 8-bit perplexity ratio $ratio"
+done
+
+# a checkpoint missing one expert's tensor (sharded: the index leaves it out)
+fixture=$src/tests/data/mixtral-tiny-random
+mkdir "$tmp/missing"
+cp "$fixture"/config.json "$fixture"/tokenizer* "$fixture"/special_tokens_map.json "$tmp/missing/"
+ln -s "$fixture/model.safetensors" "$tmp/missing/model-00001-of-00001.safetensors"
+"$py" - "$fixture/model.safetensors" "$tmp/missing/model.safetensors.index.json" <<'PY'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    names = [k for k in json.loads(f.read(n)) if k != "__metadata__"]
+gone = "model.layers.1.block_sparse_moe.experts.2.w3.weight"
+names.remove(gone)
+json.dump({"weight_map": {k: "model-00001-of-00001.safetensors" for k in names}},
+          open(sys.argv[2], "w"))
+PY
+write_job "$tmp/missing" 3 "$tmp/missing.h5"
+run "$mpiexec" -n 2 "$mpi_bin" "$tmp/job.ini"
+expect_rc 4 "checkpoint missing an expert tensor"
+expect_err "tensor 'model.layers.1.block_sparse_moe.experts.2.w3.weight' is missing" \
+  "checkpoint missing an expert tensor"
+[ ! -e "$tmp/missing.h5" ] && ok || bad "no output left for the refused checkpoint"
+finish
