@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "raana/blas_info.h"
 #include "raana/container.h"
 #include "raana/container_model.h"
 #include "raana/safetensors_write.h"
@@ -763,8 +764,10 @@ int main(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
-    if (st == RAANA_OK)
+    if (st == RAANA_OK) {
+        raana_blas_report(stdout, NULL, "raana-export"); /* no BLAS-heavy work here: no warning */
         st = export_container(&a, stdout, &err);
+    }
     if (st != RAANA_OK)
         fprintf(stderr, "raana-export: error: %s\n", err.msg);
     return (int)st;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/blas_info.h"
 #include "raana/container.h"
 #include "raana/container_model.h"
 #include "raana/error.h"
@@ -436,6 +437,7 @@ static raana_status print_json(hid_t file, const char *path, raana_error *err)
     for (size_t i = 0; i < sizeof root_attrs / sizeof *root_attrs; i++)
         cJSON_AddItemToObject(o, root_attrs[i], attr_json(file, "/", root_attrs[i]));
     cJSON_AddItemToObject(o, "report", group_json(file, "/report", report, 4));
+    cJSON_AddItemToObject(o, "blas", raana_blas_json()); /* the reader's BLAS, not the file's */
     cJSON *cal = group_json(file, "/calibration", calibration, 3);
     int ndim = 0;
     hsize_t dims[2] = {0, 0};
