@@ -8,11 +8,20 @@ bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_attention bench_wait bench_allocate raana-mpi
 out=bench/RESULTS.md
+# The core OpenBLAS dispatches to here (a generic one makes every ratio to
+# sgemm too flattering: docs/SCALING.md, "BLAS kernels").
+blas_core() {
+  /usr/bin/python3 -c 'import ctypes; l = ctypes.CDLL("libopenblas.so.0")
+l.openblas_get_corename.restype = l.openblas_get_config.restype = ctypes.c_char_p
+print("core %s, %s" % (l.openblas_get_corename().decode(), l.openblas_get_config().decode()))'
+}
 {
   echo "# Benchmark results"
   echo
   echo "Written by \`bash bench/run.sh\` on $(date -u +%Y-%m-%d): $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
   echo "$(nproc) cores. Times are the best of 3 runs; ratios are to a baseline measured in the same run."
+  echo "BLAS: $(blas_core) (openblas_get_corename; every sgemm baseline below ran on this core;"
+  echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})."
   echo
   echo "## Quantizer (issue 3): RaBitQ-H on Gaussian layers"
   echo
