@@ -18,6 +18,7 @@
 #include "raana/fingerprint.h"
 #include "raana/h5file.h"
 #include "raana/memory.h"
+#include "raana/memory_report.h"
 #include "raana/joblog.h"
 #include "raana/model.h"
 #include "raana/outpaths.h"
@@ -262,6 +263,8 @@ static int run(const cli_args *a, const raana_launch_env *env)
     }
     if (st != RAANA_OK && rank == 0)
         fprintf(stderr, "raana-mpi: error: %s\n", err.msg);
+    if (logged) /* collective: each rank's measured peak against the plan */
+        raana_memory_report(MPI_COMM_WORLD, &job->stage.plan, rank == 0 ? stderr : NULL);
     if (logged && rank == 0)
         raana_joblog_footer(stderr, st, MPI_Wtime() - t_start);
     if (job) {
