@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "raana/comm.h"
-#include "raana/qlayer.h"
+#include "raana/layer_norms.h"
 
 void raana_allocation_free(raana_allocation *a)
 {
@@ -19,23 +19,14 @@ void raana_allocation_free(raana_allocation *a)
 }
 
 /* ||W after tricks|| of this rank's quantized layers into w_fro (zeros
- * elsewhere). */
+ * elsewhere): computed at load (layer_norms.h), else now. */
 static raana_status local_norms(const raana_stage *s, const raana_config *cfg, double *w_fro,
                                 raana_error *err)
 {
-    raana_status st = RAANA_OK;
-    for (int i = 0; i < s->plan.n_layers && st == RAANA_OK; i++) {
-        const raana_plan_layer *l = &s->plan.layers[i];
-        if (!l->quantize || l->block < s->net.first_block ||
-            l->block >= s->net.first_block + s->net.n_blocks)
-            continue;
-        const float *w = s->net.blocks[l->block - s->net.first_block].w[l->kind];
-        st = raana_qlayer_trick_norm(w, l->d_in, l->d_out, cfg->tricks, cfg->norm_col_rate,
-                                     &w_fro[i], err);
-        if (st != RAANA_OK)
-            raana_error_prefix(err, "%s", l->name);
-    }
-    return st;
+    if (!s->w_fro)
+        return raana_layer_norms(s, cfg, w_fro, err);
+    memcpy(w_fro, s->w_fro, (size_t)s->plan.n_layers * sizeof *w_fro);
+    return RAANA_OK;
 }
 
 /* The inputs of AllocateBits must be finite: a NaN or an overflow names the

@@ -15,6 +15,7 @@
 #include "raana/fault.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
+#include "raana/layer_norms.h"
 #include "raana/outpaths.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
@@ -65,6 +66,8 @@ raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage 
         st = raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err);
     if (st == RAANA_OK)
         st = raana_stage_load(s, rank, err);
+    if (st == RAANA_OK) /* AllocateBits' w_fro, while the weights are fresh */
+        st = raana_stage_norms(s, cfg, err);
     return raana_comm_agree(comm, st, err);
 }
 
