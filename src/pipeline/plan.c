@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/memory_estimate.h"
+
 int raana_plan_seq_len(const raana_model_config *model, const raana_config *cfg)
 {
     if (cfg->seq_len > 0)
@@ -57,12 +59,12 @@ static int split_point(int n_blocks, int n_ranks, int r)
     return (int)(2 * rem > n_ranks ? q + 1 : q);
 }
 
-/* Estimated peak bytes of one rank: its weights in f32, plus the calibration
- * activations kept for the backward pass, one trace per window (GPipe order,
- * docs/SCALING.md). Attention is blocked: a trace keeps one log-sum-exp per
- * head and position, and the tiles' scratch is 2 x 128^2 floats. */
-static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank *r, int seq_len,
-                              int n_windows)
+/* Bytes of the calibration activations of one rank, kept for the backward
+ * pass, one trace per window (GPipe order, docs/SCALING.md). Attention is
+ * blocked: a trace keeps one log-sum-exp per head and position, and the
+ * tiles' scratch is 2 x 128^2 floats. */
+static uint64_t calibration_bytes(const raana_model_config *m, const raana_plan_rank *r,
+                                  int seq_len, int n_windows)
 {
     uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
              inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
@@ -71,10 +73,22 @@ static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank
                     2 * t * inter + 2 * 128 * 128 + t;
     if (r->owns_head)
         acts += 2 * t * (uint64_t)m->vocab_size; /* logits and their gradient */
-    return 4 * (r->params + acts);
+    return 4 * acts;
 }
 
-static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_windows)
+/* Everything resident at the rank's peak (memory_estimate.h): the process,
+ * its f32 weights, and the larger of the calibration and quantize working
+ * sets. */
+static uint64_t estimate_peak(const raana_model_config *m, const raana_plan *plan,
+                              const raana_plan_rank *r, const raana_config *cfg, int n_windows)
+{
+    uint64_t calib = calibration_bytes(m, r, plan->seq_len, n_windows);
+    uint64_t quant = raana_estimate_quantize_bytes(plan, r->first_block,
+                                                   r->first_block + r->n_blocks, cfg);
+    return RAANA_PROCESS_BASE_BYTES + 4 * r->params + (calib > quant ? calib : quant);
+}
+
+static void build_ranks(const raana_model_config *m, raana_plan *plan, const raana_config *cfg)
 {
     uint64_t embed = (uint64_t)m->vocab_size * (uint64_t)m->hidden_size;
     for (int r = 0; r < plan->n_ranks; r++) {
@@ -95,8 +109,9 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_win
             if (l->quantize && l->block >= first && l->block < next)
                 rk->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
         }
-        rk->peak_bytes = estimate_peak(m, rk, plan->seq_len, n_windows);
-        rk->forward_peak_bytes = estimate_peak(m, rk, plan->seq_len, 1);
+        rk->peak_bytes = estimate_peak(m, plan, rk, cfg, cfg->n_samples);
+        /* raana-eval: weights and one window's forward, on top of what runs */
+        rk->forward_peak_bytes = 4 * rk->params + calibration_bytes(m, rk, plan->seq_len, 1);
     }
 }
 
@@ -123,7 +138,7 @@ raana_status raana_plan_build(const raana_model_config *model, const raana_confi
         raana_plan_free(plan);
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d ranks", n_ranks);
     }
-    build_ranks(model, plan, cfg->n_samples);
+    build_ranks(model, plan, cfg);
     return RAANA_OK;
 }
 
