@@ -6,7 +6,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_attention bench_wait bench_allocate raana-mpi
+cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_attention bench_wait bench_allocate bench_trick_norm raana-mpi
 out=bench/RESULTS.md
 # The core OpenBLAS dispatches to here (a generic one makes every ratio to
 # sgemm too flattering: docs/SCALING.md, "BLAS kernels").
@@ -69,6 +69,22 @@ print("core %s, %s" % (l.openblas_get_corename().decode(), l.openblas_get_config
   echo "(layer, scaled budget) cell; gap bound = (fallback cost - its Lagrangian lower bound) / cost."
   echo
   ./build-bench/bench_allocate
+  echo
+  echo "## Memory per rank (issue 11): 2 Llama-2-7B-shaped blocks, 1 rank"
+  echo
+  echo "bench/bench_memory.sh: the job's own report (VmHWM, from the job log) against the f32"
+  echo "shard, the documented calibration activations and the dry-run estimate."
+  echo
+  bash bench/bench_memory.sh build-bench
+  echo
+  echo "## AllocateBits' norms (issue 11): one 4096 x 11008 layer"
+  echo
+  echo "The norm after the tricks, the old way (a copy of the layer, in the allocate stage) and"
+  echo "copy-free (now in the load stage). Process CPU time, best of 3, and minor page faults."
+  echo
+  echo "| what | measured |"
+  echo "|---|---|"
+  ./build-bench/bench_trick_norm
   echo
   echo "## The whole job (issue 5): synthetic 56M-parameter LLaMA, 4 blocks"
   echo
