@@ -79,13 +79,15 @@ static uint64_t calibration_bytes(const raana_model_config *m, const raana_plan_
 /* Everything resident at the rank's peak (memory_estimate.h): the process,
  * its f32 weights, and the larger of the calibration and quantize working
  * sets. */
-static uint64_t estimate_peak(const raana_model_config *m, const raana_plan *plan,
-                              const raana_plan_rank *r, const raana_config *cfg, int n_windows)
+static void estimate_peak(const raana_model_config *m, const raana_plan *plan, raana_plan_rank *r,
+                          const raana_config *cfg)
 {
-    uint64_t calib = calibration_bytes(m, r, plan->seq_len, n_windows);
-    uint64_t quant = raana_estimate_quantize_bytes(plan, r->first_block,
-                                                   r->first_block + r->n_blocks, cfg);
-    return RAANA_PROCESS_BASE_BYTES + 4 * r->params + (calib > quant ? calib : quant);
+    r->calibration_bytes = calibration_bytes(m, r, plan->seq_len, cfg->n_samples);
+    r->quantize_bytes =
+        raana_estimate_quantize_bytes(plan, r->first_block, r->first_block + r->n_blocks, cfg);
+    r->peak_bytes = RAANA_PROCESS_BASE_BYTES + 4 * r->params +
+                    (r->calibration_bytes > r->quantize_bytes ? r->calibration_bytes
+                                                              : r->quantize_bytes);
 }
 
 static void build_ranks(const raana_model_config *m, raana_plan *plan, const raana_config *cfg)
@@ -109,7 +111,7 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, const raa
             if (l->quantize && l->block >= first && l->block < next)
                 rk->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
         }
-        rk->peak_bytes = estimate_peak(m, plan, rk, cfg, cfg->n_samples);
+        estimate_peak(m, plan, rk, cfg);
         /* raana-eval: weights and one window's forward, on top of what runs */
         rk->forward_peak_bytes = 4 * rk->params + calibration_bytes(m, rk, plan->seq_len, 1);
     }
@@ -169,6 +171,24 @@ static void format_bytes(uint64_t bytes, char *buf, size_t size)
     snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
 }
 
+/* What the largest rank's estimate is made of (docs/SCALING.md). */
+static void print_memory_model(FILE *out, const raana_plan *plan)
+{
+    const raana_plan_rank *top = &plan->ranks[0];
+    for (int r = 1; r < plan->n_ranks; r++)
+        if (plan->ranks[r].peak_bytes > top->peak_bytes)
+            top = &plan->ranks[r];
+    char base[32], weights[32], calib[32], quant[32];
+    format_bytes(RAANA_PROCESS_BASE_BYTES, base, sizeof base);
+    format_bytes(4 * top->params, weights, sizeof weights);
+    format_bytes(top->calibration_bytes, calib, sizeof calib);
+    format_bytes(top->quantize_bytes, quant, sizeof quant);
+    fprintf(out,
+            "est. peak mem of rank %d = %s process + %s f32 weights + the larger of %s "
+            "calibration activations and %s quantize working set (docs/SCALING.md)\n",
+            (int)(top - plan->ranks), base, weights, calib, quant);
+}
+
 void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *m)
 {
     fprintf(out,
@@ -209,6 +229,7 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
                 (unsigned long long)rk->params, (unsigned long long)rk->quantized_params, mem,
                 extra);
     }
+    print_memory_model(out, plan);
     if (idle) {
         fprintf(out, "idle ranks (no decoder block):");
         for (int r = 0; r < plan->n_ranks; r++)
