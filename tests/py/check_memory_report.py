@@ -4,7 +4,8 @@ memory (VmHWM, src/pipeline/memory_report.c) in the job log.
 - P = 1, raana-mpi started directly: the reported peak equals the kernel's
   own maximum resident set of the process, read independently here with
   getrusage(RUSAGE_CHILDREN).ru_maxrss (the largest of the waited-for
-  children: raana-mpi, whose weights make it larger than Open MPI's helper);
+  children: raana-mpi, whose weights make it larger than Open MPI's helper),
+  within 5% (under ASan only bounded by it: its leak check at exit allocates);
 - P = 1..3 under mpiexec: one line per rank; every rank's peak is at least
   its f32 weights (4 bytes x its parameters from --dry-run's rank table);
   the summary's total is the sum of the rank lines and names the largest
@@ -80,9 +81,13 @@ def main():
         ranks, summ = parse(r.stderr)
         check(list(ranks) == [0] and summ is not None, f"P=1 direct: lines: {r.stderr}")
         if ranks and kernel_kib > before:
-            hwm = ranks[0][0]
-            check(abs(hwm - kernel_kib / 1024) <= 0.05 * hwm + 2,
-                  f"P=1: reported peak {hwm} MiB, getrusage says {kernel_kib / 1024:.1f} MiB")
+            # the report is taken before MPI_Finalize: the lifetime peak can only be
+            # larger, and (without a sanitizer, whose leak check at exit allocates)
+            # barely so
+            hwm, life = ranks[0][0], kernel_kib / 1024
+            check(hwm <= life * 1.02 + 1, f"P=1: reported peak {hwm} MiB > lifetime {life:.1f} MiB")
+            check("ASAN_OPTIONS" in os.environ or hwm >= 0.95 * life - 2,
+                  f"P=1: reported peak {hwm} MiB, getrusage says {life:.1f} MiB")
         for p in (1, 2, 3):
             cmd = [mpiexec, "-n", str(p), bin_, ini]
             r = subprocess.run(cmd[:3] + [bin_, "--calibrate-only", ini], capture_output=True,
