@@ -85,9 +85,9 @@ static void estimate_peak(const raana_model_config *m, const raana_plan *plan, r
     r->calibration_bytes = calibration_bytes(m, r, plan->seq_len, cfg->n_samples);
     r->quantize_bytes =
         raana_estimate_quantize_bytes(plan, r->first_block, r->first_block + r->n_blocks, cfg);
-    r->peak_bytes = RAANA_PROCESS_BASE_BYTES + 4 * r->params +
-                    (r->calibration_bytes > r->quantize_bytes ? r->calibration_bytes
-                                                              : r->quantize_bytes);
+    r->peak_bytes =
+        RAANA_PROCESS_BASE_BYTES + 4 * r->params +
+        (r->calibration_bytes > r->quantize_bytes ? r->calibration_bytes : r->quantize_bytes);
 }
 
 static void build_ranks(const raana_model_config *m, raana_plan *plan, const raana_config *cfg)
