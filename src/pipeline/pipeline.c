@@ -16,6 +16,7 @@
 #include "raana/file.h"
 #include "raana/fingerprint.h"
 #include "raana/layer_norms.h"
+#include "raana/memory_estimate.h"
 #include "raana/outpaths.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
@@ -62,8 +63,9 @@ raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage 
                                                                      : "zero-shot calibration text");
     }
     free(text);
-    if (st == RAANA_OK) /* calibration keeps a trace per window: the whole peak */
-        st = raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err);
+    if (st == RAANA_OK) /* the whole peak, less the process it already is */
+        st = raana_stage_check_memory(
+            rank, s->plan.ranks[rank].peak_bytes - RAANA_PROCESS_BASE_BYTES, err);
     if (st == RAANA_OK)
         st = raana_stage_load(s, rank, err);
     if (st == RAANA_OK) /* AllocateBits' w_fro, while the weights are fresh */
