@@ -83,7 +83,7 @@ int raana_blas_kernel_advice(const raana_cpu_features *cpu, const char *core, ch
         return 0;
     const char *unit = cpu->avx512 ? "AVX-512" : "AVX2";
     snprintf(advice, size,
-             "OpenBLAS runs its generic %s kernels on a CPU with %s, several times slower "
+             "OpenBLAS runs its %s kernels on a CPU with %s, several times slower "
              "(calibration and sgemm baselines): set OPENBLAS_CORETYPE=%s in the job's "
              "environment (or unset it if it is set to %s)",
              core, unit, cpu->avx512 ? "SkylakeX" : "Haswell", core);

@@ -2,7 +2,7 @@
 # test_blas_warning.sh — the tools report the BLAS core and warn when it is
 # older than the CPU (src/util/blas_info.c): with OPENBLAS_CORETYPE=Prescott
 # (SSE3 kernels) on a CPU whose /proc/cpuinfo lists avx2 or avx512f, the job
-# log and raana-eval say "warning: OpenBLAS runs its generic Prescott
+# log and raana-eval say "warning: OpenBLAS runs its Prescott
 # kernels" and name the fix (SkylakeX with AVX-512, Haswell with AVX2 only);
 # on a CPU without AVX2 they must not warn. With the library's own choice of
 # core the header names that core. raana-inspect --json carries the same
@@ -39,7 +39,7 @@ expect_rc 0 "job with OPENBLAS_CORETYPE=Prescott"
 expect_err "blas: OpenBLAS" "header: blas line"
 expect_err "; core Prescott, 1 threads" "header: the forced core"
 if [ -n "$fix" ]; then
-  expect_err "blas: warning: OpenBLAS runs its generic Prescott kernels on a CPU with $unit" \
+  expect_err "blas: warning: OpenBLAS runs its Prescott kernels on a CPU with $unit" \
     "header: the warning"
   expect_err "OPENBLAS_CORETYPE=$fix" "header: the fix"
 else
@@ -65,7 +65,7 @@ run env OPENBLAS_CORETYPE=Prescott "$eval_bin" --model "$fixture" --text "$fixtu
 expect_rc 0 "raana-eval with OPENBLAS_CORETYPE=Prescott"
 expect_out "original perplexity:" "raana-eval result"
 if [ -n "$fix" ]; then
-  expect_err "raana-eval: warning: OpenBLAS runs its generic Prescott kernels" "raana-eval warning"
+  expect_err "raana-eval: warning: OpenBLAS runs its Prescott kernels" "raana-eval warning"
   expect_err "OPENBLAS_CORETYPE=$fix" "raana-eval: the fix"
 else
   [ -z "$errout" ] && ok || bad "raana-eval, no AVX2: stderr: $errout"
