@@ -98,7 +98,8 @@ int main(void)
     double attention = 2 * 2 * T * T * hd * heads;    /* QK^T and PV; backward: twice that */
     double flops = 2 * linear + 3 * attention;
     double activations_mib = T * (8 * h + 3 * in + heads) * 4 / 1048576;
-    printf("| sgemm rate, 1 thread (2048^3) | %.1f GFLOP/s |\n", rate);
+    printf("| sgemm rate, 1 thread (2048^3), OpenBLAS core %s | %.1f GFLOP/s |\n",
+           openblas_get_corename(), rate);
     printf("| forward + backward, 512 tokens, 1 thread | %.3f s, %.1f GFLOP/s = **%.0f%%** of "
            "sgemm (target >= 50%%) |\n",
            best, flops / best / 1e9, 100 * flops / best / 1e9 / rate);

@@ -84,8 +84,8 @@ int main(int argc, char **argv)
     int max_threads = omp_get_max_threads();
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     double sgemm = time_sgemm();
-    printf("sgemm 4096^3, 1 thread: %.3f s (%.1f GFLOP/s)\n\n", sgemm,
-           2.0 * 4096 * 4096 * 4096 / sgemm / 1e9);
+    printf("sgemm 4096^3, 1 thread, OpenBLAS core %s: %.3f s (%.1f GFLOP/s)\n\n",
+           openblas_get_corename(), sgemm, 2.0 * 4096 * 4096 * 4096 / sgemm / 1e9);
     printf("| layer (d_in x d_out) | B | threads | rotation | exact encode | fast encode | fast "
            "cosine loss |\n");
     printf("|---|---|---|---|---|---|---|\n");

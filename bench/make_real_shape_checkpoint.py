@@ -23,7 +23,7 @@ below 2048, so the extra rows are never looked up.
 
 Usage: /usr/bin/python3 make_real_shape_checkpoint.py OUT_DIR {7b,70b,405b,8x7b} BLOCKS
          [--shard-gib G] [--seed S] [--dof NU] [--outliers K] [--outlier-scale X]
-         [--vocab tokenizer|real] [--config-only]
+         [--vocab tokenizer|real] [--config-only] [--sparse]
          [--hidden H --intermediate I --heads A --kv-heads K --experts E]
                                                      (tiny shapes for tests)
 """
@@ -72,6 +72,9 @@ def parse_args(argv):
     p.add_argument("--vocab", choices=("tokenizer", "real"), default="tokenizer")
     p.add_argument("--config-only", action="store_true",
                    help="write config.json and the tokenizer only")
+    p.add_argument("--sparse", action="store_true",
+                   help="write the shards' headers and leave the data a hole (all-zero "
+                        "weights, no disk space): enough for raana-mpi --dry-run at full size")
     for k in ("hidden", "intermediate", "heads", "kv-heads", "experts"):
         p.add_argument("--" + k, type=int)
     a = p.parse_args(argv)
@@ -201,6 +204,9 @@ def write_shard(path, shard, order, a, outlier_cols):
     tmp = path + ".part"
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text)
+        if a.sparse:  # a hole of the data's size: reads as zeros
+            f.truncate(8 + len(text) + offset)
+            shard = []
         for name, shape, kind in shard:
             for blob in tensor_chunks(order[name], shape, kind, a, outlier_cols):
                 f.write(blob)

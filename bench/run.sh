@@ -6,13 +6,22 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_attention bench_wait bench_allocate raana-mpi
+cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_attention bench_wait bench_allocate bench_trick_norm raana-mpi
 out=bench/RESULTS.md
+# The core OpenBLAS dispatches to here (a generic one makes every ratio to
+# sgemm too flattering: docs/SCALING.md, "BLAS kernels").
+blas_core() {
+  /usr/bin/python3 -c 'import ctypes; l = ctypes.CDLL("libopenblas.so.0")
+l.openblas_get_corename.restype = l.openblas_get_config.restype = ctypes.c_char_p
+print("core %s, %s" % (l.openblas_get_corename().decode(), l.openblas_get_config().decode()))'
+}
 {
   echo "# Benchmark results"
   echo
   echo "Written by \`bash bench/run.sh\` on $(date -u +%Y-%m-%d): $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs),"
   echo "$(nproc) cores. Times are the best of 3 runs; ratios are to a baseline measured in the same run."
+  echo "BLAS: $(blas_core) (openblas_get_corename; every sgemm baseline below ran on this core;"
+  echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})."
   echo
   echo "## Quantizer (issue 3): RaBitQ-H on Gaussian layers"
   echo
@@ -60,6 +69,22 @@ out=bench/RESULTS.md
   echo "(layer, scaled budget) cell; gap bound = (fallback cost - its Lagrangian lower bound) / cost."
   echo
   ./build-bench/bench_allocate
+  echo
+  echo "## Memory per rank (issue 11): 2 Llama-2-7B-shaped blocks, 1 rank"
+  echo
+  echo "bench/bench_memory.sh: the job's own report (VmHWM, from the job log) against the f32"
+  echo "shard, the documented calibration activations and the dry-run estimate."
+  echo
+  bash bench/bench_memory.sh build-bench
+  echo
+  echo "## AllocateBits' norms (issue 11): one 4096 x 11008 layer"
+  echo
+  echo "The norm after the tricks, the old way (a copy of the layer, in the allocate stage) and"
+  echo "copy-free (now in the load stage). Process CPU time, best of 3, and minor page faults."
+  echo
+  echo "| what | measured |"
+  echo "|---|---|"
+  ./build-bench/bench_trick_norm
   echo
   echo "## The whole job (issue 5): synthetic 56M-parameter LLaMA, 4 blocks"
   echo

@@ -374,6 +374,19 @@ void raana_st_close(raana_st_file *f)
     f->fd = -1;
 }
 
+void raana_st_release(const raana_st_file *f, const raana_st_tensor *t)
+{
+    if (!f->map || t->end <= t->begin)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)(f->data + t->begin) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)(f->data + t->end) + page - 1) & ~(page - 1);
+    uintptr_t map_end = ((uintptr_t)f->map + f->file_size + page - 1) & ~(page - 1);
+    if (hi > map_end)
+        hi = map_end;
+    madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advice: a failure changes nothing */
+}
+
 const raana_st_tensor *raana_st_find(const raana_st_file *f, const char *name)
 {
     raana_st_tensor key;

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "raana/comm.h"
-#include "raana/qlayer.h"
+#include "raana/layer_norms.h"
 
 void raana_allocation_free(raana_allocation *a)
 {
@@ -19,20 +19,13 @@ void raana_allocation_free(raana_allocation *a)
 }
 
 /* ||W after tricks|| of this rank's quantized layers into w_fro (zeros
- * elsewhere). */
+ * elsewhere): computed at load (layer_norms.h), else now. */
 static raana_status local_norms(const raana_stage *s, const raana_config *cfg, double *w_fro,
                                 raana_error *err)
 {
-    for (int i = 0; i < s->plan.n_layers; i++) {
-        const raana_plan_layer *l = &s->plan.layers[i];
-        if (!l->quantize || l->block < s->net.first_block ||
-            l->block >= s->net.first_block + s->net.n_blocks)
-            continue;
-        const float *w = raana_llama_linear_weight(&s->net, l->block, l->slot);
-        if (raana_qlayer_trick_norm(w, l->d_in, l->d_out, cfg->tricks, cfg->norm_col_rate,
-                                    &w_fro[i], err) != RAANA_OK)
-            return raana_error_prefix(err, "%s", l->name);
-    }
+    if (!s->w_fro)
+        return raana_layer_norms(s, cfg, w_fro, err);
+    memcpy(w_fro, s->w_fro, (size_t)s->plan.n_layers * sizeof *w_fro);
     return RAANA_OK;
 }
 

@@ -66,6 +66,7 @@ void raana_stage_free(raana_stage *s)
 {
     if (s->net_loaded)
         raana_llama_free(&s->net);
+    free(s->w_fro);
     raana_windows_free(&s->windows);
     raana_tokenizer_free(s->tok);
     raana_plan_free(&s->plan);

@@ -35,6 +35,7 @@ static uint64_t hash_tensor(const raana_model *m, const raana_tensor_entry *e)
     XXH3_64bits_update(s, m->files[e->file].data + t->begin, t->end - t->begin);
     uint64_t h = XXH3_64bits_digest(s);
     XXH3_freeState(s);
+    raana_st_release(&m->files[e->file], t); /* hashed: out of the resident set */
     return h;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "raana/blas_info.h"
 #include "raana/quantize.h"
 
 /* ---- format ------------------------------------------------------------------- */
@@ -113,41 +114,6 @@ void raana_log_cpu_list(char *buf, size_t size)
     }
 }
 
-static const char *cpu_vector_unit(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        return "AVX-512";
-    if (__builtin_cpu_supports("avx2"))
-        return "AVX2";
-#endif
-    return NULL;
-}
-
-int raana_blas_kernel_too_old(const char *corename, char *fix, size_t size)
-{
-    /* OpenBLAS x86 targets without AVX2 kernels (TargetList.txt). */
-    static const char *const old[] = {"generic",    "prescott",    "core2",       "penryn",
-                                      "dunnington", "nehalem",     "atom",        "katmai",
-                                      "coppermine", "northwood",   "banias",      "opteron",
-                                      "barcelona",  "bobcat",      "sandybridge", "bulldozer",
-                                      "piledriver", "steamroller", "excavator",   "unknown"};
-    const char *unit = cpu_vector_unit();
-    if (!unit || !corename)
-        return 0;
-    for (size_t i = 0; i < sizeof old / sizeof *old; i++)
-        if (strcasecmp(corename, old[i]) == 0) {
-            snprintf(fix, size,
-                     "OpenBLAS runs its %s kernels on a CPU with %s, several times slower: set "
-                     "OPENBLAS_CORETYPE=%s (or unset it if set), or install an OpenBLAS built "
-                     "with DYNAMIC_ARCH (Debian: libopenblas0-pthread)",
-                     corename, unit, strcmp(unit, "AVX-512") == 0 ? "SkylakeX" : "Haswell");
-            return 1;
-        }
-    return 0;
-}
-
 /* ---- the header ---------------------------------------------------------------- */
 
 typedef struct {
@@ -204,11 +170,10 @@ static void print_ranks(FILE *out, const rank_info *all, int n)
 
 static void print_blas(FILE *out)
 {
-    char *core = openblas_get_corename(), fix[400];
-    fprintf(out, "blas: %s; core %s, %d threads\n", openblas_get_config(), core,
-            openblas_get_num_threads());
-    if (raana_blas_kernel_too_old(core, fix, sizeof fix))
-        fprintf(out, "blas: warning: %s\n", fix);
+    raana_blas_info b;
+    raana_blas_info_read(&b);
+    raana_blas_print_info(out, &b);
+    raana_blas_print_warning(out, "blas: ", &b);
 }
 
 static void print_model(FILE *out, const raana_config *cfg, const raana_stage *s)

@@ -18,6 +18,8 @@
 #include "raana/file.h"
 #include "raana/fingerprint.h"
 #include "raana/joblog.h"
+#include "raana/layer_norms.h"
+#include "raana/memory_estimate.h"
 #include "raana/outpaths.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
@@ -29,9 +31,12 @@ static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank
 {
     RAANA_CALL(raana_tokenizer_create(&s->tok, cfg->model_path, err));
     RAANA_CALL(raana_calib_windows(cfg, s->tok, s->plan.seq_len, &s->windows, err));
-    /* calibration keeps a trace per window: the whole peak */
-    RAANA_CALL(raana_stage_check_memory(rank, s->plan.ranks[rank].peak_bytes, err));
-    return raana_stage_load(s, rank, err);
+    /* the whole peak, less the process it already is */
+    RAANA_CALL(raana_stage_check_memory(
+        rank, s->plan.ranks[rank].peak_bytes - RAANA_PROCESS_BASE_BYTES, err));
+    RAANA_CALL(raana_stage_load(s, rank, err));
+    /* AllocateBits' w_fro, while the weights are fresh */
+    return raana_stage_norms(s, cfg, err);
 }
 
 /* Every rank tokenizes: cheap, and the first and last stages both need the

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/memory_estimate.h"
+
 int raana_plan_seq_len(const raana_model_config *model, const raana_config *cfg)
 {
     if (cfg->seq_len > 0)
@@ -81,12 +83,12 @@ static int split_point(const raana_model_config *m, int n_ranks, int r)
     return best;
 }
 
-/* Estimated peak bytes of one rank: its weights in f32, plus the calibration
- * activations kept for the backward pass, one trace per window (GPipe order,
- * docs/SCALING.md). Attention is blocked: a trace keeps one log-sum-exp per
- * head and position, and the tiles' scratch is 2 x 128^2 floats. */
-static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank *r, int seq_len,
-                              int n_windows)
+/* Bytes of the calibration activations of one rank, kept for the backward
+ * pass, one trace per window (GPipe order, docs/SCALING.md). Attention is
+ * blocked: a trace keeps one log-sum-exp per head and position, and the
+ * tiles' scratch is 2 x 128^2 floats. */
+static uint64_t calibration_bytes(const raana_model_config *m, const raana_plan_rank *r,
+                                  int seq_len, int n_windows)
 {
     uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
              inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
@@ -98,10 +100,24 @@ static uint64_t estimate_peak(const raana_model_config *m, const raana_plan_rank
                     2 * t * inter + 2 * 128 * 128 + t;
     if (r->owns_head)
         acts += 2 * t * (uint64_t)m->vocab_size; /* logits and their gradient */
-    return 4 * (r->params + acts);
+    return 4 * acts;
 }
 
-static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_windows)
+/* Everything resident at the rank's peak (memory_estimate.h): the process,
+ * its f32 weights, and the larger of the calibration and quantize working
+ * sets. */
+static void estimate_peak(const raana_model_config *m, const raana_plan *plan, raana_plan_rank *r,
+                          const raana_config *cfg)
+{
+    r->calibration_bytes = calibration_bytes(m, r, plan->seq_len, cfg->n_samples);
+    r->quantize_bytes =
+        raana_estimate_quantize_bytes(plan, r->first_block, r->first_block + r->n_blocks, cfg);
+    r->peak_bytes =
+        RAANA_PROCESS_BASE_BYTES + 4 * r->params +
+        (r->calibration_bytes > r->quantize_bytes ? r->calibration_bytes : r->quantize_bytes);
+}
+
+static void build_ranks(const raana_model_config *m, raana_plan *plan, const raana_config *cfg)
 {
     uint64_t embed = (uint64_t)m->vocab_size * (uint64_t)m->hidden_size;
     for (int r = 0; r < plan->n_ranks; r++) {
@@ -123,8 +139,9 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, int n_win
             if (l->quantize && l->block >= first && l->block < next)
                 rk->quantized_params += (uint64_t)l->d_in * (uint64_t)l->d_out;
         }
-        rk->peak_bytes = estimate_peak(m, rk, plan->seq_len, n_windows);
-        rk->forward_peak_bytes = estimate_peak(m, rk, plan->seq_len, 1);
+        estimate_peak(m, plan, rk, cfg);
+        /* raana-eval: weights and one window's forward, on top of what runs */
+        rk->forward_peak_bytes = 4 * rk->params + calibration_bytes(m, rk, plan->seq_len, 1);
     }
 }
 
@@ -148,7 +165,7 @@ raana_status raana_plan_create(const raana_model_config *model, const raana_conf
     plan->ranks = calloc((size_t)n_ranks, sizeof *plan->ranks);
     if (!plan->ranks)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for %d ranks", n_ranks);
-    build_ranks(model, plan, cfg->n_samples);
+    build_ranks(model, plan, cfg);
 cleanup:
     if (st != RAANA_OK)
         raana_plan_free(plan);
@@ -180,6 +197,24 @@ static void format_bytes(uint64_t bytes, char *buf, size_t size)
     while (v >= 1024 && u < 4)
         v /= 1024, u++;
     snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+/* What the largest rank's estimate is made of (docs/SCALING.md). */
+static void print_memory_model(FILE *out, const raana_plan *plan)
+{
+    const raana_plan_rank *top = &plan->ranks[0];
+    for (int r = 1; r < plan->n_ranks; r++)
+        if (plan->ranks[r].peak_bytes > top->peak_bytes)
+            top = &plan->ranks[r];
+    char base[32], weights[32], calib[32], quant[32];
+    format_bytes(RAANA_PROCESS_BASE_BYTES, base, sizeof base);
+    format_bytes(4 * top->params, weights, sizeof weights);
+    format_bytes(top->calibration_bytes, calib, sizeof calib);
+    format_bytes(top->quantize_bytes, quant, sizeof quant);
+    fprintf(out,
+            "est. peak mem of rank %d = %s process + %s f32 weights + the larger of %s "
+            "calibration activations and %s quantize working set (docs/SCALING.md)\n",
+            (int)(top - plan->ranks), base, weights, calib, quant);
 }
 
 void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *m)
@@ -226,6 +261,7 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
                 (unsigned long long)rk->params, (unsigned long long)rk->quantized_params, mem,
                 extra);
     }
+    print_memory_model(out, plan);
     if (idle) {
         fprintf(out, "idle ranks (no decoder block):");
         for (int r = 0; r < plan->n_ranks; r++)

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "raana/blas_info.h"
 #include "raana/calibrate.h"
 #include "raana/comm.h"
 #include "raana/container.h"
@@ -378,6 +379,8 @@ int main(int argc, char **argv)
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    raana_blas_report(rank == 0 && !a.quiet ? stderr : NULL, rank == 0 ? stderr : NULL,
+                      "raana-eval");
     eval_job j;
     memset(&j, 0, sizeof j);
     st = prepare(MPI_COMM_WORLD, &a, &j, rank, size, &err);

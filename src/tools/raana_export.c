@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "raana/blas_info.h"
 #include "raana/container.h"
 #include "raana/container_model.h"
 #include "raana/json.h"
@@ -749,8 +750,10 @@ int main(int argc, char **argv)
         raana_cli_print_help(stdout, &cli);
         return 0;
     }
-    if (st == RAANA_OK)
+    if (st == RAANA_OK) {
+        raana_blas_report(stdout, NULL, "raana-export"); /* no BLAS-heavy work here: no warning */
         st = export_container(&a, stdout, &err);
+    }
     if (st != RAANA_OK)
         raana_cli_report(cli.tool, &err);
     return (int)st;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "raana/blas_info.h"
 #include "raana/container.h"
 #include "raana/container_access.h"
 #include "raana/container_model.h"
@@ -379,6 +380,7 @@ static raana_status print_json(const raana_container *c, raana_error *err)
     for (size_t i = 0; i < sizeof root_attrs / sizeof *root_attrs; i++)
         cJSON_AddItemToObject(o, root_attrs[i], attr_json(c, "/", root_attrs[i]));
     cJSON_AddItemToObject(o, "report", group_json(c, "/report", report, 4));
+    cJSON_AddItemToObject(o, "blas", raana_blas_json()); /* the reader's BLAS, not the file's */
     cJSON_AddItemToObject(o, "calibration", calibration_json(c));
     cJSON_AddItemToObject(o, "allocation", group_json(c, "/allocation", allocation, 6));
     cJSON *layers = cJSON_AddArrayToObject(o, "layers");

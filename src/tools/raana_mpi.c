@@ -17,6 +17,7 @@
 #include "raana/file.h"
 #include "raana/fingerprint.h"
 #include "raana/h5file.h"
+#include "raana/memory_report.h"
 #include "raana/joblog.h"
 #include "raana/memory.h"
 #include "raana/model.h"
@@ -280,6 +281,8 @@ static int run(const cli_args *a, const raana_launch_env *env)
     }
     if (st != RAANA_OK && rank == 0)
         raana_cli_report(cli.tool, &err);
+    if (logged) /* collective: each rank's measured peak against the plan */
+        raana_memory_report(MPI_COMM_WORLD, &job->stage.plan, rank == 0 ? stderr : NULL);
     if (logged && rank == 0)
         raana_joblog_footer(stderr, st, MPI_Wtime() - t_start);
     if (job) {

@@ -197,6 +197,26 @@ with tempfile.TemporaryDirectory(prefix="raana-real-shape-") as tmp:
             f"to quantize in {n_layers} linear layers")
     check(line in r.stdout, f"8x7b dry run: expected '{line}' in\n{r.stdout}")
     check(r.stdout.count("no (router)") == 2, "8x7b dry run: both routers kept")
+    # --sparse: the same headers and file sizes, the data a hole of zeros, and the
+    # dry run accepts it (a full-size 70B checkpoint in well under a megabyte)
+    dense, sparse = os.path.join(tmp, "tiny-7b"), os.path.join(tmp, "sparse-7b")
+    gen(sparse, "7b", "1", "--hidden", "64", "--intermediate", "176", "--heads", "4",
+        "--kv-heads", "4", "--shard-gib", "0.00005", "--sparse")
+    a, b = read_shards(dense), read_shards(sparse)
+    check({k: v[2] for k, v in a.items()} == {k: v[2] for k, v in b.items()},
+          "--sparse: headers differ from the dense checkpoint's")
+    for name, (path, base, e) in b.items():
+        with open(path, "rb") as f:
+            f.seek(base + e["data_offsets"][0])
+            data = f.read(e["data_offsets"][1] - e["data_offsets"][0])
+        check(data == bytes(len(data)), f"--sparse: {name} is not zeros")
+    dry_run(sparse, 64, 176, 4, 4, 2048)
+    big = os.path.join(tmp, "sparse-70b")
+    gen(big, "70b", "80", "--vocab", "real", "--sparse")
+    used = sum(os.stat(os.path.join(big, f)).st_blocks * 512 for f in os.listdir(big))
+    size = sum(os.path.getsize(os.path.join(big, f)) for f in os.listdir(big))
+    check(size > 128 * (1 << 30) and used < (1 << 20),
+          f"--sparse 70B: {size} bytes in files, {used} on disk")
 
 print(f"test_real_shape_checkpoint: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -1,7 +1,6 @@
 /* test_joblog.c — the log's formats (joblog.h) against hand-computed
- * values, the CPU list against /proc/self/status, the OpenBLAS kernel
- * check against the CPU's flags in /proc/cpuinfo, and the preemption flag
- * (preempt.h) with a real signal. */
+ * values, the CPU list against /proc/self/status, and the preemption flag
+ * (preempt.h) with a real signal (the OpenBLAS kernel check: test_blas_info). */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -64,39 +63,6 @@ static void test_cpu_list(void)
     CHECK(strcmp(mine, want) == 0);
 }
 
-/* 1 if /proc/cpuinfo lists the flag. */
-static int cpu_flag(const char *flag)
-{
-    char line[8192], pattern[64];
-    snprintf(pattern, sizeof pattern, " %s", flag);
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    int found = 0;
-    while (f && !found && fgets(line, sizeof line, f))
-        if (strncmp(line, "flags", 5) == 0) {
-            char *p = strstr(line, pattern);
-            found = p && (p[strlen(pattern)] == ' ' || p[strlen(pattern)] == '\n');
-        }
-    if (f)
-        fclose(f);
-    return found;
-}
-
-static void test_blas_kernel(void)
-{
-    char fix[400];
-    int avx2 = cpu_flag("avx2") || cpu_flag("avx512f");
-    CHECK_INT(raana_blas_kernel_too_old("Prescott", fix, sizeof fix), avx2);
-    CHECK_INT(raana_blas_kernel_too_old("Core2", fix, sizeof fix), avx2);
-    CHECK_INT(raana_blas_kernel_too_old("generic", fix, sizeof fix), avx2);
-    CHECK_INT(raana_blas_kernel_too_old("Haswell", fix, sizeof fix), 0);
-    CHECK_INT(raana_blas_kernel_too_old("SkylakeX", fix, sizeof fix), 0);
-    CHECK_INT(raana_blas_kernel_too_old("Zen", fix, sizeof fix), 0);
-    if (avx2 && raana_blas_kernel_too_old("Prescott", fix, sizeof fix)) {
-        CHECK(strstr(fix, "OPENBLAS_CORETYPE=") != NULL);
-        CHECK(strstr(fix, cpu_flag("avx512f") ? "AVX-512" : "AVX2") != NULL);
-    }
-}
-
 static void test_preempt_flag(void)
 {
     raana_preempt_install();
@@ -114,7 +80,6 @@ int main(void)
     test_duration_and_eta();
     test_progress_line();
     test_cpu_list();
-    test_blas_kernel();
     test_preempt_flag();
     return check_summary("test_joblog");
 }

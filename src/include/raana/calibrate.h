@@ -29,6 +29,7 @@ typedef struct {
     raana_windows windows;
     raana_llama net;
     int model_open, net_loaded;
+    double *w_fro; /* [plan.n_layers] or NULL: this rank's norms (layer_norms.h) */
 } raana_stage;
 
 /* Opens the checkpoint (headers only) and builds the plan for n_ranks. */

@@ -50,8 +50,4 @@ void raana_joblog_footer(FILE *out, raana_status st, double seconds);
 /* The CPUs this process may run on, as a Linux list ("0-3,8"). */
 void raana_log_cpu_list(char *buf, size_t size);
 
-/* 1 when OpenBLAS runs a kernel without AVX2 (Prescott, Core2, generic,
- * ...) on a CPU that has AVX2 or AVX-512; fills `fix` with what to do. */
-int raana_blas_kernel_too_old(const char *corename, char *fix, size_t size);
-
 #endif

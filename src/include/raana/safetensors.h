@@ -71,6 +71,13 @@ const raana_st_tensor *raana_st_find(const raana_st_file *f, const char *name);
 raana_status raana_st_read_f32(const raana_st_file *f, const raana_st_tensor *t, float *out,
                                raana_error *err);
 
+/* Drops tensor t's mapped pages from this process's resident set
+ * (madvise MADV_DONTNEED on the pages it spans) once its bytes have been
+ * converted or hashed: a read-only file mapping re-reads them from the page
+ * cache if touched again, so this only lowers the rank's peak memory
+ * (docs/SCALING.md, "Memory of one rank"). No effect on a failed map. */
+void raana_st_release(const raana_st_file *f, const raana_st_tensor *t);
+
 const char *raana_dtype_name(raana_dtype d);
 size_t raana_dtype_size(raana_dtype d);
 

@@ -288,6 +288,8 @@ raana_status raana_model_read_f32(const raana_model *m, const char *name, float 
                           (unsigned long long)e->tensor->numel, count);
     raana_status st = m->source ? m->source->read_f32(m->source_ctx, e, out, err)
                                 : raana_st_read_f32(&m->files[e->file], e->tensor, out, err);
+    if (!m->source) /* converted: its mapped pages leave the resident set */
+        raana_st_release(&m->files[e->file], e->tensor);
     if (st != RAANA_OK)
         return st;
     for (size_t i = 0; i < count; i++)

@@ -1,0 +1,34 @@
+/* memory_estimate.h — the parts of a rank's estimated peak memory beyond
+ * its f32 weights and calibration activations (plan.c adds them up; the
+ * whole model is in docs/SCALING.md, "Memory of one rank"):
+ *
+ *   peak = process base + f32 weights + max(calibration, quantize)
+ *
+ * The stages run one after another and free their buffers, so only the
+ * larger of the two working sets is resident at once. Checkpoint pages
+ * are released once converted (raana_st_release), so the mapped BF16 file
+ * is not counted. */
+#ifndef RAANA_MEMORY_ESTIMATE_H
+#define RAANA_MEMORY_ESTIMATE_H
+
+#include <stdint.h>
+
+#include "raana/config.h"
+#include "raana/plan.h"
+
+/* What a raana-mpi rank holds before any weight: the program, Open MPI,
+ * HDF5, OpenBLAS and their start-up buffers (VmHWM of ranks with tiny
+ * shards: 27.3-27.4 MiB on Debian bookworm, Open MPI 4.1.4, 2026-11-30). */
+#define RAANA_PROCESS_BASE_BYTES ((uint64_t)28 * 1024 * 1024)
+
+/* The quantize stage's working set on the rank that owns blocks
+ * [first, next): one f32 copy of its largest quantized layer (the tricked
+ * copy the encoder rotates, then the decoded layer for the relative error;
+ * never both) plus every quantized layer it has produced, which stays
+ * until the container is written: avg_bits / 8 bytes per weight of codes,
+ * a rescale per column, the trick terms (mu, row scales) per input and
+ * the held-out columns in f32. */
+uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
+                                       const raana_config *cfg);
+
+#endif

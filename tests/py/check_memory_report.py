@@ -1,0 +1,120 @@
+"""check_memory_report.py — every run reports each rank's measured peak
+memory (VmHWM, src/pipeline/memory_report.c) in the job log.
+
+- P = 1, raana-mpi started directly: the reported peak equals the kernel's
+  own maximum resident set of the process, read independently here with
+  getrusage(RUSAGE_CHILDREN).ru_maxrss (the largest of the waited-for
+  children: raana-mpi, whose weights make it larger than Open MPI's helper),
+  within 5% (under ASan only bounded by it: its leak check at exit allocates);
+- P = 1..3 under mpiexec: one line per rank; every rank's peak is at least
+  its f32 weights (4 bytes x its parameters from --dry-run's rank table);
+  the summary's total is the sum of the rank lines and names the largest
+  rank; the estimate quoted per rank is the plan's.
+Usage: check_memory_report.py RAANA_MPI SOURCE_DIR MPIEXEC
+"""
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    if not cond:
+        failures += 1
+        print("FAIL:", what, file=sys.stderr)
+
+
+def job(tmp, src):
+    path = os.path.join(tmp, "job.ini")
+    fixture = os.path.join(src, "tests", "data", "kjv-tiny")
+    with open(path, "w") as f:
+        f.write(f"[model]\npath = {fixture}\n[calibration]\nsource = text\n"
+                f"text_file = {fixture}/calib.txt\nn_samples = 1\nseq_len = 64\n"
+                f"[output]\npath = {tmp}/out.h5\n")
+    return path
+
+
+RANK = re.compile(r"^memory: rank (\d+) peak ([0-9.]+) MiB \(estimate ([0-9.]+) MiB, "
+                  r"x([0-9.]+)\); at the end anon ([0-9.]+) MiB, file-backed ([0-9.]+) MiB$")
+SUMMARY = re.compile(r"^memory: measured peak \(VmHWM\) ([0-9.]+) MiB on rank (\d+), "
+                     r"([0-9.]+) MiB in all; its estimate ([0-9.]+) MiB")
+
+
+def parse(stderr):
+    ranks = {int(m[1]): [float(x) for x in m.groups()[1:]]
+             for m in (RANK.match(ln) for ln in stderr.splitlines()) if m}
+    summ = [SUMMARY.match(ln) for ln in stderr.splitlines()]
+    summ = [m for m in summ if m]
+    return ranks, summ[0] if len(summ) == 1 else None
+
+
+def dry_run_ranks(cmd):
+    """rank -> (params, estimated peak MiB) from the --dry-run table."""
+    r = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True)
+    rows = {}
+    for ln in r.stdout.splitlines()[r.stdout.splitlines().index(
+            next(l for l in r.stdout.splitlines() if l.startswith("ranks:"))):]:
+        f = ln.split()
+        if len(f) >= 6 and f[0].isdigit():
+            size = float(f[4]) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[f[5]]
+            rows[int(f[0])] = (int(f[2]), size)
+    return rows
+
+
+def main():
+    bin_, src, mpiexec = sys.argv[1:4]
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1",
+               OPENBLAS_NUM_THREADS="1")
+    os.environ.update(env)
+    with tempfile.TemporaryDirectory() as tmp:
+        ini = job(tmp, src)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        r = subprocess.run([bin_, "--calibrate-only", ini], capture_output=True, text=True)
+        kernel_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        check(r.returncode == 0, f"P=1 direct: exit {r.returncode}: {r.stderr}")
+        ranks, summ = parse(r.stderr)
+        check(list(ranks) == [0] and summ is not None, f"P=1 direct: lines: {r.stderr}")
+        if ranks and kernel_kib > before:
+            # the report is taken before MPI_Finalize: the lifetime peak can only be
+            # larger, and (without a sanitizer, whose leak check at exit allocates)
+            # barely so
+            hwm, life = ranks[0][0], kernel_kib / 1024
+            check(hwm <= life * 1.02 + 1, f"P=1: reported peak {hwm} MiB > lifetime {life:.1f} MiB")
+            check("ASAN_OPTIONS" in os.environ or hwm >= 0.95 * life - 2,
+                  f"P=1: reported peak {hwm} MiB, getrusage says {life:.1f} MiB")
+        for p in (1, 2, 3):
+            cmd = [mpiexec, "-n", str(p), bin_, ini]
+            r = subprocess.run(cmd[:3] + [bin_, "--calibrate-only", ini], capture_output=True,
+                               text=True)
+            check(r.returncode == 0, f"P={p}: exit {r.returncode}: {r.stderr}")
+            ranks, summ = parse(r.stderr)
+            check(sorted(ranks) == list(range(p)), f"P={p}: rank lines {sorted(ranks)}")
+            check(summ is not None, f"P={p}: no summary line: {r.stderr}")
+            plan = dry_run_ranks(cmd[:3] + [bin_, ini])
+            check(sorted(plan) == list(range(p)), f"P={p}: dry-run rows {plan}")
+            for rk, (hwm, est, ratio, anon, filed) in ranks.items():
+                params, est_plan = plan.get(rk, (0, 0))
+                check(hwm * 1048576 >= 4 * params,
+                      f"P={p} rank {rk}: peak {hwm} MiB below its f32 weights {4 * params} B")
+                check(abs(est - est_plan) <= 0.05 + 0.001 * est_plan,
+                      f"P={p} rank {rk}: estimate {est} MiB, dry run says {est_plan} MiB")
+                check(abs(ratio - hwm / est) <= 0.01 + 0.02 * ratio, f"P={p} rank {rk}: ratio {ratio}")
+                check(anon > 0 and filed > 0 and anon + filed <= hwm + 1,
+                      f"P={p} rank {rk}: now anon {anon} + file {filed} > peak {hwm}")
+            if summ and ranks:
+                largest = max(ranks, key=lambda k: ranks[k][0])
+                check(abs(float(summ[1]) - ranks[largest][0]) < 0.05 and int(summ[2]) == largest,
+                      f"P={p}: summary names rank {summ[2]}, largest is {largest}")
+                check(abs(float(summ[3]) - sum(v[0] for v in ranks.values())) <= 0.05 * p + 0.01,
+                      f"P={p}: total {summ[3]} != sum of ranks")
+    print(f"check_memory_report.py: {'OK' if failures == 0 else f'{failures} failed'}")
+    sys.exit(1 if failures else 0)
+
+
+main()
