@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include "raana/joblog.h"
 #include "raana/rss.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -18,11 +19,11 @@ static double estimate_of(const raana_plan *plan, int rank)
 static void print_rank(FILE *out, const raana_plan *plan, int r, const double *m)
 {
     double est = estimate_of(plan, r);
-    fprintf(out, "memory: rank %d peak %.1f MiB", r, m[M_HWM] / MIB);
+    char vs[64] = "";
     if (est > 0)
-        fprintf(out, " (estimate %.1f MiB, x%.2f)", est / MIB, m[M_HWM] / est);
-    fprintf(out, "; at the end anon %.1f MiB, file-backed %.1f MiB\n", m[M_ANON] / MIB,
-            m[M_FILE] / MIB);
+        snprintf(vs, sizeof vs, " (estimate %.1f MiB, x%.2f)", est / MIB, m[M_HWM] / est);
+    raana_log_line(out, "memory: rank %d peak %.1f MiB%s; at the end anon %.1f MiB, file-backed %.1f MiB",
+                   r, m[M_HWM] / MIB, vs, m[M_ANON] / MIB, m[M_FILE] / MIB);
 }
 
 static void print_all(FILE *out, const raana_plan *plan, const double *all, int size)
@@ -35,11 +36,11 @@ static void print_all(FILE *out, const raana_plan *plan, const double *all, int 
             at = r;
     }
     double peak = all[at * M_COUNT + M_HWM], est = estimate_of(plan, at);
-    fprintf(out, "memory: measured peak (VmHWM) %.1f MiB on rank %d, %.1f MiB in all", peak / MIB,
-            at, sum / MIB);
+    char vs[64] = "";
     if (est > 0)
-        fprintf(out, "; its estimate %.1f MiB (x%.2f)", est / MIB, peak / est);
-    fputc('\n', out);
+        snprintf(vs, sizeof vs, "; its estimate %.1f MiB (x%.2f)", est / MIB, peak / est);
+    raana_log_line(out, "memory: measured peak (VmHWM) %.1f MiB on rank %d, %.1f MiB in all%s",
+                   peak / MIB, at, sum / MIB, vs);
     for (int r = 0; r < size; r++)
         if (size <= RAANA_MEMORY_REPORT_RANKS || r == at)
             print_rank(out, plan, r, all + (size_t)r * M_COUNT);

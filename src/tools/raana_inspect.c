@@ -16,6 +16,7 @@
 #include "raana/container_access.h"
 #include "raana/container_model.h"
 #include "raana/error.h"
+#include "raana/json.h"
 #include "raana/qlayer.h"
 
 static const char usage_text[] =
@@ -45,27 +46,6 @@ typedef struct {
     const char *path, *layer, *out;
     int help;
 } inspect_args;
-
-/* v as a JSON number that reads back as exactly v; null if not finite.
- * (cJSON's own printing is not enough: it keeps 15 digits whenever they
- * read back within a relative DBL_EPSILON, not only when exactly.) */
-static cJSON *exact_number(double v)
-{
-    char text[32];
-    if (!isfinite(v))
-        return cJSON_CreateNull();
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(text, sizeof text, "%.*g", digits, v);
-        if (strtod(text, NULL) == v)
-            break;
-    }
-    return cJSON_CreateRaw(text);
-}
-
-static void add_number(cJSON *obj, const char *key, double v)
-{
-    cJSON_AddItemToObject(obj, key, exact_number(v));
-}
 
 /* ---- arguments ------------------------------------------------------------------ */
 
@@ -279,13 +259,13 @@ static cJSON *attr_json(const raana_container *c, const char *obj, const char *n
         break;
     case RAANA_ATTR_NUMBER:
         if (raana_container_attr_f64(c, obj, name, v, &ignored) == RAANA_OK)
-            return exact_number(v[0]);
+            return raana_json_number(v[0]);
         break;
     case RAANA_ATTR_NUMBERS:
         if (raana_container_attr_f64s(c, obj, name, v, 4096, &n, &ignored) == RAANA_OK) {
             cJSON *out = cJSON_CreateArray();
             for (size_t i = 0; i < n; i++)
-                cJSON_AddItemToArray(out, exact_number(v[i]));
+                cJSON_AddItemToArray(out, raana_json_number(v[i]));
             return out;
         }
         break;
@@ -314,10 +294,10 @@ static cJSON *bits_breakdown(const raana_container *c, const char *name)
     raana_layer_bits b = raana_layer_bits_count((int)v[0], (int)v[1], (size_t)v[3], (int)v[2],
                                                 has_mu, raana_container_has(c, ds));
     cJSON *o = cJSON_CreateObject();
-    add_number(o, "codes", b.codes / b.weights);
-    add_number(o, "rescales", b.rescales / b.weights);
-    add_number(o, "tricks", raana_layer_bits_tricks(&b));
-    add_number(o, "signs", b.signs / b.weights);
+    raana_json_add_number(o, "codes", b.codes / b.weights);
+    raana_json_add_number(o, "rescales", b.rescales / b.weights);
+    raana_json_add_number(o, "tricks", raana_layer_bits_tricks(&b));
+    raana_json_add_number(o, "signs", b.signs / b.weights);
     return o;
 }
 
@@ -329,13 +309,13 @@ static cJSON *layer_json(const raana_container *c, const alloc_table *t, int i)
     const char *kind = strrchr(name, '.');
     sscanf(name, "model.layers.%d.", &block);
     cJSON_AddStringToObject(l, "name", name);
-    add_number(l, "block", block);
+    raana_json_add_number(l, "block", block);
     cJSON_AddStringToObject(l, "kind", kind ? kind + 1 : name);
-    add_number(l, "d_in", t->d_in[i]);
-    add_number(l, "d_out", t->d_out[i]);
+    raana_json_add_number(l, "d_in", t->d_in[i]);
+    raana_json_add_number(l, "d_out", t->d_out[i]);
     cJSON_AddBoolToObject(l, "quantized", t->quantized[i] != 0);
     for (int k = 0; k < N_COLS; k++)
-        add_number(l, columns[k], k == COL_BITS && !t->quantized[i] ? 0.0 : t->col[k][i]);
+        raana_json_add_number(l, columns[k], k == COL_BITS && !t->quantized[i] ? 0.0 : t->col[k][i]);
     cJSON_AddItemToObject(l, "bits_breakdown",
                           t->quantized[i] ? bits_breakdown(c, name) : cJSON_CreateNull());
     return l;
@@ -358,8 +338,8 @@ static cJSON *calibration_json(const raana_container *c)
     cJSON *cal = group_json(c, "/calibration", calibration, 3);
     int have = raana_container_dataset_shape(c, "/calibration/tokens", &s, &ignored) == RAANA_OK &&
                s.ndim == 2;
-    add_number(cal, "windows", have ? (double)s.dims[0] : 0);
-    add_number(cal, "seq_len", have ? (double)s.dims[1] : 0);
+    raana_json_add_number(cal, "windows", have ? (double)s.dims[0] : 0);
+    raana_json_add_number(cal, "seq_len", have ? (double)s.dims[1] : 0);
     return cal;
 }
 

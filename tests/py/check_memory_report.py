@@ -39,9 +39,9 @@ def job(tmp, src):
     return path
 
 
-RANK = re.compile(r"^memory: rank (\d+) peak ([0-9.]+) MiB \(estimate ([0-9.]+) MiB, "
+RANK = re.compile(r"^(?:\S+Z )?memory: rank (\d+) peak ([0-9.]+) MiB \(estimate ([0-9.]+) MiB, "
                   r"x([0-9.]+)\); at the end anon ([0-9.]+) MiB, file-backed ([0-9.]+) MiB$")
-SUMMARY = re.compile(r"^memory: measured peak \(VmHWM\) ([0-9.]+) MiB on rank (\d+), "
+SUMMARY = re.compile(r"^(?:\S+Z )?memory: measured peak \(VmHWM\) ([0-9.]+) MiB on rank (\d+), "
                      r"([0-9.]+) MiB in all; its estimate ([0-9.]+) MiB")
 
 
