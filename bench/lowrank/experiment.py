@@ -383,8 +383,9 @@ def allocation_gain(build, work):
     """AllocateBits (candidates 1..8 of the fixture job) vs uniform bits at 2, 3, 4."""
     path = os.path.join(work, "gain.json")
     res = json.load(open(path)) if os.path.exists(path) else {}
+    seeds = [int(x) for x in os.environ.get("SEEDS", "0,1,2").split(",")]
     for b in (2, 3, 4):
-        for seed in (0, 1, 2):
+        for seed in seeds:
             for kind, out in (("uniform", uniform(build, work, seed, b)),
                               ("allocated", quantize(build, os.path.join(work, f"a{b}_s{seed}.h5"),
                                                      seed, ["--set", f"quantize.avg_bits={b}"]))):
@@ -393,11 +394,11 @@ def allocation_gain(build, work):
                     res[key] = ppl_of(evaluate(build, "container", out)) / REF_PPL
                     print(f"{key}: ratio {res[key]:.4f}", flush=True)
                     json.dump(res, open(path, "w"), indent=1)
-    print("| bits | uniform (seeds 0, 1, 2) | AllocateBits (seeds 0, 1, 2) | medians | gain |")
+    print(f"| bits | uniform (seeds {seeds}) | AllocateBits (seeds {seeds}) | medians | gain |")
     print("|---|---|---|---|---|")
     for b in (2, 3, 4):
-        u = [res[f"uniform {b} seed={s}"] for s in (0, 1, 2)]
-        a = [res[f"allocated {b} seed={s}"] for s in (0, 1, 2)]
+        u = [res[f"uniform {b} seed={s}"] for s in seeds]
+        a = [res[f"allocated {b} seed={s}"] for s in seeds]
         print(f"| {b} | {', '.join(f'{x:.4f}' for x in u)} | {', '.join(f'{x:.4f}' for x in a)} | "
               f"{np.median(u):.4f} -> {np.median(a):.4f} | "
               f"{100 * (np.median(u) - np.median(a)) / (np.median(u) - 1):.1f}% of the excess |")
