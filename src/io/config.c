@@ -567,7 +567,6 @@ void raana_tricks_format(unsigned tricks, char *buf, size_t size)
         snprintf(buf, size, "none");
 }
 
-
 /* The shortest decimal that reads back as the same double (2.1, not
  * 2.1000000000000001). */
 static void write_double(FILE *out, double v)

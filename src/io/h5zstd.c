@@ -74,8 +74,7 @@ raana_status raana_h5zstd_register(raana_error *err)
     if (avail > 0)
         return RAANA_OK;
     if (H5Zregister(&zstd_class) < 0)
-        return RAANA_INTERNAL(err, "cannot register the zstd HDF5 filter (%d)",
-                          FILTER_ID);
+        return RAANA_INTERNAL(err, "cannot register the zstd HDF5 filter (%d)", FILTER_ID);
     return RAANA_OK;
 }
 #endif

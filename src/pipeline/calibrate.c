@@ -155,7 +155,8 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
     }
     for (int i = 0; i < n && hidden && grads && traces; i++) { /* forward, every window */
         const int *tokens = w->tokens + (size_t)i * w->len;
-        failed = raana_link_forward(&l, &net, 1, tokens, w->len, i, hidden, &traces[i], failed, err);
+        failed =
+            raana_link_forward(&l, &net, 1, tokens, w->len, i, hidden, &traces[i], failed, err);
         if (l.rank == l.size - 1 && !failed) {
             double li;
             failed |= raana_llama_head(net, hidden, tokens, w->len, NULL, &li,

@@ -99,8 +99,8 @@ static raana_status open_local(raana_h5 *h, const char *path, int create, raana_
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0)
         RAANA_CHECK(h5_fail(h, err, "set up", "MPI-IO access"));
     h->file = raana_fault_fail() ? H5I_INVALID_HID
-              : create       ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
-                             : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+              : create           ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
+                                 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (h->file < 0)
         RAANA_CHECK(h5_fail(h, err, create ? "create" : "open", "the file"));
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
@@ -281,8 +281,8 @@ raana_status raana_h5_dataset_deflate(raana_h5 *h, const char *path, hid_t type,
     return create_dataset(h, path, type, ndim, dims, writer, data, 1, err);
 }
 
-raana_status raana_h5_blob(raana_h5 *h, const char *path, int writer, const void *data,
-                           size_t len, raana_error *err)
+raana_status raana_h5_blob(raana_h5 *h, const char *path, int writer, const void *data, size_t len,
+                           raana_error *err)
 {
     unsigned long long n = len;
     MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, writer, h->comm);

@@ -22,8 +22,9 @@ static void print_rank(FILE *out, const raana_plan *plan, int r, const double *m
     char vs[64] = "";
     if (est > 0)
         snprintf(vs, sizeof vs, " (estimate %.1f MiB, x%.2f)", est / MIB, m[M_HWM] / est);
-    raana_log_line(out, "memory: rank %d peak %.1f MiB%s; at the end anon %.1f MiB, file-backed %.1f MiB",
-                   r, m[M_HWM] / MIB, vs, m[M_ANON] / MIB, m[M_FILE] / MIB);
+    raana_log_line(
+        out, "memory: rank %d peak %.1f MiB%s; at the end anon %.1f MiB, file-backed %.1f MiB", r,
+        m[M_HWM] / MIB, vs, m[M_ANON] / MIB, m[M_FILE] / MIB);
 }
 
 static void print_all(FILE *out, const raana_plan *plan, const double *all, int size)

@@ -204,8 +204,9 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
     if (r->method != RAANA_ALLOC_EXACT_DP)
         fprintf(out, ", optimality gap <= %.2e", (r->cost - r->lower_bound) / r->cost);
     fprintf(out, "), modelled error %.6g\n", r->cost);
-    fprintf(out, "effective bits: %.4f per quantized weight, %.4f per model parameter "
-                 "(everything stored)\n",
+    fprintf(out,
+            "effective bits: %.4f per quantized weight, %.4f per model parameter "
+            "(everything stored)\n",
             c->bits.quantized, c->bits.model);
     fprintf(out, "layers: %d encoded, %d resumed\n", j->quantized.encoded, j->quantized.reused);
     fprintf(out, "time:");
@@ -262,8 +263,7 @@ cleanup:
 /* ---- the job ------------------------------------------------------------------- */
 
 static raana_status run_stages(MPI_Comm comm, const raana_config *cfg, raana_stage *s,
-                               const raana_job_options *opt, job_run *j, int rank,
-                               raana_error *err)
+                               const raana_job_options *opt, job_run *j, int rank, raana_error *err)
 {
     FILE *progress = rank == 0 ? opt->progress : NULL;
     double t = MPI_Wtime();

@@ -169,8 +169,7 @@ static int open_checked(int dfd, const char *name, const char *magic, uint64_t f
         memcpy(&sum, *data + len - 8, 8);
         memcpy(&version, *data + 8, 4);
         memcpy(&fp, *data + 12, 8);
-        ok = sum == XXH3_64bits(*data, len - 8) && version == RESUME_FORMAT &&
-             fp == fingerprint;
+        ok = sum == XXH3_64bits(*data, len - 8) && version == RESUME_FORMAT && fp == fingerprint;
     }
     if (!ok) {
         free(*data);
@@ -688,7 +687,7 @@ raana_status raana_resume_save_layer(const raana_resume *r, const char *name, ui
     if (!r->opened || strchr(name, '/'))
         return RAANA_INTERNAL(err, "%s: not a file of the resume directory", path);
     put_header(&b, LAYER_MAGIC, fingerprint);
-    int32_t ints[8] = {q->d_in, q->d_out, q->code_bits, (int32_t)q->tricks,
+    int32_t ints[8] = {q->d_in,   q->d_out, q->code_bits, (int32_t)q->tricks,
                        q->n_kept, q->m_a,   q->m_b,       q->n_held};
     uint64_t packed_bytes = q->packed_bytes;
     uint8_t has_mu = q->mu != NULL, has_rs = q->row_scale != NULL;

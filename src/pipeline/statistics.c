@@ -240,8 +240,8 @@ static int container_n_samples(const raana_container *file, int *n_samples)
     char *text = NULL;
     size_t len = 0;
     raana_config *cfg = malloc(sizeof *cfg);
-    int ok = cfg && raana_container_read_bytes(file, "/config.ini", &text, &len, &ignored) ==
-                        RAANA_OK &&
+    int ok = cfg &&
+             raana_container_read_bytes(file, "/config.ini", &text, &len, &ignored) == RAANA_OK &&
              text;
     if (ok) {
         raana_config_defaults(cfg);
@@ -267,8 +267,7 @@ static raana_status container_header(const raana_container *file, const char *pa
         !raana_container_attr_text_if(file, "/calibration", "source", s->source,
                                       sizeof s->source) ||
         raana_container_attr_f64(file, "/calibration", "loss", &s->loss, &ignored) != RAANA_OK ||
-        raana_container_dataset_shape(file, "/calibration/tokens", &tokens, &ignored) !=
-            RAANA_OK ||
+        raana_container_dataset_shape(file, "/calibration/tokens", &tokens, &ignored) != RAANA_OK ||
         tokens.ndim != 2)
         return not_statistics(path, "/calibration is incomplete", err);
     s->windows = (int)tokens.dims[0], s->seq_len = (int)tokens.dims[1];

@@ -445,8 +445,7 @@ static double attr_f64(const raana_container *c, const char *obj, const char *na
     return raana_container_attr_f64(c, obj, name, &v, &ignored) == RAANA_OK ? v : 0;
 }
 
-static void add_attr_text(cJSON *obj, const char *key, const raana_container *c,
-                          const char *name)
+static void add_attr_text(cJSON *obj, const char *key, const raana_container *c, const char *name)
 {
     raana_error ignored;
     char text[256] = "";
@@ -533,8 +532,7 @@ static raana_status copy_model_files(out_dir *o, const export_args *a, raana_err
     for (size_t i = 0; i < N_COPIED; i++) {
         char *data;
         size_t len;
-        raana_status st =
-            container_file(a->container, copied_files[i], &data, &len, err);
+        raana_status st = container_file(a->container, copied_files[i], &data, &len, err);
         if (st == RAANA_OK && data)
             st = write_small_file(o, copied_files[i], data, len, err);
         free(data);

@@ -57,7 +57,8 @@ void raana_fault_point(const char *stage, int rank)
     if (sig == SIGKILL)
         fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: killing rank %d in %s\n", rank, stage);
     else
-        fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: %s to rank %d in %s\n", action, rank, stage);
+        fprintf(stderr, "raana-mpi: RAANA_FAULT_INJECT: %s to rank %d in %s\n", action, rank,
+                stage);
     fflush(stderr);
     raise(sig);
 }

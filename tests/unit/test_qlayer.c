@@ -237,7 +237,9 @@ static void test_threads_and_bits(void)
      * rescale per column, mu (32 bits per input), no held-out column here */
     CHECK_INT(ref.packed_bytes, 216);
     CHECK_INT(ref.n_held, 0);
-    CHECK_NEAR(raana_qlayer_effective_bits(&ref), 3 + 32.0 / d_in + 32.0 / d_out + 16.0 * ((d_in + 7) / 8) / ((double)d_in * d_out), 1e-12);
+    CHECK_NEAR(raana_qlayer_effective_bits(&ref),
+               3 + 32.0 / d_in + 32.0 / d_out + 16.0 * ((d_in + 7) / 8) / ((double)d_in * d_out),
+               1e-12);
     raana_qlayer_free(&ref);
     /* NaN is refused with the layer name */
     w[5] = NAN;

@@ -62,8 +62,8 @@ raana_status raana_h5_dataset_deflate(raana_h5 *h, const char *path, hid_t type,
                                       raana_error *err);
 /* Collective. A byte blob (UTF-8 text, a file) held by rank `writer` only:
  * its length travels to the others first. Deflate, like the above. */
-raana_status raana_h5_blob(raana_h5 *h, const char *path, int writer, const void *data,
-                           size_t len, raana_error *err);
+raana_status raana_h5_blob(raana_h5 *h, const char *path, int writer, const void *data, size_t len,
+                           raana_error *err);
 
 /* Collective, identical values on every rank: attributes on object obj. */
 raana_status raana_h5_attr_str(raana_h5 *h, const char *obj, const char *name, const char *value,

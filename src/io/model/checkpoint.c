@@ -283,9 +283,8 @@ raana_status raana_model_read_f32(const raana_model *m, const char *name, float 
                           name);
     const char *path = entry_file(m, e);
     if (e->tensor->numel != count)
-        return RAANA_INTERNAL(err,
-                          "%s: tensor '%s' has %llu values, caller expected %zu", path, name,
-                          (unsigned long long)e->tensor->numel, count);
+        return RAANA_INTERNAL(err, "%s: tensor '%s' has %llu values, caller expected %zu", path,
+                              name, (unsigned long long)e->tensor->numel, count);
     raana_status st = m->source ? m->source->read_f32(m->source_ctx, e, out, err)
                                 : raana_st_read_f32(&m->files[e->file], e->tensor, out, err);
     if (!m->source) /* converted: its mapped pages leave the resident set */
