@@ -180,25 +180,35 @@ static raana_status open_sides(const eval_args *a, eval_job *j, int size, raana_
     raana_config cfg;
     raana_config_defaults(&cfg);
     cfg.seq_len = a->seq_len;
-    raana_status st = RAANA_OK;
     if (a->model) {
         j->source[ORIGINAL] = a->model;
-        st = raana_stage_open(&j->side[ORIGINAL], a->model, &cfg, size, err);
+        RAANA_CALL(raana_stage_open(&j->side[ORIGINAL], a->model, &cfg, size, err));
     }
-    if (st == RAANA_OK && a->compare) {
+    if (a->compare) {
         j->source[QUANTIZED] = a->compare;
-        st = raana_stage_open(&j->side[QUANTIZED], a->compare, &cfg, size, err);
+        RAANA_CALL(raana_stage_open(&j->side[QUANTIZED], a->compare, &cfg, size, err));
     }
-    if (st == RAANA_OK && a->container) {
+    if (a->container) {
         raana_model m;
         memset(&m, 0, sizeof m);
         j->source[QUANTIZED] = a->container;
-        st = raana_container_model_open(&m, a->container, err);
-        if (st == RAANA_OK)
-            st = raana_stage_open_model(&j->side[QUANTIZED], &m, &cfg, size, err);
+        RAANA_CALL(raana_container_model_open(&m, a->container, err));
+        RAANA_CALL(raana_stage_open_model(&j->side[QUANTIZED], &m, &cfg, size, err));
     }
-    if (st == RAANA_OK && j->source[ORIGINAL] && j->source[QUANTIZED])
-        st = check_same_shape(j, err);
+    if (j->source[ORIGINAL] && j->source[QUANTIZED])
+        RAANA_CALL(check_same_shape(j, err));
+    return RAANA_OK;
+}
+
+/* The checkpoint fingerprint the container at `path` records. */
+static raana_status container_fingerprint(const char *path, uint64_t *made_from, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    raana_container *c = NULL;
+    RAANA_CHECK(raana_container_open(path, &c, err));
+    RAANA_CHECK(raana_container_checkpoint_fingerprint(c, made_from, err));
+cleanup:
+    raana_container_close(c);
     return st;
 }
 
@@ -207,23 +217,18 @@ static raana_status check_fingerprint(MPI_Comm comm, const eval_args *a, eval_jo
                                       raana_error *err)
 {
     uint64_t made_from = 0;
-    raana_container *c = NULL;
-    raana_status st = raana_container_open(a->container, &c, err);
-    if (st == RAANA_OK)
-        st = raana_container_checkpoint_fingerprint(c, &made_from, err);
-    raana_container_close(c);
-    st = raana_comm_agree(comm, st, err);
     raana_fingerprints f;
-    if (st == RAANA_OK)
-        st = raana_fingerprint_checkpoint(comm, &j->side[ORIGINAL], rank, &f, err);
-    if (st != RAANA_OK)
-        return st;
+    raana_status st = RAANA_OK;
+    memset(&f, 0, sizeof f);
+    RAANA_CHECK(raana_comm_agree(comm, container_fingerprint(a->container, &made_from, err), err));
+    RAANA_CHECK(raana_fingerprint_checkpoint(comm, &j->side[ORIGINAL], rank, &f, err));
     if (f.checkpoint != made_from)
-        st = raana_fail(err, RAANA_ERR_INPUT,
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
                         "--model %s (checkpoint fingerprint %016llx) is not the checkpoint %s "
                         "was made from (%016llx)",
                         a->model, (unsigned long long)f.checkpoint, a->container,
                         (unsigned long long)made_from);
+cleanup:
     raana_fingerprints_free(&f);
     return st;
 }
@@ -237,16 +242,16 @@ static raana_status load_tokenizer(const eval_args *a, eval_job *j, raana_error 
     char *json = NULL, label[4200];
     size_t len = 0;
     raana_container *c = NULL;
-    raana_status st = raana_container_open(a->container, &c, err);
-    if (st == RAANA_OK)
-        st = raana_container_model_file(c, "tokenizer.json", &json, &len, err);
-    raana_container_close(c);
+    raana_status st = RAANA_OK;
     snprintf(label, sizeof label, "%s:/model/tokenizer.json", a->container);
-    if (st == RAANA_OK && !json)
-        st = raana_fail(err, RAANA_ERR_INPUT, "%s: not there (give --model DIR for a tokenizer)",
+    RAANA_CHECK(raana_container_open(a->container, &c, err));
+    RAANA_CHECK(raana_container_model_file(c, "tokenizer.json", &json, &len, err));
+    if (!json)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not there (give --model DIR for a tokenizer)",
                         label);
-    if (st == RAANA_OK)
-        st = raana_tokenizer_parse(&j->tok, json, len, label, err);
+    RAANA_CHECK(raana_tokenizer_parse(&j->tok, json, len, label, err));
+cleanup:
+    raana_container_close(c);
     free(json);
     return st;
 }
@@ -257,10 +262,12 @@ static raana_status make_windows(const eval_args *a, eval_job *j, raana_error *e
     int len = s->plan.seq_len, stride = a->stride ? a->stride : len;
     char *text = NULL;
     size_t n;
-    raana_status st = raana_read_file(a->text, &text, &n, err);
-    if (st == RAANA_OK && (st = raana_text_check(text, n, err)) == RAANA_OK)
-        st = raana_eval_windows_create(j->tok, text, n, len, stride, a->max_windows, &j->windows,
-                                       err);
+    raana_status st = RAANA_OK;
+    RAANA_CHECK(raana_read_file(a->text, &text, &n, err));
+    RAANA_CHECK(raana_text_check(text, n, err));
+    RAANA_CHECK(
+        raana_eval_windows_create(j->tok, text, n, len, stride, a->max_windows, &j->windows, err));
+cleanup:
     if (st != RAANA_OK && st != RAANA_ERR_IO && st != RAANA_ERR_NOMEM)
         raana_error_prefix(err, "%s", a->text);
     free(text);
@@ -269,28 +276,28 @@ static raana_status make_windows(const eval_args *a, eval_job *j, raana_error *e
 
 static raana_status load_nets(eval_job *j, int rank, raana_error *err)
 {
-    raana_status st = RAANA_OK;
-    for (int k = 0; k < 2 && st == RAANA_OK; k++)
+    for (int k = 0; k < 2; k++)
         if (j->source[k])
-            st = raana_stage_load(&j->side[k], rank, err);
-    return st;
+            RAANA_CALL(raana_stage_load(&j->side[k], rank, err));
+    return RAANA_OK;
+}
+
+/* This rank's part of prepare: tokenizer, windows, weights. */
+static raana_status prepare_local(const eval_args *a, eval_job *j, int rank, raana_error *err)
+{
+    RAANA_CALL(load_tokenizer(a, j, err));
+    RAANA_CALL(make_windows(a, j, err));
+    return load_nets(j, rank, err);
 }
 
 /* Collective: everything before the evaluation pass. */
 static raana_status prepare(MPI_Comm comm, const eval_args *a, eval_job *j, int rank, int size,
                             raana_error *err)
 {
-    raana_status st = raana_comm_agree(comm, open_sides(a, j, size, err), err);
-    if (st == RAANA_OK && a->model && a->container)
-        st = raana_comm_agree(comm, check_fingerprint(comm, a, j, rank, err), err);
-    if (st != RAANA_OK)
-        return st;
-    st = load_tokenizer(a, j, err);
-    if (st == RAANA_OK)
-        st = make_windows(a, j, err);
-    if (st == RAANA_OK)
-        st = load_nets(j, rank, err);
-    return raana_comm_agree(comm, st, err);
+    RAANA_CALL(raana_comm_agree(comm, open_sides(a, j, size, err), err));
+    if (a->model && a->container)
+        RAANA_CALL(raana_comm_agree(comm, check_fingerprint(comm, a, j, rank, err), err));
+    return raana_comm_agree(comm, prepare_local(a, j, rank, err), err);
 }
 
 /* ---- output ---------------------------------------------------------------------- */

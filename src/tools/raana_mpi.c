@@ -153,12 +153,17 @@ typedef struct {
 } job_state;
 
 /* Stage "plan": config, checkpoint headers, the plan. Agreed collectively. */
+static raana_status plan_local(const cli_args *a, job_state *job, int size, raana_error *err)
+{
+    RAANA_CALL(load_config(a, &job->cfg, err));
+    if (a->print_config)
+        return RAANA_OK;
+    return raana_stage_open(&job->stage, job->cfg.model_path, &job->cfg, size, err);
+}
+
 static raana_status stage_plan(const cli_args *a, job_state *job, int size, raana_error *err)
 {
-    raana_status st = load_config(a, &job->cfg, err);
-    if (st == RAANA_OK && !a->print_config)
-        st = raana_stage_open(&job->stage, job->cfg.model_path, &job->cfg, size, err);
-    return raana_comm_agree(MPI_COMM_WORLD, st, err);
+    return raana_comm_agree(MPI_COMM_WORLD, plan_local(a, job, size, err), err);
 }
 
 static void print_dry_run(const job_state *job)
@@ -188,11 +193,8 @@ static raana_status calibrate(job_state *job, int rank, raana_statistics_output 
 {
     const raana_config *cfg = &job->cfg;
     raana_stage *s = &job->stage;
-    raana_status st = raana_job_load(MPI_COMM_WORLD, cfg, s, rank, err);
-    if (st == RAANA_OK)
-        st = raana_fingerprint_checkpoint(MPI_COMM_WORLD, s, rank, fp, err);
-    if (st != RAANA_OK)
-        return st;
+    RAANA_CALL(raana_job_load(MPI_COMM_WORLD, cfg, s, rank, err));
+    RAANA_CALL(raana_fingerprint_checkpoint(MPI_COMM_WORLD, s, rank, fp, err));
     o->checkpoint_fp = fp->checkpoint;
     o->calibration_fp = raana_fingerprint_calibration(fp, &s->windows);
     if (cfg->statistics[0])
@@ -213,19 +215,19 @@ static raana_status calibrate_and_report(job_state *job, int rank, int allocate,
     memset(&fp, 0, sizeof fp);
     raana_statistics_output o = {
         &job->cfg, &job->stage.plan, &job->stage.windows, 0, 0, stats, 0, allocate ? &alloc : NULL};
-    raana_status st = stats ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    st = raana_comm_agree(MPI_COMM_WORLD, st, err);
-    if (st == RAANA_OK)
-        st = calibrate(job, rank, &o, stats, &fp, err);
-    if (st == RAANA_OK && allocate)
-        st = raana_stage_allocate(MPI_COMM_WORLD, &job->stage, &job->cfg, stats, &alloc, err);
+    raana_status st = RAANA_OK;
     char path[RAANA_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s.%s.json", job->cfg.output_path,
              allocate ? "allocation" : "calibration");
-    if (st == RAANA_OK && rank == 0)
-        st = raana_statistics_write_json(path, &o, err);
-    st = raana_comm_agree(MPI_COMM_WORLD, st, err);
-    if (st == RAANA_OK && rank == 0) {
+    RAANA_CHECK(raana_comm_agree(
+        MPI_COMM_WORLD, stats ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory"), err));
+    RAANA_CHECK(calibrate(job, rank, &o, stats, &fp, err));
+    if (allocate)
+        RAANA_CHECK(
+            raana_stage_allocate(MPI_COMM_WORLD, &job->stage, &job->cfg, stats, &alloc, err));
+    RAANA_CHECK(raana_comm_agree(
+        MPI_COMM_WORLD, rank == 0 ? raana_statistics_write_json(path, &o, err) : RAANA_OK, err));
+    if (rank == 0) {
         if (job->cfg.statistics[0])
             printf("calibration: reused from %s (%d windows of %d tokens, loss %.6f)\n",
                    job->cfg.statistics, job->stage.windows.n, job->stage.windows.len, o.loss);
@@ -236,10 +238,58 @@ static raana_status calibrate_and_report(job_state *job, int rank, int allocate,
             raana_allocation_print(stdout, &job->stage.plan, &job->cfg, stats, &alloc);
         printf("wrote %s\n", path);
     }
+cleanup:
     raana_allocation_free(&alloc);
     raana_fingerprints_free(&fp);
     free(stats);
     return st;
+}
+
+/* The job proper: take the output's lock, check the output, quantize. */
+static raana_status quantize_locked(const cli_args *a, job_state *job, double t_start,
+                                    raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    raana_output_lock lock;
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    RAANA_CHECK(
+        raana_job_lock_output(MPI_COMM_WORLD, &job->cfg, &lock, rank == 0 ? stderr : NULL, err));
+    RAANA_CHECK(raana_job_check_output(MPI_COMM_WORLD, &job->cfg, err));
+    raana_job_options opt = {a->command_line, stdout, stderr, MPI_Wtime() - t_start};
+    RAANA_CHECK(raana_job_quantize(MPI_COMM_WORLD, &job->cfg, &job->stage, &opt, err));
+cleanup:
+    raana_job_unlock_output(&lock);
+    return st;
+}
+
+/* What the command line asked for, once the plan stands. */
+static raana_status run_mode(const cli_args *a, job_state *job, int rank, double t_start,
+                             raana_error *err)
+{
+    if (a->print_config) {
+        if (rank == 0)
+            raana_config_write(stdout, &job->cfg);
+        return RAANA_OK;
+    }
+    if (a->dry_run) {
+        if (rank == 0)
+            print_dry_run(job);
+        return RAANA_OK;
+    }
+    if (a->calibrate_only || a->allocate_only)
+        return calibrate_and_report(job, rank, a->allocate_only, err);
+    return quantize_locked(a, job, t_start, err);
+}
+
+/* The launch checks and the plan, agreed by every rank. */
+static raana_status prepare(const cli_args *a, const raana_launch_env *env, job_state *job,
+                            int size, raana_error *err)
+{
+    raana_status st = job ? raana_launch_check(env, size, err)
+                          : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    RAANA_CALL(raana_comm_agree(MPI_COMM_WORLD, st, err));
+    return stage_plan(a, job, size, err);
 }
 
 static int run(const cli_args *a, const raana_launch_env *env)
@@ -251,34 +301,13 @@ static int run(const cli_args *a, const raana_launch_env *env)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     double t_start = MPI_Wtime();
     job_state *job = calloc(1, sizeof *job);
-    raana_status st = job ? raana_launch_check(env, size, &err)
-                          : raana_fail(&err, RAANA_ERR_NOMEM, "out of memory");
-    st = raana_comm_agree(MPI_COMM_WORLD, st, &err);
-    if (st == RAANA_OK)
-        st = stage_plan(a, job, size, &err);
+    raana_status st = prepare(a, env, job, size, &err);
     int logged = st == RAANA_OK && !a->print_config && !a->dry_run;
     if (logged) /* the log header; collective */
         raana_joblog_header(MPI_COMM_WORLD, &job->cfg, &job->stage,
                             !a->calibrate_only && !a->allocate_only, rank == 0 ? stderr : NULL);
-    if (st == RAANA_OK && a->print_config) {
-        if (rank == 0)
-            raana_config_write(stdout, &job->cfg);
-    } else if (st == RAANA_OK && a->dry_run) {
-        if (rank == 0)
-            print_dry_run(job);
-    } else if (st == RAANA_OK && (a->calibrate_only || a->allocate_only)) {
-        st = calibrate_and_report(job, rank, a->allocate_only, &err);
-    } else if (st == RAANA_OK) {
-        raana_output_lock lock;
-        st = raana_job_lock_output(MPI_COMM_WORLD, &job->cfg, &lock, rank == 0 ? stderr : NULL,
-                                   &err);
-        if (st == RAANA_OK)
-            st = raana_job_check_output(MPI_COMM_WORLD, &job->cfg, &err);
-        raana_job_options opt = {a->command_line, stdout, stderr, MPI_Wtime() - t_start};
-        if (st == RAANA_OK)
-            st = raana_job_quantize(MPI_COMM_WORLD, &job->cfg, &job->stage, &opt, &err);
-        raana_job_unlock_output(&lock);
-    }
+    if (st == RAANA_OK)
+        st = run_mode(a, job, rank, t_start, &err);
     if (st != RAANA_OK && rank == 0)
         raana_cli_report(cli.tool, &err);
     if (logged) /* collective: each rank's measured peak against the plan */

@@ -12,7 +12,8 @@
 # Usage: test_fault_paths.sh RAANA_MPI RAANA_INSPECT RAANA_EVAL SOURCE_DIR
 # Every N up to $DENSE (default 24), then every $STRIDE-th (default 11), then
 # every N between the last failure and the first success, so the first and
-# last sites are always covered; RAANA_FAULT_TEST_ALL=1 tries every N.
+# last sites are always covered (sparser under RAANA_TEST_QUICK=1, the
+# sanitizer build); RAANA_FAULT_TEST_ALL=1 tries every N.
 set -u
 mpi=$1 inspect=$2 eval=$3 src=$4
 . "$src/tests/cli/lib.sh"
@@ -20,6 +21,10 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=se
   OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
   OMPI_MCA_ess_singleton_isolated=1 # no orted per run: a second less each
 dense=${DENSE:-24} stride=${STRIDE:-11} cap=2000
+# the sanitizer build (RAANA_TEST_QUICK, tests/CMakeLists.txt) samples more
+# sparsely: about 27 runs per tool instead of about 55, still the first and
+# the last sites; the Release build covers the sites at the default density
+if [ "${RAANA_TEST_QUICK:-0}" = 1 ]; then dense=${DENSE:-4} stride=${STRIDE:-23}; fi
 [ "${RAANA_FAULT_TEST_ALL:-0}" = 1 ] && stride=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
