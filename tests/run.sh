@@ -5,10 +5,10 @@
 # ranks, one entry per rank count), again under AddressSanitizer +
 # UndefinedBehaviorSanitizer (quick modes: MPI tests for P = 1 and 3 only,
 # the first case of each loop; tests/CMakeLists.txt), then each libFuzzer
-# target for a bounded time. ctest runs two tests at a time; the MPI and
-# Slurm tests are RUN_SERIAL (they run alone), except the 1- and 2-rank
-# entries of the per-rank-count tests (NAME_P1, NAME_P2).
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 20; every target runs)
+# target for a bounded time. ctest runs two tests at a time, the longest
+# first (COST); the tests that start 3 or 4 ranks and the Slurm tests are
+# RUN_SERIAL (they run alone).
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 12; every target runs)
 #   CTEST_JOBS=N     tests run at once (default: the number of cores, at most 2)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +16,7 @@ cd "$src"
 bash tests/setup-debian.sh
 jobs=$(nproc)
 ctest_jobs=${CTEST_JOBS:-$((jobs < 2 ? jobs : 2))}
-fuzz_seconds=${FUZZ_SECONDS:-20}
+fuzz_seconds=${FUZZ_SECONDS:-12}
 # libFuzzer targets (tests/fuzz/fuzz_NAME.c) and their seed corpora
 # (tests/fuzz/corpus/DIR), as NAME:DIR; a new target must be listed here
 fuzz_targets=(safetensors_header:safetensors config:config tokenizer_json:tokenizer_json

@@ -108,9 +108,12 @@ def main():
                 check(anon > 0 and filed > 0 and anon + filed <= hwm + 1,
                       f"P={p} rank {rk}: now anon {anon} + file {filed} > peak {hwm}")
             if summ and ranks:
-                largest = max(ranks, key=lambda k: ranks[k][0])
-                check(abs(float(summ[1]) - ranks[largest][0]) < 0.05 and int(summ[2]) == largest,
-                      f"P={p}: summary names rank {summ[2]}, largest is {largest}")
+                # the lines print 0.1 MiB: two ranks may tie there, and the summary
+                # may then name either of them (it compares the exact byte counts)
+                largest = max(v[0] for v in ranks.values())
+                named = ranks.get(int(summ[2]), [-1])[0]
+                check(abs(float(summ[1]) - largest) < 0.05 and abs(named - largest) < 0.05,
+                      f"P={p}: summary names rank {summ[2]} ({named} MiB), largest is {largest} MiB")
                 check(abs(float(summ[3]) - sum(v[0] for v in ranks.values())) <= 0.05 * p + 0.01,
                       f"P={p}: total {summ[3]} != sum of ranks")
     print(f"check_memory_report.py: {'OK' if failures == 0 else f'{failures} failed'}")

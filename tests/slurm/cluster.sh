@@ -15,6 +15,8 @@
 # the CPUs this process may run on, i.e. what binding can really use.
 # Finished jobs stay visible to scontrol for 10 minutes (MinJobAge; there is
 # no accounting database), long enough for a test to check how they ended.
+# A requeued job starts again once its first credential expires
+# (AuthInfo cred_expire, 10 s here instead of the default 120 s).
 cluster_pids=()
 cluster_cgroup_dirs=unused # the slurm cgroups that existed before we started
 
@@ -42,7 +44,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$b/munge/munge.socket.2
+AuthInfo=socket=$b/munge/munge.socket.2,cred_expire=10
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation=$b/state

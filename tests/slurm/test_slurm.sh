@@ -81,9 +81,10 @@ wait_gone() {
 }
 # wait_lines JOBID FILE REGEX N: until FILE has N lines matching REGEX. A
 # requeued job leaves the queue for a moment, so wait_gone alone cannot
-# tell that its second start has run. Slurm holds a requeued job for a
-# while (its credential of the first start is revoked; forcing an earlier
-# start fails it), hence the long limits.
+# tell that its second start has run. Slurm holds a requeued job until the
+# first start's credential expires (AuthInfo cred_expire: 10 s in
+# tests/slurm/cluster.sh, 120 s by default; forcing an earlier start fails
+# it); the limit is only a hang guard.
 wait_lines() {
   local i
   for i in $(seq 1 1800); do
