@@ -22,6 +22,7 @@
 typedef enum {
     KEY_PATH,
     KEY_INT,
+    KEY_INT_AUTO, /* an integer in [min, max], or auto (stored as 0) */
     KEY_DOUBLE,
     KEY_BOOL,
     KEY_U64,
@@ -38,7 +39,7 @@ typedef struct {
     key_type type;
     size_t offset;
     const char *default_value; /* parsed like a file value; NULL = required */
-    double min, max;           /* for KEY_INT and KEY_DOUBLE */
+    double min, max;           /* for KEY_INT, KEY_INT_AUTO and KEY_DOUBLE */
 } config_key;
 
 #define FIELD(f) offsetof(raana_config, f)
@@ -50,6 +51,8 @@ static const config_key config_keys[] = {
     {"calibration", "n_samples", KEY_INT, FIELD(n_samples), "8", 1, 1000000},
     {"calibration", "seq_len", KEY_INT, FIELD(seq_len), "0", 0, 1048576},
     {"calibration", "statistics", KEY_PATH, FIELD(statistics), "", 0, 0},
+    {"calibration", "windows_in_flight", KEY_INT_AUTO, FIELD(windows_in_flight), "auto", 1,
+     1000000},
     {"quantize", "avg_bits", KEY_DOUBLE, FIELD(avg_bits), "3", 0.5, 8},
     {"quantize", "bits", KEY_BITS, FIELD(bits), "1, 2, 3, 4, 5, 6, 7, 8", 0, 0},
     {"quantize", "tricks", KEY_TRICKS, FIELD(tricks), "centralize, norm_col", 0, 0},
@@ -254,6 +257,24 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
             snprintf(why, why_size,
                      "1 is too short: a window holds the bos token and at least one more "
                      "(0 = automatic, or 2 and more)");
+            return -1;
+        }
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case KEY_INT_AUTO: {
+        long v;
+        if (strcmp(value, "auto") == 0) {
+            *(int *)field = 0;
+            return 0;
+        }
+        if (parse_long(value, &v) != 0) {
+            snprintf(why, why_size, "'%s' is neither an integer nor auto", value);
+            return -1;
+        }
+        if (v < key->min || v > key->max) {
+            snprintf(why, why_size, "%ld is out of range [%.0f, %.0f] (or auto)", v, key->min,
+                     key->max);
             return -1;
         }
         *(int *)field = (int)v;
@@ -587,6 +608,12 @@ static void write_value(FILE *out, const raana_config *cfg, const config_key *ke
     switch (key->type) {
     case KEY_PATH: fprintf(out, "%s", field); break;
     case KEY_INT: fprintf(out, "%d", *(const int *)field); break;
+    case KEY_INT_AUTO:
+        if (*(const int *)field == 0)
+            fprintf(out, "auto");
+        else
+            fprintf(out, "%d", *(const int *)field);
+        break;
     case KEY_DOUBLE: write_double(out, *(const double *)field); break;
     case KEY_BOOL: fprintf(out, "%s", *(const int *)field ? "true" : "false"); break;
     case KEY_U64: fprintf(out, "%" PRIu64, *(const uint64_t *)field); break;

@@ -3,9 +3,13 @@
  * calib_text.c).
  *
  * Protocol (messages: link.h): window i's activations go rank r -> r+1 with
- * tag i, its gradients r+1 -> r with tag n + i. Calibration runs every window's
- * forward before the backward passes (GPipe order), keeping one trace per
- * window. */
+ * tag i, its gradients r+1 -> r with tag n + i. Calibration runs in rounds
+ * of M windows in flight (plan.h): the forward passes of windows
+ * [k M, k M + M), keeping one trace per window, then their backward passes,
+ * both in window order, then the next round. Every rank uses the same M (it
+ * is in the plan, and auto's run-time fit is agreed). The statistics and the
+ * loss are summed in window order whatever M is, so results are
+ * bit-identical for every M. */
 #include "raana/calibrate.h"
 
 #include "raana/fault.h"
@@ -16,8 +20,10 @@
 
 #include "raana/comm.h"
 #include "raana/expert_stats.h"
+#include "raana/joblog.h"
 #include "raana/link.h"
 #include "raana/memory.h"
+#include "raana/memory_estimate.h"
 
 /* ---- the stage ------------------------------------------------------------- */
 
@@ -133,65 +139,167 @@ static raana_status finish_stats(const raana_plan *plan, const double *all, int 
     return RAANA_OK;
 }
 
+/* One calibration pass on this rank: the link, M buffers and the sums. */
+typedef struct {
+    raana_link l;
+    const raana_llama *net;
+    const raana_plan *plan;
+    const raana_windows *w;
+    int in_flight;              /* M, at most w->n */
+    size_t n_slots;             /* this rank's linear layers */
+    float *hidden;              /* one message: t x H activations or gradients + flag */
+    float *head_grads;          /* last rank: M head gradients, one message each */
+    raana_llama_trace **traces; /* [M]: the round's traces, slot i - round start */
+    raana_linear_stats *ws;     /* [n_slots]: one window's sums of squares */
+    double *acc;                /* [n_layers x ACC_COLS], summed in window order */
+    double *all;                /* acc summed over the ranks */
+    double loss_sum;            /* last rank: the windows' losses, in window order */
+    double t0;
+    FILE *progress;
+} calib_run;
+
+static raana_status calib_run_create(calib_run *c, MPI_Comm comm, const raana_llama *net,
+                                     const raana_plan *plan, const raana_windows *w, FILE *progress,
+                                     raana_error *err)
+{
+    memset(c, 0, sizeof *c);
+    raana_link_init(&c->l, comm, (size_t)w->len * net->cfg.hidden_size);
+    c->net = net, c->plan = plan, c->w = w, c->progress = progress;
+    c->in_flight = plan->windows_in_flight < w->n ? plan->windows_in_flight : w->n;
+    c->n_slots = (size_t)(raana_block_linear_offset(&net->cfg, net->first_block + net->n_blocks) -
+                          raana_block_linear_offset(&net->cfg, net->first_block));
+    size_t one = c->l.count + 1, m = (size_t)(c->in_flight > 0 ? c->in_flight : 1);
+    c->hidden = malloc(one * sizeof *c->hidden);
+    c->head_grads = c->l.rank == c->l.size - 1 ? malloc(m * one * sizeof *c->head_grads) : NULL;
+    c->traces = calloc(m, sizeof *c->traces);
+    c->ws = malloc((c->n_slots ? c->n_slots : 1) * sizeof *c->ws);
+    c->acc = calloc((size_t)plan->n_layers * ACC_COLS, sizeof *c->acc);
+    c->all = calloc((size_t)plan->n_layers * ACC_COLS, sizeof *c->all);
+    c->t0 = MPI_Wtime();
+    if (!c->hidden || (c->l.rank == c->l.size - 1 && !c->head_grads) || !c->traces || !c->ws ||
+        !c->acc || !c->all)
+        return raana_fail(err, RAANA_ERR_NOMEM,
+                          "out of memory for %d calibration windows in flight of %d tokens",
+                          c->in_flight, w->len);
+    return RAANA_OK;
+}
+
+static void calib_run_free(calib_run *c)
+{
+    for (int k = 0; c->traces && k < c->in_flight; k++)
+        raana_llama_trace_free(c->traces[k]);
+    free(c->traces), free(c->hidden), free(c->head_grads), free(c->ws), free(c->acc), free(c->all);
+    memset(c, 0, sizeof *c);
+}
+
+/* Window i's forward pass (slot k of its round); on the last rank also the
+ * loss and the head's gradient. Returns nonzero once any rank has failed. */
+static int forward_window(calib_run *c, int i, int k, int failed, raana_error *err)
+{
+    const raana_link *l = &c->l;
+    const int *tokens = c->w->tokens + (size_t)i * c->w->len;
+    failed = raana_link_forward(l, &c->net, 1, tokens, c->w->len, i, c->hidden, &c->traces[k],
+                                failed, err);
+    if (l->rank == l->size - 1 && !failed) {
+        double loss;
+        failed = raana_llama_head(c->net, c->hidden, tokens, c->w->len, NULL, &loss,
+                                  c->head_grads + (size_t)k * (l->count + 1), err) != RAANA_OK;
+        c->loss_sum += loss;
+    }
+    raana_fault_point("calibrate", l->rank);
+    if (l->rank == 0)
+        raana_progress_line(c->progress, "calibrate (forward)", i + 1, c->w->n, c->t0);
+    return failed;
+}
+
+/* Window i's backward pass (slot k of its round), its statistics into acc. */
+static int backward_window(calib_run *c, int i, int k, int failed, raana_error *err)
+{
+    const raana_link *l = &c->l;
+    int n = c->w->n;
+    float *g = l->rank == l->size - 1 ? c->head_grads + (size_t)k * (l->count + 1) : c->hidden;
+    if (l->rank < l->size - 1)
+        failed |= raana_link_recv(l, l->rank + 1, n + i, g);
+    memset(c->ws, 0, (c->n_slots ? c->n_slots : 1) * sizeof *c->ws);
+    if (!failed && c->traces[k]) { /* backward frees the trace */
+        failed = raana_llama_backward_blocks(c->net, c->traces[k], g, c->ws, err) != RAANA_OK;
+        add_window_stats(c->plan, c->net, c->ws, c->acc);
+    } else
+        raana_llama_trace_free(c->traces[k]);
+    c->traces[k] = NULL;
+    if (l->rank > 0)
+        raana_link_send(l, l->rank - 1, n + i, g, failed);
+    if (l->rank == 0)
+        raana_progress_line(c->progress, "calibrate (backward)", i + 1, n, c->t0);
+    return failed;
+}
+
+/* Every window, M at a time. A rank that fails keeps passing flagged
+ * messages, so no rank waits forever (link.h). */
+static int run_rounds(calib_run *c, raana_error *err)
+{
+    int failed = 0;
+    for (int first = 0; first < c->w->n; first += c->in_flight) {
+        int end = first + c->in_flight < c->w->n ? first + c->in_flight : c->w->n;
+        for (int i = first; i < end; i++)
+            failed = forward_window(c, i, i - first, failed, err);
+        for (int i = first; i < end; i++)
+            failed = backward_window(c, i, i - first, failed, err);
+    }
+    return failed;
+}
+
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
                                       const raana_windows *w, raana_layer_stats *stats,
                                       double *loss, FILE *progress, raana_error *err)
 {
-    raana_link l;
-    raana_link_init(&l, comm, (size_t)w->len * net->cfg.hidden_size);
-    int n = w->n, nb = net->n_blocks, failed = 0;
-    size_t n_acc = (size_t)plan->n_layers * ACC_COLS;
-    size_t n_slots = (size_t)(raana_block_linear_offset(&net->cfg, net->first_block + nb) -
-                              raana_block_linear_offset(&net->cfg, net->first_block));
-    float *hidden = malloc((l.count + 1) * sizeof *hidden);
-    float *grads = malloc((size_t)n * (l.count + 1) * sizeof *grads); /* last rank: head grads */
-    raana_llama_trace **traces = calloc((size_t)n, sizeof *traces);
-    raana_linear_stats *ws = malloc((n_slots ? n_slots : 1) * sizeof *ws);
-    double *acc = calloc(n_acc, sizeof *acc), *all = calloc(n_acc, sizeof *all), sums = 0;
-    double t0 = MPI_Wtime();
-    if (!hidden || !grads || !traces || !ws || !acc || !all) {
-        failed = 1;
-        raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d calibration windows", n);
-    }
-    for (int i = 0; i < n && hidden && grads && traces; i++) { /* forward, every window */
-        const int *tokens = w->tokens + (size_t)i * w->len;
-        failed =
-            raana_link_forward(&l, &net, 1, tokens, w->len, i, hidden, &traces[i], failed, err);
-        if (l.rank == l.size - 1 && !failed) {
-            double li;
-            failed |= raana_llama_head(net, hidden, tokens, w->len, NULL, &li,
-                                       grads + (size_t)i * (l.count + 1), err) != RAANA_OK;
-            sums += li;
-        }
-        raana_fault_point("calibrate", l.rank);
-        if (l.rank == 0)
-            raana_progress_line(progress, "calibrate (forward)", i + 1, n, t0);
-    }
-    for (int i = 0; i < n && hidden && grads && traces && ws && acc; i++) { /* backward */
-        float *g = l.rank == l.size - 1 ? grads + (size_t)i * (l.count + 1) : hidden;
-        if (l.rank < l.size - 1)
-            failed |= raana_link_recv(&l, l.rank + 1, n + i, g);
-        memset(ws, 0, (n_slots ? n_slots : 1) * sizeof *ws);
-        if (!failed && traces[i]) {
-            failed |= raana_llama_backward_blocks(net, traces[i], g, ws, err) != RAANA_OK;
-            add_window_stats(plan, net, ws, acc);
-        } else
-            raana_llama_trace_free(traces[i]);
-        traces[i] = NULL;
-        if (l.rank > 0)
-            raana_link_send(&l, l.rank - 1, n + i, g, failed);
-        if (l.rank == 0)
-            raana_progress_line(progress, "calibrate (backward)", i + 1, n, t0);
-    }
-    raana_status st = raana_comm_agree(comm, failed ? err->status : RAANA_OK, err);
-    if (st == RAANA_OK) { /* each layer's numbers come from exactly one rank */
-        MPI_Allreduce(acc, all, (int)n_acc, MPI_DOUBLE, MPI_SUM, comm);
-        MPI_Bcast(&sums, 1, MPI_DOUBLE, l.size - 1, comm);
-        st = finish_stats(plan, all, l.rank, stats, progress, err);
-        *loss = sums / n;
-    }
-    for (int i = 0; traces && i < n; i++)
-        raana_llama_trace_free(traces[i]);
-    free(traces), free(hidden), free(grads), free(ws), free(acc), free(all);
+    raana_status st = RAANA_OK;
+    calib_run c;
+    /* before any message: a rank without its buffers must not leave the others waiting */
+    RAANA_CHECK(
+        raana_comm_agree(comm, calib_run_create(&c, comm, net, plan, w, progress, err), err));
+    if (progress && c.l.rank == 0)
+        raana_log_line(progress, "calibrate: %d windows of %d tokens, %d in flight%s", w->n, w->len,
+                       c.in_flight,
+                       plan->windows_fit_from ? " (auto, lowered to fit the memory limits)" : "");
+    int failed = run_rounds(&c, err);
+    RAANA_CHECK(raana_comm_agree(comm, failed ? err->status : RAANA_OK, err));
+    /* each layer's numbers come from exactly one rank */
+    MPI_Allreduce(c.acc, c.all, plan->n_layers * ACC_COLS, MPI_DOUBLE, MPI_SUM, comm);
+    MPI_Bcast(&c.loss_sum, 1, MPI_DOUBLE, c.l.size - 1, comm);
+    RAANA_CHECK(finish_stats(plan, c.all, c.l.rank, stats, progress, err));
+    *loss = c.loss_sum / w->n;
+cleanup:
+    calib_run_free(&c);
     return st;
+}
+
+/* The largest M (at most the plan's) whose estimated peak on this rank
+ * fits its memory limits now, before its weights are loaded; 1 if none. */
+static int fitting_windows(const raana_stage *s, int rank)
+{
+    raana_memory_state mem;
+    raana_memory_read(&mem);
+    const raana_plan_rank *r = &s->plan.ranks[rank];
+    for (int m = s->plan.windows_in_flight; m > 1; m--) {
+        uint64_t calib = raana_estimate_calibration_bytes(&s->model.config, r, s->plan.seq_len, m);
+        uint64_t need = 4 * r->params + (calib > r->quantize_bytes ? calib : r->quantize_bytes);
+        raana_error scratch;
+        if (raana_memory_check(&mem, need, rank, &scratch) == RAANA_OK)
+            return m;
+    }
+    return 1;
+}
+
+void raana_stage_fit_windows(MPI_Comm comm, raana_stage *s, const raana_config *cfg, int rank)
+{
+    if (!s->plan.windows_auto || s->plan.windows_in_flight <= 1)
+        return; /* the same plan on every rank: all return here, or none */
+    int mine = fitting_windows(s, rank), all = mine;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (all < s->plan.windows_in_flight) {
+        int from = s->plan.windows_in_flight;
+        raana_plan_set_windows_in_flight(&s->plan, &s->model.config, cfg, all);
+        s->plan.windows_fit_from = from;
+    }
 }

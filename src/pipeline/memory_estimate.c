@@ -1,5 +1,6 @@
-/* memory_estimate.c — the quantize stage's working set in a rank's peak
- * memory estimate (see memory_estimate.h). */
+/* memory_estimate.c — the calibration activations and the quantize
+ * stage's working set in a rank's peak memory estimate (see
+ * memory_estimate.h). */
 #include "raana/memory_estimate.h"
 
 #include <math.h>
@@ -33,4 +34,22 @@ uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int ne
         kept += quantized_layer_bytes(l, cfg);
     }
     return largest + kept;
+}
+
+/* Attention is blocked: a trace keeps one log-sum-exp per head and
+ * position, and the tiles' scratch is 2 x 128^2 floats. */
+uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raana_plan_rank *r,
+                                          int seq_len, int n_traces)
+{
+    uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
+             inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
+    if (m->moe_experts > 0) /* routed rows of the experts, the router's softmax */
+        inter = (uint64_t)m->moe_top_k * ((uint64_t)m->moe_intermediate_size + h / 3) +
+                (uint64_t)m->moe_shared_intermediate_size + (uint64_t)m->moe_experts;
+    uint64_t per_block = t * (8 * h + 3 * inter + 2 + heads);
+    uint64_t acts = (uint64_t)n_traces * (uint64_t)r->n_blocks * per_block + 4 * t * h +
+                    2 * t * inter + 2 * 128 * 128 + t;
+    if (r->owns_head) /* logits and their gradient, and one head gradient per trace */
+        acts += 2 * t * (uint64_t)m->vocab_size + (uint64_t)n_traces * (t * h + 1);
+    return 4 * acts;
 }

@@ -27,10 +27,14 @@
 
 /* ---- load ---------------------------------------------------------------------- */
 
-static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank, raana_error *err)
+static raana_status tokenize_local(const raana_config *cfg, raana_stage *s, raana_error *err)
 {
     RAANA_CALL(raana_tokenizer_create(&s->tok, cfg->model_path, err));
-    RAANA_CALL(raana_calib_windows(cfg, s->tok, s->plan.seq_len, &s->windows, err));
+    return raana_calib_windows(cfg, s->tok, s->plan.seq_len, &s->windows, err);
+}
+
+static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank, raana_error *err)
+{
     /* the whole peak, less the process it already is */
     RAANA_CALL(raana_stage_check_memory(
         rank, s->plan.ranks[rank].peak_bytes - RAANA_PROCESS_BASE_BYTES, err));
@@ -44,6 +48,8 @@ static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank
 raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage *s, int rank,
                             raana_error *err)
 {
+    RAANA_CALL(raana_comm_agree(comm, tokenize_local(cfg, s, err), err));
+    raana_stage_fit_windows(comm, s, cfg, rank); /* auto M: before the memory check */
     return raana_comm_agree(comm, load_local(cfg, s, rank, err), err);
 }
 

@@ -83,33 +83,14 @@ static int split_point(const raana_model_config *m, int n_ranks, int r)
     return best;
 }
 
-/* Bytes of the calibration activations of one rank, kept for the backward
- * pass, one trace per window (GPipe order, docs/SCALING.md). Attention is
- * blocked: a trace keeps one log-sum-exp per head and position, and the
- * tiles' scratch is 2 x 128^2 floats. */
-static uint64_t calibration_bytes(const raana_model_config *m, const raana_plan_rank *r,
-                                  int seq_len, int n_windows)
-{
-    uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
-             inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
-    if (m->moe_experts > 0) /* routed rows of the experts, the router's softmax */
-        inter = (uint64_t)m->moe_top_k * ((uint64_t)m->moe_intermediate_size + h / 3) +
-                (uint64_t)m->moe_shared_intermediate_size + (uint64_t)m->moe_experts;
-    uint64_t per_block = t * (8 * h + 3 * inter + 2 + heads);
-    uint64_t acts = (uint64_t)n_windows * (uint64_t)r->n_blocks * per_block + 4 * t * h +
-                    2 * t * inter + 2 * 128 * 128 + t;
-    if (r->owns_head)
-        acts += 2 * t * (uint64_t)m->vocab_size; /* logits and their gradient */
-    return 4 * acts;
-}
-
 /* Everything resident at the rank's peak (memory_estimate.h): the process,
  * its f32 weights, and the larger of the calibration and quantize working
  * sets. */
 static void estimate_peak(const raana_model_config *m, const raana_plan *plan, raana_plan_rank *r,
                           const raana_config *cfg)
 {
-    r->calibration_bytes = calibration_bytes(m, r, plan->seq_len, cfg->n_samples);
+    r->calibration_bytes =
+        raana_estimate_calibration_bytes(m, r, plan->seq_len, plan->windows_in_flight);
     r->quantize_bytes =
         raana_estimate_quantize_bytes(plan, r->first_block, r->first_block + r->n_blocks, cfg);
     r->peak_bytes =
@@ -141,7 +122,8 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, const raa
         }
         estimate_peak(m, plan, rk, cfg);
         /* raana-eval: weights and one window's forward, on top of what runs */
-        rk->forward_peak_bytes = 4 * rk->params + calibration_bytes(m, rk, plan->seq_len, 1);
+        rk->forward_peak_bytes =
+            4 * rk->params + raana_estimate_calibration_bytes(m, rk, plan->seq_len, 1);
     }
 }
 
@@ -162,6 +144,8 @@ raana_status raana_plan_create(const raana_model_config *model, const raana_conf
                                                              (uint64_t)model->hidden_size *
                                                              (model->tie_word_embeddings ? 1u : 2u);
     RAANA_CHECK(build_layers(model, cfg, plan, err));
+    plan->windows_auto = cfg->windows_in_flight == 0;
+    plan->windows_in_flight = raana_plan_windows_in_flight(cfg, n_ranks);
     plan->ranks = calloc((size_t)n_ranks, sizeof *plan->ranks);
     if (!plan->ranks)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for %d ranks", n_ranks);
@@ -178,6 +162,20 @@ void raana_plan_free(raana_plan *plan)
     free(plan->ranks);
     plan->layers = NULL;
     plan->ranks = NULL;
+}
+
+int raana_plan_windows_in_flight(const raana_config *cfg, int n_ranks)
+{
+    int m = cfg->windows_in_flight ? cfg->windows_in_flight : n_ranks > 1 ? 2 * n_ranks : 1;
+    return m < cfg->n_samples ? m : cfg->n_samples;
+}
+
+void raana_plan_set_windows_in_flight(raana_plan *plan, const raana_model_config *model,
+                                      const raana_config *cfg, int windows_in_flight)
+{
+    plan->windows_in_flight = windows_in_flight;
+    for (int r = 0; r < plan->n_ranks; r++)
+        estimate_peak(model, plan, &plan->ranks[r], cfg);
 }
 
 int raana_plan_block_owner(const raana_plan *plan, int block)
@@ -213,8 +211,12 @@ static void print_memory_model(FILE *out, const raana_plan *plan)
     format_bytes(top->quantize_bytes, quant, sizeof quant);
     fprintf(out,
             "est. peak mem of rank %d = %s process + %s f32 weights + the larger of %s "
-            "calibration activations and %s quantize working set (docs/SCALING.md)\n",
-            (int)(top - plan->ranks), base, weights, calib, quant);
+            "calibration activations (%d window%s in flight%s) and %s quantize working set "
+            "(docs/SCALING.md)\n",
+            (int)(top - plan->ranks), base, weights, calib, plan->windows_in_flight,
+            plan->windows_in_flight == 1 ? "" : "s",
+            plan->windows_auto ? ", auto: lowered at run time if the memory limits need it" : "",
+            quant);
 }
 
 void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *m)

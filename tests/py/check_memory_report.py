@@ -29,12 +29,12 @@ def check(cond, what):
         print("FAIL:", what, file=sys.stderr)
 
 
-def job(tmp, src):
-    path = os.path.join(tmp, "job.ini")
+def job(tmp, src, text="calib.txt", n_samples=1, seq_len=64, name="job.ini"):
+    path = os.path.join(tmp, name)
     fixture = os.path.join(src, "tests", "data", "kjv-tiny")
     with open(path, "w") as f:
         f.write(f"[model]\npath = {fixture}\n[calibration]\nsource = text\n"
-                f"text_file = {fixture}/calib.txt\nn_samples = 1\nseq_len = 64\n"
+                f"text_file = {fixture}/{text}\nn_samples = {n_samples}\nseq_len = {seq_len}\n"
                 f"[output]\npath = {tmp}/out.h5\n")
     return path
 
@@ -64,6 +64,31 @@ def dry_run_ranks(cmd):
             size = float(f[4]) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[f[5]]
             rows[int(f[0])] = (int(f[2]), size)
     return rows
+
+
+def check_windows_in_flight(tmp, src, bin_, mpiexec):
+    """Measured peaks with 1 and with 8 windows in flight (a comparison)."""
+    ini = job(tmp, src, text="heldout.txt", n_samples=8, seq_len=256, name="rounds.ini")
+    env = dict(os.environ)
+    if "ASAN_OPTIONS" in env:  # freed traces must not wait in ASan's quarantine
+        env["ASAN_OPTIONS"] += ":quarantine_size_mb=0"
+    for p in (1, 2):
+        peaks = {}
+        for m in (1, 8):
+            r = subprocess.run([mpiexec, "-n", str(p), bin_, "--calibrate-only", ini, "--set",
+                                f"calibration.windows_in_flight={m}"],
+                               capture_output=True, text=True, env=env)
+            check(r.returncode == 0, f"P={p} M={m}: exit {r.returncode}: {r.stderr}")
+            check(f"8 windows of 256 tokens, {m} in flight" in r.stderr,
+                  f"P={p} M={m}: the log does not say {m} in flight")
+            peaks[m] = parse(r.stderr)[0]
+        check(sorted(peaks[1]) == list(range(p)) and sorted(peaks[8]) == list(range(p)),
+              f"P={p}: rank lines {peaks}")
+        for rk in peaks[1]:
+            (hwm1, est1, *_), (hwm8, est8, *_) = peaks[1][rk], peaks.get(8, {}).get(rk, [0, 0])
+            check(hwm1 + 0.5 * (est8 - est1) < hwm8,
+                  f"P={p} rank {rk}: peak {hwm1} MiB with M=1, {hwm8} MiB with M=8; the "
+                  f"estimates {est1} and {est8} MiB")
 
 
 def main():
@@ -116,6 +141,7 @@ def main():
                       f"P={p}: summary names rank {summ[2]} ({named} MiB), largest is {largest} MiB")
                 check(abs(float(summ[3]) - sum(v[0] for v in ranks.values())) <= 0.05 * p + 0.01,
                       f"P={p}: total {summ[3]} != sum of ranks")
+        check_windows_in_flight(tmp, src, bin_, mpiexec)
     print(f"check_memory_report.py: {'OK' if failures == 0 else f'{failures} failed'}")
     sys.exit(1 if failures else 0)
 

@@ -47,6 +47,14 @@ static void test_values(void)
     CHECK_INT(cfg.overwrite, 1);
     CHECK_INT(cfg.threads, 2);
     CHECK_INT(raana_config_validate(&cfg, &err), RAANA_OK);
+    /* windows_in_flight: auto (0, the default) or an integer >= 1 */
+    CHECK_INT(cfg.windows_in_flight, 0);
+    CHECK_INT(parse(&cfg, "[calibration]\nwindows_in_flight = 3\n", &err), RAANA_OK);
+    CHECK_INT(cfg.windows_in_flight, 3);
+    CHECK_INT(parse(&cfg, "[calibration]\nwindows_in_flight = auto\n", &err), RAANA_OK);
+    CHECK_INT(cfg.windows_in_flight, 0);
+    CHECK_INT(raana_config_set(&cfg, "calibration.windows_in_flight=7", &err), RAANA_OK);
+    CHECK_INT(cfg.windows_in_flight, 7);
 }
 
 /* Each bad input gives RAANA_ERR_CONFIG naming file, line and culprit. */
@@ -70,6 +78,12 @@ static void test_errors(void)
         {"[output]\nzstd_level = 0\n", {"job.ini:2:", "zstd_level", "out of range [1, 22]"}},
         {"[calibration]\nsource = web\n", {"job.ini:2:", "zeroshot, text", ""}},
         {"[calibration]\nn_samples = 2.5\n", {"job.ini:2:", "not an integer", ""}},
+        {"[calibration]\nwindows_in_flight = 0\n",
+         {"job.ini:2:", "[calibration] windows_in_flight", "0 is out of range [1, 1000000]"}},
+        {"[calibration]\nwindows_in_flight = -1\n",
+         {"job.ini:2:", "windows_in_flight", "-1 is out of range"}},
+        {"[calibration]\nwindows_in_flight = x\n",
+         {"job.ini:2:", "windows_in_flight", "'x' is neither an integer nor auto"}},
         {"path = x\n", {"job.ini:1:", "outside any [section]", ""}},
         {"[model]\nthis line has no equals sign\n", {"job.ini:2:", "syntax error", ""}},
         {"[run\nthreads = 1\n", {"job.ini:1:", "syntax error", ""}},
@@ -153,6 +167,7 @@ static void test_round_trip(void)
     raana_error err;
     CHECK_INT(parse(&cfg,
                     "[model]\npath=/m\n[calibration]\nstatistics=/s/x.h5\n"
+                    "windows_in_flight=5\n"
                     "[quantize]\nbits=0.5,0.75,3\navg_bits=0.8\n"
                     "exclude=a*,b?\ntricks=none\nseed=18446744073709551615\n",
                     &err),
@@ -167,6 +182,7 @@ static void test_round_trip(void)
     CHECK(memcmp(&cfg, &back, sizeof cfg) == 0);
     CHECK_INT(back.seed, (long long)18446744073709551615ull);
     CHECK(strcmp(back.statistics, "/s/x.h5") == 0);
+    CHECK_INT(back.windows_in_flight, 5);
     free(buf);
 }
 

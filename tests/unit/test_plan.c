@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "raana/memory_estimate.h"
 #include "raana/plan.h"
 
 static raana_model_config llama(int layers, int hidden, int inter, int heads, int kv, int vocab)
@@ -100,9 +101,49 @@ static void test_layers_and_exclude(void)
     CHECK_INT(raana_plan_seq_len(&m, &cfg), 256);
 }
 
+/* M, windows in flight: auto = 1 on one rank, else 2 per rank, never more
+ * than n_samples; each more window adds one trace per block (and, on the
+ * last rank, one head gradient) to the calibration estimate, in closed form. */
+static void test_windows_in_flight(void)
+{
+    raana_model_config m = llama(4, 192, 576, 6, 2, 2048);
+    raana_config cfg;
+    raana_plan plan;
+    raana_error err;
+    raana_config_defaults(&cfg);
+    cfg.n_samples = 8, cfg.seq_len = 256;
+    CHECK_INT(raana_plan_windows_in_flight(&cfg, 1), 1);
+    CHECK_INT(raana_plan_windows_in_flight(&cfg, 3), 6);
+    CHECK_INT(raana_plan_windows_in_flight(&cfg, 5), 8);
+    cfg.windows_in_flight = 3;
+    CHECK_INT(raana_plan_windows_in_flight(&cfg, 4), 3);
+    cfg.windows_in_flight = 20;
+    CHECK_INT(raana_plan_windows_in_flight(&cfg, 1), 8);
+    cfg.windows_in_flight = 0;
+    CHECK_INT(raana_plan_create(&m, &cfg, 2, &plan, &err), RAANA_OK);
+    CHECK_INT(plan.windows_in_flight, 4);
+    CHECK_INT(plan.windows_auto, 1);
+    uint64_t before[2], t = 256, per_block = t * (8 * 192 + 3 * 576 + 2 + 6);
+    for (int r = 0; r < 2; r++)
+        before[r] = plan.ranks[r].calibration_bytes;
+    raana_plan_set_windows_in_flight(&plan, &m, &cfg, 1);
+    for (int r = 0; r < 2; r++) {
+        const raana_plan_rank *rk = &plan.ranks[r];
+        uint64_t per_window =
+            4 * ((uint64_t)rk->n_blocks * per_block + (rk->owns_head ? t * 192 + 1 : 0));
+        CHECK(before[r] - rk->calibration_bytes == 3 * per_window);
+        CHECK(rk->peak_bytes == RAANA_PROCESS_BASE_BYTES + 4 * rk->params +
+                                    (rk->calibration_bytes > rk->quantize_bytes
+                                         ? rk->calibration_bytes
+                                         : rk->quantize_bytes));
+    }
+    raana_plan_free(&plan);
+}
+
 int main(void)
 {
     test_splits();
     test_layers_and_exclude();
+    test_windows_in_flight();
     return check_summary("test_plan");
 }

@@ -49,6 +49,12 @@ raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_er
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);
 
+/* Collective, after the plan and before raana_stage_load's memory check:
+ * with [calibration] windows_in_flight = auto, lowers the plan's M (and
+ * every rank's estimated peak) to the largest M whose peak fits every
+ * rank's memory limits (memory.h), 1 at least. Results do not depend on M. */
+void raana_stage_fit_windows(MPI_Comm comm, raana_stage *s, const raana_config *cfg, int rank);
+
 /* Per linear layer, averaged over calibration windows (DESIGN section 4):
  * grad_rms = ||dL/dY|| / sqrt(numel(Y)), x_rms = ||X|| / sqrt(rows of X),
  * plus the mean raw norms. */
@@ -57,7 +63,9 @@ typedef struct {
 } raana_layer_stats;
 
 /* Collective. Fills stats[n_layers] (plan order) on every rank and the mean
- * calibration loss. */
+ * calibration loss, running the windows in rounds of the plan's
+ * windows_in_flight (calibrate.c); bit-identical for every M and every rank
+ * count. */
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
                                       const raana_windows *w, raana_layer_stats *stats,
                                       double *loss, FILE *progress, raana_error *err);

@@ -32,6 +32,9 @@ typedef struct raana_config {
     int seq_len; /* 0 = the model's context, see docs */
     /* statistics from --calibrate-only's JSON or a container; "" = calibrate */
     char statistics[RAANA_PATH_MAX];
+    /* windows whose activations are held at once; 0 = auto (plan.h). Not
+     * part of any fingerprint: it never changes a result. */
+    int windows_in_flight;
     /* [quantize] */
     double avg_bits;
     int n_bits;

@@ -1,5 +1,5 @@
 /* memory_estimate.h — the parts of a rank's estimated peak memory beyond
- * its f32 weights and calibration activations (plan.c adds them up; the
+ * its f32 weights (plan.c adds them up; the
  * whole model is in docs/SCALING.md, "Memory of one rank"):
  *
  *   peak = process base + f32 weights + max(calibration, quantize)
@@ -20,6 +20,14 @@
  * HDF5, OpenBLAS and their start-up buffers (VmHWM of ranks with tiny
  * shards: 27.3-27.4 MiB on Debian bookworm, Open MPI 4.1.4, 2026-11-30). */
 #define RAANA_PROCESS_BASE_BYTES ((uint64_t)28 * 1024 * 1024)
+
+/* The calibration activations of rank r, kept for the backward pass: one
+ * trace per window in flight and block (docs/SCALING.md, "Calibration
+ * activations"), the buffers of one window, and on the last rank the
+ * logits, their gradient and the head's gradient of every window in
+ * flight. */
+uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raana_plan_rank *r,
+                                          int seq_len, int n_traces);
 
 /* The quantize stage's working set on the rank that owns blocks
  * [first, next): one f32 copy of its largest quantized layer (the tricked

@@ -41,11 +41,24 @@ typedef struct {
     uint64_t block_params; /* parameters of one decoder block (the largest one) */
     uint64_t total_params, quantized_params;
     int seq_len; /* calibration window actually used */
+    /* M: windows whose activations calibration holds at once (config.h's
+     * windows_in_flight, at most n_samples); windows_auto when it was auto */
+    int windows_in_flight, windows_auto;
+    int windows_fit_from; /* auto's M before the run-time fit lowered it, else 0 */
 } raana_plan;
 
 raana_status raana_plan_create(const raana_model_config *model, const raana_config *cfg,
                                int n_ranks, raana_plan *plan, raana_error *err);
 void raana_plan_free(raana_plan *plan);
+
+/* M for cfg on n_ranks: [calibration] windows_in_flight, or when auto 2 per
+ * rank (enough to keep every stage busy; 1 on one rank: nothing to
+ * overlap), at most n_samples. */
+int raana_plan_windows_in_flight(const raana_config *cfg, int n_ranks);
+/* Re-estimates every rank's peak with windows_in_flight traces (auto's
+ * run-time fit to the memory limits, calibrate.h). */
+void raana_plan_set_windows_in_flight(raana_plan *plan, const raana_model_config *model,
+                                      const raana_config *cfg, int windows_in_flight);
 
 /* The rank that owns decoder block b. */
 int raana_plan_block_owner(const raana_plan *plan, int block);
