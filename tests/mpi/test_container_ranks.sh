@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_container_ranks.sh — the whole job on the fixture (jobs/kjv-tiny.ini)
-# for P = 1, 2, 3, 4: the log's lines after its header in one format; every container's datasets, attributes and allocation
+# for P = 1, 2, 3, 4: the log's lines after its header in one format (and the
+# quantize stage's per-rank balance lines parsed); every container's datasets, attributes and allocation
 # are byte-identical to P = 1 (outside /provenance); a numpy-only rebuild of
 # every layer matches raana's dequantization (tests/py/check_container.py),
 # also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
@@ -43,6 +44,17 @@ for p in $test_ranks; do
     bad "P=$p: no timestamped 'write: ... bytes reserved' line: $errout"
   grep -qE "^$utc quantize: .* \[[0-9]+/28 layers, all ranks, [0-9]+%, elapsed [0-9:]+, ETA [0-9:?]+\]\$" \
     <<<"$errout" && ok || bad "P=$p: no quantize progress line: $errout"
+  # the quantize stage's balance (balance.h): one line per rank, in rank
+  # order, the layers adding up to 28 and the predicted shares to 100%; the
+  # cost-balanced spread is no worse than the split by blocks
+  shares=$(sed -nE "s/^$utc quantize: rank ([0-9]+) encoded ([0-9]+) layers in [0-9.]+ s; predicted share ([0-9.]+)% \(its own blocks alone: ([0-9.]+)%\)\$/\1 \2 \3 \4/p" <<<"$errout")
+  awk -v p="$p" '{ if ($1 != NR - 1) bad = 1; n += $2; s += $3; b += $4 }
+    END { exit !(NR == p && !bad && n == 28 && s > 99.7 && s < 100.3 && b > 99.7 && b < 100.3) }' \
+    <<<"$shares" && ok || bad "P=$p: per-rank quantize lines: $shares"
+  spread=$(sed -nE "s/^$utc quantize: balance max\/mean: predicted ([0-9.]+) by cost \(([0-9.]+) by blocks\), measured [0-9.]+\$/\1 \2/p" <<<"$errout")
+  awk 'NR == 1 { good = NF == 2 && $1 >= 1 && $1 <= $2 } END { exit !(NR == 1 && good) }' \
+    <<<"$spread" && ok ||
+    bad "P=$p: balance line: '$spread'"
   mv "$out_h5" "$tmp/p$p.h5"
   printf '%s\n' "$out" | grep -v '^time:' | sed "s|$out_h5||" >"$tmp/report$p.txt"
   config_ini "$tmp/p$p.h5" "$out_h5" >"$tmp/config$p.ini"
