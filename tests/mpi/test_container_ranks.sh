@@ -2,7 +2,8 @@
 # test_container_ranks.sh — the whole job on the fixture (jobs/kjv-tiny.ini)
 # for P = 1, 2, 3, 4: the log's lines after its header in one format (and the
 # quantize stage's per-rank balance lines parsed); every container's datasets, attributes and allocation
-# are byte-identical to P = 1 (outside /provenance); a numpy-only rebuild of
+# are byte-identical to P = 1 (outside /provenance), also at P = 6 where two
+# ranks without a block encode layers sent to them; a numpy-only rebuild of
 # every layer matches raana's dequantization (tests/py/check_container.py),
 # also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
 # installed-style plugin prints a dataset's numbers (and without the plugin
@@ -79,6 +80,16 @@ expect_rc 0 "job P=2, 2 threads"
 mv "$out_h5" "$tmp/threads.h5"
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
   "$tmp/threads.h5" --ignore config.ini && ok || bad "container with 2 threads per rank differs"
+
+# more ranks than blocks: the two ranks without a block encode layers that
+# their owners send them, and the container is still P = 1's
+run "$mpiexec" -n 6 "$mpi_bin" "$job" --set "output.path=$out_h5"
+expect_rc 0 "job P=6"
+mv "$out_h5" "$tmp/p6.h5"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
+  "$tmp/p6.h5" --ignore config.ini && ok || bad "container P=6 differs from P=1"
+helpers=$(grep -cE "quantize: rank [0-9]+ encoded [1-9][0-9]* layers in [0-9.]+ s; predicted share [0-9.]+% \(its own blocks alone: 0\.0%\)" <<<"$errout")
+[ "$helpers" -eq 2 ] && ok || bad "P=6: expected 2 block-less ranks encoding layers: $errout"
 
 # numpy-only reconstruction, signs, rel_error, unquantized tensors
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" \
