@@ -3,7 +3,7 @@
  * (raana_qlayer_quantize with the default tricks, then the dequantization
  * that measures the error), one thread, on Gaussian layers of 2^21 weights
  * of several shapes at several bits with both encoders; fits
- *   ns per weight = BASE + ROT log2(d_in)      (B = 1: no code search)
+ *   ns per weight = BASE                       (B = 1: no code search)
  *   + exact: EXACT0 + EXACT1 M,  fast: FAST     (B >= 2, M = 2^(B-1) - 1)
  * by least squares, and prints the model's error per row and the sgemm
  * rate of the same run with the BLAS core (markdown for bench/RESULTS.md).
@@ -19,7 +19,7 @@
 #include "raana/qlayer.h"
 #include "raana/rng.h"
 
-#define REPEATS 2
+#define REPEATS 5
 #define WEIGHTS (1 << 21)
 
 static double now(void)
@@ -97,38 +97,39 @@ int main(void)
             for (int e = 0; e < 2; e++)
                 ns[d][b][e] = layer_ns(w, d_ins[d], WEIGHTS / d_ins[d], all_bits[b],
                                        e ? RAANA_ENCODER_FAST : RAANA_ENCODER_EXACT);
-    double x[N_D], y[N_D], base_a, base_b, ex0, ex1, fast = 0;
+    /* BASE: the mean of the B = 1 rows (no code search), both encoders */
+    double base = 0, ex0, ex1, fast = 0, xs[N_D * N_B], ys[N_D * N_B];
     for (int d = 0; d < N_D; d++)
-        x[d] = log2(d_ins[d]), y[d] = 0.5 * (ns[d][0][0] + ns[d][0][1]);
-    fit_line(x, y, N_D, &base_a, &base_b);
+        base += (ns[d][0][0] + ns[d][0][1]) / (2 * N_D);
     int n = 0;
     for (int d = 0; d < N_D; d++)
-        for (int b = 1; b < N_B; b++, n++)
-            fast += ns[d][b][1] - (base_a + base_b * log2(d_ins[d]));
-    fast /= n;
-    /* the exact term: fitted over every shape's rows */
-    double xs[N_D * N_B], ys[N_D * N_B];
-    n = 0;
-    for (int d = 0; d < N_D; d++)
-        for (int b = 1; b < N_B; b++, n++)
-            xs[n] = ldexp(1, all_bits[b] - 1) - 1,
-            ys[n] = ns[d][b][0] - (base_a + base_b * log2(d_ins[d]));
+        for (int b = 1; b < N_B; b++, n++) {
+            fast += (ns[d][b][1] - base) / (N_D * (N_B - 1));
+            xs[n] = ldexp(1, all_bits[b] - 1) - 1, ys[n] = ns[d][b][0] - base;
+        }
     fit_line(xs, ys, n, &ex0, &ex1);
-    printf("fit (ns per weight): BASE %.3f  ROT %.4f  EXACT0 %.3f  EXACT1 %.4f  FAST %.3f\n\n",
-           base_a, base_b, ex0, ex1, fast);
-    printf(
-        "| d_in x d_out | B | exact ns/w | model (balance.c) | fast ns/w | model (balance.c) |\n");
-    printf("|---|---|---|---|---|---|\n");
+    printf("fit (ns per weight): BASE %.2f  EXACT0 %.2f  EXACT1 %.3f  FAST %.2f\n\n", base, ex0,
+           ex1, fast);
+    printf("| d_in x d_out | B | exact ns/w | model | fast ns/w | model "
+           "|\n|---|---|---|---|---|---|\n");
+    double worst = 0, sum_model = 0, sum_meas = 0;
     for (int d = 0; d < N_D; d++)
         for (int b = 0; b < N_B; b++) {
             int d_out = WEIGHTS / d_ins[d];
-            double scale = 1e9 / ((double)d_ins[d] * d_out);
-            printf("| %d x %d | %d | %.2f | %.2f | %.2f | %.2f |\n", d_ins[d], d_out, all_bits[b],
-                   ns[d][b][0],
-                   scale * raana_quantize_cost(d_ins[d], d_out, all_bits[b], RAANA_ENCODER_EXACT),
-                   ns[d][b][1],
-                   scale * raana_quantize_cost(d_ins[d], d_out, all_bits[b], RAANA_ENCODER_FAST));
+            double scale = 1e9 / ((double)d_ins[d] * d_out), model[2];
+            for (int e = 0; e < 2; e++) {
+                model[e] =
+                    scale * raana_quantize_cost(d_ins[d], d_out, all_bits[b],
+                                                e ? RAANA_ENCODER_FAST : RAANA_ENCODER_EXACT);
+                worst = fmax(worst, fabs(model[e] / ns[d][b][e] - 1));
+                sum_model += model[e], sum_meas += ns[d][b][e];
+            }
+            printf("| %d x %d | %d | %.1f | %.1f | %.1f | %.1f |\n", d_ins[d], d_out, all_bits[b],
+                   ns[d][b][0], model[0], ns[d][b][1], model[1]);
         }
+    printf(
+        "\nmodel (balance.c) against this run: worst row %.0f%% off, all rows summed %.0f%% off\n",
+        100 * worst, 100 * fabs(sum_model / sum_meas - 1));
     free(w);
     return 0;
 }

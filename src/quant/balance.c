@@ -5,20 +5,20 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* Nanoseconds per weight, one thread (bench/bench_quant_cost.c fits them;
- * bench/RESULTS.md, "Quantize cost model", has the measurement):
- *   per weight of the layer:  COST_BASE + COST_ROT * log2(d_in)
- *     (tricks, rotation and its inverse, normalizing, packing, decoding)
- *   per coded weight:         exact: COST_EXACT0 + COST_EXACT1 * M,
- *                             fast:  COST_FAST   (B >= 2; nothing at B = 1)
- * where M = 2^(B-1) - 1 is the number of events per coordinate that the
- * exact search buckets (rabitq.c fill_buckets) and the fast search's grid
- * and golden-section steps are a fixed number of O(D) passes. */
-#define COST_BASE   1.0
-#define COST_ROT    0.1
-#define COST_EXACT0 10.0
-#define COST_EXACT1 2.2
-#define COST_FAST   3.4
+/* Nanoseconds per weight, one thread, fitted by bench/bench_quant_cost.c
+ * (bench/RESULTS.md, "Quantize cost model"; docs/SCALING.md):
+ *   every weight of the layer:  COST_BASE (tricks, rotation, normalizing,
+ *                               packing, and decoding for the error)
+ *   every coded weight, B >= 2: exact: COST_EXACT0 + COST_EXACT1 * M,
+ *                               fast:  COST_FAST
+ * where M = 2^(B-1) - 1 is the number of events per coordinate the exact
+ * search buckets and sweeps (rabitq.c, fill_buckets and sweep_marked), and
+ * the fast search is a fixed number (about 25) of O(D) passes over the
+ * column (rabitq.c, fast_code). At B = 1 (and below) nothing is searched. */
+#define COST_BASE   10.9
+#define COST_EXACT0 21.3
+#define COST_EXACT1 4.21
+#define COST_FAST   5.04
 
 static double encode_ns_per_weight(int code_bits, raana_encoder encoder)
 {
@@ -36,8 +36,7 @@ double raana_quantize_cost(int d_in, int d_out, double bits, raana_encoder encod
         return 0;
     int code_bits = bits < 1 ? 1 : (int)bits;
     double n_kept = bits < 1 ? fmax(1, round(bits * d_in)) : d_in;
-    double per_col = d_in * (COST_BASE + COST_ROT * log2((double)d_in)) +
-                     n_kept * encode_ns_per_weight(code_bits, encoder);
+    double per_col = d_in * COST_BASE + n_kept * encode_ns_per_weight(code_bits, encoder);
     return 1e-9 * per_col * d_out;
 }
 
