@@ -345,9 +345,45 @@ static raana_status receive_buffer(const raana_plan *plan, const schedule *sc, i
     return RAANA_OK;
 }
 
+/* Predicted seconds of the stage when every round waits for its costliest
+ * layer: this schedule, or (by_blocks) every rank encoding its own blocks'
+ * layers in plan order. -1 when out of memory. */
+static double lockstep_seconds(const schedule *sc, int n, int by_blocks)
+{
+    double total = 0;
+    if (!by_blocks) {
+        for (int r = 0; r < sc->rounds; r++) {
+            double worst = 0;
+            for (int k = 0; k < sc->n_ranks; k++) {
+                int i = sc->table[(size_t)k * sc->rounds + r];
+                worst = i >= 0 ? fmax(worst, sc->cost[i]) : worst;
+            }
+            total += worst;
+        }
+        return total;
+    }
+    int *next = calloc((size_t)sc->n_ranks, sizeof *next); /* per rank: where to look on */
+    if (!next)
+        return -1;
+    for (int busy = 1; busy;) {
+        double worst = 0;
+        busy = 0;
+        for (int k = 0; k < sc->n_ranks; k++) {
+            while (next[k] < n && sc->owner[next[k]] != k)
+                next[k]++;
+            if (next[k] < n)
+                worst = fmax(worst, sc->cost[next[k]++]), busy = 1;
+        }
+        total += worst;
+    }
+    free(next);
+    return total;
+}
+
 /* Rank 0: each rank's time encoding and its share of the predicted cost,
  * balanced and as its own blocks alone would give it, then the spread. */
-static void report_balance(FILE *out, const schedule *sc, const double *busy, const int *layers)
+static void report_balance(FILE *out, const schedule *sc, int n, const double *busy,
+                           const int *layers)
 {
     double total = 0, max_load = 0, max_blocks = 0, max_busy = 0, sum_busy = 0;
     for (int k = 0; k < sc->n_ranks; k++) {
@@ -367,6 +403,12 @@ static void report_balance(FILE *out, const schedule *sc, const double *busy, co
                    "measured %.2f",
                    mean > 0 ? max_load / mean : 1, mean > 0 ? max_blocks / mean : 1,
                    mean_busy > 0 ? max_busy / mean_busy : 1);
+    double by_cost = lockstep_seconds(sc, n, 0), by_blocks = lockstep_seconds(sc, n, 1);
+    if (mean > 0 && by_blocks >= 0)
+        raana_log_line(out,
+                       "quantize: rounds in step (each waits for its costliest layer): predicted "
+                       "stage time %.2f x the mean load by cost (%.2f by blocks)",
+                       by_cost / mean, by_blocks / mean);
 }
 
 /* What one rank's rounds share. */
@@ -475,7 +517,7 @@ static raana_status gather_results(stage_run *r, raana_quantized *q, FILE *progr
     for (int i = 0; i < n; i++)
         unpack_summary(all + (size_t)i * N_FIELDS, &q->summary[i]);
     if (progress)
-        report_balance(progress, &r->sc, all + (size_t)n * N_FIELDS, layers);
+        report_balance(progress, &r->sc, n, all + (size_t)n * N_FIELDS, layers);
 cleanup:
     free(all);
     free(layers);

@@ -56,6 +56,10 @@ for p in $test_ranks; do
   awk 'NR == 1 { good = NF == 2 && $1 >= 1 && $1 <= $2 } END { exit !(NR == 1 && good) }' \
     <<<"$spread" && ok ||
     bad "P=$p: balance line: '$spread'"
+  # rounds in step cannot beat the busiest rank: each >= its max/mean above
+  step=$(sed -nE "s/^$utc quantize: rounds in step \(each waits for its costliest layer\): predicted stage time ([0-9.]+) x the mean load by cost \(([0-9.]+) by blocks\)\$/\1 \2/p" <<<"$errout")
+  awk -v s="$spread" 'NR == 1 { split(s, m, " "); good = NF == 2 && $1 >= m[1] && $2 >= m[2] }
+    END { exit !(NR == 1 && good) }' <<<"$step" && ok || bad "P=$p: rounds-in-step line: '$step'"
   mv "$out_h5" "$tmp/p$p.h5"
   printf '%s\n' "$out" | grep -v '^time:' | sed "s|$out_h5||" >"$tmp/report$p.txt"
   config_ini "$tmp/p$p.h5" "$out_h5" >"$tmp/config$p.ini"
