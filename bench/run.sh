@@ -6,7 +6,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target bench_quant bench_llama bench_attention bench_wait bench_allocate bench_trick_norm raana-mpi
+cmake --build build-bench -j"$(nproc)" --target bench_quant bench_quant_cost bench_llama bench_attention bench_wait bench_allocate bench_trick_norm raana-mpi
 out=bench/RESULTS.md
 # The core OpenBLAS dispatches to here (a generic one makes every ratio to
 # sgemm too flattering: docs/SCALING.md, "BLAS kernels").
@@ -30,6 +30,13 @@ print("core %s, %s" % (l.openblas_get_corename().decode(), l.openblas_get_config
   echo "Fast cosine loss = (exact cosine - fast cosine) / exact cosine, mean over columns."
   echo
   OPENBLAS_NUM_THREADS=1 ./build-bench/bench_quant
+  echo
+  echo "## Quantize cost model (issue 11): what the stage does per layer, by shape, bits, encoder"
+  echo
+  echo "ns per weight, one thread, best of 5; the fit and src/quant/balance.c's prediction"
+  echo "(docs/SCALING.md, \"Quantize stage balance\")."
+  echo
+  OPENBLAS_NUM_THREADS=1 ./build-bench/bench_quant_cost
   echo
   echo "## Forward and backward (issue 4): one Llama-2-7B-shaped block"
   echo

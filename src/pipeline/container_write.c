@@ -253,7 +253,8 @@ static raana_status write_layer_datasets(raana_h5 *h, const raana_container_cont
     const raana_plan_layer *l = &c->stage->plan.layers[i];
     const raana_layer_summary *s = &c->quantized->summary[i];
     const raana_qlayer *q = c->quantized->layers[i];
-    int writer = raana_plan_block_owner(&c->stage->plan, l->block);
+    int writer = c->quantized->quantizer ? c->quantized->quantizer[i]
+                                         : raana_plan_block_owner(&c->stage->plan, l->block);
     hsize_t d_in = (hsize_t)l->d_in, d_out = (hsize_t)l->d_out;
     RAANA_CALL(layer_dataset(h, g, "codes", H5T_NATIVE_UINT8, 2, d_out, s->packed_bytes, writer,
                              q ? q->packed : NULL, err));

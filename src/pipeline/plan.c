@@ -246,12 +246,11 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
     }
     fprintf(out, "ranks: %d\n  %4s  %-9s %12s %12s %14s  %s\n", plan->n_ranks, "rank", "blocks",
             "params", "quantized", "est. peak mem", "also owns");
-    int idle = 0;
     for (int r = 0; r < plan->n_ranks; r++) {
         const raana_plan_rank *rk = &plan->ranks[r];
         char blocks[32], mem[32], extra[64];
         if (rk->n_blocks == 0)
-            snprintf(blocks, sizeof blocks, "-"), idle++;
+            snprintf(blocks, sizeof blocks, "-");
         else
             snprintf(blocks, sizeof blocks, "%d-%d", rk->first_block,
                      rk->first_block + rk->n_blocks - 1);
@@ -264,12 +263,45 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
                 extra);
     }
     print_memory_model(out, plan);
-    if (idle) {
-        fprintf(out, "idle ranks (no decoder block):");
-        for (int r = 0; r < plan->n_ranks; r++)
-            if (plan->ranks[r].n_blocks == 0)
-                fprintf(out, " %d", r);
-        fprintf(out, " — %d ranks for %d blocks; use at most %d ranks\n", plan->n_ranks,
-                m->num_layers, m->num_layers);
-    }
+}
+
+/* The ranks holding n_blocks == 0 (want_blocks 0) or > 0 (1), as " 1 4". */
+static int list_ranks(char *buf, size_t size, const raana_plan *plan, int want_blocks)
+{
+    int n = 0;
+    size_t len = 0;
+    buf[0] = 0;
+    for (int r = 0; r < plan->n_ranks; r++)
+        if ((plan->ranks[r].n_blocks > 0) == want_blocks) {
+            n++;
+            if (len < size)
+                len += (size_t)snprintf(buf + len, size - len, " %d", r);
+        }
+    return n;
+}
+
+void raana_plan_print_idle(FILE *out, const raana_plan *plan, const raana_model_config *m,
+                           const raana_config *cfg)
+{
+    char idle[256], stages[256];
+    int n_idle = list_ranks(idle, sizeof idle, plan, 0);
+    int n_stages = list_ranks(stages, sizeof stages, plan, 1);
+    if (n_idle)
+        fprintf(out,
+                "idle ranks (no decoder block):%s — %d ranks for %d blocks: they wait through "
+                "load and calibrate and work only in the quantize stage (layers are spread by "
+                "cost over every rank); more than %d ranks pay off only when quantizing "
+                "dominates\n",
+                idle, plan->n_ranks, m->num_layers, m->num_layers);
+    if (cfg->statistics[0] || cfg->n_samples >= n_stages)
+        return;
+    char busy[64] = "one stage works at a time (the stages cannot overlap)";
+    if (cfg->n_samples > 1)
+        snprintf(busy, sizeof busy, "at most %d of the %d stages work at a time", cfg->n_samples,
+                 n_stages);
+    fprintf(out,
+            "idle ranks (calibration):%s hold %d pipeline stages but get at most %d calibration "
+            "window%s: %s, the others wait; [calibration] n_samples >= %d keeps every stage "
+            "busy (the quantize stage uses every rank either way)\n",
+            stages, n_stages, cfg->n_samples, cfg->n_samples == 1 ? "" : "s", busy, n_stages);
 }

@@ -1,15 +1,18 @@
 /* quantize.c — the quantize stage (see quantize.h). */
 #include "raana/quantize.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/balance.h"
 #include "raana/comm.h"
 #include "raana/fault.h"
 #include "raana/joblog.h"
 #include "raana/preempt.h"
 #include "raana/rng.h"
+#include "raana/wait.h"
 
 int raana_quantize_threads(const raana_config *cfg)
 {
@@ -29,6 +32,7 @@ void raana_quantized_free(raana_quantized *q)
         }
     free(q->layers);
     free(q->summary);
+    free(q->quantizer);
     memset(q, 0, sizeof *q);
 }
 
@@ -68,12 +72,11 @@ static raana_status encode_and_save(const float *w, const raana_plan_layer *l,
 
 /* One layer: from the resume directory when it holds this exact work,
  * else encoded now and saved there. */
-static raana_status quantize_layer(const raana_stage *s, const raana_config *cfg,
+static raana_status quantize_layer(const float *w, const raana_config *cfg,
                                    const raana_plan_layer *l, double bits, uint64_t fingerprint,
                                    const raana_resume *resume, raana_qlayer *q, double *rel,
                                    int *reused, raana_error *err)
 {
-    const float *w = raana_llama_linear_weight(&s->net, l->block, l->slot);
     *reused = resume && raana_resume_load_layer(resume, l->name, fingerprint, q, rel);
     if (*reused)
         return RAANA_OK;
@@ -106,10 +109,11 @@ static void unpack_summary(const double *row, raana_layer_summary *out)
 }
 
 /* The rounds of the stage: in round r every rank encodes (or reuses) its
- * r-th layer, then all ranks agree on failure, a preemption signal and the
- * work done over all ranks (for the progress line). The k-th layers of
- * the ranks are of the same kind, so little time is lost waiting; the
- * order of the work on each rank, and so every result, is unchanged. */
+ * r-th layer of the schedule below, then all ranks agree on failure, a
+ * preemption signal and the work done over all ranks (for the progress
+ * line). Each rank takes its layers costliest first, so the k-th layers
+ * of the ranks cost about the same and little time is lost waiting;
+ * every result depends only on the layer, never on who encoded it. */
 enum { R_FAILED, R_SIGNALLED, R_LAYERS, R_WEIGHTS, R_ENCODED, R_COUNT };
 
 typedef struct {
@@ -158,80 +162,397 @@ static raana_status preempted(const raana_resume *resume, const double *all, con
     return st;
 }
 
+/* ---- who encodes which layer (balance.h) ------------------------------------- */
+
+/* The layers spread over the ranks by predicted cost. Every rank computes
+ * it from rank 0's costs (broadcast, so that a rounding difference in the
+ * allocation could never make two ranks disagree and deadlock). A layer
+ * whose quantizer is not its block's owner travels from the owner in the
+ * round the quantizer encodes it (TAG_WEIGHTS). */
+typedef struct {
+    int n_ranks, rounds;
+    int *owner;        /* [n]: the rank holding the layer's block, -1 if not quantized */
+    int *table;        /* [n_ranks][rounds]: the layer rank k encodes in round r, or -1 */
+    double *cost;      /* [n]: predicted seconds (raana_quantize_cost), -1 if not quantized */
+    double *load;      /* [n_ranks]: predicted seconds of the balanced assignment */
+    double *by_blocks; /* [n_ranks]: the same if every rank encoded its own blocks' layers */
+} schedule;
+
+/* Layer weights sent to the rank that encodes them: one message per layer,
+ * from its block's owner, in the round that rank encodes it (the only
+ * point-to-point messages of the stage; calibration's tags, the window
+ * numbers, are all finished by then). */
+enum { TAG_WEIGHTS = 0x5157 };
+
+static void schedule_free(schedule *sc)
+{
+    free(sc->owner);
+    free(sc->table);
+    free(sc->cost);
+    free(sc->load);
+    free(sc->by_blocks);
+    memset(sc, 0, sizeof *sc);
+}
+
+/* The order of a rank's layers: the costliest first (ties: plan order), so
+ * that the k-th layers of the ranks cost about the same and the rounds'
+ * agreements wait little. */
+typedef struct {
+    double cost;
+    int index;
+} costed_layer;
+
+static int by_cost_then_index(const void *a, const void *b)
+{
+    const costed_layer *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost > y->cost ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* table from quantizer (no MPI). */
+static raana_status fill_table(schedule *sc, const int *quantizer, int n, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    int *count = calloc((size_t)sc->n_ranks, sizeof *count);
+    costed_layer *mine = malloc((size_t)(n > 0 ? n : 1) * sizeof *mine);
+    if (!count || !mine)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the quantize schedule");
+    for (int i = 0; i < n; i++)
+        if (quantizer[i] >= 0 && ++count[quantizer[i]] > sc->rounds)
+            sc->rounds = count[quantizer[i]];
+    sc->table =
+        malloc((size_t)sc->n_ranks * (size_t)(sc->rounds > 0 ? sc->rounds : 1) * sizeof *sc->table);
+    if (!sc->table)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the quantize schedule");
+    for (int k = 0; k < sc->n_ranks; k++) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (quantizer[i] == k)
+                mine[m++] = (costed_layer){sc->cost[i], i};
+        qsort(mine, (size_t)m, sizeof *mine, by_cost_then_index);
+        for (int r = 0; r < sc->rounds; r++)
+            sc->table[(size_t)k * sc->rounds + r] = r < m ? mine[r].index : -1;
+    }
+cleanup:
+    free(count);
+    free(mine);
+    return st;
+}
+
+/* Layers larger than one MPI message (INT_MAX floats) stay with their
+ * owner; every other layer may move. */
+static raana_status build_schedule(const raana_plan *plan, int n_ranks, schedule *sc,
+                                   int *quantizer, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    int n = plan->n_layers;
+    int *pinned = malloc((size_t)(n > 0 ? n : 1) * sizeof *pinned);
+    sc->owner = malloc((size_t)(n > 0 ? n : 1) * sizeof *sc->owner);
+    sc->load = calloc((size_t)n_ranks, sizeof *sc->load);
+    sc->by_blocks = calloc((size_t)n_ranks, sizeof *sc->by_blocks);
+    if (!pinned || !sc->owner || !sc->load || !sc->by_blocks)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the quantize schedule");
+    sc->n_ranks = n_ranks;
+    for (int i = 0; i < n; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        sc->owner[i] = l->quantize ? raana_plan_block_owner(plan, l->block) : -1;
+        pinned[i] = (uint64_t)l->d_in * (uint64_t)l->d_out > INT_MAX ? sc->owner[i] : -1;
+        if (sc->owner[i] >= 0)
+            sc->by_blocks[sc->owner[i]] += sc->cost[i];
+    }
+    RAANA_CHECK(raana_balance_lpt(sc->cost, pinned, n, n_ranks, quantizer, sc->load, err));
+    RAANA_CHECK(fill_table(sc, quantizer, n, err));
+cleanup:
+    free(pinned);
+    return st;
+}
+
+/* Collective: rank 0's predicted costs, then the same schedule everywhere. */
+static raana_status plan_rounds(MPI_Comm comm, const raana_plan *plan, const raana_config *cfg,
+                                const raana_allocation *alloc, schedule *sc, int *quantizer,
+                                raana_error *err)
+{
+    int n = plan->n_layers, size;
+    MPI_Comm_size(comm, &size);
+    sc->cost = malloc((size_t)(n > 0 ? n : 1) * sizeof *sc->cost);
+    raana_status st =
+        sc->cost ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d costs", n);
+    RAANA_CALL(raana_comm_agree(comm, st, err));
+    for (int i = 0; i < n; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        sc->cost[i] =
+            l->quantize ? raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder) : -1;
+    }
+    MPI_Bcast(sc->cost, n, MPI_DOUBLE, 0, comm);
+    return raana_comm_agree(comm, build_schedule(plan, size, sc, quantizer, err), err);
+}
+
+/* Round `round`, rank `rank`: sends the layers of its blocks that others
+ * encode now (requests into reqs, *n_reqs of them). */
+static void send_weights(MPI_Comm comm, const raana_stage *s, const schedule *sc, int round,
+                         int rank, MPI_Request *reqs, int *n_reqs)
+{
+    *n_reqs = 0;
+    for (int k = 0; k < sc->n_ranks; k++) {
+        int i = sc->table[(size_t)k * sc->rounds + round];
+        if (k == rank || i < 0 || sc->owner[i] != rank)
+            continue;
+        const raana_plan_layer *l = &s->plan.layers[i];
+        MPI_Isend(raana_llama_linear_weight(&s->net, l->block, l->slot), l->d_in * l->d_out,
+                  MPI_FLOAT, k, TAG_WEIGHTS, comm, &reqs[(*n_reqs)++]);
+    }
+}
+
+/* This rank's layer of the round: its own block's weights, or received
+ * from the owner into buf. */
+static raana_status layer_weights(MPI_Comm comm, const raana_stage *s, const schedule *sc, int i,
+                                  int rank, float *buf, const float **w, raana_error *err)
+{
+    const raana_plan_layer *l = &s->plan.layers[i];
+    if (sc->owner[i] == rank) {
+        *w = raana_llama_linear_weight(&s->net, l->block, l->slot);
+        return RAANA_OK;
+    }
+    if (raana_recv_idle(buf, l->d_in * l->d_out, MPI_FLOAT, sc->owner[i], TAG_WEIGHTS, comm,
+                        MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return raana_fail(err, RAANA_ERR_MPI, "%s: receiving the weights from rank %d failed",
+                          l->name, sc->owner[i]);
+    *w = buf;
+    return RAANA_OK;
+}
+
+/* The receive buffer: the largest layer this rank encodes but does not own
+ * (one at a time). */
+static raana_status receive_buffer(const raana_plan *plan, const schedule *sc, int rank,
+                                   float **buf, raana_error *err)
+{
+    size_t largest = 0;
+    *buf = NULL;
+    for (int r = 0; r < sc->rounds; r++) {
+        int i = sc->table[(size_t)rank * sc->rounds + r];
+        if (i >= 0 && sc->owner[i] != rank) {
+            size_t size = (size_t)plan->layers[i].d_in * (size_t)plan->layers[i].d_out;
+            largest = size > largest ? size : largest;
+        }
+    }
+    if (largest == 0)
+        return RAANA_OK;
+    *buf = malloc(largest * sizeof **buf);
+    if (!*buf)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %zu-weight receive buffer",
+                          largest);
+    return RAANA_OK;
+}
+
+/* Predicted seconds of the stage when every round waits for its costliest
+ * layer: this schedule, or (by_blocks) every rank encoding its own blocks'
+ * layers in plan order. -1 when out of memory. */
+static double lockstep_seconds(const schedule *sc, int n, int by_blocks)
+{
+    double total = 0;
+    if (!by_blocks) {
+        for (int r = 0; r < sc->rounds; r++) {
+            double worst = 0;
+            for (int k = 0; k < sc->n_ranks; k++) {
+                int i = sc->table[(size_t)k * sc->rounds + r];
+                worst = i >= 0 ? fmax(worst, sc->cost[i]) : worst;
+            }
+            total += worst;
+        }
+        return total;
+    }
+    int *next = calloc((size_t)sc->n_ranks, sizeof *next); /* per rank: where to look on */
+    if (!next)
+        return -1;
+    for (int busy = 1; busy;) {
+        double worst = 0;
+        busy = 0;
+        for (int k = 0; k < sc->n_ranks; k++) {
+            while (next[k] < n && sc->owner[next[k]] != k)
+                next[k]++;
+            if (next[k] < n)
+                worst = fmax(worst, sc->cost[next[k]++]), busy = 1;
+        }
+        total += worst;
+    }
+    free(next);
+    return total;
+}
+
+/* Rank 0: each rank's time encoding and its share of the predicted cost,
+ * balanced and as its own blocks alone would give it, then the spread. */
+static void report_balance(FILE *out, const schedule *sc, int n, const double *busy,
+                           const int *layers)
+{
+    double total = 0, max_load = 0, max_blocks = 0, max_busy = 0, sum_busy = 0;
+    for (int k = 0; k < sc->n_ranks; k++) {
+        total += sc->load[k], sum_busy += busy[k];
+        max_load = fmax(max_load, sc->load[k]), max_blocks = fmax(max_blocks, sc->by_blocks[k]);
+        max_busy = fmax(max_busy, busy[k]);
+    }
+    for (int k = 0; k < sc->n_ranks; k++)
+        raana_log_line(out,
+                       "quantize: rank %d encoded %d layers in %.2f s; predicted share %.1f%% "
+                       "(its own blocks alone: %.1f%%)",
+                       k, layers[k], busy[k], total > 0 ? 100 * sc->load[k] / total : 0,
+                       total > 0 ? 100 * sc->by_blocks[k] / total : 0);
+    double mean = total / sc->n_ranks, mean_busy = sum_busy / sc->n_ranks;
+    raana_log_line(out,
+                   "quantize: balance max/mean: predicted %.2f by cost (%.2f by blocks), "
+                   "measured %.2f",
+                   mean > 0 ? max_load / mean : 1, mean > 0 ? max_blocks / mean : 1,
+                   mean_busy > 0 ? max_busy / mean_busy : 1);
+    double by_cost = lockstep_seconds(sc, n, 0), by_blocks = lockstep_seconds(sc, n, 1);
+    if (mean > 0 && by_blocks >= 0)
+        raana_log_line(out,
+                       "quantize: rounds in step (each waits for its costliest layer): predicted "
+                       "stage time %.2f x the mean load by cost (%.2f by blocks)",
+                       by_cost / mean, by_blocks / mean);
+}
+
+/* What one rank's rounds share. */
+typedef struct {
+    MPI_Comm comm;
+    const raana_stage *s;
+    const raana_config *cfg;
+    const raana_allocation *alloc;
+    const raana_fingerprints *fp;
+    const raana_resume *resume;
+    schedule sc;
+    int rank;
+    float *buf;        /* received weights, one layer at a time */
+    MPI_Request *reqs; /* [n_ranks]: this round's sends */
+    double *mine;      /* [n][N_FIELDS]: summaries of this rank's layers */
+    int counts[2];     /* reused, encoded */
+    double work[R_COUNT];
+    double busy; /* seconds receiving and encoding */
+    int n_done;  /* layers this rank finished */
+    round_report last_round;
+} stage_run;
+
+/* Layer i on this rank: its weights (received if another rank owns it),
+ * then from the resume directory or encoded. */
+static raana_status encode_one(stage_run *r, int i, raana_quantized *q, raana_error *err)
+{
+    const raana_plan_layer *l = &r->s->plan.layers[i];
+    const float *w = NULL;
+    double rel = 0, t0 = MPI_Wtime();
+    int reused = 0;
+    RAANA_CALL(layer_weights(r->comm, r->s, &r->sc, i, r->rank, r->buf, &w, err));
+    uint64_t fpl = raana_fingerprint_layer(r->fp, &r->s->model, l->name, r->cfg, r->alloc->bits[i]);
+    q->layers[i] = calloc(1, sizeof *q->layers[i]);
+    if (!q->layers[i])
+        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", l->name);
+    RAANA_CALL(quantize_layer(w, r->cfg, l, r->alloc->bits[i], fpl, r->resume, q->layers[i], &rel,
+                              &reused, err));
+    r->busy += MPI_Wtime() - t0;
+    raana_fault_point("quantize", r->rank);
+    r->counts[!reused]++, r->n_done++;
+    summarize(q->layers[i], rel, r->mine + (size_t)i * N_FIELDS);
+    double weights = (double)l->d_in * l->d_out;
+    r->work[R_LAYERS] += 1, r->work[R_WEIGHTS] += weights;
+    r->work[R_ENCODED] += reused ? 0 : weights;
+    r->last_round = (round_report){l, r->alloc->bits[i], rel, reused};
+    return RAANA_OK;
+}
+
+/* Round `round` on this rank: the sends of its blocks' layers that others
+ * encode now, its own layer, then the sends completed (the weights stay in
+ * place meanwhile, so nothing is copied). */
+static raana_status run_round(stage_run *r, int round, raana_quantized *q, raana_error *err)
+{
+    int n_reqs = 0;
+    send_weights(r->comm, r->s, &r->sc, round, r->rank, r->reqs, &n_reqs);
+    int i = r->sc.table[(size_t)r->rank * r->sc.rounds + round];
+    r->last_round.layer = NULL;
+    raana_status st = i >= 0 ? encode_one(r, i, q, err) : RAANA_OK;
+    for (int k = 0; k < n_reqs; k++)
+        raana_wait_idle(&r->reqs[k], MPI_STATUS_IGNORE);
+    return st;
+}
+
+/* Collective: the rounds until done, failed or preempted. */
+static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress, int size,
+                               raana_error *err)
+{
+    raana_status st = receive_buffer(&r->s->plan, &r->sc, r->rank, &r->buf, err);
+    double total[R_COUNT], t0 = MPI_Wtime();
+    for (int round = 0;; round++) { /* the agreement that ends round - 1 comes first */
+        r->work[R_FAILED] = st != RAANA_OK;
+        r->work[R_SIGNALLED] = raana_preempt_signal() != 0;
+        MPI_Allreduce(r->work, total, R_COUNT, MPI_DOUBLE, MPI_SUM, r->comm);
+        if (total[R_FAILED] > 0)
+            break;
+        if (total[R_SIGNALLED] > 0) {
+            st = preempted(r->resume, total, &r->s->plan, size, err);
+            break;
+        }
+        if (round > 0 && progress)
+            report_round(progress, &r->last_round, total, &r->s->plan, MPI_Wtime() - t0);
+        if (round == r->sc.rounds)
+            break;
+        st = run_round(r, round, q, err);
+    }
+    return raana_comm_agree(r->comm, st, err);
+}
+
+/* Collective, after the rounds: every rank's summaries and counts on
+ * every rank; rank 0 logs the balance. */
+static raana_status gather_results(stage_run *r, raana_quantized *q, FILE *progress, int size,
+                                   raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    int n = q->n_layers, totals[2];
+    double *all = calloc((size_t)n * N_FIELDS + (size_t)size, sizeof *all);
+    int *layers = calloc((size_t)size, sizeof *layers);
+    st = all && layers ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    RAANA_CHECK(raana_comm_agree(r->comm, st, err));
+    /* each layer's row comes from one rank; others add zeros */
+    MPI_Allreduce(r->mine, all, n * N_FIELDS, MPI_DOUBLE, MPI_SUM, r->comm);
+    MPI_Allreduce(r->counts, totals, 2, MPI_INT, MPI_SUM, r->comm);
+    MPI_Gather(&r->busy, 1, MPI_DOUBLE, all + (size_t)n * N_FIELDS, 1, MPI_DOUBLE, 0, r->comm);
+    MPI_Gather(&r->n_done, 1, MPI_INT, layers, 1, MPI_INT, 0, r->comm);
+    q->reused = totals[0], q->encoded = totals[1];
+    for (int i = 0; i < n; i++)
+        unpack_summary(all + (size_t)i * N_FIELDS, &q->summary[i]);
+    if (progress)
+        report_balance(progress, &r->sc, n, all + (size_t)n * N_FIELDS, layers);
+cleanup:
+    free(all);
+    free(layers);
+    return st;
+}
+
 raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
                                   const raana_allocation *alloc, const raana_fingerprints *fp,
                                   const raana_resume *resume, raana_quantized *q, FILE *progress,
                                   raana_error *err)
 {
-    int n = s->plan.n_layers, first = s->net.first_block, last = first + s->net.n_blocks, rank,
-        size;
-    MPI_Comm_rank(comm, &rank);
+    raana_status st = RAANA_OK;
+    int n = s->plan.n_layers, size;
+    stage_run r = {.comm = comm, .s = s, .cfg = cfg, .alloc = alloc, .fp = fp, .resume = resume};
+    MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &size);
     memset(q, 0, sizeof *q);
     q->n_layers = n;
     q->layers = calloc((size_t)n, sizeof *q->layers);
     q->summary = calloc((size_t)n, sizeof *q->summary);
-    double *mine = calloc((size_t)n * N_FIELDS, sizeof *mine);
-    double *all = calloc((size_t)n * N_FIELDS, sizeof *all);
-    int *order = calloc((size_t)n + 1, sizeof *order), n_mine = 0, rounds = 0;
-    raana_status st = q->layers && q->summary && mine && all && order
-                          ? RAANA_OK
-                          : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-    for (int i = 0; order && i < n; i++)
-        if (s->plan.layers[i].quantize && s->plan.layers[i].block >= first &&
-            s->plan.layers[i].block < last)
-            order[n_mine++] = i;
-    MPI_Allreduce(&n_mine, &rounds, 1, MPI_INT, MPI_MAX, comm);
-    int counts[2] = {0, 0}; /* reused, encoded */
-    double work[R_COUNT] = {0}, total[R_COUNT], t0 = MPI_Wtime();
-    round_report last_round = {NULL, 0, 0, 0};
-    for (int round = 0;; round++) { /* the agreement that ends round - 1 comes first */
-        work[R_FAILED] = st != RAANA_OK;
-        work[R_SIGNALLED] = raana_preempt_signal() != 0;
-        MPI_Allreduce(work, total, R_COUNT, MPI_DOUBLE, MPI_SUM, comm);
-        if (total[R_FAILED] > 0)
-            break;
-        if (total[R_SIGNALLED] > 0) {
-            st = preempted(resume, total, &s->plan, size, err);
-            break;
-        }
-        if (round > 0 && progress)
-            report_round(progress, &last_round, total, &s->plan, MPI_Wtime() - t0);
-        if (round == rounds)
-            break;
-        last_round.layer = NULL;
-        if (round >= n_mine)
-            continue;
-        int i = order[round];
-        const raana_plan_layer *l = &s->plan.layers[i];
-        double rel = 0;
-        int reused = 0;
-        uint64_t fpl = raana_fingerprint_layer(fp, &s->model, l->name, cfg, alloc->bits[i]);
-        q->layers[i] = calloc(1, sizeof *q->layers[i]);
-        st = q->layers[i] ? quantize_layer(s, cfg, l, alloc->bits[i], fpl, resume, q->layers[i],
-                                           &rel, &reused, err)
-                          : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
-        if (st != RAANA_OK)
-            continue;
-        raana_fault_point("quantize", rank);
-        counts[!reused]++;
-        summarize(q->layers[i], rel, mine + (size_t)i * N_FIELDS);
-        double weights = (double)l->d_in * l->d_out;
-        work[R_LAYERS] += 1, work[R_WEIGHTS] += weights, work[R_ENCODED] += reused ? 0 : weights;
-        last_round = (round_report){l, alloc->bits[i], rel, reused};
-    }
+    q->quantizer = calloc((size_t)n, sizeof *q->quantizer);
+    r.mine = calloc((size_t)n * N_FIELDS, sizeof *r.mine);
+    r.reqs = calloc((size_t)size, sizeof *r.reqs);
+    st = q->layers && q->summary && q->quantizer && r.mine && r.reqs
+             ? RAANA_OK
+             : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     RAANA_CHECK(raana_comm_agree(comm, st, err));
-    /* each layer's row comes from one rank; others add zeros */
-    int totals[2];
-    MPI_Allreduce(mine, all, n * N_FIELDS, MPI_DOUBLE, MPI_SUM, comm);
-    MPI_Allreduce(counts, totals, 2, MPI_INT, MPI_SUM, comm);
-    q->reused = totals[0], q->encoded = totals[1];
-    for (int i = 0; i < n; i++)
-        unpack_summary(all + (size_t)i * N_FIELDS, &q->summary[i]);
+    RAANA_CHECK(plan_rounds(comm, &s->plan, cfg, alloc, &r.sc, q->quantizer, err));
+    RAANA_CHECK(run_rounds(&r, q, progress, size, err));
+    RAANA_CHECK(gather_results(&r, q, progress, size, err));
 cleanup:
-    free(order);
-    free(mine);
-    free(all);
+    schedule_free(&r.sc);
+    free(r.buf);
+    free(r.reqs);
+    free(r.mine);
     if (st != RAANA_OK)
         raana_quantized_free(q);
     return st;

@@ -183,6 +183,7 @@ static void print_dry_run(const job_state *job)
            (unsigned long long)c->seed);
     printf("output: %s (zstd level %d)\n", c->output_path, c->zstd_level);
     raana_plan_print(stdout, &job->stage.plan, &job->stage.model.config);
+    raana_plan_print_idle(stdout, &job->stage.plan, &job->stage.model.config, c);
     fflush(stdout);
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_container_ranks.sh — the whole job on the fixture (jobs/kjv-tiny.ini)
-# for P = 1, 2, 3, 4: the log's lines after its header in one format; every container's datasets, attributes and allocation
-# are byte-identical to P = 1 (outside /provenance); a numpy-only rebuild of
+# for P = 1, 2, 3, 4: the log's lines after its header in one format (and the
+# quantize stage's per-rank balance lines parsed); every container's datasets, attributes and allocation
+# are byte-identical to P = 1 (outside /provenance), also at P = 6 where two
+# ranks without a block encode layers sent to them; a numpy-only rebuild of
 # every layer matches raana's dequantization (tests/py/check_container.py),
 # also for a sub-bit / norm_row / excluded-layer variant; h5dump with the
 # installed-style plugin prints a dataset's numbers (and without the plugin
@@ -43,6 +45,21 @@ for p in $test_ranks; do
     bad "P=$p: no timestamped 'write: ... bytes reserved' line: $errout"
   grep -qE "^$utc quantize: .* \[[0-9]+/28 layers, all ranks, [0-9]+%, elapsed [0-9:]+, ETA [0-9:?]+\]\$" \
     <<<"$errout" && ok || bad "P=$p: no quantize progress line: $errout"
+  # the quantize stage's balance (balance.h): one line per rank, in rank
+  # order, the layers adding up to 28 and the predicted shares to 100%; the
+  # cost-balanced spread is no worse than the split by blocks
+  shares=$(sed -nE "s/^$utc quantize: rank ([0-9]+) encoded ([0-9]+) layers in [0-9.]+ s; predicted share ([0-9.]+)% \(its own blocks alone: ([0-9.]+)%\)\$/\1 \2 \3 \4/p" <<<"$errout")
+  awk -v p="$p" '{ if ($1 != NR - 1) bad = 1; n += $2; s += $3; b += $4 }
+    END { exit !(NR == p && !bad && n == 28 && s > 99.7 && s < 100.3 && b > 99.7 && b < 100.3) }' \
+    <<<"$shares" && ok || bad "P=$p: per-rank quantize lines: $shares"
+  spread=$(sed -nE "s/^$utc quantize: balance max\/mean: predicted ([0-9.]+) by cost \(([0-9.]+) by blocks\), measured [0-9.]+\$/\1 \2/p" <<<"$errout")
+  awk 'NR == 1 { good = NF == 2 && $1 >= 1 && $1 <= $2 } END { exit !(NR == 1 && good) }' \
+    <<<"$spread" && ok ||
+    bad "P=$p: balance line: '$spread'"
+  # rounds in step cannot beat the busiest rank: each >= its max/mean above
+  step=$(sed -nE "s/^$utc quantize: rounds in step \(each waits for its costliest layer\): predicted stage time ([0-9.]+) x the mean load by cost \(([0-9.]+) by blocks\)\$/\1 \2/p" <<<"$errout")
+  awk -v s="$spread" 'NR == 1 { split(s, m, " "); good = NF == 2 && $1 >= m[1] && $2 >= m[2] }
+    END { exit !(NR == 1 && good) }' <<<"$step" && ok || bad "P=$p: rounds-in-step line: '$step'"
   mv "$out_h5" "$tmp/p$p.h5"
   printf '%s\n' "$out" | grep -v '^time:' | sed "s|$out_h5||" >"$tmp/report$p.txt"
   config_ini "$tmp/p$p.h5" "$out_h5" >"$tmp/config$p.ini"
@@ -67,6 +84,16 @@ expect_rc 0 "job P=2, 2 threads"
 mv "$out_h5" "$tmp/threads.h5"
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
   "$tmp/threads.h5" --ignore config.ini && ok || bad "container with 2 threads per rank differs"
+
+# more ranks than blocks: the two ranks without a block encode layers that
+# their owners send them, and the container is still P = 1's
+run "$mpiexec" -n 6 "$mpi_bin" "$job" --set "output.path=$out_h5"
+expect_rc 0 "job P=6"
+mv "$out_h5" "$tmp/p6.h5"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
+  "$tmp/p6.h5" --ignore config.ini && ok || bad "container P=6 differs from P=1"
+helpers=$(grep -cE "quantize: rank [0-9]+ encoded [1-9][0-9]* layers in [0-9.]+ s; predicted share [0-9.]+% \(its own blocks alone: 0\.0%\)" <<<"$errout")
+[ "$helpers" -eq 2 ] && ok || bad "P=6: expected 2 block-less ranks encoding layers: $errout"
 
 # numpy-only reconstruction, signs, rel_error, unquantized tensors
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" \

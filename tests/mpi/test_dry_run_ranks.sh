@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_dry_run_ranks.sh — `mpirun -n P raana-mpi --dry-run` for P = 1..4:
 # the plan above the rank table is identical to P = 1, the split is
-# contiguous and balanced within one block, only rank 0 prints, and a
+# contiguous and balanced within one block, only rank 0 prints, the ranks
+# that will idle are named with the reason (no block: P = 6; fewer windows
+# than pipeline stages: P >= 3 with 2 windows, P = 2 with 1), and a
 # failure on one rank ends every rank with that rank's message.
 # Usage: test_dry_run_ranks.sh RAANA_MPI SOURCE_DIR MPIEXEC
 # (RAANA_TEST_RANKS, RAANA_TEST_COMMON, RAANA_TEST_REF: tests/cli/lib.sh)
@@ -36,13 +38,33 @@ for p in $test_ranks; do
   done <<<"$rows"
   [ "$next" -eq 4 ] && ok || bad "P=$p: blocks not all covered"
   [ $((max - min)) -le 1 ] && ok || bad "P=$p: split unbalanced ($min..$max)"
+  # the job's 2 windows keep at most 2 pipeline stages busy: from P = 3 on
+  # the dry run says which ranks wait
+  n_calib=$(grep -c '^idle ranks (calibration): ' <<<"$out")
+  [ "$n_calib" -eq $((p > 2)) ] && ok || bad "P=$p: $n_calib calibration idle lines: $out"
+  [ "$p" -le 2 ] || expect_out "idle ranks (calibration): $(seq -s ' ' 0 $((p - 1))) hold $p pipeline stages but get at most 2 calibration windows: at most 2 of the $p stages work at a time" "P=$p"
 done
 
 [ "$test_common" = 1 ] || { finish; exit; }
 
-# more ranks than blocks: works and names the idle ranks
+# more ranks than blocks: works and names the idle ranks, those whose row
+# in the rank table has no blocks ("-"), and the 4 stages the 2 windows
+# cannot keep busy (the ranks with blocks)
 run "$mpiexec" -n 6 "$bin" --dry-run "$job"
-expect_rc 0 "P=6"; expect_out "idle ranks (no decoder block): " "P=6"
+expect_rc 0 "P=6"
+rows=$(sed -n '/^ranks:/,$p' <<<"$out" | awk '$1 ~ /^[0-9]+$/')
+no_block=$(awk '$2 == "-" {printf " %s", $1}' <<<"$rows")
+with_block=$(awk '$2 != "-" {printf " %s", $1}' <<<"$rows")
+[ "$(wc -w <<<"$no_block")" -eq 2 ] && ok || bad "P=6: expected 2 ranks without a block: '$no_block'"
+expect_out "idle ranks (no decoder block):$no_block — 6 ranks for 4 blocks: they wait through load and calibrate and work only in the quantize stage" "P=6"
+expect_out "idle ranks (calibration):$with_block hold 4 pipeline stages but get at most 2 calibration windows" "P=6"
+[ "$(grep -c '^idle ranks' <<<"$out")" -eq 2 ] && ok || bad "P=6: expected two idle lines: $out"
+
+# one window for two stages: they cannot overlap, and the dry run says so
+run "$mpiexec" -n 2 "$bin" --dry-run "$job" --set calibration.n_samples=1
+expect_rc 0 "P=2, one window"
+expect_out "idle ranks (calibration): 0 1 hold 2 pipeline stages but get at most 1 calibration window: one stage works at a time (the stages cannot overlap), the others wait; [calibration] n_samples >= 2 keeps every stage busy" "P=2, one window"
+[ "$(grep -c '^idle ranks' <<<"$out")" -eq 1 ] && ok || bad "P=2, one window: expected one idle line"
 
 # one rank fails (its own bad config), the others end too, with its message
 cat >"$tmp/wrap.sh" <<WRAP

@@ -70,4 +70,11 @@ int raana_plan_seq_len(const raana_model_config *model, const raana_config *cfg)
 /* The plan as text. The part above the line "ranks: P" does not depend on P. */
 void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *model);
 
+/* One line per reason ranks will idle, naming them, why, and what would
+ * use them: ranks without a decoder block (more ranks than blocks), and
+ * pipeline stages that cannot overlap because there are fewer calibration
+ * windows (n_samples) than ranks holding blocks. Nothing when none idle. */
+void raana_plan_print_idle(FILE *out, const raana_plan *plan, const raana_model_config *model,
+                           const raana_config *cfg);
+
 #endif

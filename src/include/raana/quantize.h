@@ -1,5 +1,7 @@
-/* quantize.h — the "quantize" stage: each rank encodes its own layers with
+/* quantize.h — the "quantize" stage: the ranks encode the layers with
  * RaBitQ-H at their allocated widths (OpenMP threads inside a layer),
+ * spread over all ranks by predicted cost (balance.h; a layer of another
+ * rank's block arrives from that rank, one at a time),
  * reusing layers a killed run already finished (resume.h), and one
  * reduction gives every rank the per-layer summary the container and the
  * report need. The ranks go in rounds of one layer each, agreeing after
@@ -31,6 +33,8 @@ typedef struct {
     raana_qlayer **layers;        /* [n_layers]: this rank's quantized layers, NULL elsewhere */
     raana_layer_summary *summary; /* [n_layers]: identical on every rank, zero if not quantized */
     int reused, encoded;          /* layers taken from the resume directory / encoded now */
+    int *quantizer; /* [n_layers]: the rank that encoded layer i (-1: not quantized), identical
+                     * on every rank; that rank holds layers[i] and writes it */
 } raana_quantized;
 
 /* Threads per rank: cfg->threads, else OMP_NUM_THREADS, else 1. */

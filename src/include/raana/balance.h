@@ -1,0 +1,31 @@
+/* balance.h — the quantize stage's layers spread over the ranks by cost,
+ * not by count (docs/SCALING.md, "Quantize stage balance"). A cost model
+ * predicts one layer's encode time from its shape, its allocated bits and
+ * the encoder; a longest-processing-time-first (LPT) schedule assigns the
+ * layers to ranks. Pure functions of their arguments: every rank computes
+ * the same assignment without communicating. */
+#ifndef RAANA_BALANCE_H
+#define RAANA_BALANCE_H
+
+#include "raana/error.h"
+#include "raana/tricks.h" /* raana_encoder */
+
+/* Predicted seconds to quantize one d_out x d_in layer at `bits` (as
+ * AllocateBits gives them: integers, or a fraction below one) with one
+ * thread on the reference machine: tricks, rotation, the per-column code
+ * search, packing, and the dequantization that measures the error. Only
+ * ratios between layers matter for the balance. */
+double raana_quantize_cost(int d_in, int d_out, double bits, raana_encoder encoder);
+
+/* LPT: the items in order of decreasing cost (ties: lower index first),
+ * each onto the rank with the least load so far (ties: lower rank).
+ * cost[n] >= 0; items with cost < 0 are not assigned (rank_of -1).
+ * pinned: NULL, or [n] with a rank for items that must stay on that rank
+ * (placed first) and -1 for the others. Writes rank_of[n] and, when load
+ * is not NULL, load[n_ranks] (summed cost per rank). Its makespan is at
+ * most 4/3 - 1/(3 n_ranks) of the optimum when nothing is pinned. Fails
+ * only when out of memory or on a pinned rank outside [0, n_ranks). */
+raana_status raana_balance_lpt(const double *cost, const int *pinned, int n, int n_ranks,
+                               int *rank_of, double *load, raana_error *err);
+
+#endif

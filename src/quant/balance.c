@@ -1,0 +1,100 @@
+/* balance.c — the quantize stage's cost model and the LPT assignment of
+ * layers to ranks (see balance.h). */
+#include "raana/balance.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Nanoseconds per weight, one thread, fitted by bench/bench_quant_cost.c
+ * (bench/RESULTS.md, "Quantize cost model"; docs/SCALING.md):
+ *   every weight of the layer:  COST_BASE (tricks, rotation, normalizing,
+ *                               packing, and decoding for the error)
+ *   every coded weight, B >= 2: exact: COST_EXACT0 + COST_EXACT1 * M,
+ *                               fast:  COST_FAST
+ * where M = 2^(B-1) - 1 is the number of events per coordinate the exact
+ * search buckets and sweeps (rabitq.c, fill_buckets and sweep_marked), and
+ * the fast search is a fixed number (about 25) of O(D) passes over the
+ * column (rabitq.c, fast_code). At B = 1 (and below) nothing is searched. */
+#define COST_BASE   10.9
+#define COST_EXACT0 21.3
+#define COST_EXACT1 4.21
+#define COST_FAST   5.04
+
+static double encode_ns_per_weight(int code_bits, raana_encoder encoder)
+{
+    if (code_bits < 2)
+        return 0;
+    if (encoder == RAANA_ENCODER_FAST)
+        return COST_FAST;
+    double m = ldexp(1.0, code_bits - 1) - 1;
+    return COST_EXACT0 + COST_EXACT1 * m;
+}
+
+double raana_quantize_cost(int d_in, int d_out, double bits, raana_encoder encoder)
+{
+    if (d_in <= 0 || d_out <= 0 || !(bits > 0))
+        return 0;
+    int code_bits = bits < 1 ? 1 : (int)bits;
+    double n_kept = bits < 1 ? fmax(1, round(bits * d_in)) : d_in;
+    double per_col = d_in * COST_BASE + n_kept * encode_ns_per_weight(code_bits, encoder);
+    return 1e-9 * per_col * d_out;
+}
+
+typedef struct {
+    double cost;
+    int index;
+} item;
+
+static int by_cost_desc(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost > y->cost ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static int least_loaded(const double *load, int n_ranks)
+{
+    int best = 0;
+    for (int r = 1; r < n_ranks; r++)
+        if (load[r] < load[best])
+            best = r;
+    return best;
+}
+
+raana_status raana_balance_lpt(const double *cost, const int *pinned, int n, int n_ranks,
+                               int *rank_of, double *load, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    item *items = malloc((size_t)(n > 0 ? n : 1) * sizeof *items);
+    double *sum = calloc((size_t)(n_ranks > 0 ? n_ranks : 1), sizeof *sum);
+    int n_free = 0;
+    if (!items || !sum)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the balance of %d layers", n);
+    if (n_ranks < 1)
+        RAANA_CHECK(RAANA_INTERNAL(err, "balance over %d ranks", n_ranks));
+    for (int i = 0; i < n; i++) {
+        rank_of[i] = -1;
+        if (!(cost[i] >= 0))
+            continue;
+        int pin = pinned ? pinned[i] : -1;
+        if (pin >= n_ranks)
+            RAANA_CHECK(RAANA_INTERNAL(err, "item %d pinned to rank %d of %d", i, pin, n_ranks));
+        if (pin >= 0)
+            rank_of[i] = pin, sum[pin] += cost[i];
+        else
+            items[n_free++] = (item){cost[i], i};
+    }
+    qsort(items, (size_t)n_free, sizeof *items, by_cost_desc);
+    for (int k = 0; k < n_free; k++) {
+        int r = least_loaded(sum, n_ranks);
+        rank_of[items[k].index] = r;
+        sum[r] += items[k].cost;
+    }
+    for (int r = 0; load && r < n_ranks; r++)
+        load[r] = sum[r];
+cleanup:
+    free(items);
+    free(sum);
+    return st;
+}
