@@ -20,6 +20,20 @@
 cluster_pids=()
 cluster_cgroup_dirs=unused # the slurm cgroups that existed before we started
 
+# cluster_test_env: what every Slurm test script sets up first (source
+# tests/cli/lib.sh before this file): lib.sh's MPI test settings, with ranks
+# that yield while they wait (the daemons share the CPUs); $tmp, a temporary
+# directory munged accepts (mode 755: it refuses a socket below a directory
+# others cannot enter); and an EXIT trap that stops the cluster and removes
+# $tmp.
+cluster_test_env() {
+  mpi_test_env
+  export OMPI_MCA_mpi_yield_when_idle=1
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  trap 'cluster_stop; rm -rf "$tmp"' EXIT
+}
+
 cluster_real_cpus() { nproc; }
 cluster_real_mib() { awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo; }
 

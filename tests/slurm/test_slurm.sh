@@ -22,12 +22,8 @@ set -u
 mpi_bin=$1 plugin_dir=$2 src=$3 mpiexec=$4
 . "$src/tests/cli/lib.sh"
 . "$src/tests/slurm/cluster.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
+cluster_test_env # MPI settings, $tmp, the EXIT trap
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-chmod 755 "$tmp" # munged refuses a socket below a directory others cannot enter
-trap 'cluster_stop; rm -rf "$tmp"' EXIT
 job=$src/jobs/kjv-tiny.ini
 model=$src/tests/data/kjv-tiny
 same() { # same A B what
