@@ -10,9 +10,7 @@ set -euo pipefail
 build=$1
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/bench/lib.sh"
-mpi_test_env
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+bench_setup # MPI settings, $tmp
 /usr/bin/python3 "$src/bench/make_real_shape_checkpoint.py" "$tmp/model" 7b 2 >/dev/null
 bench_write_job "$tmp/job.ini" "encoder = fast"
 "$build/raana-mpi" "$tmp/job.ini" >"$tmp/out.txt" 2>"$tmp/log.txt"

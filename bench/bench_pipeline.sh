@@ -9,9 +9,7 @@ set -euo pipefail
 build=$1
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/bench/lib.sh"
-mpi_test_env
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+bench_setup # MPI settings, $tmp
 /usr/bin/python3 "$src/bench/make_synthetic_model.py" "$tmp/model" 1024 2816 4 16 >/dev/null
 bench_write_job "$tmp/job.ini"
 stage() { sed -n "s/.* $1 \([0-9.]*\) s.*/\1/p" <<<"$2"; }

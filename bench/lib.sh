@@ -4,6 +4,13 @@
 # one OpenBLAS thread per rank), and the job they run.
 . "$src/tests/cli/lib.sh"
 
+# bench_setup: the MPI settings, and $tmp, a directory removed on exit.
+bench_setup() {
+  mpi_test_env
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+}
+
 # bench_write_job FILE [LINE...]: a job on FILE's directory's model/ (the
 # checkpoint), 2 calibration windows of 256 tokens of the kjv-tiny text, 3
 # bits on average, written to out.h5 there; each LINE is added to [quantize]
