@@ -34,6 +34,20 @@ cluster_test_env() {
   trap 'cluster_stop; rm -rf "$tmp"' EXIT
 }
 
+# cluster_wait_gone JOBID MINUTES: until the job has left the queue
+# (finished); after MINUTES, one failure (lib.sh's bad) naming its state,
+# the job cancelled, and status 1.
+cluster_wait_gone() {
+  local i
+  for i in $(seq 1 $(($2 * 120))); do
+    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
+    sleep 0.5
+  done
+  bad "job $1 still queued after $2 minutes: $(squeue -h -j "$1" -o '%T %r')"
+  scancel "$1"
+  return 1
+}
+
 cluster_real_cpus() { nproc; }
 cluster_real_mib() { awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo; }
 

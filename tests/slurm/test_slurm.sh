@@ -65,16 +65,7 @@ sbatch_template() {
     --set "output.path=$out_h5" "$@"
 }
 # wait_gone JOBID: until the job has left the queue (finished).
-wait_gone() {
-  local i
-  for i in $(seq 1 1200); do
-    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
-    sleep 0.5
-  done
-  bad "job $1 still queued after 10 minutes: $(squeue -h -j "$1" -o '%T %r')"
-  scancel "$1"
-  return 1
-}
+wait_gone() { cluster_wait_gone "$1" 10; }
 # wait_lines JOBID FILE REGEX N: until FILE has N lines matching REGEX. A
 # requeued job leaves the queue for a moment, so wait_gone alone cannot
 # tell that its second start has run. Slurm holds a requeued job until the

@@ -28,15 +28,7 @@ analysis=${RAANA_ANALYSIS_DIR:-$src/analysis}
 attr() { # attr FILE.h5 GROUP NAME: a number, as %g
   HDF5_PLUGIN_PATH=$plugin_dir "$py" -c 'import h5py,sys; print("%g" % h5py.File(sys.argv[1])[sys.argv[2]].attrs[sys.argv[3]])' "$@"
 }
-wait_gone() {
-  local i
-  for i in $(seq 1 2400); do
-    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
-    sleep 0.5
-  done
-  bad "job $1 still queued after 20 minutes"
-  scancel "$1"
-}
+wait_gone() { cluster_wait_gone "$1" 20; }
 job_state() { scontrol show job "$1" | grep -oE 'JobState=[A-Z_]+' | sort -u | cut -d= -f2 | tr '\n' ' '; }
 
 # the reference: 2.5 bits, calibrated in its own run
