@@ -10,27 +10,10 @@
 set -euo pipefail
 build=$1
 src=$(cd "$(dirname "$0")/.." && pwd)
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OPENBLAS_NUM_THREADS=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$src/bench/lib.sh"
+bench_setup # MPI settings, $tmp
 /usr/bin/python3 "$src/bench/make_real_shape_checkpoint.py" "$tmp/model" 7b 2 >/dev/null
-cat >"$tmp/job.ini" <<INI
-[model]
-path = model
-[calibration]
-source = text
-text_file = $src/tests/data/kjv-tiny/calib.txt
-n_samples = 2
-seq_len = 256
-windows_in_flight = 2
-[quantize]
-avg_bits = 3
-encoder = fast
-[output]
-path = out.h5
-overwrite = true
-INI
+bench_write_job "$tmp/job.ini" "encoder = fast"
 "$build/raana-mpi" "$tmp/job.ini" >"$tmp/out.txt" 2>"$tmp/log.txt"
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
 params=$(sed -n 's/^model: .*(llama, \([0-9]*\) parameters.*/\1/p' "$tmp/log.txt")

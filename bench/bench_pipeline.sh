@@ -8,25 +8,10 @@
 set -euo pipefail
 build=$1
 src=$(cd "$(dirname "$0")/.." && pwd)
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$src/bench/lib.sh"
+bench_setup # MPI settings, $tmp
 /usr/bin/python3 "$src/bench/make_synthetic_model.py" "$tmp/model" 1024 2816 4 16 >/dev/null
-cat >"$tmp/job.ini" <<INI
-[model]
-path = model
-[calibration]
-source = text
-text_file = $src/tests/data/kjv-tiny/calib.txt
-n_samples = 2
-seq_len = 256
-[quantize]
-avg_bits = 3
-[output]
-path = out.h5
-overwrite = true
-INI
+bench_write_job "$tmp/job.ini"
 stage() { sed -n "s/.* $1 \([0-9.]*\) s.*/\1/p" <<<"$2"; }
 echo "| ranks | encoder | load s | calibrate s | quantize s | write s | container MiB | dd same bytes s | write / dd |"
 echo "|---|---|---|---|---|---|---|---|---|"

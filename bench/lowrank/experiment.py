@@ -46,20 +46,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "py"))
+from check_container import dequantize  # noqa: E402  (the numpy decoder)
 from llama_numpy import Llama, read_checkpoint, write_safetensors_f32  # noqa: E402
-
-
-def _container_reader():
-    """tests/py/check_container.py's numpy decoder (that script runs its
-    checks when imported, so its definitions are taken without the call)."""
-    path = os.path.join(SRC, "tests", "py", "check_container.py")
-    src = open(path).read().rsplit("\nmain()", 1)[0]
-    space = {"__name__": "check_container_defs", "__file__": path}
-    exec(compile(src, path, "exec"), space)
-    return space["dequantize"]
-
-
-dequantize = _container_reader()
 
 FIXTURE = os.path.join(SRC, "tests", "data", "kjv-tiny")
 JOB = os.path.join(SRC, "jobs", "kjv-tiny.ini")

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "raana/bytebuf.h"
+
 uint64_t raana_st_out_bytes(const raana_st_out_tensor *t)
 {
     uint64_t n = raana_dtype_size(t->dtype);
@@ -20,54 +22,28 @@ uint64_t raana_st_out_bytes(const raana_st_out_tensor *t)
 
 /* ---- header ---------------------------------------------------------------- */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int failed;
-} text_buf;
-
-static void put(text_buf *b, const char *s, size_t n)
+static void put_str(raana_bytebuf *b, const char *s)
 {
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->buf, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->buf = p, b->cap = cap;
-    }
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-}
-
-static void put_str(text_buf *b, const char *s)
-{
-    put(b, s, strlen(s));
+    raana_bytebuf_put(b, s, strlen(s));
 }
 
 /* s as a JSON string, quotes included. */
-static void put_json_string(text_buf *b, const char *s)
+static void put_json_string(raana_bytebuf *b, const char *s)
 {
-    put(b, "\"", 1);
+    raana_bytebuf_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
         if (*p == '"' || *p == '\\') {
             esc[0] = '\\', esc[1] = (char)*p;
-            put(b, esc, 2);
+            raana_bytebuf_put(b, esc, 2);
         } else if (*p < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", *p);
             put_str(b, esc);
         } else {
-            put(b, (const char *)p, 1);
+            raana_bytebuf_put(b, (const char *)p, 1);
         }
     }
-    put(b, "\"", 1);
+    raana_bytebuf_put(b, "\"", 1);
 }
 
 static int names_unique(const raana_st_out_tensor *t, size_t n, size_t *dup)
@@ -91,12 +67,12 @@ raana_status raana_st_make_header(const raana_st_out_tensor *t, size_t n, char *
             return RAANA_INTERNAL(err, "tensor %zu ('%s') cannot be written", i, t[i].name);
     if (!names_unique(t, n, &dup))
         return raana_fail(err, RAANA_ERR_INPUT, "tensor '%s' is there twice", t[dup].name);
-    text_buf b = {0};
+    raana_bytebuf b = {0};
     uint64_t offset = 0;
     char num[64];
     put_str(&b, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (size_t i = 0; i < n; i++) {
-        put(&b, ",", 1);
+        raana_bytebuf_put(&b, ",", 1);
         put_json_string(&b, t[i].name);
         put_str(&b, ":{\"dtype\":\"");
         put_str(&b, raana_dtype_name(t[i].dtype));
@@ -111,14 +87,14 @@ raana_status raana_st_make_header(const raana_st_out_tensor *t, size_t n, char *
         put_str(&b, num);
         offset = end;
     }
-    put(&b, "}", 1);
+    raana_bytebuf_put(&b, "}", 1);
     while (!b.failed && b.len % 8 != 0)
-        put(&b, " ", 1);
+        raana_bytebuf_put(&b, " ", 1);
     if (b.failed) {
-        free(b.buf);
+        free(b.data);
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a safetensors header");
     }
-    *json = b.buf;
+    *json = b.data;
     *len = b.len;
     return RAANA_OK;
 }

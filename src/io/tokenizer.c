@@ -300,13 +300,19 @@ static const cJSON *obj(const cJSON *o, const char *key)
     return cJSON_GetObjectItemCaseSensitive(o, key);
 }
 
+/* o's "type", or "?" when it has none (a normalizer's, a pre-tokenizer's). */
+static const char *type_name(const cJSON *o)
+{
+    const cJSON *type = obj(o, "type");
+    return cJSON_IsString(type) ? type->valuestring : "?";
+}
+
 static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, const char *label,
                                      raana_error *err)
 {
     if (!norm || cJSON_IsNull(norm))
         return RAANA_OK;
-    const cJSON *type = obj(norm, "type");
-    const char *name = cJSON_IsString(type) ? type->valuestring : "?";
+    const char *name = type_name(norm);
     if (strcmp(name, "Sequence") == 0) {
         for (const cJSON *it = obj(norm, "normalizers") ? obj(norm, "normalizers")->child : NULL;
              it; it = it->next) {
@@ -378,8 +384,7 @@ static void byte_level_tables(raana_tokenizer *t)
 static raana_status parse_one_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, int in_sequence,
                                             const char *label, raana_error *err)
 {
-    const cJSON *type = obj(pre, "type");
-    const char *name = cJSON_IsString(type) ? type->valuestring : "?";
+    const char *name = type_name(pre);
     if (strcmp(name, "Metaspace") == 0 && !in_sequence) {
         const cJSON *scheme = obj(pre, "prepend_scheme"), *add = obj(pre, "add_prefix_space");
         t->replace_space = 1;
@@ -423,8 +428,7 @@ static raana_status parse_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, co
 {
     if (!pre || cJSON_IsNull(pre))
         return RAANA_OK;
-    const cJSON *type = obj(pre, "type");
-    if (!(cJSON_IsString(type) && strcmp(type->valuestring, "Sequence") == 0))
+    if (strcmp(type_name(pre), "Sequence") != 0)
         return parse_one_pre_tokenizer(t, pre, 0, label, err);
     const cJSON *list = obj(pre, "pretokenizers");
     for (const cJSON *it = list ? list->child : NULL; it; it = it->next)

@@ -10,6 +10,7 @@
 
 #include "raana/attention.h"
 #include "raana/moe.h"
+#include "raana/swiglu.h"
 
 /* ---- loading ------------------------------------------------------------- */
 
@@ -147,34 +148,6 @@ void raana_llama_free(raana_llama *net)
 
 /* ---- building blocks --------------------------------------------------------- */
 
-/* y[T][out] = x[T][in] W^T (+ b) */
-static void linear(const float *x, int t, int d_in, int d_out, const float *w, const float *b,
-                   float *y)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, d_out, d_in, 1.0f, x, d_in, w, d_in,
-                0.0f, y, d_out);
-    if (b)
-        for (int i = 0; i < t; i++)
-            for (int j = 0; j < d_out; j++)
-                y[(size_t)i * d_out + j] += b[j];
-}
-
-/* dx[T][in] (+)= dy[T][out] W */
-static void linear_backward(const float *dy, int t, int d_in, int d_out, const float *w, float beta,
-                            float *dx)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d_in, d_out, 1.0f, dy, d_out, w, d_in,
-                beta, dx, d_in);
-}
-
-static double sum_sq(const float *x, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return s;
-}
-
 /* y = x / rms(x) * w per row; r[i] = 1 / rms(row i) */
 static void rmsnorm(const float *x, int t, int h, const float *w, double eps, float *r, float *y)
 {
@@ -221,11 +194,6 @@ static void rope(const raana_llama *net, float *x, int t, int n_heads, float sig
                 v[i + half] = b * c + a * s;
             }
         }
-}
-
-static float silu(float g)
-{
-    return g / (1.0f + expf(-g));
 }
 
 /* A sparse block's slots from the router on (model.h). */
@@ -365,40 +333,43 @@ static void attention_forward(const raana_llama *net, const raana_block_weights 
     size_t T = (size_t)t;
     memcpy(bt->x_in, x, T * h * 4);
     rmsnorm(x, t, h, bw->attn_norm, c->rms_norm_eps, bt->r1, bt->h1);
-    linear(bt->h1, t, h, q, bw->w[RAANA_LINEAR_Q], bw->b[RAANA_LINEAR_Q], bt->q);
-    linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_K], bw->b[RAANA_LINEAR_K], bt->k);
-    linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_V], bw->b[RAANA_LINEAR_V], bt->v);
-    double h1_sq = sum_sq(bt->h1, T * h);
-    st[RAANA_LINEAR_Q] = (raana_linear_stats){h1_sq, sum_sq(bt->q, T * q), 0, t};
-    st[RAANA_LINEAR_K] = (raana_linear_stats){h1_sq, sum_sq(bt->k, T * kv), 0, t};
-    st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, sum_sq(bt->v, T * kv), 0, t};
+    raana_nn_linear(bt->h1, t, h, q, bw->w[RAANA_LINEAR_Q], bw->b[RAANA_LINEAR_Q], bt->q);
+    raana_nn_linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_K], bw->b[RAANA_LINEAR_K], bt->k);
+    raana_nn_linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_V], bw->b[RAANA_LINEAR_V], bt->v);
+    double h1_sq = raana_nn_sum_sq(bt->h1, T * h);
+    st[RAANA_LINEAR_Q] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(bt->q, T * q), 0, t};
+    st[RAANA_LINEAR_K] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(bt->k, T * kv), 0, t};
+    st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(bt->v, T * kv), 0, t};
     if (c->qk_norm)
         qk_norm_forward(net, bw, bt, t);
     rope(net, bt->q, t, c->num_heads, 1.0f);
     rope(net, bt->k, t, c->num_kv_heads, 1.0f);
     raana_attention_shape as = attention_shape(net, t);
     raana_attention_forward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, work);
-    linear(bt->ctx, t, q, h, bw->w[RAANA_LINEAR_O], bw->b[RAANA_LINEAR_O], tmp);
-    st[RAANA_LINEAR_O] = (raana_linear_stats){sum_sq(bt->ctx, T * q), sum_sq(tmp, T * h), 0, t};
+    raana_nn_linear(bt->ctx, t, q, h, bw->w[RAANA_LINEAR_O], bw->b[RAANA_LINEAR_O], tmp);
+    st[RAANA_LINEAR_O] =
+        (raana_linear_stats){raana_nn_sum_sq(bt->ctx, T * q), raana_nn_sum_sq(tmp, T * h), 0, t};
     for (size_t i = 0; i < T * h; i++)
         x[i] += tmp[i];
+}
+
+/* The dense MLP's SwiGLU (swiglu.h) of block weights bw. */
+static raana_swiglu dense_mlp(const raana_llama *net, const raana_block_weights *bw)
+{
+    enum { G = RAANA_LINEAR_GATE, U = RAANA_LINEAR_UP, D = RAANA_LINEAR_DOWN };
+    return (raana_swiglu){net->cfg.hidden_size,
+                          net->cfg.intermediate_size,
+                          {bw->w[G], bw->w[U], bw->w[D]},
+                          {bw->b[G], bw->b[U], bw->b[D]},
+                          RAANA_SILU_QUOTIENT};
 }
 
 static void dense_mlp_forward(const raana_llama *net, const raana_block_weights *bw, int t,
                               block_trace *bt, raana_linear_stats *st, float *tmp)
 {
-    const raana_model_config *c = &net->cfg;
-    int h = c->hidden_size, in = c->intermediate_size;
-    size_t T = (size_t)t;
-    linear(bt->h2, t, h, in, bw->w[RAANA_LINEAR_GATE], bw->b[RAANA_LINEAR_GATE], bt->g);
-    linear(bt->h2, t, h, in, bw->w[RAANA_LINEAR_UP], bw->b[RAANA_LINEAR_UP], bt->u);
-    double h2_sq = sum_sq(bt->h2, T * h);
-    st[RAANA_LINEAR_GATE] = (raana_linear_stats){h2_sq, sum_sq(bt->g, T * in), 0, t};
-    st[RAANA_LINEAR_UP] = (raana_linear_stats){h2_sq, sum_sq(bt->u, T * in), 0, t};
-    for (size_t i = 0; i < T * in; i++)
-        bt->a[i] = silu(bt->g[i]) * bt->u[i];
-    linear(bt->a, t, in, h, bw->w[RAANA_LINEAR_DOWN], bw->b[RAANA_LINEAR_DOWN], tmp);
-    st[RAANA_LINEAR_DOWN] = (raana_linear_stats){sum_sq(bt->a, T * in), sum_sq(tmp, T * h), 0, t};
+    raana_swiglu mlp = dense_mlp(net, bw);
+    raana_swiglu_trace tr = {bt->g, bt->u, bt->a};
+    raana_swiglu_forward(&mlp, bt->h2, t, &tr, tmp, st + RAANA_LINEAR_GATE);
 }
 
 static raana_status block_forward(const raana_llama *net, const raana_block_weights *bw, float *x,
@@ -468,7 +439,7 @@ raana_status raana_llama_head(const raana_llama *net, const float *hidden, const
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d x %d logits", t, v);
     }
     rmsnorm(hidden, t, h, net->final_norm, c->rms_norm_eps, r, hn);
-    linear(hn, t, h, v, net->lm_head, NULL, logits);
+    raana_nn_linear(hn, t, h, v, net->lm_head, NULL, logits);
     double total = 0;
     int n_pred = t - 1;
     for (int p = 0; p < n_pred; p++) {
@@ -513,7 +484,7 @@ raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d x %d activations", t, h);
     }
     rmsnorm(hidden, t, h, net->final_norm, c->rms_norm_eps, r, hn);
-    linear(hn, t, h, c->vocab_size, net->lm_head, NULL, logits);
+    raana_nn_linear(hn, t, h, c->vocab_size, net->lm_head, NULL, logits);
     free(r), free(hn);
     return RAANA_OK;
 }
@@ -550,20 +521,10 @@ static void dense_mlp_backward(const raana_llama *net, const raana_block_weights
                                const block_trace *bt, int t, const float *dx,
                                raana_linear_stats *st, backward_scratch *s)
 {
-    const raana_model_config *c = &net->cfg;
-    int h = c->hidden_size, in = c->intermediate_size;
-    size_t T = (size_t)t;
-    st[RAANA_LINEAR_DOWN].dy_sq += sum_sq(dx, T * h);
-    linear_backward(dx, t, in, h, bw->w[RAANA_LINEAR_DOWN], 0.0f, s->da);
-    for (size_t i = 0; i < T * in; i++) {
-        float g = bt->g[i], sg = 1.0f / (1.0f + expf(-g));
-        s->dg[i] = s->da[i] * bt->u[i] * sg * (1.0f + g * (1.0f - sg));
-        s->du[i] = s->da[i] * g * sg;
-    }
-    st[RAANA_LINEAR_GATE].dy_sq += sum_sq(s->dg, T * in);
-    st[RAANA_LINEAR_UP].dy_sq += sum_sq(s->du, T * in);
-    linear_backward(s->dg, t, h, in, bw->w[RAANA_LINEAR_GATE], 0.0f, s->dh);
-    linear_backward(s->du, t, h, in, bw->w[RAANA_LINEAR_UP], 1.0f, s->dh);
+    raana_swiglu mlp = dense_mlp(net, bw);
+    raana_swiglu_trace tr = {bt->g, bt->u, bt->a};
+    raana_swiglu_scratch sc = {s->da, s->dg, s->du};
+    raana_swiglu_backward(&mlp, &tr, t, dx, &sc, s->dh, st + RAANA_LINEAR_GATE);
 }
 
 /* dq and dk (w.r.t. the normalized q and k) back through q_norm/k_norm:
@@ -589,8 +550,8 @@ static void attention_backward(const raana_llama *net, const raana_block_weights
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim;
     size_t T = (size_t)t;
-    st[RAANA_LINEAR_O].dy_sq += sum_sq(dx, T * h); /* dY_o = dx */
-    linear_backward(dx, t, q, h, bw->w[RAANA_LINEAR_O], 0.0f, s->dctx);
+    st[RAANA_LINEAR_O].dy_sq += raana_nn_sum_sq(dx, T * h); /* dY_o = dx */
+    raana_nn_linear_backward(dx, t, q, h, bw->w[RAANA_LINEAR_O], 0.0f, s->dctx);
     raana_attention_shape as = attention_shape(net, t);
     raana_attention_backward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, s->dctx, s->dq, s->dk,
                              s->dv, s->work);
@@ -601,12 +562,12 @@ static void attention_backward(const raana_llama *net, const raana_block_weights
         qk_norm_backward(net, bw, bt, t, s);
         dq = s->dq_pre, dk = s->dk_pre;
     }
-    st[RAANA_LINEAR_Q].dy_sq += sum_sq(dq, T * q);
-    st[RAANA_LINEAR_K].dy_sq += sum_sq(dk, T * kv);
-    st[RAANA_LINEAR_V].dy_sq += sum_sq(s->dv, T * kv);
-    linear_backward(dq, t, h, q, bw->w[RAANA_LINEAR_Q], 0.0f, s->dh);
-    linear_backward(dk, t, h, kv, bw->w[RAANA_LINEAR_K], 1.0f, s->dh);
-    linear_backward(s->dv, t, h, kv, bw->w[RAANA_LINEAR_V], 1.0f, s->dh);
+    st[RAANA_LINEAR_Q].dy_sq += raana_nn_sum_sq(dq, T * q);
+    st[RAANA_LINEAR_K].dy_sq += raana_nn_sum_sq(dk, T * kv);
+    st[RAANA_LINEAR_V].dy_sq += raana_nn_sum_sq(s->dv, T * kv);
+    raana_nn_linear_backward(dq, t, h, q, bw->w[RAANA_LINEAR_Q], 0.0f, s->dh);
+    raana_nn_linear_backward(dk, t, h, kv, bw->w[RAANA_LINEAR_K], 1.0f, s->dh);
+    raana_nn_linear_backward(s->dv, t, h, kv, bw->w[RAANA_LINEAR_V], 1.0f, s->dh);
     rmsnorm_backward(bt->x_in, bt->r1, t, h, bw->attn_norm, s->dh, dx);
 }
 

@@ -2,10 +2,12 @@
  * top-k routing, and the activation-gradient backward (see moe.h). */
 #include "raana/moe.h"
 
-#include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "raana/swiglu.h"
 
 /* ---- loading ------------------------------------------------------------- */
 
@@ -74,28 +76,6 @@ void raana_moe_free(raana_moe_weights *w)
 }
 
 /* ---- building blocks ----------------------------------------------------- */
-
-static void mat_xwt(const float *x, int t, int d_in, int d_out, const float *w, float *y)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, d_out, d_in, 1.0f, x, d_in, w, d_in,
-                0.0f, y, d_out);
-}
-
-/* dx[T][in] (beta: 0 overwrite, 1 add) dy[T][out] W */
-static void mat_dyw(const float *dy, int t, int d_in, int d_out, const float *w, float beta,
-                    float *dx)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d_in, d_out, 1.0f, dy, d_out, w, d_in,
-                beta, dx, d_in);
-}
-
-static double sq(const float *x, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return s;
-}
 
 static float sigmoidf(float x)
 {
@@ -191,24 +171,24 @@ static raana_status expert_alloc(expert_trace *x, int n, int inter, int hidden, 
     return RAANA_OK;
 }
 
+/* Expert weights w (gate, up, down) as a SwiGLU (swiglu.h). */
+static raana_swiglu expert_mlp(const float *const w[3], int inter, int hidden)
+{
+    return (raana_swiglu){
+        hidden, inter, {w[0], w[1], w[2]}, {NULL, NULL, NULL}, RAANA_SILU_PRODUCT};
+}
+
 /* One SwiGLU expert over the rows of x (already gathered into xr). */
 static void expert_forward(const float *const w[3], expert_trace *x, const float *xr, int inter,
                            int hidden, raana_linear_stats *ls)
 {
-    size_t n = (size_t)x->n;
-    if (n == 0) { /* an expert no token was routed to */
+    if (x->n == 0) { /* an expert no token was routed to */
         ls[0] = ls[1] = ls[2] = (raana_linear_stats){0, 0, 0, 0};
         return;
     }
-    mat_xwt(xr, x->n, hidden, inter, w[0], x->g);
-    mat_xwt(xr, x->n, hidden, inter, w[1], x->u);
-    for (size_t i = 0; i < n * inter; i++)
-        x->a[i] = x->g[i] * sigmoidf(x->g[i]) * x->u[i];
-    mat_xwt(x->a, x->n, inter, hidden, w[2], x->y);
-    double x_sq = sq(xr, n * hidden);
-    ls[0] = (raana_linear_stats){x_sq, sq(x->g, n * inter), 0, (double)n};
-    ls[1] = (raana_linear_stats){x_sq, sq(x->u, n * inter), 0, (double)n};
-    ls[2] = (raana_linear_stats){sq(x->a, n * inter), sq(x->y, n * hidden), 0, (double)n};
+    raana_swiglu mlp = expert_mlp(w, inter, hidden);
+    raana_swiglu_trace tr = {x->g, x->u, x->a};
+    raana_swiglu_forward(&mlp, xr, x->n, &tr, x->y, ls);
 }
 
 /* Routes every token and fills each expert's row lists. */
@@ -221,8 +201,9 @@ static raana_status route(const raana_moe_weights *w, raana_moe_trace *tr, const
     int *count = calloc((size_t)E, sizeof *count);
     if (!logits || !count)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the router of %d tokens", t);
-    mat_xwt(h, t, hidden, E, w->router, logits);
-    ls[0] = (raana_linear_stats){sq(h, (size_t)t * hidden), sq(logits, (size_t)t * E), 0, t};
+    raana_nn_linear(h, t, hidden, E, w->router, NULL, logits);
+    ls[0] = (raana_linear_stats){raana_nn_sum_sq(h, (size_t)t * hidden),
+                                 raana_nn_sum_sq(logits, (size_t)t * E), 0, t};
     for (int i = 0; i < t; i++) {
         route_token(w, logits + (size_t)i * E, tr->p + (size_t)i * E, tr->sel + (size_t)i * k,
                     tr->wsel + (size_t)i * k);
@@ -275,7 +256,7 @@ static raana_status shared_forward(const raana_moe_weights *w, raana_moe_trace *
         for (int d = 0; d < hidden; d++)
             out[(size_t)i * hidden + d] += s * x->y[(size_t)i * hidden + d];
     }
-    ls[3] = (raana_linear_stats){sq(h, (size_t)t * hidden), logit_sq, 0, t};
+    ls[3] = (raana_linear_stats){raana_nn_sum_sq(h, (size_t)t * hidden), logit_sq, 0, t};
     return RAANA_OK;
 }
 
@@ -354,17 +335,10 @@ static void expert_backward(const float *const w[3], const expert_trace *x, int 
         if (dw)
             dw[(size_t)x->idx[r] * k + x->choice[r]] = (float)dot;
     }
-    ls[2].dy_sq += sq(s->dy, n * hidden);
-    mat_dyw(s->dy, x->n, inter, hidden, w[2], 0.0f, s->da);
-    for (size_t i = 0; i < n * inter; i++) {
-        float g = x->g[i], sg = sigmoidf(g);
-        s->dg[i] = s->da[i] * x->u[i] * sg * (1.0f + g * (1.0f - sg));
-        s->du[i] = s->da[i] * g * sg;
-    }
-    ls[0].dy_sq += sq(s->dg, n * inter);
-    ls[1].dy_sq += sq(s->du, n * inter);
-    mat_dyw(s->dg, x->n, hidden, inter, w[0], 0.0f, s->dx);
-    mat_dyw(s->du, x->n, hidden, inter, w[1], 1.0f, s->dx);
+    raana_swiglu mlp = expert_mlp(w, inter, hidden);
+    raana_swiglu_trace tr = {x->g, x->u, x->a};
+    raana_swiglu_scratch sc = {s->da, s->dg, s->du};
+    raana_swiglu_backward(&mlp, &tr, x->n, s->dy, &sc, s->dx, ls);
     for (int r = 0; r < x->n; r++)
         for (int d = 0; d < hidden; d++)
             dh[(size_t)x->idx[r] * hidden + d] += s->dx[(size_t)r * hidden + d];
@@ -452,8 +426,8 @@ raana_status raana_moe_backward(const raana_moe_weights *w, const raana_moe_trac
         router_token_backward(w, tr->p + (size_t)i * E, tr->sel + (size_t)i * k,
                               tr->wsel + (size_t)i * k, dw + (size_t)i * k, dp,
                               dlogits + (size_t)i * E);
-    ls[0].dy_sq += sq(dlogits, (size_t)t * E);
-    mat_dyw(dlogits, t, hidden, E, w->router, 1.0f, dh);
+    ls[0].dy_sq += raana_nn_sum_sq(dlogits, (size_t)t * E);
+    raana_nn_linear_backward(dlogits, t, hidden, E, w->router, 1.0f, dh);
     if (w->shared_inter > 0)
         shared_backward(w, tr, h, hidden, dout, dh, &s, ls + 1 + 3 * E);
 cleanup:

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "raana/bytebuf.h"
 #include "raana/fault.h"
 #include "raana/joblog.h"
 
@@ -22,32 +23,7 @@
 #define LAYER_MAGIC   "RAANAQLY"
 #define RESUME_FORMAT 1u
 
-/* ---- a growable byte buffer and a bounded reader ----------------------------- */
-
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-    int failed;
-} byte_buf;
-
-static void buf_put(byte_buf *b, const void *p, size_t n)
-{
-    if (b->failed || n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d) {
-            b->failed = 1;
-            return;
-        }
-        b->data = d, b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-}
+/* ---- a bounded reader (the buffer: bytebuf.h) ----------------------------- */
 
 typedef struct {
     const uint8_t *p;
@@ -67,7 +43,7 @@ static void read_bytes(byte_reader *r, void *out, size_t n)
     r->p += n, r->left -= n;
 }
 
-#define PUT(b, v)  buf_put((b), &(v), sizeof(v))
+#define PUT(b, v)  raana_bytebuf_put((b), &(v), sizeof(v))
 #define TAKE(r, v) read_bytes((r), &(v), sizeof(v))
 
 /* ---- files relative to a directory handle, never through a link ------------ */
@@ -142,7 +118,7 @@ static raana_status write_at(int dfd, const char *name, const char *shown, const
 }
 
 /* Appends the checksum and writes atomically. */
-static raana_status buf_commit(byte_buf *b, int dfd, const char *name, const char *shown,
+static raana_status buf_commit(raana_bytebuf *b, int dfd, const char *name, const char *shown,
                                raana_error *err)
 {
     uint64_t sum = XXH3_64bits(b->data, b->len);
@@ -182,10 +158,10 @@ static int open_checked(int dfd, const char *name, const char *magic, uint64_t f
     return 1;
 }
 
-static void put_header(byte_buf *b, const char *magic, uint64_t fingerprint)
+static void put_header(raana_bytebuf *b, const char *magic, uint64_t fingerprint)
 {
     uint32_t version = RESUME_FORMAT;
-    buf_put(b, magic, 8);
+    raana_bytebuf_put(b, magic, 8);
     PUT(b, version);
     PUT(b, fingerprint);
 }
@@ -256,12 +232,12 @@ static int manifest_read(int dfd, name_list *l)
 static raana_status manifest_write(const raana_resume *r, const name_list *l, raana_error *err)
 {
     char shown[4400];
-    byte_buf b = {0};
+    raana_bytebuf b = {0};
     snprintf(shown, sizeof shown, "%s/%s", r->dir, RAANA_RESUME_MANIFEST);
-    buf_put(&b, MANIFEST_HEADER "\n", strlen(MANIFEST_HEADER) + 1);
+    raana_bytebuf_put(&b, MANIFEST_HEADER "\n", strlen(MANIFEST_HEADER) + 1);
     for (int i = 0; i < l->n; i++) {
-        buf_put(&b, l->names[i], strlen(l->names[i]));
-        buf_put(&b, "\n", 1);
+        raana_bytebuf_put(&b, l->names[i], strlen(l->names[i]));
+        raana_bytebuf_put(&b, "\n", 1);
     }
     raana_status st = b.failed
                           ? raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", shown)
@@ -636,7 +612,7 @@ raana_status raana_resume_save_calibration(const raana_resume *r, uint64_t finge
                                            double loss, raana_error *err)
 {
     char path[4400];
-    byte_buf b = {0};
+    raana_bytebuf b = {0};
     snprintf(path, sizeof path, "%s/%s", r->dir, CALIBRATION_FILE);
     if (!r->opened)
         return RAANA_INTERNAL(err, "%s: the resume directory is not open", path);
@@ -644,7 +620,7 @@ raana_status raana_resume_save_calibration(const raana_resume *r, uint64_t finge
     int32_t n = n_layers;
     PUT(&b, n);
     PUT(&b, loss);
-    buf_put(&b, stats, (size_t)n_layers * sizeof *stats);
+    raana_bytebuf_put(&b, stats, (size_t)n_layers * sizeof *stats);
     return buf_commit(&b, r->dir_fd, CALIBRATION_FILE, path, err);
 }
 
@@ -682,7 +658,7 @@ raana_status raana_resume_save_layer(const raana_resume *r, const char *name, ui
                                      const raana_qlayer *q, double rel_error, raana_error *err)
 {
     char file[NAME_MAX + 16], path[4400];
-    byte_buf b = {0};
+    raana_bytebuf b = {0};
     layer_file(r, name, file, sizeof file, path, sizeof path);
     if (!r->opened || strchr(name, '/'))
         return RAANA_INTERNAL(err, "%s: not a file of the resume directory", path);
@@ -691,7 +667,7 @@ raana_status raana_resume_save_layer(const raana_resume *r, const char *name, ui
                        q->n_kept, q->m_a,   q->m_b,       q->n_held};
     uint64_t packed_bytes = q->packed_bytes;
     uint8_t has_mu = q->mu != NULL, has_rs = q->row_scale != NULL;
-    buf_put(&b, ints, sizeof ints);
+    raana_bytebuf_put(&b, ints, sizeof ints);
     PUT(&b, q->bits);
     PUT(&b, q->key);
     PUT(&b, packed_bytes);
@@ -701,13 +677,13 @@ raana_status raana_resume_save_layer(const raana_resume *r, const char *name, ui
     PUT(&b, has_rs);
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
     if (has_mu)
-        buf_put(&b, q->mu, d_in * sizeof *q->mu);
+        raana_bytebuf_put(&b, q->mu, d_in * sizeof *q->mu);
     if (has_rs)
-        buf_put(&b, q->row_scale, d_in * sizeof *q->row_scale);
-    buf_put(&b, q->held_cols, held * sizeof *q->held_cols);
-    buf_put(&b, q->held_values, held * d_in * sizeof *q->held_values);
-    buf_put(&b, q->packed, d_out * q->packed_bytes);
-    buf_put(&b, q->rescale, d_out * sizeof *q->rescale);
+        raana_bytebuf_put(&b, q->row_scale, d_in * sizeof *q->row_scale);
+    raana_bytebuf_put(&b, q->held_cols, held * sizeof *q->held_cols);
+    raana_bytebuf_put(&b, q->held_values, held * d_in * sizeof *q->held_values);
+    raana_bytebuf_put(&b, q->packed, d_out * q->packed_bytes);
+    raana_bytebuf_put(&b, q->rescale, d_out * sizeof *q->rescale);
     return buf_commit(&b, r->layers_fd, file, path, err);
 }
 

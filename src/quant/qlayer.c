@@ -10,6 +10,7 @@
 
 #include "raana/bitpack.h"
 #include "raana/rabitq.h"
+#include "raana/trick_terms.h"
 
 /* Below one bit: how many rotated coordinates each region keeps (qlayer.h). */
 static void sub_bit_layout(int d, int k, double bits, int *m_a, int *m_b)
@@ -69,108 +70,47 @@ void raana_qlayer_free(raana_qlayer *q)
 
 /* ---- tricks ------------------------------------------------------------------ */
 
-static void centralize(raana_qlayer *q, float *w)
-{
-    int d_in = q->d_in, d_out = q->d_out;
-    double *sum = calloc((size_t)d_in, sizeof *sum);
-    for (int j = 0; j < d_out; j++)
-        for (int i = 0; i < d_in; i++)
-            sum[i] += w[(size_t)j * d_in + i];
-    for (int i = 0; i < d_in; i++)
-        q->mu[i] = (float)(sum[i] / d_out);
-    for (int j = 0; j < d_out; j++)
-        for (int i = 0; i < d_in; i++)
-            w[(size_t)j * d_in + i] -= q->mu[i];
-    free(sum);
-}
-
-/* norm_row: each input channel i (a row of W) scaled to unit RMS; the
- * scale moves to the activations, X W = (X diag(s)) (diag(1/s) W). */
-static void normalize_rows(raana_qlayer *q, float *w)
-{
-    int d_in = q->d_in, d_out = q->d_out;
-    double *ss = calloc((size_t)d_in, sizeof *ss);
-    for (int j = 0; j < d_out; j++)
-        for (int i = 0; i < d_in; i++) {
-            double v = w[(size_t)j * d_in + i];
-            ss[i] += v * v;
-        }
-    for (int i = 0; i < d_in; i++) {
-        double s = sqrt(ss[i] / d_out);
-        q->row_scale[i] = s > 0 ? (float)s : 1.0f;
-    }
-    for (int j = 0; j < d_out; j++)
-        for (int i = 0; i < d_in; i++)
-            w[(size_t)j * d_in + i] /= q->row_scale[i];
-    free(ss);
-}
-
-typedef struct {
-    double norm;
-    int col;
-} col_norm;
-
-static int by_norm_desc(const void *a, const void *b)
-{
-    const col_norm *x = a, *y = b;
-    if (x->norm != y->norm)
-        return x->norm < y->norm ? 1 : -1;
-    return x->col - y->col;
-}
-
-static int int_asc(const void *a, const void *b)
-{
-    return *(const int32_t *)a - *(const int32_t *)b;
-}
-
 /* norm_col: the floor(rate * d_out) columns of largest norm (after the
  * other tricks) are kept exactly, as given in `weight`, and zeroed in w
  * before quantization. */
 static raana_status hold_out_columns(raana_qlayer *q, const float *weight, float *w, double rate,
                                      raana_error *err)
 {
-    raana_status st = RAANA_OK;
-    int d_in = q->d_in, d_out = q->d_out, n = (int)floor(rate * d_out);
+    int d_in = q->d_in, n = (int)floor(rate * q->d_out);
     if (n <= 0)
         return RAANA_OK;
-    col_norm *norms = malloc((size_t)d_out * sizeof *norms);
     q->held_cols = malloc((size_t)n * sizeof *q->held_cols);
     q->held_values = malloc((size_t)n * (size_t)d_in * sizeof *q->held_values);
-    if (!norms || !q->held_cols || !q->held_values)
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory holding out %d columns", n);
-    for (int j = 0; j < d_out; j++) {
-        double s = 0;
-        for (int i = 0; i < d_in; i++) {
-            double v = (double)w[(size_t)j * d_in + i] * (q->row_scale ? q->row_scale[i] : 1.0f);
-            s += v * v;
-        }
-        norms[j] = (col_norm){s, j};
-    }
-    qsort(norms, (size_t)d_out, sizeof *norms, by_norm_desc);
-    for (int h = 0; h < n; h++)
-        q->held_cols[h] = norms[h].col;
-    qsort(q->held_cols, (size_t)n, sizeof *q->held_cols, int_asc);
+    if (!q->held_cols || !q->held_values)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory holding out %d columns", n);
+    raana_trick_terms t = {d_in, q->d_out, q->mu, q->row_scale};
+    RAANA_CALL(raana_trick_largest_columns(&t, weight, n, q->held_cols, err));
     for (int h = 0; h < n; h++) {
         size_t at = (size_t)q->held_cols[h] * d_in;
         memcpy(q->held_values + (size_t)h * d_in, weight + at, (size_t)d_in * sizeof *weight);
         memset(w + at, 0, (size_t)d_in * sizeof *w);
     }
     q->n_held = n;
-cleanup:
-    free(norms);
-    return st;
+    return RAANA_OK;
 }
 
 /* w = weight after the tricks in q->tricks (fills q's trick terms; q->mu and
- * q->row_scale must be allocated when their trick is on). */
+ * q->row_scale must be allocated when their trick is on). The centralize
+ * means and norm_row scales: the mean of each input channel is subtracted;
+ * each channel i (a row of W) is then scaled to unit RMS, the scale moving to
+ * the activations, X W = (X diag(s)) (diag(1/s) W). */
 static raana_status apply_tricks(raana_qlayer *q, const float *weight, float *w, double rate,
                                  raana_error *err)
 {
-    memcpy(w, weight, (size_t)q->d_in * q->d_out * sizeof *w);
+    int d_in = q->d_in, d_out = q->d_out;
     if (q->mu)
-        centralize(q, w);
+        RAANA_CALL(raana_trick_means(weight, d_in, d_out, q->mu, err));
     if (q->row_scale)
-        normalize_rows(q, w);
+        RAANA_CALL(raana_trick_row_scales(weight, d_in, d_out, q->mu, q->row_scale, err));
+    raana_trick_terms t = {d_in, d_out, q->mu, q->row_scale};
+    for (int j = 0; j < d_out; j++)
+        for (int i = 0; i < d_in; i++)
+            w[(size_t)j * d_in + i] = raana_tricked(&t, weight[(size_t)j * d_in + i], i);
     if (q->tricks & RAANA_TRICK_NORM_COL)
         return hold_out_columns(q, weight, w, rate, err);
     return RAANA_OK;

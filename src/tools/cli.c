@@ -50,7 +50,7 @@ static raana_status option_error(const raana_cli_spec *spec, char **argv, int c,
     typed_option(spec, argv, optopt, typed, sizeof typed);
     int i = option_index(spec, optopt);
     if (c == ':')
-        return raana_fail(err, RAANA_ERR_USAGE, "option '%s' needs a value", typed);
+        return raana_fail(err, RAANA_ERR_USAGE, "option '%s' needs a value (see --help)", typed);
     if (i >= 0 && !spec->options[i].value)
         return raana_fail(err, RAANA_ERR_USAGE, "option '%s' takes no value", typed);
     return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", typed);

@@ -39,14 +39,16 @@ typedef struct {
 
 /* Called once per option in command-line order: index into spec->options,
  * value NULL for a flag. Returns RAANA_OK or a usage error naming the
- * option ("--seq-len abc: expected ..."). */
+ * option ("--seq-len abc: expected ..."). While it runs, getopt's optind
+ * indexes the word after the option and its value (raana-inspect's legacy
+ * `--dequantize LAYER OUT.f32` reads it). */
 typedef raana_status (*raana_cli_handler)(void *ctx, int index, const char *value,
                                           raana_error *err);
 
 /* Parses argv with getopt_long (argv is permuted: operands end up last).
  * *first_operand: index in argv of the first operand. Errors (RAANA_ERR_USAGE):
  *   unknown option '--x' (see --help)
- *   option '--x' needs a value
+ *   option '--x' needs a value (see --help)
  *   option '--x' takes no value */
 raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
                              raana_cli_handler on_option, void *ctx, int *first_operand,

@@ -209,39 +209,52 @@ static int listed(const cJSON *files, const char *name)
     return 0;
 }
 
+/* One entry `name` of dir, a previous export: ".", "..", the manifest or a
+ * regular file the manifest (files; NULL if it is absent, absent = 1, or
+ * unreadable, manifest_err) lists. */
+static raana_status check_entry(int dfd, const char *dir, const char *name, const cJSON *files,
+                                int absent, const raana_error *manifest_err, raana_error *err)
+{
+    struct stat sb;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return RAANA_OK;
+    if (!files && absent)
+        return raana_fail(err, RAANA_ERR_IO,
+                          "%s exists and is not a raana-export output (no %s); not replacing it",
+                          dir, MANIFEST);
+    if (!files) {
+        *err = *manifest_err;
+        return err->status;
+    }
+    if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+        (strcmp(name, MANIFEST) != 0 && !listed(files, name)))
+        return raana_fail(err, RAANA_ERR_IO,
+                          "%s holds '%s', which raana-export did not write; not replacing it", dir,
+                          name);
+    return RAANA_OK;
+}
+
 /* dir (open as dfd) is empty, or holds its manifest and regular files the
  * manifest lists, nothing else. *files: the list (NULL when empty). */
 static raana_status check_previous_export(int dfd, const char *dir, cJSON **files, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     int absent;
     raana_error manifest_err;
     *files = read_manifest(dfd, dir, &absent, &manifest_err);
     int lfd = dup(dfd);
     DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
     if (!d) {
+        int saved = errno;
         if (lfd >= 0)
             close(lfd);
-        cJSON_Delete(*files);
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot list: %s", dir, strerror(saved));
     }
-    raana_status st = RAANA_OK;
-    for (struct dirent *e; st == RAANA_OK && (e = readdir(d));) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        struct stat sb;
-        if (!*files)
-            st = absent ? raana_fail(err, RAANA_ERR_IO,
-                                     "%s exists and is not a raana-export output (no %s); "
-                                     "not replacing it",
-                                     dir, MANIFEST)
-                        : (*err = manifest_err, err->status);
-        else if (fstatat(dfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
-                 (strcmp(e->d_name, MANIFEST) != 0 && !listed(*files, e->d_name)))
-            st = raana_fail(err, RAANA_ERR_IO,
-                            "%s holds '%s', which raana-export did not write; not replacing it",
-                            dir, e->d_name);
-    }
-    closedir(d);
+    for (struct dirent *e; (e = readdir(d));)
+        RAANA_CHECK(check_entry(dfd, dir, e->d_name, *files, absent, &manifest_err, err));
+cleanup:
+    if (d)
+        closedir(d);
     if (st != RAANA_OK) {
         cJSON_Delete(*files);
         *files = NULL;
@@ -283,21 +296,24 @@ static raana_status check_outdir(const export_args *a, int *exists, raana_error 
 /* Removes the files of a previous export (checked again) and its directory. */
 static raana_status remove_previous(const char *dir, raana_error *err)
 {
+    raana_status st = RAANA_OK;
+    cJSON *files = NULL;
+    const cJSON *f;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
-        return raana_fail(err, RAANA_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
-    cJSON *files;
-    raana_status st = check_previous_export(dfd, dir, &files, err);
-    const cJSON *f;
-    if (st == RAANA_OK && files) {
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+    RAANA_CHECK(check_previous_export(dfd, dir, &files, err));
+    if (files) {
         cJSON_ArrayForEach(f, files) if (cJSON_IsString(f) && !strchr(f->valuestring, '/'))
             unlinkat(dfd, f->valuestring, 0);
         unlinkat(dfd, MANIFEST, 0);
     }
+    if (rmdir(dir) != 0)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
+cleanup:
     cJSON_Delete(files);
-    close(dfd);
-    if (st == RAANA_OK && rmdir(dir) != 0)
-        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
+    if (dfd >= 0)
+        close(dfd);
     return st;
 }
 
@@ -371,6 +387,7 @@ typedef struct {
 static raana_status write_small_file(out_dir *o, const char *name, const void *data, size_t len,
                                      raana_error *err)
 {
+    raana_status st = RAANA_OK;
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", o->dir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -378,34 +395,33 @@ static raana_status write_small_file(out_dir *o, const char *name, const void *d
         return raana_fail(err, RAANA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     cJSON_AddItemToArray(o->written, cJSON_CreateString(name));
     const char *p = data;
-    raana_status st = RAANA_OK;
-    while (len > 0 && st == RAANA_OK) {
+    while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            st = raana_fail(err, RAANA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        else
-            p += n, len -= (size_t)n;
+            RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        p += n, len -= (size_t)n;
     }
-    if (st == RAANA_OK && fsync(fd) != 0)
-        st = raana_fail(err, RAANA_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
+    if (fsync(fd) != 0)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
+cleanup:
     close(fd);
     return st;
 }
 
 static raana_status write_json(out_dir *o, const char *name, const cJSON *json, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     char *text = cJSON_Print(json);
     size_t len = text ? strlen(text) : 0;
     char *line = text ? malloc(len + 2) : NULL;
-    raana_status st =
-        line ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory printing %s", name);
-    if (st == RAANA_OK) {
-        memcpy(line, text, len);
-        line[len] = '\n';
-        st = write_small_file(o, name, line, len + 1, err);
-    }
+    if (!line)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory printing %s", name);
+    memcpy(line, text, len);
+    line[len] = '\n';
+    RAANA_CHECK(write_small_file(o, name, line, len + 1, err));
+cleanup:
     free(line);
     free(text);
     return st;
@@ -501,44 +517,46 @@ static const char *torch_dtype_name(raana_dtype d)
 static raana_status write_config(out_dir *o, const export_args *a, const raana_model *m,
                                  raana_error *err)
 {
+    raana_status st = RAANA_OK;
     char *text;
     size_t len;
-    raana_status st = container_file(a->container, "config.json", &text, &len, err);
-    if (st != RAANA_OK)
-        return st;
-    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    cJSON *root = NULL, *record;
+    RAANA_CALL(container_file(a->container, "config.json", &text, &len, err));
+    root = text ? cJSON_ParseWithLength(text, len) : NULL;
     free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return raana_fail(err, RAANA_ERR_INPUT, "%s: /model/config.json is not a JSON object",
-                          a->container);
-    }
-    cJSON *record;
-    st = quantization_record(a->container, &m->config, a->dtype, &record, err);
-    if (st == RAANA_OK) {
-        const char *key = a->hf_key ? "quantization_config" : "raana_quantization";
-        cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
-        cJSON_AddStringToObject(root, "torch_dtype", torch_dtype_name(a->dtype));
-        cJSON_DeleteItemFromObjectCaseSensitive(root, key);
-        cJSON_AddItemToObject(root, key, record);
-        st = write_json(o, "config.json", root, err);
-    }
+    if (!cJSON_IsObject(root))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: /model/config.json is not a JSON object",
+                        a->container);
+    RAANA_CHECK(quantization_record(a->container, &m->config, a->dtype, &record, err));
+    const char *key = a->hf_key ? "quantization_config" : "raana_quantization";
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
+    cJSON_AddStringToObject(root, "torch_dtype", torch_dtype_name(a->dtype));
+    cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+    cJSON_AddItemToObject(root, key, record);
+    st = write_json(o, "config.json", root, err);
+cleanup:
     cJSON_Delete(root);
+    return st;
+}
+
+static raana_status copy_model_file(out_dir *o, const export_args *a, const char *name,
+                                    raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    char *data = NULL;
+    size_t len;
+    RAANA_CHECK(container_file(a->container, name, &data, &len, err));
+    if (data)
+        RAANA_CHECK(write_small_file(o, name, data, len, err));
+cleanup:
+    free(data);
     return st;
 }
 
 static raana_status copy_model_files(out_dir *o, const export_args *a, raana_error *err)
 {
-    for (size_t i = 0; i < N_COPIED; i++) {
-        char *data;
-        size_t len;
-        raana_status st = container_file(a->container, copied_files[i], &data, &len, err);
-        if (st == RAANA_OK && data)
-            st = write_small_file(o, copied_files[i], data, len, err);
-        free(data);
-        if (st != RAANA_OK)
-            return st;
-    }
+    for (size_t i = 0; i < N_COPIED; i++)
+        RAANA_CALL(copy_model_file(o, a, copied_files[i], err));
     return RAANA_OK;
 }
 
@@ -599,19 +617,17 @@ static void shard_name(const shard_plan *p, int s, char *out, size_t size)
 static raana_status write_tensor(raana_st_writer *w, const raana_model *m,
                                  const raana_st_out_tensor *t, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     size_t n = (size_t)(raana_st_out_bytes(t) / raana_dtype_size(t->dtype));
     float *v = malloc(n ? n * sizeof *v : 1);
     void *out = t->dtype == RAANA_DTYPE_F32 ? (void *)v : malloc(n ? n * 2 : 1);
-    raana_status st = v && out
-                          ? RAANA_OK
-                          : raana_fail(err, RAANA_ERR_NOMEM,
-                                       "out of memory for tensor '%s' (%zu values)", t->name, n);
-    if (st == RAANA_OK)
-        st = raana_model_read_f32(m, t->name, v, n, err);
-    if (st == RAANA_OK)
-        st = raana_st_convert_f32(v, n, t->dtype, out, t->name, err);
-    if (st == RAANA_OK)
-        st = raana_st_writer_write(w, out, n * raana_dtype_size(t->dtype), err);
+    if (!v || !out)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for tensor '%s' (%zu values)", t->name,
+                        n);
+    RAANA_CHECK(raana_model_read_f32(m, t->name, v, n, err));
+    RAANA_CHECK(raana_st_convert_f32(v, n, t->dtype, out, t->name, err));
+    RAANA_CHECK(raana_st_writer_write(w, out, n * raana_dtype_size(t->dtype), err));
+cleanup:
     if (out != v)
         free(out);
     free(v);
@@ -621,6 +637,7 @@ static raana_status write_tensor(raana_st_writer *w, const raana_model *m,
 static raana_status write_shard(out_dir *o, const raana_model *m, const shard_plan *p, int s,
                                 raana_error *err)
 {
+    raana_status st = RAANA_OK;
     char name[64], path[4400];
     size_t first = 0, count = 0;
     while (first < p->n && p->shard[first] != s)
@@ -630,14 +647,12 @@ static raana_status write_shard(out_dir *o, const raana_model *m, const shard_pl
     shard_name(p, s, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", o->dir, name);
     raana_st_writer w;
-    raana_status st = raana_st_writer_open(&w, path, p->t + first, count, err);
-    if (st != RAANA_OK)
-        return st;
+    RAANA_CALL(raana_st_writer_open(&w, path, p->t + first, count, err));
     cJSON_AddItemToArray(o->written, cJSON_CreateString(name));
-    for (size_t i = first; i < first + count && st == RAANA_OK; i++)
-        st = write_tensor(&w, m, &p->t[i], err);
-    if (st == RAANA_OK)
-        return raana_st_writer_finish(&w, err);
+    for (size_t i = first; i < first + count; i++)
+        RAANA_CHECK(write_tensor(&w, m, &p->t[i], err));
+    return raana_st_writer_finish(&w, err);
+cleanup: /* failures only: on success finish has closed the writer */
     raana_st_writer_abandon(&w);
     return st;
 }
@@ -674,64 +689,67 @@ static raana_status write_manifest(out_dir *o, const export_args *a, raana_error
 static raana_status write_all(out_dir *o, const export_args *a, const raana_model *m,
                               const shard_plan *p, raana_error *err)
 {
-    raana_status st = write_config(o, a, m, err);
-    if (st == RAANA_OK)
-        st = copy_model_files(o, a, err);
-    for (int s = 0; s < p->n_shards && st == RAANA_OK; s++)
-        st = write_shard(o, m, p, s, err);
-    if (st == RAANA_OK && p->n_shards > 1)
-        st = write_index(o, p, err);
-    if (st == RAANA_OK)
-        st = write_manifest(o, a, err);
-    if (st == RAANA_OK)
-        fsync_dir(o->dir);
-    return st;
+    RAANA_CALL(write_config(o, a, m, err));
+    RAANA_CALL(copy_model_files(o, a, err));
+    for (int s = 0; s < p->n_shards; s++)
+        RAANA_CALL(write_shard(o, m, p, s, err));
+    if (p->n_shards > 1)
+        RAANA_CALL(write_index(o, p, err));
+    RAANA_CALL(write_manifest(o, a, err));
+    fsync_dir(o->dir);
+    return RAANA_OK;
 }
 
 static raana_status default_dtype(export_args *a, raana_error *err)
 {
     char *text;
     size_t len;
-    raana_status st = container_file(a->container, "config.json", &text, &len, err);
-    cJSON *root = st == RAANA_OK && text ? cJSON_ParseWithLength(text, len) : NULL;
+    RAANA_CALL(container_file(a->container, "config.json", &text, &len, err));
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
     if (!cJSON_IsString(d) || !parse_dtype(d->valuestring, &a->dtype))
         a->dtype = RAANA_DTYPE_F32;
     cJSON_Delete(root);
     free(text);
+    return RAANA_OK;
+}
+
+/* Writes the export under a temporary name next to OUTDIR and renames it
+ * into place; what was written is removed on any failure. */
+static raana_status write_and_install(export_args *a, const raana_model *m, const shard_plan *p,
+                                      int exists, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    out_dir o = {.written = cJSON_CreateArray()};
+    int made = 0;
+    RAANA_CHECK(make_sibling(a->outdir, "raana-export", o.dir, sizeof o.dir, err));
+    made = 1;
+    RAANA_CHECK(write_all(&o, a, m, p, err));
+    RAANA_CHECK(install(o.dir, a->outdir, exists, err));
+cleanup:
+    if (st != RAANA_OK && made)
+        remove_written(&o);
+    cJSON_Delete(o.written);
     return st;
 }
 
 static raana_status export_container(export_args *a, FILE *report, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     int exists;
-    raana_status st = check_outdir(a, &exists, err);
     raana_model m;
-    if (st == RAANA_OK)
-        st = raana_container_model_open(&m, a->container, err);
-    if (st != RAANA_OK)
-        return st;
-    if (!a->dtype_given)
-        st = default_dtype(a, err);
     shard_plan p;
     memset(&p, 0, sizeof p);
-    if (st == RAANA_OK)
-        st = plan_shards(&m, a->dtype, a->max_shard, &p, err);
-    out_dir o = {.written = cJSON_CreateArray()};
-    if (st == RAANA_OK)
-        st = make_sibling(a->outdir, "raana-export", o.dir, sizeof o.dir, err);
-    if (st == RAANA_OK) {
-        st = write_all(&o, a, &m, &p, err);
-        if (st == RAANA_OK)
-            st = install(o.dir, a->outdir, exists, err);
-        if (st != RAANA_OK)
-            remove_written(&o);
-    }
-    if (st == RAANA_OK)
-        fprintf(report, "wrote %s: %zu tensors, %s, %d file%s (%.1f MB)\n", a->outdir, p.n,
-                raana_dtype_name(a->dtype), p.n_shards, p.n_shards > 1 ? "s + index" : "",
-                (double)p.total / 1e6);
-    cJSON_Delete(o.written);
+    RAANA_CALL(check_outdir(a, &exists, err));
+    RAANA_CALL(raana_container_model_open(&m, a->container, err));
+    if (!a->dtype_given)
+        RAANA_CHECK(default_dtype(a, err));
+    RAANA_CHECK(plan_shards(&m, a->dtype, a->max_shard, &p, err));
+    RAANA_CHECK(write_and_install(a, &m, &p, exists, err));
+    fprintf(report, "wrote %s: %zu tensors, %s, %d file%s (%.1f MB)\n", a->outdir, p.n,
+            raana_dtype_name(a->dtype), p.n_shards, p.n_shards > 1 ? "s + index" : "",
+            (double)p.total / 1e6);
+cleanup:
     free(p.t);
     free(p.shard);
     raana_model_close(&m);

@@ -19,25 +19,33 @@
 #include "raana/json.h"
 #include "raana/qlayer.h"
 
-static const char usage_text[] =
-    "Usage: raana-inspect [OPTIONS] CONTAINER\n"
-    "\n"
+#include "cli.h"
+
+enum { OPT_LAYERS, OPT_JSON, OPT_VERIFY, OPT_DEQUANTIZE, OPT_OUTPUT, OPT_HELP };
+
+static const raana_cli_option options[] = {
+    [OPT_LAYERS] = {"layers", 0, NULL, "one line per quantized layer: name, bits, relative error"},
+    [OPT_JSON] = {"json", 0, NULL, "everything the summary and the layer table hold, as JSON"},
+    [OPT_VERIFY] = {"verify", 0, NULL,
+                    "read every dataset (decompressed, Fletcher-32 checked), check\n"
+                    "shapes against /model/config.json, rebuild every layer"},
+    [OPT_DEQUANTIZE] = {"dequantize", 0, "LAYER",
+                        "write LAYER's rebuilt weight as raw little-endian float32,\n"
+                        "[d_out][d_in] (Hugging Face layout), to --output"},
+    [OPT_OUTPUT] = {"output", 0, "OUT.f32",
+                    "where --dequantize writes (or: --dequantize LAYER OUT.f32)"},
+    [OPT_HELP] = {"help", 0, NULL, "this text"},
+    {NULL, 0, NULL, NULL}};
+
+static const raana_cli_spec cli = {
+    "raana-inspect", "[OPTIONS] CONTAINER",
     "Reads a raana container without MPI: with no option, prints its summary and the\n"
     "report table; otherwise one quantized layer per line, everything as one JSON object\n"
     "(docs/FORMAT.md, \"raana-inspect --json\"), a check of the whole file, or one layer's\n"
     "rebuilt weight. Options and CONTAINER may come in any order. Exit codes: 0 ok, 2\n"
     "usage, 4 not a readable or consistent container, 5 file I/O, 6 out of memory, 8 newer\n"
-    "container format, 9 NaN/Inf in a rebuilt layer.\n"
-    "\n"
-    "Options:\n"
-    "  --layers               one line per quantized layer: name, bits, relative error\n"
-    "  --json                 everything the summary and the layer table hold, as JSON\n"
-    "  --verify               read every dataset (decompressed, Fletcher-32 checked), check\n"
-    "                         shapes against /model/config.json, rebuild every layer\n"
-    "  --dequantize LAYER     write LAYER's rebuilt weight as raw little-endian float32,\n"
-    "                         [d_out][d_in] (Hugging Face layout), to --output\n"
-    "  --output OUT.f32       where --dequantize writes (or: --dequantize LAYER OUT.f32)\n"
-    "  --help                 this text\n";
+    "container format, 9 NaN/Inf in a rebuilt layer.\n",
+    options, NULL};
 
 typedef enum { MODE_SUMMARY, MODE_LAYERS, MODE_JSON, MODE_VERIFY, MODE_DEQUANTIZE } inspect_mode;
 
@@ -45,6 +53,9 @@ typedef struct {
     inspect_mode mode;
     const char *path, *layer, *out;
     int help;
+    int argc;
+    char **argv;
+    const char *legacy_out; /* the word right after --dequantize LAYER, if not an option */
 } inspect_args;
 
 /* ---- arguments ------------------------------------------------------------------ */
@@ -58,27 +69,38 @@ static raana_status set_mode(inspect_args *a, inspect_mode m, raana_error *err)
     return RAANA_OK;
 }
 
-/* getopt_long's complaint about argv[optind - 1] as one message. */
-static raana_status bad_option(int c, char **argv, raana_error *err)
+static raana_status on_option(void *ctx, int option, const char *value, raana_error *err)
 {
-    const char *arg = argv[optind - 1];
-    if (c == ':')
-        return raana_fail(err, RAANA_ERR_USAGE, "option '%s' needs a value (see --help)", arg);
-    return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", arg);
+    inspect_args *a = ctx;
+    switch (option) {
+    case OPT_JSON: return set_mode(a, MODE_JSON, err);
+    case OPT_LAYERS: return set_mode(a, MODE_LAYERS, err);
+    case OPT_VERIFY: return set_mode(a, MODE_VERIFY, err);
+    case OPT_DEQUANTIZE:
+        RAANA_CALL(set_mode(a, MODE_DEQUANTIZE, err));
+        a->layer = value;
+        /* getopt_long's optind: the next word, not yet permuted */
+        if (optind < a->argc && a->argv[optind][0] != '-')
+            a->legacy_out = a->argv[optind];
+        break;
+    case OPT_OUTPUT: a->out = value; break;
+    case OPT_HELP: a->help = 1; break;
+    default: return RAANA_INTERNAL(err, "option %d not handled", option);
+    }
+    return RAANA_OK;
 }
 
-/* The positional arguments: CONTAINER, and OUT.f32 in the legacy form
- * --dequantize LAYER OUT.f32 (the word right after LAYER). */
-static raana_status take_positionals(int argc, char **argv, const char *legacy_out, inspect_args *a,
-                                     raana_error *err)
+/* The operands argv[first..argc): CONTAINER, and OUT.f32 in the legacy
+ * form --dequantize LAYER OUT.f32 (the word right after LAYER). */
+static raana_status take_operands(int first, inspect_args *a, raana_error *err)
 {
     int n = 0;
-    for (int i = optind; i < argc; i++) {
-        if (argv[i] == legacy_out && !a->out) {
-            a->out = argv[i];
+    for (int i = first; i < a->argc; i++) {
+        if (a->argv[i] == a->legacy_out && !a->out) {
+            a->out = a->argv[i];
             continue;
         }
-        a->path = argv[i];
+        a->path = a->argv[i];
         n++;
     }
     if (n != 1)
@@ -92,36 +114,13 @@ static raana_status take_positionals(int argc, char **argv, const char *legacy_o
 
 static raana_status parse_args(int argc, char **argv, inspect_args *a, raana_error *err)
 {
-    static const struct option options[] = {{"json", no_argument, NULL, 'j'},
-                                            {"layers", no_argument, NULL, 'l'},
-                                            {"verify", no_argument, NULL, 'v'},
-                                            {"dequantize", required_argument, NULL, 'd'},
-                                            {"output", required_argument, NULL, 'o'},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {NULL, 0, NULL, 0}};
-    const char *legacy_out = NULL;
     memset(a, 0, sizeof *a);
-    opterr = 0;
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, ":", options, NULL)) != -1;) {
-        switch (c) {
-        case 'j': RAANA_CALL(set_mode(a, MODE_JSON, err)); break;
-        case 'l': RAANA_CALL(set_mode(a, MODE_LAYERS, err)); break;
-        case 'v': RAANA_CALL(set_mode(a, MODE_VERIFY, err)); break;
-        case 'd':
-            RAANA_CALL(set_mode(a, MODE_DEQUANTIZE, err));
-            a->layer = optarg;
-            if (optind < argc && argv[optind][0] != '-')
-                legacy_out = argv[optind];
-            break;
-        case 'o': a->out = optarg; break;
-        case 'h': a->help = 1; break;
-        default: return bad_option(c, argv, err);
-        }
-    }
+    a->argc = argc, a->argv = argv;
+    int first;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
     if (a->help)
         return RAANA_OK;
-    return take_positionals(argc, argv, legacy_out, a, err);
+    return take_operands(first, a, err);
 }
 
 /* ---- summary and --layers ------------------------------------------------------------ */
@@ -505,12 +504,12 @@ int main(int argc, char **argv)
     inspect_args a;
     raana_status st = parse_args(argc, argv, &a, &err);
     if (st == RAANA_OK && a.help) {
-        fputs(usage_text, stdout);
+        raana_cli_print_help(stdout, &cli);
         return 0;
     }
     if (st == RAANA_OK)
         st = run(&a, &err);
     if (st != RAANA_OK)
-        fprintf(stderr, "raana-inspect: error: %s\n", err.msg);
+        raana_cli_report(cli.tool, &err);
     return (int)st;
 }

@@ -20,6 +20,34 @@
 cluster_pids=()
 cluster_cgroup_dirs=unused # the slurm cgroups that existed before we started
 
+# cluster_test_env: what every Slurm test script sets up first (source
+# tests/cli/lib.sh before this file): lib.sh's MPI test settings, with ranks
+# that yield while they wait (the daemons share the CPUs); $tmp, a temporary
+# directory munged accepts (mode 755: it refuses a socket below a directory
+# others cannot enter); and an EXIT trap that stops the cluster and removes
+# $tmp.
+cluster_test_env() {
+  mpi_test_env
+  export OMPI_MCA_mpi_yield_when_idle=1
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  trap 'cluster_stop; rm -rf "$tmp"' EXIT
+}
+
+# cluster_wait_gone JOBID MINUTES: until the job has left the queue
+# (finished); after MINUTES, one failure (lib.sh's bad) naming its state,
+# the job cancelled, and status 1.
+cluster_wait_gone() {
+  local i
+  for i in $(seq 1 $(($2 * 120))); do
+    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
+    sleep 0.5
+  done
+  bad "job $1 still queued after $2 minutes: $(squeue -h -j "$1" -o '%T %r')"
+  scancel "$1"
+  return 1
+}
+
 cluster_real_cpus() { nproc; }
 cluster_real_mib() { awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo; }
 

@@ -22,12 +22,8 @@ set -u
 mpi_bin=$1 plugin_dir=$2 src=$3 mpiexec=$4
 . "$src/tests/cli/lib.sh"
 . "$src/tests/slurm/cluster.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
+cluster_test_env # MPI settings, $tmp, the EXIT trap
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-chmod 755 "$tmp" # munged refuses a socket below a directory others cannot enter
-trap 'cluster_stop; rm -rf "$tmp"' EXIT
 job=$src/jobs/kjv-tiny.ini
 model=$src/tests/data/kjv-tiny
 same() { # same A B what
@@ -69,16 +65,7 @@ sbatch_template() {
     --set "output.path=$out_h5" "$@"
 }
 # wait_gone JOBID: until the job has left the queue (finished).
-wait_gone() {
-  local i
-  for i in $(seq 1 1200); do
-    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
-    sleep 0.5
-  done
-  bad "job $1 still queued after 10 minutes: $(squeue -h -j "$1" -o '%T %r')"
-  scancel "$1"
-  return 1
-}
+wait_gone() { cluster_wait_gone "$1" 10; }
 # wait_lines JOBID FILE REGEX N: until FILE has N lines matching REGEX. A
 # requeued job leaves the queue for a moment, so wait_gone alone cannot
 # tell that its second start has run. Slurm holds a requeued job until the

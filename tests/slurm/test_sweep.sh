@@ -20,27 +20,15 @@ set -u
 mpi_bin=$1 eval_bin=$2 plugin_dir=$3 src=$4 mpiexec=$5
 . "$src/tests/cli/lib.sh"
 . "$src/tests/slurm/cluster.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 OPENBLAS_NUM_THREADS=1
+cluster_test_env # MPI settings, $tmp, the EXIT trap
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-chmod 755 "$tmp" # munged refuses a socket below a directory others cannot enter
-trap 'cluster_stop; rm -rf "$tmp"' EXIT
 job=$src/jobs/kjv-tiny.ini
 dir=$tmp/sweep
 analysis=${RAANA_ANALYSIS_DIR:-$src/analysis}
 attr() { # attr FILE.h5 GROUP NAME: a number, as %g
   HDF5_PLUGIN_PATH=$plugin_dir "$py" -c 'import h5py,sys; print("%g" % h5py.File(sys.argv[1])[sys.argv[2]].attrs[sys.argv[3]])' "$@"
 }
-wait_gone() {
-  local i
-  for i in $(seq 1 2400); do
-    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
-    sleep 0.5
-  done
-  bad "job $1 still queued after 20 minutes"
-  scancel "$1"
-}
+wait_gone() { cluster_wait_gone "$1" 20; }
 job_state() { scontrol show job "$1" | grep -oE 'JobState=[A-Z_]+' | sort -u | cut -d= -f2 | tr '\n' ' '; }
 
 # the reference: 2.5 bits, calibrated in its own run

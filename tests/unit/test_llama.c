@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "finite_diff.h"
 #include "raana/file.h"
 #include "raana/llama.h"
 #include "tiny_model.h"
@@ -175,45 +176,17 @@ static void test_finite_differences(void)
     CHECK_INT(raana_llama_load(&net, &m, 0, 2, 1, 1, &err), RAANA_OK);
     CHECK(net.lm_head == net.embed && net.blocks[0].b[RAANA_LINEAR_Q] &&
           net.blocks[0].b[RAANA_LINEAR_UP]);
-    const int t = 9, h = 16;
+    const int t = 9;
     int tokens[9] = {1, 5, 9, 33, 2, 17, 17, 4, 39};
-    float x0[9 * 16], x[9 * 16], dx[9 * 16];
-    raana_llama_trace *tr;
     raana_linear_stats stats[2 * RAANA_LINEAR_COUNT] = {{0}};
-    double loss;
-    CHECK_INT(raana_llama_embed(&net, tokens, t, x0, &err), RAANA_OK);
-    memcpy(x, x0, sizeof x);
-    CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
-    CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, &loss, dx, &err), RAANA_OK);
-    CHECK_INT(raana_llama_backward_blocks(&net, tr, dx, stats, &err), RAANA_OK);
-    double num = 0, den = 0;
-    const float eps = 2e-2f;
-    for (int i = 0; i < t * h; i += 7) {
-        double lp, lm;
-        for (int sgn = -1; sgn <= 1; sgn += 2) {
-            memcpy(x, x0, sizeof x);
-            x[i] += (float)sgn * eps;
-            CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
-            raana_llama_trace_free(tr);
-            CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, sgn < 0 ? &lm : &lp, NULL, &err),
-                      RAANA_OK);
-        }
-        double fd = (lp - lm) / (2.0 * eps);
-        num += (fd - dx[i]) * (fd - dx[i]);
-        den += (double)dx[i] * dx[i];
-    }
-    printf("  finite differences: |fd - backward| / |backward| = %.2e\n", sqrt(num / den));
-    CHECK(sqrt(num / den) < 2e-2);
+    double rel = fd_relative_error(&net, tokens, t, 7, 2e-2f, stats);
+    printf("  finite differences: |fd - backward| / |backward| = %.2e\n", rel);
+    CHECK(rel < 2e-2);
     for (int k = 0; k < 2 * RAANA_LINEAR_COUNT; k++)
         CHECK(stats[k].dy_sq > 0 && stats[k].x_sq > 0 && stats[k].y_sq > 0);
     raana_llama_free(&net);
     raana_model_close(&m);
-    char path[256];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    unlink(path);
-    rmdir(dir);
+    remove_tiny_model(dir);
 }
 
 /* RoPE frequencies with Llama-3.1's scaling (factor 8, low 1, high 4,

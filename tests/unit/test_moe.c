@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "finite_diff.h"
 #include "raana/expert_stats.h"
 #include "raana/file.h"
 #include "raana/llama.h"
@@ -154,16 +155,6 @@ static void test_fixture(const char *name)
     cJSON_Delete(ref);
 }
 
-static void remove_tiny(const char *dir)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    unlink(path);
-    rmdir(dir);
-}
-
 /* d loss / d (block input) against central differences. */
 static void finite_differences(const char *label, const char *cfg_json)
 {
@@ -175,38 +166,13 @@ static void finite_differences(const char *label, const char *cfg_json)
     raana_error err;
     CHECK_INT(raana_model_open(&m, dir, &err), RAANA_OK);
     CHECK_INT(raana_llama_load(&net, &m, 0, m.config.num_layers, 1, 1, &err), RAANA_OK);
-    const int t = 9, h = m.config.hidden_size;
+    const int t = 9;
     int tokens[9] = {1, 5, 9, 33, 2, 17, 17, 4, 39};
-    float *x0 = malloc((size_t)t * h * 4), *x = malloc((size_t)t * h * 4);
-    float *dx = malloc((size_t)t * h * 4);
     int n_slots = raana_model_linear_count(&m.config);
     raana_linear_stats *stats = calloc((size_t)n_slots, sizeof *stats);
-    raana_llama_trace *tr;
-    double loss;
-    CHECK_INT(raana_llama_embed(&net, tokens, t, x0, &err), RAANA_OK);
-    memcpy(x, x0, (size_t)t * h * 4);
-    CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
-    CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, &loss, dx, &err), RAANA_OK);
-    CHECK_INT(raana_llama_backward_blocks(&net, tr, dx, stats, &err), RAANA_OK);
-    double num = 0, den = 0;
-    const float eps = 1e-2f;
-    for (int i = 0; i < t * h; i += 5) {
-        double lp, lm;
-        for (int sgn = -1; sgn <= 1; sgn += 2) {
-            memcpy(x, x0, (size_t)t * h * 4);
-            x[i] += (float)sgn * eps;
-            CHECK_INT(raana_llama_forward_blocks(&net, x, t, &tr, &err), RAANA_OK);
-            raana_llama_trace_free(tr);
-            CHECK_INT(raana_llama_head(&net, x, tokens, t, NULL, sgn < 0 ? &lm : &lp, NULL, &err),
-                      RAANA_OK);
-        }
-        double fd = (lp - lm) / (2.0 * eps);
-        num += (fd - dx[i]) * (fd - dx[i]);
-        den += (double)dx[i] * dx[i];
-    }
-    printf("  finite differences (%s): |fd - backward| / |backward| = %.2e\n", label,
-           sqrt(num / den));
-    CHECK(sqrt(num / den) < 2e-2);
+    double rel = fd_relative_error(&net, tokens, t, 5, 1e-2f, stats);
+    printf("  finite differences (%s): |fd - backward| / |backward| = %.2e\n", label, rel);
+    CHECK(rel < 2e-2);
     int routed = 0;
     for (int s = 0; s < n_slots; s++) {
         CHECK(stats[s].rows >= 0 && stats[s].rows <= t);
@@ -215,8 +181,8 @@ static void finite_differences(const char *label, const char *cfg_json)
     CHECK(routed > n_slots / 2);
     raana_llama_free(&net);
     raana_model_close(&m);
-    free(x0), free(x), free(dx), free(stats);
-    remove_tiny(dir);
+    free(stats);
+    remove_tiny_model(dir);
 }
 
 static void test_finite_differences(void)
@@ -348,7 +314,7 @@ static void test_bad_expert_weight(void)
     CHECK(strstr(err.msg, bad) != NULL);
     printf("  refused: %s\n", err.msg);
     raana_model_close(&m);
-    remove_tiny(dir);
+    remove_tiny_model(dir);
 }
 
 /* The plan of a qwen2_moe model whose layer 1 is dense (mlp_only_layers):

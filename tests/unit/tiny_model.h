@@ -112,4 +112,15 @@ static inline int write_tiny_model(const char *dir, const char *config_json, con
     "\"num_key_value_heads\":2,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"                      \
     "\"max_position_embeddings\":64,\"tie_word_embeddings\":false}"
 
+/* Removes what write_tiny_model wrote, and dir. */
+static inline void remove_tiny_model(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 #endif

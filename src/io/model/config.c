@@ -11,16 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_json.h"
 #include "moe_config.h"
 #include "raana/file.h"
 
 /* ---- config.json -------------------------------------------------------- */
-
-typedef struct {
-    const cJSON *root;
-    const char *label;
-    raana_error *err;
-} json_ctx;
 
 /* Largest accepted value of a size in config.json (vocab_size, hidden_size,
  * ..., and the products num_heads x head_dim): every later product of two
@@ -30,44 +25,10 @@ typedef struct {
 #define MODEL_LAYERS_MAX    (1 << 16)
 #define MODEL_POSITIONS_MAX 1000000000
 
-/* The value of key in obj, or NULL. A key given twice yields its last value,
- * as Python's json (and so Hugging Face) reads it. */
-static const cJSON *member(const cJSON *obj, const char *key)
-{
-    const cJSON *found = NULL;
-    if (!cJSON_IsObject(obj))
-        return NULL;
-    for (const cJSON *it = obj->child; it; it = it->next)
-        if (it->string && strcmp(it->string, key) == 0)
-            found = it;
-    return found;
-}
-
-/* Reads an integer key. Missing: default (or an error if required).
- * Present but null: treated as missing. */
-static raana_status get_int(json_ctx *c, const cJSON *obj, const char *key, int required, int dflt,
-                            int min, int max, int *out)
-{
-    const cJSON *it = member(obj, key);
-    if (!it || cJSON_IsNull(it)) {
-        if (required)
-            return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key '%s'", c->label,
-                              key);
-        *out = dflt;
-        return RAANA_OK;
-    }
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < min ||
-        it->valuedouble > max)
-        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an integer in [%d, %d]",
-                          c->label, key, min, max);
-    *out = (int)it->valuedouble;
-    return RAANA_OK;
-}
-
-static raana_status get_double(json_ctx *c, const cJSON *obj, const char *key, double dflt,
+static raana_status get_double(raana_config_json *c, const cJSON *obj, const char *key, double dflt,
                                double *out)
 {
-    const cJSON *it = member(obj, key);
+    const cJSON *it = raana_config_member(obj, key);
     if (!it || cJSON_IsNull(it)) {
         *out = dflt;
         return RAANA_OK;
@@ -79,24 +40,10 @@ static raana_status get_double(json_ctx *c, const cJSON *obj, const char *key, d
     return RAANA_OK;
 }
 
-static raana_status get_bool(json_ctx *c, const cJSON *obj, const char *key, int dflt, int *out)
-{
-    const cJSON *it = member(obj, key);
-    if (!it || cJSON_IsNull(it)) {
-        *out = dflt;
-        return RAANA_OK;
-    }
-    if (!cJSON_IsBool(it))
-        return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be true or false", c->label,
-                          key);
-    *out = cJSON_IsTrue(it);
-    return RAANA_OK;
-}
-
 /* bos/eos ids: an integer, a list of integers (the first is used) or absent. */
-static raana_status get_token_id(json_ctx *c, const char *key, int *out)
+static raana_status get_token_id(raana_config_json *c, const char *key, int *out)
 {
-    const cJSON *it = member(c->root, key);
+    const cJSON *it = raana_config_member(c->root, key);
     *out = -1;
     if (!it || cJSON_IsNull(it))
         return RAANA_OK;
@@ -112,10 +59,10 @@ static raana_status get_token_id(json_ctx *c, const char *key, int *out)
 
 /* rope_scaling (older form) or rope_parameters (newer form, which also
  * carries rope_theta). */
-static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
+static raana_status parse_rope(raana_config_json *c, raana_model_config *cfg)
 {
-    const cJSON *params = member(c->root, "rope_parameters");
-    const cJSON *scaling = member(c->root, "rope_scaling");
+    const cJSON *params = raana_config_member(c->root, "rope_parameters");
+    const cJSON *scaling = raana_config_member(c->root, "rope_scaling");
     const char *which = "rope_scaling";
     RAANA_CALL(get_double(c, c->root, "rope_theta", 10000.0, &cfg->rope_theta));
     if (params && !cJSON_IsNull(params)) {
@@ -133,9 +80,9 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
     if (!cJSON_IsObject(scaling))
         return raana_fail(c->err, RAANA_ERR_INPUT, "%s: key '%s' must be an object or null",
                           c->label, which);
-    const cJSON *type = member(scaling, "rope_type");
+    const cJSON *type = raana_config_member(scaling, "rope_type");
     if (!type)
-        type = member(scaling, "type");
+        type = raana_config_member(scaling, "type");
     if (!type || !cJSON_IsString(type))
         return raana_fail(c->err, RAANA_ERR_INPUT, "%s: '%s' needs a string 'rope_type'", c->label,
                           which);
@@ -158,8 +105,8 @@ static raana_status parse_rope(json_ctx *c, raana_model_config *cfg)
         return RAANA_OK;
     RAANA_CALL(get_double(c, scaling, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor));
     RAANA_CALL(get_double(c, scaling, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor));
-    return get_int(c, scaling, "original_max_position_embeddings", 1, 0, 1, MODEL_POSITIONS_MAX,
-                   &cfg->rope_original_max_position_embeddings);
+    return raana_config_int(c, scaling, "original_max_position_embeddings", 1, 0, 1,
+                            MODEL_POSITIONS_MAX, &cfg->rope_original_max_position_embeddings);
 }
 
 static const struct {
@@ -170,9 +117,9 @@ static const struct {
                        {"mixtral", RAANA_ARCH_MIXTRAL},    {"qwen2_moe", RAANA_ARCH_QWEN2_MOE},
                        {"qwen3_moe", RAANA_ARCH_QWEN3_MOE}};
 
-static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
+static raana_status parse_arch(raana_config_json *c, raana_model_config *cfg)
 {
-    const cJSON *mt = member(c->root, "model_type");
+    const cJSON *mt = raana_config_member(c->root, "model_type");
     if (!mt)
         return raana_fail(c->err, RAANA_ERR_INPUT, "%s: missing required key 'model_type'",
                           c->label);
@@ -189,7 +136,7 @@ static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
                           "qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe)",
                           c->label, mt->valuestring);
     cfg->arch = supported_archs[i].arch;
-    const cJSON *act = member(c->root, "hidden_act");
+    const cJSON *act = raana_config_member(c->root, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
         return raana_fail(c->err, RAANA_ERR_UNSUPPORTED,
                           "%s: hidden_act must be \"silu\" for %s models", c->label,
@@ -198,7 +145,8 @@ static raana_status parse_arch(json_ctx *c, raana_model_config *cfg)
 }
 
 /* heads x head_dim (the q and k/v widths) within MODEL_DIM_MAX. */
-static raana_status check_product(json_ctx *c, const char *heads_key, int heads, int head_dim)
+static raana_status check_product(raana_config_json *c, const char *heads_key, int heads,
+                                  int head_dim)
 {
     if ((int64_t)heads * head_dim <= MODEL_DIM_MAX)
         return RAANA_OK;
@@ -207,20 +155,23 @@ static raana_status check_product(json_ctx *c, const char *heads_key, int heads,
                       MODEL_DIM_MAX);
 }
 
-static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
+static raana_status parse_shapes(raana_config_json *c, raana_model_config *cfg)
 {
     const cJSON *r = c->root;
-    RAANA_CALL(get_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size));
-    RAANA_CALL(get_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size));
-    RAANA_CALL(get_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->intermediate_size));
-    RAANA_CALL(get_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers));
-    RAANA_CALL(get_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads));
-    RAANA_CALL(get_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
-                       &cfg->num_kv_heads));
-    RAANA_CALL(get_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1, MODEL_DIM_MAX,
-                       &cfg->head_dim));
-    RAANA_CALL(get_int(c, r, "max_position_embeddings", 0, 2048, 1, MODEL_POSITIONS_MAX,
-                       &cfg->max_position_embeddings));
+    RAANA_CALL(raana_config_int(c, r, "vocab_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->vocab_size));
+    RAANA_CALL(raana_config_int(c, r, "hidden_size", 1, 0, 1, MODEL_DIM_MAX, &cfg->hidden_size));
+    RAANA_CALL(raana_config_int(c, r, "intermediate_size", 1, 0, 1, MODEL_DIM_MAX,
+                                &cfg->intermediate_size));
+    RAANA_CALL(
+        raana_config_int(c, r, "num_hidden_layers", 1, 0, 1, MODEL_LAYERS_MAX, &cfg->num_layers));
+    RAANA_CALL(
+        raana_config_int(c, r, "num_attention_heads", 1, 0, 1, MODEL_DIM_MAX, &cfg->num_heads));
+    RAANA_CALL(raana_config_int(c, r, "num_key_value_heads", 0, cfg->num_heads, 1, MODEL_DIM_MAX,
+                                &cfg->num_kv_heads));
+    RAANA_CALL(raana_config_int(c, r, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 1,
+                                MODEL_DIM_MAX, &cfg->head_dim));
+    RAANA_CALL(raana_config_int(c, r, "max_position_embeddings", 0, 2048, 1, MODEL_POSITIONS_MAX,
+                                &cfg->max_position_embeddings));
     RAANA_CALL(get_double(c, r, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps));
     RAANA_CALL(check_product(c, "num_attention_heads", cfg->num_heads, cfg->head_dim));
     RAANA_CALL(check_product(c, "num_key_value_heads", cfg->num_kv_heads, cfg->head_dim));
@@ -235,12 +186,12 @@ static raana_status parse_shapes(json_ctx *c, raana_model_config *cfg)
     return RAANA_OK;
 }
 
-static raana_status parse_flags(json_ctx *c, raana_model_config *cfg)
+static raana_status parse_flags(raana_config_json *c, raana_model_config *cfg)
 {
     int attention_bias = 0;
-    RAANA_CALL(get_bool(c, c->root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
-    RAANA_CALL(get_bool(c, c->root, "attention_bias", 0, &attention_bias));
-    RAANA_CALL(get_bool(c, c->root, "mlp_bias", 0, &cfg->mlp_bias));
+    RAANA_CALL(raana_config_bool(c, c->root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
+    RAANA_CALL(raana_config_bool(c, c->root, "attention_bias", 0, &attention_bias));
+    RAANA_CALL(raana_config_bool(c, c->root, "mlp_bias", 0, &cfg->mlp_bias));
     RAANA_CALL(get_token_id(c, "bos_token_id", &cfg->bos_token_id));
     RAANA_CALL(get_token_id(c, "eos_token_id", &cfg->eos_token_id));
     /* Qwen2 (and Qwen2-MoE) always has q/k/v biases and no o bias; the
@@ -265,7 +216,7 @@ raana_status raana_model_config_parse(const char *json, size_t len, const char *
         RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not valid JSON", label);
     if (!cJSON_IsObject(root))
         RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: not a JSON object", label);
-    json_ctx c = {root, label, err};
+    raana_config_json c = {root, label, err, NULL};
     RAANA_CHECK(parse_arch(&c, cfg));
     RAANA_CHECK(parse_shapes(&c, cfg));
     RAANA_CHECK(parse_rope(&c, cfg));

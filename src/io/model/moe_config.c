@@ -6,68 +6,20 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config_json.h"
 #include "moe_config.h"
 
 #define MOE_DIM_MAX     (1 << 24)
 #define MOE_EXPERTS_MAX 4096
-
-typedef struct {
-    const cJSON *root;
-    const char *label;
-    raana_error *err;
-} moe_json;
-
-/* The last value of key in the object root (as Python's json reads it). */
-static const cJSON *moe_member(const cJSON *obj, const char *key)
-{
-    const cJSON *found = NULL;
-    for (const cJSON *it = obj->child; it; it = it->next)
-        if (it->string && strcmp(it->string, key) == 0)
-            found = it;
-    return found;
-}
 
 static int is_absent(const cJSON *it)
 {
     return !it || cJSON_IsNull(it);
 }
 
-static raana_status moe_int(const moe_json *j, const char *key, int required, int dflt, int min,
-                            int max, int *out)
+static raana_status parse_mlp_only_layers(const raana_config_json *j, raana_model_config *cfg)
 {
-    const cJSON *it = moe_member(j->root, key);
-    if (is_absent(it)) {
-        if (required)
-            return raana_fail(j->err, RAANA_ERR_INPUT, "%s: missing required key '%s' for %s",
-                              j->label, key, "a mixture of experts");
-        *out = dflt;
-        return RAANA_OK;
-    }
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < min ||
-        it->valuedouble > max)
-        return raana_fail(j->err, RAANA_ERR_INPUT, "%s: key '%s' must be an integer in [%d, %d]",
-                          j->label, key, min, max);
-    *out = (int)it->valuedouble;
-    return RAANA_OK;
-}
-
-static raana_status moe_bool(const moe_json *j, const char *key, int dflt, int *out)
-{
-    const cJSON *it = moe_member(j->root, key);
-    if (is_absent(it)) {
-        *out = dflt;
-        return RAANA_OK;
-    }
-    if (!cJSON_IsBool(it))
-        return raana_fail(j->err, RAANA_ERR_INPUT, "%s: key '%s' must be true or false", j->label,
-                          key);
-    *out = cJSON_IsTrue(it);
-    return RAANA_OK;
-}
-
-static raana_status parse_mlp_only_layers(const moe_json *j, raana_model_config *cfg)
-{
-    const cJSON *it = moe_member(j->root, "mlp_only_layers");
+    const cJSON *it = raana_config_member(j->root, "mlp_only_layers");
     if (is_absent(it))
         return RAANA_OK;
     if (!cJSON_IsArray(it))
@@ -93,11 +45,11 @@ static raana_status parse_mlp_only_layers(const moe_json *j, raana_model_config 
  * true; raana calibrates on the next-token loss alone, so that combination
  * with a nonzero coefficient is refused (docs/MOE.md). router_jitter_noise
  * only acts in training mode. */
-static raana_status check_aux_loss(const moe_json *j)
+static raana_status check_aux_loss(const raana_config_json *j)
 {
     int output_router_logits = 0;
-    RAANA_CALL(moe_bool(j, "output_router_logits", 0, &output_router_logits));
-    const cJSON *coef = moe_member(j->root, "router_aux_loss_coef");
+    RAANA_CALL(raana_config_bool(j, j->root, "output_router_logits", 0, &output_router_logits));
+    const cJSON *coef = raana_config_member(j->root, "router_aux_loss_coef");
     if (!is_absent(coef) && (!cJSON_IsNumber(coef) || !isfinite(coef->valuedouble)))
         return raana_fail(j->err, RAANA_ERR_INPUT,
                           "%s: key 'router_aux_loss_coef' must be a number", j->label);
@@ -110,10 +62,12 @@ static raana_status check_aux_loss(const moe_json *j)
     return RAANA_OK;
 }
 
-static raana_status parse_mixtral(const moe_json *j, raana_model_config *cfg)
+static raana_status parse_mixtral(const raana_config_json *j, raana_model_config *cfg)
 {
-    RAANA_CALL(moe_int(j, "num_local_experts", 1, 0, 1, MOE_EXPERTS_MAX, &cfg->moe_experts));
-    RAANA_CALL(moe_int(j, "num_experts_per_tok", 0, 2, 1, MOE_EXPERTS_MAX, &cfg->moe_top_k));
+    RAANA_CALL(raana_config_int(j, j->root, "num_local_experts", 1, 0, 1, MOE_EXPERTS_MAX,
+                                &cfg->moe_experts));
+    RAANA_CALL(raana_config_int(j, j->root, "num_experts_per_tok", 0, 2, 1, MOE_EXPERTS_MAX,
+                                &cfg->moe_top_k));
     cfg->moe_intermediate_size = cfg->intermediate_size;
     cfg->moe_norm_topk_prob = 1; /* Mixtral always renormalizes */
     cfg->moe_sparse_step = 1;
@@ -125,20 +79,23 @@ static raana_status parse_mixtral(const moe_json *j, raana_model_config *cfg)
 }
 
 /* qwen2_moe and qwen3_moe (defaults as transformers' configuration classes). */
-static raana_status parse_qwen_moe(const moe_json *j, raana_model_config *cfg)
+static raana_status parse_qwen_moe(const raana_config_json *j, raana_model_config *cfg)
 {
     int qwen2 = cfg->arch == RAANA_ARCH_QWEN2_MOE;
-    RAANA_CALL(moe_int(j, "num_experts", 1, 0, 0, MOE_EXPERTS_MAX, &cfg->moe_experts));
-    RAANA_CALL(moe_int(j, "num_experts_per_tok", 1, 0, 1, MOE_EXPERTS_MAX, &cfg->moe_top_k));
     RAANA_CALL(
-        moe_int(j, "moe_intermediate_size", 1, 0, 1, MOE_DIM_MAX, &cfg->moe_intermediate_size));
-    RAANA_CALL(moe_bool(j, "norm_topk_prob", 0, &cfg->moe_norm_topk_prob));
-    RAANA_CALL(moe_int(j, "decoder_sparse_step", 0, 1, 1, 1 << 16, &cfg->moe_sparse_step));
+        raana_config_int(j, j->root, "num_experts", 1, 0, 0, MOE_EXPERTS_MAX, &cfg->moe_experts));
+    RAANA_CALL(raana_config_int(j, j->root, "num_experts_per_tok", 1, 0, 1, MOE_EXPERTS_MAX,
+                                &cfg->moe_top_k));
+    RAANA_CALL(raana_config_int(j, j->root, "moe_intermediate_size", 1, 0, 1, MOE_DIM_MAX,
+                                &cfg->moe_intermediate_size));
+    RAANA_CALL(raana_config_bool(j, j->root, "norm_topk_prob", 0, &cfg->moe_norm_topk_prob));
+    RAANA_CALL(raana_config_int(j, j->root, "decoder_sparse_step", 0, 1, 1, 1 << 16,
+                                &cfg->moe_sparse_step));
     RAANA_CALL(parse_mlp_only_layers(j, cfg));
     if (qwen2)
-        RAANA_CALL(moe_int(j, "shared_expert_intermediate_size", 1, 0, 0, MOE_DIM_MAX,
-                           &cfg->moe_shared_intermediate_size));
-    else if (!is_absent(moe_member(j->root, "shared_expert_intermediate_size")))
+        RAANA_CALL(raana_config_int(j, j->root, "shared_expert_intermediate_size", 1, 0, 0,
+                                    MOE_DIM_MAX, &cfg->moe_shared_intermediate_size));
+    else if (!is_absent(raana_config_member(j->root, "shared_expert_intermediate_size")))
         return raana_fail(j->err, RAANA_ERR_UNSUPPORTED,
                           "%s: key 'shared_expert_intermediate_size' is not part of %s (only "
                           "qwen2_moe has a shared expert)",
@@ -153,7 +110,7 @@ static raana_status parse_qwen_moe(const moe_json *j, raana_model_config *cfg)
 raana_status raana_model_config_parse_moe(const cJSON *root, const char *label,
                                           raana_model_config *cfg, raana_error *err)
 {
-    moe_json j = {root, label, err};
+    raana_config_json j = {root, label, err, "a mixture of experts"};
     switch (cfg->arch) {
     case RAANA_ARCH_MIXTRAL: RAANA_CALL(parse_mixtral(&j, cfg)); break;
     case RAANA_ARCH_QWEN2_MOE:
@@ -168,13 +125,13 @@ raana_status raana_model_config_parse_moe(const cJSON *root, const char *label,
 raana_status raana_model_config_parse_window(const cJSON *root, const char *label,
                                              raana_model_config *cfg, raana_error *err)
 {
-    moe_json j = {root, label, err};
+    raana_config_json j = {root, label, err, "a mixture of experts"};
     int window = 0, use = 1;
     if (cfg->arch == RAANA_ARCH_LLAMA)
         return RAANA_OK;
     if (cfg->arch != RAANA_ARCH_MISTRAL && cfg->arch != RAANA_ARCH_MIXTRAL)
-        RAANA_CALL(moe_bool(&j, "use_sliding_window", 0, &use));
-    RAANA_CALL(moe_int(&j, "sliding_window", 0, 0, 1, 1 << 30, &window));
+        RAANA_CALL(raana_config_bool(&j, j.root, "use_sliding_window", 0, &use));
+    RAANA_CALL(raana_config_int(&j, j.root, "sliding_window", 0, 0, 1, 1 << 30, &window));
     cfg->sliding_window = use ? window : 0;
     return RAANA_OK;
 }
