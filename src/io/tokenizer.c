@@ -307,6 +307,14 @@ static const char *type_name(const cJSON *o)
     return cJSON_IsString(type) ? type->valuestring : "?";
 }
 
+/* The one message for a component of kind `what` named `name` that raana does not implement. */
+static raana_status unsupported_component(raana_error *err, const char *label, const char *what,
+                                          const char *name, const char *supported)
+{
+    return raana_fail(err, RAANA_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (supported: %s)",
+                      label, what, name, supported);
+}
+
 static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, const char *label,
                                      raana_error *err)
 {
@@ -336,10 +344,10 @@ static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, cons
         t->replace_space = 1;
         return RAANA_OK;
     }
-    return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "%s: normalizer '%s' is not supported (supported: Prepend(\"\xe2\x96\x81\"), "
-                      "Replace(\" \", \"\xe2\x96\x81\"), NFC, Sequence of those)",
-                      label, name);
+    return unsupported_component(
+        err, label, "normalizer", name,
+        "Prepend(\"\xe2\x96\x81\"), Replace(\" \", \"\xe2\x96\x81\"), NFC, "
+        "Sequence of those");
 }
 
 static raana_status compile_split(raana_tokenizer *t, const char *pattern, const char *label,
@@ -417,10 +425,9 @@ static raana_status parse_one_pre_tokenizer(raana_tokenizer *t, const cJSON *pre
             return compile_split(t, gpt2_pattern, label, err);
         return RAANA_OK;
     }
-    return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "%s: pre_tokenizer '%s' is not supported (supported: Metaspace; Split(Regex, "
-                      "Isolated) and ByteLevel, alone or in a Sequence)",
-                      label, name);
+    return unsupported_component(
+        err, label, "pre_tokenizer", name,
+        "Metaspace; Split(Regex, Isolated) and ByteLevel, alone or in a Sequence");
 }
 
 static raana_status parse_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, const char *label,
@@ -457,9 +464,7 @@ static raana_status check_model(const cJSON *model, const char *label, raana_err
     if (!cJSON_IsString(type))
         return raana_fail(err, RAANA_ERR_INPUT, "%s: model.type is missing", label);
     if (strcmp(type->valuestring, "BPE") != 0)
-        return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                          "%s: tokenizer model type '%s' is not supported (supported: BPE)", label,
-                          type->valuestring);
+        return unsupported_component(err, label, "tokenizer model type", type->valuestring, "BPE");
     if (!cJSON_IsObject(obj(model, "vocab")) || !cJSON_IsArray(obj(model, "merges")))
         return raana_fail(err, RAANA_ERR_INPUT, "%s: model needs a vocab object and a merges list",
                           label);
