@@ -138,22 +138,27 @@ static raana_status no_attr(const raana_container *c, const char *object, const 
                       name);
 }
 
+/* One number attribute read as memory type `type` into *value; `what` names
+ * the kind expected in the error ("numeric", "integer"). */
+static raana_status read_number_attr(const raana_container *c, const char *object, const char *name,
+                                     hid_t type, void *value, const char *what, raana_error *err)
+{
+    if (raana_container_attr_kind(c, object, name) != RAANA_ATTR_NUMBER ||
+        !read_attr(c->file, object, name, type, value))
+        return no_attr(c, object, name, what, err);
+    return RAANA_OK;
+}
+
 raana_status raana_container_attr_f64(const raana_container *c, const char *object,
                                       const char *name, double *value, raana_error *err)
 {
-    if (raana_container_attr_kind(c, object, name) != RAANA_ATTR_NUMBER ||
-        !read_attr(c->file, object, name, H5T_NATIVE_DOUBLE, value))
-        return no_attr(c, object, name, "numeric", err);
-    return RAANA_OK;
+    return read_number_attr(c, object, name, H5T_NATIVE_DOUBLE, value, "numeric", err);
 }
 
 raana_status raana_container_attr_i64(const raana_container *c, const char *object,
                                       const char *name, int64_t *value, raana_error *err)
 {
-    if (raana_container_attr_kind(c, object, name) != RAANA_ATTR_NUMBER ||
-        !read_attr(c->file, object, name, H5T_NATIVE_INT64, value))
-        return no_attr(c, object, name, "integer", err);
-    return RAANA_OK;
+    return read_number_attr(c, object, name, H5T_NATIVE_INT64, value, "integer", err);
 }
 
 raana_status raana_container_attr_text(const raana_container *c, const char *object,
