@@ -224,6 +224,38 @@ static int path_fits_ini(const char *path, char *why, size_t why_size)
     return -1;
 }
 
+/* The index of value in names[0..n), or -1 with the reason "'value' is not
+ * one of: a, b". */
+static int choice_index(const char *value, const char *const *names, int n, char *why,
+                        size_t why_size)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(value, names[i]) == 0)
+            return i;
+    int len = snprintf(why, why_size, "'%s' is not one of: ", value);
+    for (int i = 0; i < n && len >= 0 && (size_t)len < why_size; i++)
+        len += snprintf(why + len, why_size - (size_t)len, "%s%s", i ? ", " : "", names[i]);
+    return -1;
+}
+
+/* value as an integer in [key->min, key->max] into *v: 0, or -1 with a
+ * reason (which, if auto_ok, also offers "auto"). */
+static int parse_int_key(const char *value, const config_key *key, int auto_ok, long *v, char *why,
+                         size_t why_size)
+{
+    if (parse_long(value, v) != 0) {
+        snprintf(why, why_size,
+                 auto_ok ? "'%s' is neither an integer nor auto" : "'%s' is not an integer", value);
+        return -1;
+    }
+    if (*v < key->min || *v > key->max) {
+        snprintf(why, why_size, "%ld is out of range [%.0f, %.0f]%s", *v, key->min, key->max,
+                 auto_ok ? " (or auto)" : "");
+        return -1;
+    }
+    return 0;
+}
+
 /* Sets one key from its text value. Returns 0, or -1 with a reason. */
 static int set_key(raana_config *cfg, const config_key *key, const char *value,
                    const char *base_dir, char *why, size_t why_size)
@@ -245,14 +277,8 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
     }
     case KEY_INT: {
         long v;
-        if (parse_long(value, &v) != 0) {
-            snprintf(why, why_size, "'%s' is not an integer", value);
+        if (parse_int_key(value, key, 0, &v, why, why_size) != 0)
             return -1;
-        }
-        if (v < key->min || v > key->max) {
-            snprintf(why, why_size, "%ld is out of range [%.0f, %.0f]", v, key->min, key->max);
-            return -1;
-        }
         if (key->offset == FIELD(seq_len) && v == 1) {
             snprintf(why, why_size,
                      "1 is too short: a window holds the bos token and at least one more "
@@ -268,15 +294,8 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
             *(int *)field = 0;
             return 0;
         }
-        if (parse_long(value, &v) != 0) {
-            snprintf(why, why_size, "'%s' is neither an integer nor auto", value);
+        if (parse_int_key(value, key, 1, &v, why, why_size) != 0)
             return -1;
-        }
-        if (v < key->min || v > key->max) {
-            snprintf(why, why_size, "%ld is out of range [%.0f, %.0f] (or auto)", v, key->min,
-                     key->max);
-            return -1;
-        }
         *(int *)field = (int)v;
         return 0;
     }
@@ -318,25 +337,20 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
         return 0;
     }
     case KEY_SOURCE:
-        if (strcmp(value, "zeroshot") == 0)
-            cfg->calib_source = RAANA_CALIB_ZEROSHOT;
-        else if (strcmp(value, "text") == 0)
-            cfg->calib_source = RAANA_CALIB_TEXT;
-        else {
-            snprintf(why, why_size, "'%s' is not one of: zeroshot, text", value);
+    case KEY_ENCODER: {
+        /* each list is in its enum's order (raana_calib_source, raana_encoder) */
+        static const char *const sources[] = {"zeroshot", "text"}, *const encoders[] = {"exact",
+                                                                                        "fast"};
+        int is_source = key->type == KEY_SOURCE;
+        int i = choice_index(value, is_source ? sources : encoders, 2, why, why_size);
+        if (i < 0)
             return -1;
-        }
+        if (is_source)
+            cfg->calib_source = (raana_calib_source)i;
+        else
+            cfg->encoder = (raana_encoder)i;
         return 0;
-    case KEY_ENCODER:
-        if (strcmp(value, "exact") == 0)
-            cfg->encoder = RAANA_ENCODER_EXACT;
-        else if (strcmp(value, "fast") == 0)
-            cfg->encoder = RAANA_ENCODER_FAST;
-        else {
-            snprintf(why, why_size, "'%s' is not one of: exact, fast", value);
-            return -1;
-        }
-        return 0;
+    }
     case KEY_BITS:
         cfg->n_bits = 0;
         if (for_each_item(value, bits_item, cfg, why, why_size) != 0)

@@ -124,18 +124,29 @@ static size_t pow2_at_least(size_t n)
     return c;
 }
 
-void raana_tokenizer_free(raana_tokenizer *t)
+/* The vocabulary: every piece's text, their lengths and the lookup table. */
+static void free_pieces(raana_tokenizer *t)
 {
-    if (!t)
-        return;
     for (int i = 0; t->piece && i < t->n_pieces; i++)
         free(t->piece[i]);
     free(t->piece);
     free(t->piece_len);
     free(t->pieces.slot);
-    free(t->pairs.key);
-    free(t->pairs.rank);
-    free(t->pairs.merged);
+}
+
+static void pair_table_free(pair_table *pairs)
+{
+    free(pairs->key);
+    free(pairs->rank);
+    free(pairs->merged);
+}
+
+void raana_tokenizer_free(raana_tokenizer *t)
+{
+    if (!t)
+        return;
+    free_pieces(t);
+    pair_table_free(&t->pairs);
     free(t->added_id);
     free(t->added_special);
     pcre2_code_free(t->split_re);
@@ -307,6 +318,14 @@ static const char *type_name(const cJSON *o)
     return cJSON_IsString(type) ? type->valuestring : "?";
 }
 
+/* The one message for a component of kind `what` named `name` that raana does not implement. */
+static raana_status unsupported_component(raana_error *err, const char *label, const char *what,
+                                          const char *name, const char *supported)
+{
+    return raana_fail(err, RAANA_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (supported: %s)",
+                      label, what, name, supported);
+}
+
 static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, const char *label,
                                      raana_error *err)
 {
@@ -336,10 +355,10 @@ static raana_status parse_normalizer(raana_tokenizer *t, const cJSON *norm, cons
         t->replace_space = 1;
         return RAANA_OK;
     }
-    return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "%s: normalizer '%s' is not supported (supported: Prepend(\"\xe2\x96\x81\"), "
-                      "Replace(\" \", \"\xe2\x96\x81\"), NFC, Sequence of those)",
-                      label, name);
+    return unsupported_component(
+        err, label, "normalizer", name,
+        "Prepend(\"\xe2\x96\x81\"), Replace(\" \", \"\xe2\x96\x81\"), NFC, "
+        "Sequence of those");
 }
 
 static raana_status compile_split(raana_tokenizer *t, const char *pattern, const char *label,
@@ -417,10 +436,9 @@ static raana_status parse_one_pre_tokenizer(raana_tokenizer *t, const cJSON *pre
             return compile_split(t, gpt2_pattern, label, err);
         return RAANA_OK;
     }
-    return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "%s: pre_tokenizer '%s' is not supported (supported: Metaspace; Split(Regex, "
-                      "Isolated) and ByteLevel, alone or in a Sequence)",
-                      label, name);
+    return unsupported_component(
+        err, label, "pre_tokenizer", name,
+        "Metaspace; Split(Regex, Isolated) and ByteLevel, alone or in a Sequence");
 }
 
 static raana_status parse_pre_tokenizer(raana_tokenizer *t, const cJSON *pre, const char *label,
@@ -457,9 +475,7 @@ static raana_status check_model(const cJSON *model, const char *label, raana_err
     if (!cJSON_IsString(type))
         return raana_fail(err, RAANA_ERR_INPUT, "%s: model.type is missing", label);
     if (strcmp(type->valuestring, "BPE") != 0)
-        return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                          "%s: tokenizer model type '%s' is not supported (supported: BPE)", label,
-                          type->valuestring);
+        return unsupported_component(err, label, "tokenizer model type", type->valuestring, "BPE");
     if (!cJSON_IsObject(obj(model, "vocab")) || !cJSON_IsArray(obj(model, "merges")))
         return raana_fail(err, RAANA_ERR_INPUT, "%s: model needs a vocab object and a merges list",
                           label);
@@ -555,15 +571,26 @@ typedef struct {
     size_t n, cap;
 } int_vec;
 
+/* Doubles *cap (the first time to 64) and reallocates the array whose
+ * pointer is at array_ptr (an int ** or a heap_item **) to it: 0, or -1 with
+ * the array unchanged when out of memory. */
+static int grow(void *array_ptr, size_t *cap, size_t elem_size)
+{
+    void *array;
+    memcpy(&array, array_ptr, sizeof array);
+    size_t want = *cap ? 2 * *cap : 64;
+    void *p = realloc(array, want * elem_size);
+    if (!p)
+        return -1;
+    memcpy(array_ptr, &p, sizeof p);
+    *cap = want;
+    return 0;
+}
+
 static int push(int_vec *v, int x)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? 2 * v->cap : 64;
-        int *p = realloc(v->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        v->v = p, v->cap = cap;
-    }
+    if (v->n == v->cap && grow(&v->v, &v->cap, sizeof *v->v) != 0)
+        return -1;
     v->v[v->n++] = x;
     return 0;
 }
@@ -584,13 +611,8 @@ static int item_less(heap_item x, heap_item y)
 
 static int heap_push(pair_heap *h, heap_item it)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 64;
-        heap_item *p = realloc(h->a, cap * sizeof *p);
-        if (!p)
-            return -1;
-        h->a = p, h->cap = cap;
-    }
+    if (h->n == h->cap && grow(&h->a, &h->cap, sizeof *h->a) != 0)
+        return -1;
     size_t i = h->n++;
     while (i > 0 && item_less(it, h->a[(i - 1) / 2])) {
         h->a[i] = h->a[(i - 1) / 2];

@@ -15,6 +15,7 @@
 #include "raana/container_access.h"
 #include "raana/container_schema.h"
 #include "raana/fault.h"
+#include "raana/h5release.h"
 #include "raana/h5zstd.h"
 #include "raana/rng.h"
 
@@ -87,8 +88,7 @@ static int read_attr(hid_t file, const char *obj, const char *name, hid_t type, 
 {
     hid_t a = open_attr(file, obj, name);
     int ok = a >= 0 && H5Aread(a, type, out) >= 0;
-    if (a >= 0)
-        H5Aclose(a);
+    raana_h5_release(a);
     return ok;
 }
 
@@ -101,10 +101,8 @@ static int read_attr_text(hid_t file, const char *obj, const char *name, char *o
              H5Aread(a, t, out) >= 0;
     if (ok)
         out[n] = '\0';
-    if (t >= 0)
-        H5Tclose(t);
-    if (a >= 0)
-        H5Aclose(a);
+    raana_h5_release(t);
+    raana_h5_release(a);
     return ok;
 }
 
@@ -123,10 +121,8 @@ raana_attr_kind raana_container_attr_kind(const raana_container *c, const char *
         kind = RAANA_ATTR_TEXT;
     else if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && n >= 1)
         kind = scalar || n == 1 ? RAANA_ATTR_NUMBER : RAANA_ATTR_NUMBERS;
-    if (space >= 0)
-        H5Sclose(space);
-    if (t >= 0)
-        H5Tclose(t);
+    raana_h5_release(space);
+    raana_h5_release(t);
     H5Aclose(a);
     return kind;
 }
@@ -138,22 +134,27 @@ static raana_status no_attr(const raana_container *c, const char *object, const 
                       name);
 }
 
+/* One number attribute read as memory type `type` into *value; `what` names
+ * the kind expected in the error ("numeric", "integer"). */
+static raana_status read_number_attr(const raana_container *c, const char *object, const char *name,
+                                     hid_t type, void *value, const char *what, raana_error *err)
+{
+    if (raana_container_attr_kind(c, object, name) != RAANA_ATTR_NUMBER ||
+        !read_attr(c->file, object, name, type, value))
+        return no_attr(c, object, name, what, err);
+    return RAANA_OK;
+}
+
 raana_status raana_container_attr_f64(const raana_container *c, const char *object,
                                       const char *name, double *value, raana_error *err)
 {
-    if (raana_container_attr_kind(c, object, name) != RAANA_ATTR_NUMBER ||
-        !read_attr(c->file, object, name, H5T_NATIVE_DOUBLE, value))
-        return no_attr(c, object, name, "numeric", err);
-    return RAANA_OK;
+    return read_number_attr(c, object, name, H5T_NATIVE_DOUBLE, value, "numeric", err);
 }
 
 raana_status raana_container_attr_i64(const raana_container *c, const char *object,
                                       const char *name, int64_t *value, raana_error *err)
 {
-    if (raana_container_attr_kind(c, object, name) != RAANA_ATTR_NUMBER ||
-        !read_attr(c->file, object, name, H5T_NATIVE_INT64, value))
-        return no_attr(c, object, name, "integer", err);
-    return RAANA_OK;
+    return read_number_attr(c, object, name, H5T_NATIVE_INT64, value, "integer", err);
 }
 
 raana_status raana_container_attr_text(const raana_container *c, const char *object,
@@ -185,10 +186,8 @@ raana_status raana_container_attr_f64s(const raana_container *c, const char *obj
                         c->path, object, name, max);
     *n = (size_t)points;
 cleanup:
-    if (space >= 0)
-        H5Sclose(space);
-    if (a >= 0)
-        H5Aclose(a);
+    raana_h5_release(space);
+    raana_h5_release(a);
     return st;
 }
 
@@ -313,8 +312,7 @@ raana_status raana_container_group_names(const raana_container *c, const char *g
     list = NULL;
 cleanup:
     raana_container_names_free(list, count);
-    if (g >= 0)
-        H5Gclose(g);
+    raana_h5_release(g);
     return st;
 }
 
@@ -382,12 +380,9 @@ static raana_status dataset_fits(hid_t d, const char *path, const char *name, ra
         expect *= chunk[k] ? (dims[k] + chunk[k] - 1) / chunk[k] : 0;
     if (chunked && n > 0 && H5Dget_num_chunks(d, space, &n_chunks) < 0)
         n_chunks = 0;
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
+    raana_h5_release(dcpl);
+    raana_h5_release(type);
+    raana_h5_release(space);
     if (n < 0)
         return raana_fail(err, RAANA_ERR_INPUT, "%s: %s: unreadable dataspace", path, name);
     if (chunked && n > 0 && n_chunks != expect)
@@ -425,12 +420,9 @@ raana_status raana_container_dataset_shape(const raana_container *c, const char 
     s->is_integer = H5Tget_class(type) == H5T_INTEGER;
     RAANA_CHECK(dataset_fits(d, c->path, dataset, err));
 cleanup:
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
-    if (d >= 0)
-        H5Dclose(d);
+    raana_h5_release(type);
+    raana_h5_release(space);
+    raana_h5_release(d);
     return st;
 }
 
@@ -453,8 +445,7 @@ static raana_status read_whole_as(const raana_container *c, const char *dataset,
                         "decompress)",
                         c->path, dataset);
 cleanup:
-    if (d >= 0)
-        H5Dclose(d);
+    raana_h5_release(d);
     return st;
 }
 
@@ -473,8 +464,7 @@ raana_status raana_container_read_strings(const raana_container *c, const char *
         RAANA_FAIL_GOTO(err, RAANA_ERR_INTERNAL, "cannot make a string type of %zu bytes", width);
     RAANA_CHECK(read_whole_as(c, dataset, str, out, n, err));
 cleanup:
-    if (str >= 0)
-        H5Tclose(str);
+    raana_h5_release(str);
     return st;
 }
 
@@ -603,10 +593,8 @@ static raana_status read_array(const raana_container *c, const char *ds, hid_t t
     data = NULL;
 cleanup:
     free(data);
-    if (space >= 0)
-        H5Sclose(space);
-    if (d >= 0)
-        H5Dclose(d);
+    raana_h5_release(space);
+    raana_h5_release(d);
     return st;
 }
 
@@ -819,10 +807,8 @@ static herr_t read_slab(hid_t d, hid_t space, hid_t mtype, int ndim, hsize_t r, 
                         H5Sselect_hyperslab(file_sel, H5S_SELECT_SET, start, NULL, count, NULL) >= 0
                     ? H5Dread(d, mtype, mem, file_sel, H5P_DEFAULT, buf)
                     : -1;
-    if (mem >= 0)
-        H5Sclose(mem);
-    if (file_sel >= 0)
-        H5Sclose(file_sel);
+    raana_h5_release(mem);
+    raana_h5_release(file_sel);
     return rc;
 }
 
@@ -859,12 +845,9 @@ static raana_status read_whole(hid_t d, const char *path, const char *name, doub
     }
 cleanup:
     free(buf);
-    if (mtype >= 0)
-        H5Tclose(mtype);
-    if (ftype >= 0)
-        H5Tclose(ftype);
-    if (space >= 0)
-        H5Sclose(space);
+    raana_h5_release(mtype);
+    raana_h5_release(ftype);
+    raana_h5_release(space);
     return st;
 }
 
@@ -876,8 +859,7 @@ static herr_t read_object(hid_t root, const char *name, const H5O_info_t *info, 
     hid_t d = raana_fault_fail() ? H5I_INVALID_HID : H5Dopen2(root, name, H5P_DEFAULT);
     v->st = d >= 0 ? read_whole(d, v->path, name, &v->bytes, v->err)
                    : raana_fail(v->err, RAANA_ERR_INPUT, "%s: /%s: cannot open", v->path, name);
-    if (d >= 0)
-        H5Dclose(d);
+    raana_h5_release(d);
     v->datasets++;
     return v->st == RAANA_OK ? 0 : 1; /* stop at the first bad one */
 }

@@ -9,6 +9,7 @@
 #include "raana/comm.h"
 #include "raana/fault.h"
 #include "raana/file.h"
+#include "raana/h5release.h"
 #include "raana/h5zstd.h"
 
 #define CHUNK_TARGET_BYTES (1u << 20)
@@ -107,8 +108,7 @@ static raana_status open_local(raana_h5 *h, const char *path, int create, raana_
     if (h->dxpl < 0 || H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
         RAANA_CHECK(h5_fail(h, err, "set up", "collective transfers"));
 cleanup:
-    if (fapl >= 0)
-        H5Pclose(fapl);
+    raana_h5_release(fapl);
     return st;
 }
 
@@ -172,8 +172,7 @@ raana_status raana_h5_group(raana_h5 *h, const char *path, raana_error *err)
     hid_t g = raana_fault_fail() ? H5I_INVALID_HID
                                  : H5Gcreate2(h->file, path, H5P_DEFAULT, gcpl, H5P_DEFAULT);
     raana_status st = g < 0 ? h5_fail(h, err, "create group", path) : RAANA_OK;
-    if (g >= 0)
-        H5Gclose(g);
+    raana_h5_release(g);
     H5Pclose(gcpl);
     return agree(h, st, err);
 }
@@ -258,13 +257,10 @@ static raana_status create_dataset(raana_h5 *h, const char *path, hid_t type, in
         RAANA_CHECK(
             agree(h, write_all_or_nothing(h, dset, type, h->rank == writer, data, path, err), err));
 cleanup:
-    if (dset >= 0)
-        H5Dclose(dset);
+    raana_h5_release(dset);
     raana_fault_point("write", h->rank);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (space >= 0)
-        H5Sclose(space);
+    raana_h5_release(dcpl);
+    raana_h5_release(space);
     return st;
 }
 
@@ -305,8 +301,7 @@ static raana_status write_attr(raana_h5 *h, const char *obj, const char *name, h
         snprintf(what, sizeof what, "%s of %s", name, obj);
         st = h5_fail(h, err, "write attribute", what);
     }
-    if (a >= 0)
-        H5Aclose(a);
+    raana_h5_release(a);
     H5Sclose(space);
     return agree(h, st, err);
 }
@@ -359,9 +354,7 @@ raana_status raana_h5_read(raana_h5 *h, const char *path, hid_t type, void *out,
     if (n > 0 && H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
         RAANA_CHECK(h5_fail(h, err, "read", path));
 cleanup:
-    if (space >= 0)
-        H5Sclose(space);
-    if (dset >= 0)
-        H5Dclose(dset);
+    raana_h5_release(space);
+    raana_h5_release(dset);
     return st;
 }

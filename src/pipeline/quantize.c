@@ -11,6 +11,7 @@
 #include "raana/fault.h"
 #include "raana/joblog.h"
 #include "raana/preempt.h"
+#include "raana/ranked.h"
 #include "raana/rng.h"
 #include "raana/wait.h"
 
@@ -194,28 +195,14 @@ static void schedule_free(schedule *sc)
     memset(sc, 0, sizeof *sc);
 }
 
-/* The order of a rank's layers: the costliest first (ties: plan order), so
- * that the k-th layers of the ranks cost about the same and the rounds'
- * agreements wait little. */
-typedef struct {
-    double cost;
-    int index;
-} costed_layer;
-
-static int by_cost_then_index(const void *a, const void *b)
-{
-    const costed_layer *x = a, *y = b;
-    if (x->cost != y->cost)
-        return x->cost > y->cost ? -1 : 1;
-    return (x->index > y->index) - (x->index < y->index);
-}
-
-/* table from quantizer (no MPI). */
+/* table from quantizer (no MPI). The order of a rank's layers: the costliest
+ * first (ties: plan order), so that the k-th layers of the ranks cost about
+ * the same and the rounds' agreements wait little. */
 static raana_status fill_table(schedule *sc, const int *quantizer, int n, raana_error *err)
 {
     raana_status st = RAANA_OK;
     int *count = calloc((size_t)sc->n_ranks, sizeof *count);
-    costed_layer *mine = malloc((size_t)(n > 0 ? n : 1) * sizeof *mine);
+    raana_ranked *mine = malloc((size_t)(n > 0 ? n : 1) * sizeof *mine);
     if (!count || !mine)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the quantize schedule");
     for (int i = 0; i < n; i++)
@@ -229,8 +216,8 @@ static raana_status fill_table(schedule *sc, const int *quantizer, int n, raana_
         int m = 0;
         for (int i = 0; i < n; i++)
             if (quantizer[i] == k)
-                mine[m++] = (costed_layer){sc->cost[i], i};
-        qsort(mine, (size_t)m, sizeof *mine, by_cost_then_index);
+                mine[m++] = (raana_ranked){sc->cost[i], i};
+        raana_ranked_sort_desc(mine, (size_t)m);
         for (int r = 0; r < sc->rounds; r++)
             sc->table[(size_t)k * sc->rounds + r] = r < m ? mine[r].index : -1;
     }

@@ -170,61 +170,47 @@ typedef struct {
     int size, rank;
 } team_map;
 
-/* Root sends every rank its share of `global` (m x n); the others receive
- * theirs into d->loc. */
-static raana_status scatter_matrix(MPI_Comm team, const team_map *t, const raana_svd_grid *g,
-                                   const double *global, dist_matrix *d, raana_error *err)
+/* One share's message between root and rank `peer`: MPI_Send if send,
+ * else MPI_Recv. */
+static int share_message(MPI_Comm team, int send, double *buf, int count, int peer)
 {
-    raana_status st = RAANA_OK;
-    double *buf = NULL;
-    if (t->rank != 0) {
-        int count = d->mloc * d->nloc;
-        if (MPI_Recv(d->loc, count, MPI_DOUBLE, 0, TAG_SHARE, team, MPI_STATUS_IGNORE) !=
-            MPI_SUCCESS)
-            RAANA_FAIL_GOTO(err, RAANA_ERR_MPI, "receiving a share of the SVD's matrix");
-        goto cleanup;
-    }
-    buf = malloc(((size_t)d->mloc * d->nloc + 1) * sizeof *buf);
-    if (!buf)
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "no memory to distribute the SVD's matrix");
-    for (int q = 0; q < t->size; q++) {
-        int pr = t->coords[2 * q], pc = t->coords[2 * q + 1];
-        int mloc = share_rows(d->m, pr, g), nloc = share_cols(d->n, pc, g);
-        double *dst = q == 0 ? d->loc : buf;
-        copy_share((double *)global, d->m, dst, mloc, nloc, pr, pc, g, 0);
-        if (q != 0 && MPI_Send(buf, mloc * nloc, MPI_DOUBLE, q, TAG_SHARE, team) != MPI_SUCCESS)
-            RAANA_FAIL_GOTO(err, RAANA_ERR_MPI, "sending rank %d its share of the SVD", q);
-    }
-cleanup:
-    free(buf);
-    return st;
+    return send ? MPI_Send(buf, count, MPI_DOUBLE, peer, TAG_SHARE, team)
+                : MPI_Recv(buf, count, MPI_DOUBLE, peer, TAG_SHARE, team, MPI_STATUS_IGNORE);
 }
 
-/* The reverse: root assembles `global` (m x n) from every rank's share. */
-static raana_status gather_matrix(MPI_Comm team, const team_map *t, const raana_svd_grid *g,
-                                  const dist_matrix *d, double *global, raana_error *err)
+/* Scatter (gather = 0): root sends every rank its share of `global` (m x n)
+ * and the others receive theirs into d->loc. Gather (gather = 1), the
+ * reverse: root assembles `global` from every rank's share. */
+static raana_status move_matrix(MPI_Comm team, const team_map *t, const raana_svd_grid *g,
+                                double *global, dist_matrix *d, int gather, raana_error *err)
 {
     raana_status st = RAANA_OK;
     double *buf = NULL;
     if (t->rank != 0) {
-        if (MPI_Send(d->loc, d->mloc * d->nloc, MPI_DOUBLE, 0, TAG_SHARE, team) != MPI_SUCCESS)
-            RAANA_FAIL_GOTO(err, RAANA_ERR_MPI, "sending a share of the SVD's result");
+        if (share_message(team, gather, d->loc, d->mloc * d->nloc, 0) != MPI_SUCCESS)
+            RAANA_FAIL_GOTO(err, RAANA_ERR_MPI,
+                            gather ? "sending a share of the SVD's result"
+                                   : "receiving a share of the SVD's matrix");
         goto cleanup;
     }
     buf = malloc(((size_t)d->mloc * d->nloc + 1) * sizeof *buf);
     if (!buf)
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "no memory to gather the SVD's result");
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM,
+                        gather ? "no memory to gather the SVD's result"
+                               : "no memory to distribute the SVD's matrix");
     for (int q = 0; q < t->size; q++) {
         int pr = t->coords[2 * q], pc = t->coords[2 * q + 1];
         int mloc = share_rows(d->m, pr, g), nloc = share_cols(d->n, pc, g);
-        double *src = d->loc;
-        if (q != 0) {
-            src = buf;
-            if (MPI_Recv(buf, mloc * nloc, MPI_DOUBLE, q, TAG_SHARE, team, MPI_STATUS_IGNORE) !=
-                MPI_SUCCESS)
-                RAANA_FAIL_GOTO(err, RAANA_ERR_MPI, "receiving rank %d's share of the SVD", q);
-        }
-        copy_share(global, d->m, src, mloc, nloc, pr, pc, g, 1);
+        double *share = q == 0 ? d->loc : buf;
+        if (!gather)
+            copy_share(global, d->m, share, mloc, nloc, pr, pc, g, 0);
+        if (q != 0 && share_message(team, !gather, buf, mloc * nloc, q) != MPI_SUCCESS)
+            RAANA_FAIL_GOTO(err, RAANA_ERR_MPI,
+                            gather ? "receiving rank %d's share of the SVD"
+                                   : "sending rank %d its share of the SVD",
+                            q);
+        if (gather)
+            copy_share(global, d->m, share, mloc, nloc, pr, pc, g, 1);
     }
 cleanup:
     free(buf);
@@ -337,11 +323,12 @@ static raana_status svd_on_team(MPI_Comm team, raana_svd_grid g, const double *a
     RAANA_CHECK(raana_comm_agree(team, local, err));
     int mine[2] = {t.myrow, t.mycol};
     MPI_Allgather(mine, 2, MPI_INT, t.map.coords, 2, MPI_INT, team);
-    RAANA_CHECK(raana_comm_agree(team, scatter_matrix(team, &t.map, &g, a, &t.a, err), err));
+    RAANA_CHECK(
+        raana_comm_agree(team, move_matrix(team, &t.map, &g, (double *)a, &t.a, 0, err), err));
     RAANA_CHECK(raana_comm_agree(team, run_pdgesvd(&t.a, &t.u, &t.vt, t.s, err), err));
-    local = gather_matrix(team, &t.map, &g, &t.u, t.u_full, err);
+    local = move_matrix(team, &t.map, &g, t.u_full, &t.u, 1, err);
     if (local == RAANA_OK)
-        local = gather_matrix(team, &t.map, &g, &t.vt, t.vt_full, err);
+        local = move_matrix(team, &t.map, &g, t.vt_full, &t.vt, 1, err);
     RAANA_CHECK(raana_comm_agree(team, local, err));
     if (t.map.rank == 0) {
         memcpy(s, t.s, (size_t)k * sizeof *s);

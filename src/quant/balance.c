@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "raana/ranked.h"
+
 /* Nanoseconds per weight, one thread, fitted by bench/bench_quant_cost.c
  * (bench/RESULTS.md, "Quantize cost model"; docs/SCALING.md):
  *   every weight of the layer:  COST_BASE (tricks, rotation, normalizing,
@@ -40,19 +42,6 @@ double raana_quantize_cost(int d_in, int d_out, double bits, raana_encoder encod
     return 1e-9 * per_col * d_out;
 }
 
-typedef struct {
-    double cost;
-    int index;
-} item;
-
-static int by_cost_desc(const void *a, const void *b)
-{
-    const item *x = a, *y = b;
-    if (x->cost != y->cost)
-        return x->cost > y->cost ? -1 : 1;
-    return (x->index > y->index) - (x->index < y->index);
-}
-
 static int least_loaded(const double *load, int n_ranks)
 {
     int best = 0;
@@ -66,7 +55,7 @@ raana_status raana_balance_lpt(const double *cost, const int *pinned, int n, int
                                int *rank_of, double *load, raana_error *err)
 {
     raana_status st = RAANA_OK;
-    item *items = malloc((size_t)(n > 0 ? n : 1) * sizeof *items);
+    raana_ranked *items = malloc((size_t)(n > 0 ? n : 1) * sizeof *items);
     double *sum = calloc((size_t)(n_ranks > 0 ? n_ranks : 1), sizeof *sum);
     int n_free = 0;
     if (!items || !sum)
@@ -83,13 +72,13 @@ raana_status raana_balance_lpt(const double *cost, const int *pinned, int n, int
         if (pin >= 0)
             rank_of[i] = pin, sum[pin] += cost[i];
         else
-            items[n_free++] = (item){cost[i], i};
+            items[n_free++] = (raana_ranked){cost[i], i};
     }
-    qsort(items, (size_t)n_free, sizeof *items, by_cost_desc);
+    raana_ranked_sort_desc(items, (size_t)n_free);
     for (int k = 0; k < n_free; k++) {
         int r = least_loaded(sum, n_ranks);
         rank_of[items[k].index] = r;
-        sum[r] += items[k].cost;
+        sum[r] += items[k].key;
     }
     for (int r = 0; load && r < n_ranks; r++)
         load[r] = sum[r];

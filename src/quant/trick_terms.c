@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "raana/ranked.h"
+
 raana_status raana_trick_means(const float *w, int d_in, int d_out, float *mu, raana_error *err)
 {
     double *sum = calloc((size_t)d_in, sizeof *sum);
@@ -39,19 +41,6 @@ raana_status raana_trick_row_scales(const float *w, int d_in, int d_out, const f
     return RAANA_OK;
 }
 
-typedef struct {
-    double norm;
-    int col;
-} col_norm;
-
-static int by_norm_desc(const void *a, const void *b)
-{
-    const col_norm *x = a, *y = b;
-    if (x->norm != y->norm)
-        return x->norm < y->norm ? 1 : -1;
-    return x->col - y->col;
-}
-
 static int int32_asc(const void *a, const void *b)
 {
     return *(const int32_t *)a - *(const int32_t *)b;
@@ -72,14 +61,14 @@ static double unscaled_column_norm2(const raana_trick_terms *t, const float *w, 
 raana_status raana_trick_largest_columns(const raana_trick_terms *t, const float *w, int n,
                                          int32_t *cols, raana_error *err)
 {
-    col_norm *norms = malloc((size_t)t->d_out * sizeof *norms);
+    raana_ranked *norms = malloc((size_t)t->d_out * sizeof *norms);
     if (!norms)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d column norms", t->d_out);
     for (int j = 0; j < t->d_out; j++)
-        norms[j] = (col_norm){unscaled_column_norm2(t, w, j), j};
-    qsort(norms, (size_t)t->d_out, sizeof *norms, by_norm_desc);
+        norms[j] = (raana_ranked){unscaled_column_norm2(t, w, j), j};
+    raana_ranked_sort_desc(norms, (size_t)t->d_out);
     for (int h = 0; h < n; h++)
-        cols[h] = norms[h].col;
+        cols[h] = norms[h].index;
     qsort(cols, (size_t)n, sizeof *cols, int32_asc);
     free(norms);
     return RAANA_OK;

@@ -228,17 +228,12 @@ cleanup:
     return st;
 }
 
+/* The model_type that names arch, from the same table parse_arch reads. */
 const char *raana_arch_name(raana_arch arch)
 {
-    switch (arch) {
-    case RAANA_ARCH_LLAMA: return "llama";
-    case RAANA_ARCH_MISTRAL: return "mistral";
-    case RAANA_ARCH_QWEN2: return "qwen2";
-    case RAANA_ARCH_QWEN3: return "qwen3";
-    case RAANA_ARCH_MIXTRAL: return "mixtral";
-    case RAANA_ARCH_QWEN2_MOE: return "qwen2_moe";
-    case RAANA_ARCH_QWEN3_MOE: return "qwen3_moe";
-    }
+    for (size_t i = 0; i < sizeof supported_archs / sizeof supported_archs[0]; i++)
+        if (supported_archs[i].arch == arch)
+            return supported_archs[i].name;
     return "?";
 }
 
