@@ -22,9 +22,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=se
   OMPI_MCA_ess_singleton_isolated=1 # no orted per run: a second less each
 dense=${DENSE:-24} stride=${STRIDE:-11} cap=2000
 # the sanitizer build (RAANA_TEST_QUICK, tests/CMakeLists.txt) samples more
-# sparsely: about 27 runs per tool instead of about 55, still the first and
+# sparsely: about 20 runs per tool instead of about 55, still the first and
 # the last sites; the Release build covers the sites at the default density
-if [ "${RAANA_TEST_QUICK:-0}" = 1 ]; then dense=${DENSE:-4} stride=${STRIDE:-23}; fi
+if [ "${RAANA_TEST_QUICK:-0}" = 1 ]; then dense=${DENSE:-4} stride=${STRIDE:-41}; fi
 [ "${RAANA_FAULT_TEST_ALL:-0}" = 1 ] && stride=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -86,14 +86,18 @@ HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p
   "$tmp/threads.h5" --ignore config.ini && ok || bad "container with 2 threads per rank differs"
 
 # more ranks than blocks: the two ranks without a block encode layers that
-# their owners send them, and the container is still P = 1's
-run "$mpiexec" -n 6 "$mpi_bin" "$job" --set "output.path=$out_h5"
-expect_rc 0 "job P=6"
-mv "$out_h5" "$tmp/p6.h5"
-HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
-  "$tmp/p6.h5" --ignore config.ini && ok || bad "container P=6 differs from P=1"
-helpers=$(grep -cE "quantize: rank [0-9]+ encoded [1-9][0-9]* layers in [0-9.]+ s; predicted share [0-9.]+% \(its own blocks alone: 0\.0%\)" <<<"$errout")
-[ "$helpers" -eq 2 ] && ok || bad "P=6: expected 2 block-less ranks encoding layers: $errout"
+# their owners send them, and the container is still P = 1's (Release build
+# only: six ranks under the sanitizers take a minute and a half on 2 cores,
+# and P = 3 already sends layers to ranks that do not own them)
+if [ "${RAANA_TEST_QUICK:-0}" != 1 ]; then
+  run "$mpiexec" -n 6 "$mpi_bin" "$job" --set "output.path=$out_h5"
+  expect_rc 0 "job P=6"
+  mv "$out_h5" "$tmp/p6.h5"
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
+    "$tmp/p6.h5" --ignore config.ini && ok || bad "container P=6 differs from P=1"
+  helpers=$(grep -cE "quantize: rank [0-9]+ encoded [1-9][0-9]* layers in [0-9.]+ s; predicted share [0-9.]+% \(its own blocks alone: 0\.0%\)" <<<"$errout")
+  [ "$helpers" -eq 2 ] && ok || bad "P=6: expected 2 block-less ranks encoding layers: $errout"
+fi
 
 # numpy-only reconstruction, signs, rel_error, unquantized tensors
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" \
