@@ -1,15 +1,22 @@
 /* cli.c — the shared command-line convention of the raana tools: option
- * parsing through getopt_long with named errors, the --help layout and the
- * one error line (see cli.h). */
+ * parsing through getopt_long with named errors, --help and --version, the
+ * operand count, the --help layout and the one error line (see cli.h). */
 #include "cli.h"
 
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_OPTIONS 64
 #define LONG_BASE   256 /* getopt_long's val for option i is LONG_BASE + i */
 #define LABEL_MAX   30  /* wider labels put their text on the next line */
+
+/* Every tool's options after its own: index count_options(spec) + OPT_x. */
+enum { BUILTIN_HELP, BUILTIN_VERSION, N_BUILTINS };
+static const raana_cli_option builtins[N_BUILTINS] = {
+    [BUILTIN_HELP] = {"help", 'h', NULL, "this text"},
+    [BUILTIN_VERSION] = {"version", 'V', NULL, "version and exit"}};
 
 static int count_options(const raana_cli_spec *spec)
 {
@@ -19,14 +26,23 @@ static int count_options(const raana_cli_spec *spec)
     return n;
 }
 
+/* Option i of the tool's own followed by the builtins, or NULL past them. */
+static const raana_cli_option *option_at(const raana_cli_spec *spec, int i)
+{
+    int n = count_options(spec);
+    if (i < n)
+        return &spec->options[i];
+    return i - n < N_BUILTINS ? &builtins[i - n] : NULL;
+}
+
 /* The index of the option getopt_long reported as val (a short option's
  * character or LONG_BASE + index), or -1. */
 static int option_index(const raana_cli_spec *spec, int val)
 {
     if (val >= LONG_BASE)
         return val - LONG_BASE;
-    for (int i = 0; val > 0 && spec->options[i].name; i++)
-        if (spec->options[i].short_name == val)
+    for (int i = 0; val > 0 && option_at(spec, i); i++)
+        if (option_at(spec, i)->short_name == val)
             return i;
     return -1;
 }
@@ -41,7 +57,7 @@ static void typed_option(const raana_cli_spec *spec, char **argv, int val, char 
     else if (strncmp(arg, "--", 2) == 0 || i < 0)
         snprintf(out, size, "%.*s", (int)strcspn(arg, "="), arg);
     else
-        snprintf(out, size, "--%s", spec->options[i].name);
+        snprintf(out, size, "--%s", option_at(spec, i)->name);
 }
 
 static raana_status option_error(const raana_cli_spec *spec, char **argv, int c, raana_error *err)
@@ -51,22 +67,23 @@ static raana_status option_error(const raana_cli_spec *spec, char **argv, int c,
     int i = option_index(spec, optopt);
     if (c == ':')
         return raana_fail(err, RAANA_ERR_USAGE, "option '%s' needs a value (see --help)", typed);
-    if (i >= 0 && !spec->options[i].value)
+    if (i >= 0 && !option_at(spec, i)->value)
         return raana_fail(err, RAANA_ERR_USAGE, "option '%s' takes no value", typed);
     return raana_fail(err, RAANA_ERR_USAGE, "unknown option '%s' (see --help)", typed);
 }
 
-/* getopt_long's tables for spec: longs[n + 1], and the short option string
- * (":" first, so that a missing value is reported as ':'). */
+/* getopt_long's tables for spec and the builtins: longs[n + 1], and the
+ * short option string (":" first, so that a missing value is reported as
+ * ':'). */
 static raana_status build_tables(const raana_cli_spec *spec, struct option *longs, char *shorts,
                                  raana_error *err)
 {
-    int n = count_options(spec), k = 0;
+    int n = count_options(spec) + N_BUILTINS, k = 0;
     if (n > MAX_OPTIONS)
         return RAANA_INTERNAL(err, "%s has %d options, more than %d", spec->tool, n, MAX_OPTIONS);
     shorts[k++] = ':';
     for (int i = 0; i < n; i++) {
-        const raana_cli_option *o = &spec->options[i];
+        const raana_cli_option *o = option_at(spec, i);
         longs[i] = (struct option){o->name, o->value ? required_argument : no_argument, NULL,
                                    LONG_BASE + i};
         if (o->short_name) {
@@ -77,27 +94,6 @@ static raana_status build_tables(const raana_cli_spec *spec, struct option *long
     }
     longs[n] = (struct option){NULL, 0, NULL, 0};
     shorts[k] = '\0';
-    return RAANA_OK;
-}
-
-raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
-                             raana_cli_handler on_option, void *ctx, int *first_operand,
-                             raana_error *err)
-{
-    struct option longs[MAX_OPTIONS + 1];
-    char shorts[2 * MAX_OPTIONS + 2];
-    RAANA_CALL(build_tables(spec, longs, shorts, err));
-    opterr = 0;
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, shorts, longs, NULL)) != -1;) {
-        if (c == '?' || c == ':')
-            return option_error(spec, argv, c, err);
-        int i = option_index(spec, c);
-        if (i < 0)
-            return RAANA_INTERNAL(err, "getopt_long returned %d", c);
-        RAANA_CALL(on_option(ctx, i, spec->options[i].value ? optarg : NULL, err));
-    }
-    *first_operand = optind;
     return RAANA_OK;
 }
 
@@ -114,9 +110,9 @@ static int option_label(const raana_cli_option *o, char *out, size_t size)
 static int help_column(const raana_cli_spec *spec)
 {
     int column = 0;
-    for (int i = 0; spec->options[i].name; i++) {
+    for (int i = 0; option_at(spec, i); i++) {
         char label[128];
-        int len = option_label(&spec->options[i], label, sizeof label);
+        int len = option_label(option_at(spec, i), label, sizeof label);
         if (len <= LABEL_MAX && len > column)
             column = len;
     }
@@ -143,14 +139,102 @@ static void print_option(FILE *out, const raana_cli_option *o, int column)
     }
 }
 
-void raana_cli_print_help(FILE *out, const raana_cli_spec *spec)
+static void print_help(FILE *out, const raana_cli_spec *spec)
 {
     fprintf(out, "Usage: %s %s\n\n%s\nOptions:\n", spec->tool, spec->usage, spec->description);
     int column = help_column(spec);
-    for (int i = 0; spec->options[i].name; i++)
-        print_option(out, &spec->options[i], column);
+    for (int i = 0; option_at(spec, i); i++)
+        print_option(out, option_at(spec, i), column);
     if (spec->epilog)
         fprintf(out, "\n%s", spec->epilog);
+}
+
+/* The next space-separated word of *s, advancing *s past it; NULL after
+ * the last. */
+static const char *next_word(const char **s, int *len)
+{
+    if (!*s)
+        return NULL;
+    const char *w = *s + strspn(*s, " ");
+    *len = (int)strcspn(w, " ");
+    *s = w + *len;
+    return *len ? w : NULL;
+}
+
+/* "missing OUTDIR (see --help)": the required operands from w on (optional
+ * ones follow the required ones). */
+static raana_status missing_operands(const char *w, raana_error *err)
+{
+    int len = (int)strcspn(w, "[");
+    while (len > 0 && w[len - 1] == ' ')
+        len--;
+    return raana_fail(err, RAANA_ERR_USAGE, "missing %.*s (see --help)", len, w);
+}
+
+/* Usage errors for r's operands against spec->operands. */
+static raana_status check_operands(const raana_cli_spec *spec, const raana_cli_result *r,
+                                   raana_error *err)
+{
+    const char *s = spec->operands, *w;
+    int len, max = 0;
+    while ((w = next_word(&s, &len)))
+        if (max++ == r->n_operands && w[0] != '[')
+            return missing_operands(w, err);
+    if (r->n_operands > max)
+        return raana_fail(err, RAANA_ERR_USAGE, "unexpected argument '%s' (see --help)",
+                          r->operand[max]);
+    return RAANA_OK;
+}
+
+/* --help or --version (builtin b), answered by the first process only. */
+static void answer_builtin(const raana_cli_spec *spec, int b)
+{
+    if (raana_cli_launcher_rank() != 0)
+        return;
+    if (b == BUILTIN_HELP)
+        print_help(stdout, spec);
+    else
+        printf("%s %s\n", spec->tool, RAANA_VERSION);
+}
+
+raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
+                             raana_cli_handler on_option, void *ctx, raana_cli_result *result,
+                             raana_error *err)
+{
+    struct option longs[MAX_OPTIONS + 1];
+    char shorts[2 * MAX_OPTIONS + 2];
+    int n = count_options(spec), builtin = N_BUILTINS;
+    RAANA_CALL(build_tables(spec, longs, shorts, err));
+    opterr = 0;
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, shorts, longs, NULL)) != -1;) {
+        if (c == '?' || c == ':')
+            return option_error(spec, argv, c, err);
+        int i = option_index(spec, c);
+        if (i < 0)
+            return RAANA_INTERNAL(err, "getopt_long returned %d", c);
+        if (i >= n && i - n < builtin)
+            builtin = i - n; /* --help wins over --version */
+        else if (i < n)
+            RAANA_CALL(on_option(ctx, i, spec->options[i].value ? optarg : NULL, err));
+    }
+    *result = (raana_cli_result){argv + optind, argc - optind, builtin < N_BUILTINS};
+    if (result->done) {
+        answer_builtin(spec, builtin);
+        return RAANA_OK;
+    }
+    return check_operands(spec, result, err);
+}
+
+int raana_cli_launcher_rank(void)
+{
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v)
+            return atoi(v);
+    }
+    return 0;
 }
 
 int raana_cli_report(const char *tool, const raana_error *err)

@@ -1,24 +1,27 @@
 /* cli.h — the command-line convention every raana tool shares (issue 14):
  * getopt_long underneath, so `--opt value` and `--opt=value` both work and
  * options and operands come in any order (`--` ends the options); one
- * message for an unknown option, one for a missing value; one --help
+ * message for an unknown option, one for a missing value, one for a missing
+ * or unexpected operand; --help and --version in every tool; one --help
  * layout; one error line.
  *
- *   Usage: TOOL [OPTIONS] ARGS
+ *   Usage: TOOL USAGE
  *
  *   One paragraph of description.
  *
  *   Options:
  *     --name VALUE   text, continued on aligned lines after '\n'
+ *     -h, --help     this text
+ *     -V, --version  version and exit
  *
  *   Epilog (exit codes, examples), if any.
  *
- * A tool describes its options in a raana_cli_option table ending in a
- * zeroed entry, and gets each one back through a callback. */
+ * A tool describes its own options in a raana_cli_option table ending in a
+ * zeroed entry and its operands in the spec; raana_cli_parse hands each
+ * option back through a callback, answers --help and --version itself and
+ * checks the number of operands. */
 #ifndef RAANA_TOOLS_CLI_H
 #define RAANA_TOOLS_CLI_H
-
-#include <stdio.h>
 
 #include "raana/error.h"
 
@@ -33,9 +36,20 @@ typedef struct {
     const char *tool;                /* "raana-eval": the error prefix and the usage line */
     const char *usage;               /* what follows "Usage: TOOL ", e.g. "[OPTIONS] CONFIG.ini" */
     const char *description;         /* one paragraph, lines ending in '\n' */
-    const raana_cli_option *options; /* ends with an entry whose name is NULL */
+    const raana_cli_option *options; /* ends with an entry whose name is NULL; the short
+                                        names 'h' and 'V' are taken by --help, --version */
     const char *epilog;              /* after the options (may be NULL) */
+    /* The operands in order, separated by spaces: "CONTAINER.h5 OUTDIR";
+     * a name in brackets is optional ("CONTAINER [OUT.f32]"); NULL: none. */
+    const char *operands;
 } raana_cli_spec;
+
+/* What raana_cli_parse leaves for the tool. */
+typedef struct {
+    char **operand; /* the operands in order (argv permuted: its tail) */
+    int n_operands; /* within the counts the spec allows */
+    int done;       /* --help or --version was answered: exit 0 */
+} raana_cli_result;
 
 /* Called once per option in command-line order: index into spec->options,
  * value NULL for a flag. Returns RAANA_OK or a usage error naming the
@@ -46,16 +60,22 @@ typedef raana_status (*raana_cli_handler)(void *ctx, int index, const char *valu
                                           raana_error *err);
 
 /* Parses argv with getopt_long (argv is permuted: operands end up last).
- * *first_operand: index in argv of the first operand. Errors (RAANA_ERR_USAGE):
+ * With --help or --version it prints the help text or "TOOL VERSION" on
+ * stdout (in the first process of a parallel launch only, see
+ * raana_cli_launcher_rank) and sets result->done, without checking the
+ * operands. Errors (RAANA_ERR_USAGE):
  *   unknown option '--x' (see --help)
  *   option '--x' needs a value (see --help)
- *   option '--x' takes no value */
+ *   option '--x' takes no value
+ *   missing OUTDIR (see --help)          (the required operands not given)
+ *   unexpected argument 'x' (see --help) (the first operand too many) */
 raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
-                             raana_cli_handler on_option, void *ctx, int *first_operand,
+                             raana_cli_handler on_option, void *ctx, raana_cli_result *result,
                              raana_error *err);
 
-/* The --help text, in the shared layout. */
-void raana_cli_print_help(FILE *out, const raana_cli_spec *spec);
+/* This process's rank as the launcher (mpirun, srun) numbers it, before
+ * MPI_Init; 0 when not launched in parallel. */
+int raana_cli_launcher_rank(void);
 
 /* "TOOL: error: MSG" on stderr, one line. Returns the status (the exit code). */
 int raana_cli_report(const char *tool, const raana_error *err);

@@ -37,8 +37,7 @@ enum {
     OPT_STRIDE,
     OPT_MAX_WINDOWS,
     OPT_JSON,
-    OPT_QUIET,
-    OPT_HELP
+    OPT_QUIET
 };
 
 static const raana_cli_option options[] = {
@@ -57,31 +56,33 @@ static const raana_cli_option options[] = {
     [OPT_MAX_WINDOWS] = {"max-windows", 0, "N", "keep the first N windows only"},
     [OPT_JSON] = {"json", 0, NULL, "one JSON object on stdout instead of text"},
     [OPT_QUIET] = {"quiet", 0, NULL, "no progress lines on stderr"},
-    [OPT_HELP] = {"help", 'h', NULL, "this text"},
     {NULL, 0, NULL, NULL}};
 
 static const raana_cli_spec cli = {
-    "raana-eval", "[OPTIONS] --text FILE",
-    "Evaluates an original model (--model), a quantized one (--container or\n"
-    "--compare), or both, in one pass over the same windows of the UTF-8 text in\n"
-    "FILE. At least one side; the tokenizer is --model's, else the quantized side's.\n"
-    "The text is one token stream (bos once); windows of N tokens start every S\n"
-    "tokens as long as they fit whole. The first window scores its predictions of\n"
-    "tokens 1..N-1, each later one only its last min(S, N-1) (the Hugging Face\n"
-    "sliding-window protocol, without its final partial window). Prints each side's\n"
-    "perplexity +- its standard error (ppl * sd(nll) / sqrt(n)), and with both sides\n"
-    "the ppl ratio quantized/original (and its ln), the mean, 99th percentile and\n"
-    "maximum over scored tokens of KL(P_original || P_quantized) (nats) and the\n"
-    "share of tokens whose argmax agrees. Runs under MPI (mpirun -n P raana-eval ...)\n"
-    "like raana-mpi; the result does not depend on P.\n",
-    options,
-    "Exit codes: 2 usage, 4 bad input (text not UTF-8 or shorter than one window,\n"
-    "--model not the container's checkpoint), 5 I/O, 6 memory, 7 MPI.\n"
-    "Details: docs/EVALUATION.md.\n"};
+    .tool = "raana-eval",
+    .usage = "[OPTIONS] --text FILE",
+    .options = options,
+    .description =
+        "Evaluates an original model (--model), a quantized one (--container or\n"
+        "--compare), or both, in one pass over the same windows of the UTF-8 text in\n"
+        "FILE. At least one side; the tokenizer is --model's, else the quantized side's.\n"
+        "The text is one token stream (bos once); windows of N tokens start every S\n"
+        "tokens as long as they fit whole. The first window scores its predictions of\n"
+        "tokens 1..N-1, each later one only its last min(S, N-1) (the Hugging Face\n"
+        "sliding-window protocol, without its final partial window). Prints each side's\n"
+        "perplexity +- its standard error (ppl * sd(nll) / sqrt(n)), and with both sides\n"
+        "the ppl ratio quantized/original (and its ln), the mean, 99th percentile and\n"
+        "maximum over scored tokens of KL(P_original || P_quantized) (nats) and the\n"
+        "share of tokens whose argmax agrees. Runs under MPI (mpirun -n P raana-eval ...)\n"
+        "like raana-mpi; the result does not depend on P.\n",
+    .epilog = "Exit codes: 2 usage, 4 bad input (text not UTF-8 or shorter than one window,\n"
+              "--model not the container's checkpoint), 5 I/O, 6 memory, 7 MPI.\n"
+              "Details: docs/EVALUATION.md.\n"};
 
 typedef struct {
     const char *model, *container, *compare, *text;
-    int seq_len, stride, max_windows, json, quiet, help;
+    int seq_len, stride, max_windows, json, quiet;
+    int done; /* --help answered */
 } eval_args;
 
 static raana_status on_option(void *ctx, int option, const char *value, raana_error *err)
@@ -98,7 +99,6 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
         return raana_cli_int("max-windows", value, 1, 1048576, &a->max_windows, err);
     case OPT_JSON: a->json = 1; break;
     case OPT_QUIET: a->quiet = 1; break;
-    case OPT_HELP: a->help = 1; break;
     default: return RAANA_INTERNAL(err, "option %d not handled", option);
     }
     return RAANA_OK;
@@ -107,12 +107,10 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
 static raana_status parse_args(int argc, char **argv, eval_args *a, raana_error *err)
 {
     memset(a, 0, sizeof *a);
-    int first;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
-    if (first < argc)
-        return raana_fail(err, RAANA_ERR_USAGE, "unexpected argument '%s' (see --help)",
-                          argv[first]);
-    if (a->help)
+    raana_cli_result r;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
+    a->done = r.done;
+    if (a->done)
         return RAANA_OK;
     if (a->container && a->compare)
         return raana_fail(err, RAANA_ERR_USAGE,
@@ -366,11 +364,9 @@ int main(int argc, char **argv)
     raana_error err;
     raana_error_clear(&err);
     raana_status st = parse_args(argc, argv, &a, &err);
-    if (st != RAANA_OK || a.help) {
+    if (st != RAANA_OK || a.done) {
         if (st != RAANA_OK)
             raana_cli_report(cli.tool, &err);
-        else
-            raana_cli_print_help(stdout, &cli);
         return (int)st;
     }
     /* OpenBLAS spins forever when it cannot get its buffer (see raana-mpi) */

@@ -30,7 +30,7 @@
 
 #define MANIFEST "raana-export.json"
 
-enum { OPT_DTYPE, OPT_MAX_SHARD_SIZE, OPT_OVERWRITE, OPT_HF_KEY, OPT_HELP };
+enum { OPT_DTYPE, OPT_MAX_SHARD_SIZE, OPT_OVERWRITE, OPT_HF_KEY };
 
 static const raana_cli_option options[] = {
     [OPT_DTYPE] = {"dtype", 0, "D",
@@ -48,19 +48,21 @@ static const raana_cli_option options[] = {
                     "\"quantization_config\" (transformers >= 4.49 warns and loads\n"
                     "the weights; vLLM and older transformers refuse the model)\n"
                     "instead of \"raana_quantization\" (every loader ignores it)"},
-    [OPT_HELP] = {"help", 'h', NULL, "this text"},
     {NULL, 0, NULL, NULL}};
 
 static const raana_cli_spec cli = {
-    "raana-export", "[OPTIONS] CONTAINER.h5 OUTDIR",
-    "Writes the quantized model of a raana container as a Hugging Face checkpoint\n"
-    "directory: config.json (plus a record of the quantization), generation_config.json\n"
-    "and the tokenizer files when the container holds them, and the weights as\n"
-    "safetensors: quantized layers dequantized, every other tensor as stored.\n",
-    options,
-    "Exit codes: 0 ok, 2 usage, 4 not a readable container, 5 file I/O (OUTDIR exists,\n"
-    "            is a symlink, holds foreign files; disk full), 6 out of memory,\n"
-    "            8 newer container format, 9 a value that does not fit the dtype\n"};
+    .tool = "raana-export",
+    .usage = "[OPTIONS] CONTAINER.h5 OUTDIR",
+    .operands = "CONTAINER.h5 OUTDIR",
+    .options = options,
+    .description =
+        "Writes the quantized model of a raana container as a Hugging Face checkpoint\n"
+        "directory: config.json (plus a record of the quantization), generation_config.json\n"
+        "and the tokenizer files when the container holds them, and the weights as\n"
+        "safetensors: quantized layers dequantized, every other tensor as stored.\n",
+    .epilog = "Exit codes: 0 ok, 2 usage, 4 not a readable container, 5 file I/O (OUTDIR exists,\n"
+              "            is a symlink, holds foreign files; disk full), 6 out of memory,\n"
+              "            8 newer container format, 9 a value that does not fit the dtype\n"};
 
 /* Files copied from the container's /model when present (config.json is
  * rewritten). */
@@ -73,7 +75,8 @@ typedef struct {
     const char *container;
     char outdir[4096];
     raana_dtype dtype;
-    int dtype_given, overwrite, hf_key, help;
+    int dtype_given, overwrite, hf_key;
+    int done; /* --help or --version answered */
     uint64_t max_shard;
 } export_args;
 
@@ -140,7 +143,6 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
         break;
     case OPT_OVERWRITE: a->overwrite = 1; break;
     case OPT_HF_KEY: a->hf_key = 1; break;
-    case OPT_HELP: a->help = 1; break;
     default: return RAANA_INTERNAL(err, "option %d not handled", option);
     }
     return RAANA_OK;
@@ -150,21 +152,19 @@ static raana_status parse_args(int argc, char **argv, export_args *a, raana_erro
 {
     memset(a, 0, sizeof *a);
     a->max_shard = 5000000000ull;
-    int first;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
-    if (a->help)
+    raana_cli_result r;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
+    a->done = r.done;
+    if (a->done)
         return RAANA_OK;
-    if (argc - first != 2)
-        return raana_fail(err, RAANA_ERR_USAGE,
-                          "expected CONTAINER.h5 and OUTDIR, got %d arguments (see --help)",
-                          argc - first);
-    a->container = argv[first];
-    size_t len = strlen(argv[first + 1]);
-    while (len > 1 && argv[first + 1][len - 1] == '/')
+    a->container = r.operand[0];
+    const char *outdir = r.operand[1];
+    size_t len = strlen(outdir);
+    while (len > 1 && outdir[len - 1] == '/')
         len--; /* "out/" names out */
     if (len == 0 || len >= sizeof a->outdir - 64)
-        return raana_fail(err, RAANA_ERR_USAGE, "OUTDIR '%s': empty or too long", argv[first + 1]);
-    snprintf(a->outdir, sizeof a->outdir, "%.*s", (int)len, argv[first + 1]);
+        return raana_fail(err, RAANA_ERR_USAGE, "OUTDIR '%s': empty or too long", outdir);
+    snprintf(a->outdir, sizeof a->outdir, "%.*s", (int)len, outdir);
     const char *base = strrchr(a->outdir, '/');
     base = base ? base + 1 : a->outdir;
     if (!base[0] || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
@@ -762,10 +762,8 @@ int main(int argc, char **argv)
     raana_error err;
     raana_error_clear(&err);
     raana_status st = parse_args(argc, argv, &a, &err);
-    if (st == RAANA_OK && a.help) {
-        raana_cli_print_help(stdout, &cli);
+    if (st == RAANA_OK && a.done)
         return 0;
-    }
     if (st == RAANA_OK) {
         raana_blas_report(stdout, NULL, "raana-export"); /* no BLAS-heavy work here: no warning */
         st = export_container(&a, stdout, &err);

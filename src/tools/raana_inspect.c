@@ -21,7 +21,7 @@
 
 #include "cli.h"
 
-enum { OPT_LAYERS, OPT_JSON, OPT_VERIFY, OPT_DEQUANTIZE, OPT_OUTPUT, OPT_HELP };
+enum { OPT_LAYERS, OPT_JSON, OPT_VERIFY, OPT_DEQUANTIZE, OPT_OUTPUT };
 
 static const raana_cli_option options[] = {
     [OPT_LAYERS] = {"layers", 0, NULL, "one line per quantized layer: name, bits, relative error"},
@@ -34,25 +34,28 @@ static const raana_cli_option options[] = {
                         "[d_out][d_in] (Hugging Face layout), to --output"},
     [OPT_OUTPUT] = {"output", 0, "OUT.f32",
                     "where --dequantize writes (or: --dequantize LAYER OUT.f32)"},
-    [OPT_HELP] = {"help", 0, NULL, "this text"},
     {NULL, 0, NULL, NULL}};
 
+/* OUT.f32: the legacy form --dequantize LAYER OUT.f32 */
 static const raana_cli_spec cli = {
-    "raana-inspect", "[OPTIONS] CONTAINER",
-    "Reads a raana container without MPI: with no option, prints its summary and the\n"
-    "report table; otherwise one quantized layer per line, everything as one JSON object\n"
-    "(docs/FORMAT.md, \"raana-inspect --json\"), a check of the whole file, or one layer's\n"
-    "rebuilt weight. Options and CONTAINER may come in any order. Exit codes: 0 ok, 2\n"
-    "usage, 4 not a readable or consistent container, 5 file I/O, 6 out of memory, 8 newer\n"
-    "container format, 9 NaN/Inf in a rebuilt layer.\n",
-    options, NULL};
+    .tool = "raana-inspect",
+    .usage = "[OPTIONS] CONTAINER",
+    .operands = "CONTAINER [OUT.f32]",
+    .options = options,
+    .description =
+        "Reads a raana container without MPI: with no option, prints its summary and the\n"
+        "report table; otherwise one quantized layer per line, everything as one JSON object\n"
+        "(docs/FORMAT.md, \"raana-inspect --json\"), a check of the whole file, or one layer's\n"
+        "rebuilt weight. Options and CONTAINER may come in any order. Exit codes: 0 ok, 2\n"
+        "usage, 4 not a readable or consistent container, 5 file I/O, 6 out of memory, 8 newer\n"
+        "container format, 9 NaN/Inf in a rebuilt layer.\n"};
 
 typedef enum { MODE_SUMMARY, MODE_LAYERS, MODE_JSON, MODE_VERIFY, MODE_DEQUANTIZE } inspect_mode;
 
 typedef struct {
     inspect_mode mode;
     const char *path, *layer, *out;
-    int help;
+    int done; /* --help or --version answered */
     int argc;
     char **argv;
     const char *legacy_out; /* the word right after --dequantize LAYER, if not an option */
@@ -84,23 +87,22 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
             a->legacy_out = a->argv[optind];
         break;
     case OPT_OUTPUT: a->out = value; break;
-    case OPT_HELP: a->help = 1; break;
     default: return RAANA_INTERNAL(err, "option %d not handled", option);
     }
     return RAANA_OK;
 }
 
-/* The operands argv[first..argc): CONTAINER, and OUT.f32 in the legacy
- * form --dequantize LAYER OUT.f32 (the word right after LAYER). */
-static raana_status take_operands(int first, inspect_args *a, raana_error *err)
+/* The operands r->operand[]: CONTAINER, and OUT.f32 in the legacy form
+ * --dequantize LAYER OUT.f32 (the word right after LAYER). */
+static raana_status take_operands(const raana_cli_result *r, inspect_args *a, raana_error *err)
 {
     int n = 0;
-    for (int i = first; i < a->argc; i++) {
-        if (a->argv[i] == a->legacy_out && !a->out) {
-            a->out = a->argv[i];
+    for (int i = 0; i < r->n_operands; i++) {
+        if (r->operand[i] == a->legacy_out && !a->out) {
+            a->out = r->operand[i];
             continue;
         }
-        a->path = a->argv[i];
+        a->path = r->operand[i];
         n++;
     }
     if (n != 1)
@@ -116,11 +118,12 @@ static raana_status parse_args(int argc, char **argv, inspect_args *a, raana_err
 {
     memset(a, 0, sizeof *a);
     a->argc = argc, a->argv = argv;
-    int first;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
-    if (a->help)
+    raana_cli_result r;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
+    a->done = r.done;
+    if (a->done)
         return RAANA_OK;
-    return take_operands(first, a, err);
+    return take_operands(&r, a, err);
 }
 
 /* ---- summary and --layers ------------------------------------------------------------ */
@@ -503,10 +506,8 @@ int main(int argc, char **argv)
     raana_error_clear(&err);
     inspect_args a;
     raana_status st = parse_args(argc, argv, &a, &err);
-    if (st == RAANA_OK && a.help) {
-        raana_cli_print_help(stdout, &cli);
+    if (st == RAANA_OK && a.done)
         return 0;
-    }
     if (st == RAANA_OK)
         st = run(&a, &err);
     if (st != RAANA_OK)

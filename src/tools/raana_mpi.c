@@ -36,19 +36,12 @@ typedef struct {
     const char *config_path;
     const char *overrides[MAX_OVERRIDES];
     int n_overrides;
-    int dry_run, print_config, calibrate_only, allocate_only, help, version;
+    int dry_run, print_config, calibrate_only, allocate_only;
+    int done;                /* --help or --version answered */
     char command_line[2048]; /* stored in the container's provenance */
 } cli_args;
 
-enum {
-    OPT_DRY_RUN,
-    OPT_SET,
-    OPT_PRINT_CONFIG,
-    OPT_CALIBRATE_ONLY,
-    OPT_ALLOCATE_ONLY,
-    OPT_HELP,
-    OPT_VERSION
-};
+enum { OPT_DRY_RUN, OPT_SET, OPT_PRINT_CONFIG, OPT_CALIBRATE_ONLY, OPT_ALLOCATE_ONLY };
 
 static const raana_cli_option options[] = {
     [OPT_DRY_RUN] = {"dry-run", 0, NULL,
@@ -64,22 +57,24 @@ static const raana_cli_option options[] = {
     [OPT_ALLOCATE_ONLY] = {"allocate-only", 0, NULL,
                            "calibration, then AllocateBits: prints the allocation\n"
                            "and writes OUTPUT.allocation.json"},
-    [OPT_HELP] = {"help", 'h', NULL, "this text"},
-    [OPT_VERSION] = {"version", 'V', NULL, "version and exit"},
     {NULL, 0, NULL, NULL}};
 
 static const raana_cli_spec cli = {
-    "raana-mpi", "[OPTIONS] CONFIG.ini",
-    "Quantize a Hugging Face LLaMA-family checkpoint with RaanA (RaBitQ-H codes,\n"
-    "AllocateBits mixed precision) as an MPI job; see config/raana.ini for every key.\n"
-    "\n"
-    "  srun --mpi=pmix raana-mpi CONFIG.ini     on a Slurm cluster\n"
-    "  mpirun -n P raana-mpi CONFIG.ini         with Open MPI\n"
-    "  raana-mpi CONFIG.ini                     one process\n",
-    options,
-    "Exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
-    "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal,\n"
-    "            75 preempted by SIGUSR1/SIGTERM (run the same command again to resume)\n"};
+    .tool = "raana-mpi",
+    .usage = "[OPTIONS] CONFIG.ini",
+    .operands = "CONFIG.ini",
+    .options = options,
+    .description =
+        "Quantize a Hugging Face LLaMA-family checkpoint with RaanA (RaBitQ-H codes,\n"
+        "AllocateBits mixed precision) as an MPI job; see config/raana.ini for every key.\n"
+        "\n"
+        "  srun --mpi=pmix raana-mpi CONFIG.ini     on a Slurm cluster\n"
+        "  mpirun -n P raana-mpi CONFIG.ini         with Open MPI\n"
+        "  raana-mpi CONFIG.ini                     one process\n",
+    .epilog =
+        "Exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
+        "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal,\n"
+        "            75 preempted by SIGUSR1/SIGTERM (run the same command again to resume)\n"};
 
 static raana_status on_option(void *ctx, int option, const char *value, raana_error *err)
 {
@@ -89,8 +84,6 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
     case OPT_PRINT_CONFIG: a->print_config = 1; break;
     case OPT_CALIBRATE_ONLY: a->calibrate_only = 1; break;
     case OPT_ALLOCATE_ONLY: a->allocate_only = 1; break;
-    case OPT_HELP: a->help = 1; break;
-    case OPT_VERSION: a->version = 1; break;
     case OPT_SET:
         if (a->n_overrides == MAX_OVERRIDES)
             return raana_fail(err, RAANA_ERR_USAGE, "more than %d --set options", MAX_OVERRIDES);
@@ -114,29 +107,11 @@ static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *
 {
     memset(a, 0, sizeof *a);
     record_command_line(argc, argv, a);
-    int first;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &first, err));
-    if (a->help || a->version)
-        return RAANA_OK;
-    if (first == argc)
-        return raana_fail(err, RAANA_ERR_USAGE, "no config file given (see --help)");
-    if (argc - first > 1)
-        return raana_fail(err, RAANA_ERR_USAGE, "more than one config file given ('%s', '%s')",
-                          argv[first], argv[first + 1]);
-    a->config_path = argv[first];
+    raana_cli_result r;
+    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
+    a->done = r.done;
+    a->config_path = r.done ? NULL : r.operand[0];
     return RAANA_OK;
-}
-
-/* Rank as seen by the launcher, before MPI_Init (for --help output only). */
-static int launcher_rank(void)
-{
-    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"};
-    for (size_t i = 0; i < 3; i++) {
-        const char *v = getenv(vars[i]);
-        if (v)
-            return atoi(v);
-    }
-    return 0;
 }
 
 static raana_status load_config(const cli_args *a, raana_config *cfg, raana_error *err)
@@ -334,15 +309,9 @@ int main(int argc, char **argv)
     raana_error err;
     raana_launch_env env;
     raana_status st = parse_args(argc, argv, &args, &err);
-    if (st != RAANA_OK || args.help || args.version) {
-        if (launcher_rank() == 0) {
-            if (st != RAANA_OK)
-                raana_cli_report(cli.tool, &err);
-            else if (args.help)
-                raana_cli_print_help(stdout, &cli);
-            else
-                printf("raana-mpi %s\n", RAANA_VERSION);
-        }
+    if (st != RAANA_OK || args.done) {
+        if (st != RAANA_OK && raana_cli_launcher_rank() == 0)
+            raana_cli_report(cli.tool, &err);
         return (int)st;
     }
     /* a file-size limit must become a write error we can report, not a kill */
@@ -351,7 +320,7 @@ int main(int argc, char **argv)
     raana_preempt_install(); /* Slurm's warning signal; see preempt.h */
     raana_launch_env_read(&env);
     if ((st = raana_launch_check_before_init(&env, &err)) != RAANA_OK) {
-        if (launcher_rank() == 0)
+        if (raana_cli_launcher_rank() == 0)
             raana_cli_report(cli.tool, &err);
         return (int)st;
     }
@@ -359,7 +328,7 @@ int main(int argc, char **argv)
      * and leave with _exit, as its exit handler would join a spinning
      * thread */
     char who[32];
-    snprintf(who, sizeof who, "rank %d", launcher_rank());
+    snprintf(who, sizeof who, "rank %d", raana_cli_launcher_rank());
     if ((st = raana_memory_check_startup(who, &err)) != RAANA_OK) {
         raana_cli_report(cli.tool, &err);
         fflush(stderr);

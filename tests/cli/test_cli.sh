@@ -14,7 +14,7 @@ expect_rc 0 "--help"; expect_out "Usage: raana-mpi [OPTIONS] CONFIG.ini" "--help
 run "$bin" --version
 expect_rc 0 "--version"; expect_out "raana-mpi 0." "--version"
 run "$bin"
-expect_rc 2 "no args"; expect_err "no config file given" "no args"
+expect_rc 2 "no args"; expect_err "raana-mpi: error: missing CONFIG.ini (see --help)" "no args"
 run "$bin" --frobnicate "$job"
 expect_rc 2 "unknown option"; expect_err "unknown option '--frobnicate'" "unknown option"
 

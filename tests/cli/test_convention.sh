@@ -4,7 +4,8 @@
 # layout (Usage line, blank, description, blank, Options: with the texts in
 # one column), every option --help lists is known to the parser, an unknown
 # option and a missing value are named with exit 2, `--opt=value` and
-# `--opt value` are the same, and options may follow the operands.
+# `--opt value` are the same, and options may follow the operands; --help,
+# --version and the operand count, which cli.c handles for every tool.
 # Usage: test_convention.sh RAANA_MPI RAANA_EVAL RAANA_EXPORT SOURCE_DIR
 set -u
 mpi_bin=$1 eval_bin=$2 export_bin=$3 src=$4
@@ -81,6 +82,41 @@ for bin in "$mpi_bin" "$eval_bin" "$export_bin"; do
   run "$bin" --help=yes
   expect_rc 2 "$tool --help=yes"; expect_err "$tool: error: option '--help' takes no value" "$tool --help=yes"
 done
+
+# --help and --version come from cli.c in every tool: -h is --help, the
+# version is raana-mpi's, --help wins over --version, and a process that is
+# not the launcher's first (OMPI_COMM_WORLD_RANK=1) prints nothing
+version=$("$mpi_bin" --version | sed -n 's/^raana-mpi //p')
+[[ "$version" =~ ^[0-9]+\.[0-9]+ ]] && ok || bad "raana-mpi --version: '$version'"
+for bin in "$mpi_bin" "$eval_bin" "$export_bin"; do
+  tool=$(basename "$bin")
+  run "$bin" -V
+  expect_rc 0 "$tool -V"
+  [ "$out" = "$tool $version" ] && ok || bad "$tool -V: '$out', not '$tool $version'"
+  help=$("$bin" --help)
+  run "$bin" -h
+  [ "$out" = "$help" ] && ok || bad "$tool -h is not --help"
+  run "$bin" --version --help
+  [ "$out" = "$help" ] && ok || bad "$tool --version --help: not the help text"
+  run env OMPI_COMM_WORLD_RANK=1 "$bin" --help
+  expect_rc 0 "$tool --help on rank 1"
+  [ -z "$out" ] && ok || bad "$tool --help on rank 1 printed $(wc -l <<<"$out") lines"
+done
+
+# operands counted by cli.c from the spec: the missing ones and the first
+# one too many are named
+run "$mpi_bin"
+expect_rc 2 "raana-mpi without CONFIG"; expect_err "raana-mpi: error: missing CONFIG.ini (see --help)" "raana-mpi without CONFIG"
+run "$mpi_bin" a.ini b.ini
+expect_rc 2 "raana-mpi a.ini b.ini"; expect_err "raana-mpi: error: unexpected argument 'b.ini' (see --help)" "raana-mpi a.ini b.ini"
+run "$export_bin"
+expect_rc 2 "raana-export"; expect_err "raana-export: error: missing CONTAINER.h5 OUTDIR (see --help)" "raana-export without operands"
+run "$export_bin" --overwrite a.h5
+expect_rc 2 "raana-export a.h5"; expect_err "raana-export: error: missing OUTDIR (see --help)" "raana-export a.h5"
+run "$export_bin" a.h5 out more
+expect_rc 2 "raana-export a.h5 out more"; expect_err "raana-export: error: unexpected argument 'more' (see --help)" "raana-export a.h5 out more"
+run "$eval_bin" --text x --model y z
+expect_rc 2 "raana-eval z"; expect_err "raana-eval: error: unexpected argument 'z' (see --help)" "raana-eval z"
 
 # --opt=value is --opt value, and options may come after the operands
 run "$mpi_bin" --print-config --set=calibration.seq_len=77 "$job"

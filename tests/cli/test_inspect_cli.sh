@@ -63,8 +63,8 @@ if [ "${help[0]}" = "Usage: raana-inspect [OPTIONS] CONTAINER" ] && [ -z "${help
   bad "--help starts '${help[0]}' / '${help[1]}'"; fi
 opts=$(grep -n '^Options:$' <<<"$out" | cut -d: -f1)
 if [ -n "$opts" ] && [ -z "${help[$((opts - 2))]}" ]; then ok; else bad "--help: no 'Options:' after a blank line"; fi
-# every option line: two spaces, --name [VALUE], at least two spaces, text
-bad_lines=$(tail -n +$((opts + 1)) <<<"$out" | grep -vcE '^  --[a-z-]+( [A-Z][A-Za-z.0-9]*)?  +[^ ]|^ {20,}[^ ]')
+# every option line: two spaces, [-x, ]--name [VALUE], at least two spaces, text
+bad_lines=$(tail -n +$((opts + 1)) <<<"$out" | grep -vcE '^  (-[A-Za-z], )?--[a-z-]+( [A-Z][A-Za-z.0-9]*)?  +[^ ]|^ {20,}[^ ]')
 if [ "$bad_lines" -eq 0 ]; then ok; else bad "--help: $bad_lines option lines off the layout"; fi
 
 finish
