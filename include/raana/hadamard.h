@@ -21,7 +21,7 @@ void raana_fwht(float *x, size_t n);
 
 typedef struct {
     int d, k;
-    float *s1, *s2;   /* +-1.0f */
+    float *s1, *s2;   /* +-1.0f; s1 owns the one allocation of all three */
     float *s2_scaled; /* s2 with the first block's 1/sqrt(k) folded in */
 } raana_rotation;
 

@@ -169,7 +169,8 @@ static raana_status preempted(const raana_resume *resume, const double *all, con
  * it from rank 0's costs (broadcast, so that a rounding difference in the
  * allocation could never make two ranks disagree and deadlock). A layer
  * whose quantizer is not its block's owner travels from the owner in the
- * round the quantizer encodes it (TAG_WEIGHTS). */
+ * round the quantizer encodes it (TAG_WEIGHTS). cost, load and by_blocks
+ * are one allocation, owned through cost. */
 typedef struct {
     int n_ranks, rounds;
     int *owner;        /* [n]: the rank holding the layer's block, -1 if not quantized */
@@ -189,9 +190,7 @@ static void schedule_free(schedule *sc)
 {
     free(sc->owner);
     free(sc->table);
-    free(sc->cost);
-    free(sc->load);
-    free(sc->by_blocks);
+    free(sc->cost); /* with load and by_blocks */
     memset(sc, 0, sizeof *sc);
 }
 
@@ -236,9 +235,7 @@ static raana_status build_schedule(const raana_plan *plan, int n_ranks, schedule
     int n = plan->n_layers;
     int *pinned = malloc((size_t)(n > 0 ? n : 1) * sizeof *pinned);
     sc->owner = malloc((size_t)(n > 0 ? n : 1) * sizeof *sc->owner);
-    sc->load = calloc((size_t)n_ranks, sizeof *sc->load);
-    sc->by_blocks = calloc((size_t)n_ranks, sizeof *sc->by_blocks);
-    if (!pinned || !sc->owner || !sc->load || !sc->by_blocks)
+    if (!pinned || !sc->owner)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the quantize schedule");
     sc->n_ranks = n_ranks;
     for (int i = 0; i < n; i++) {
@@ -262,10 +259,12 @@ static raana_status plan_rounds(MPI_Comm comm, const raana_plan *plan, const raa
 {
     int n = plan->n_layers, size;
     MPI_Comm_size(comm, &size);
-    sc->cost = malloc((size_t)(n > 0 ? n : 1) * sizeof *sc->cost);
+    sc->cost = calloc((size_t)n + 2 * (size_t)size, sizeof *sc->cost);
     raana_status st =
         sc->cost ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d costs", n);
     RAANA_CALL(raana_comm_agree(comm, st, err));
+    sc->load = sc->cost + n;
+    sc->by_blocks = sc->load + size;
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         sc->cost[i] =

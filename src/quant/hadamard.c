@@ -178,32 +178,29 @@ static void fill_signs(float *s, int d, uint64_t key, uint64_t stream)
     }
 }
 
+/* s1, s2 and s2_scaled are one block of 3 d floats, owned through s1. */
 raana_status raana_rotation_create(raana_rotation *rot, int d, uint64_t key, raana_error *err)
 {
-    raana_status st = RAANA_OK;
     rot->d = d;
     rot->k = raana_pow2_floor(d);
-    rot->s1 = malloc((size_t)d * sizeof *rot->s1);
-    rot->s2 = malloc((size_t)d * sizeof *rot->s2);
-    rot->s2_scaled = malloc((size_t)d * sizeof *rot->s2_scaled);
-    if (!rot->s1 || !rot->s2 || !rot->s2_scaled)
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a rotation of dimension %d", d);
+    rot->s1 = malloc(3 * (size_t)d * sizeof *rot->s1);
+    if (!rot->s1) {
+        rot->s2 = rot->s2_scaled = NULL;
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a rotation of dimension %d", d);
+    }
+    rot->s2 = rot->s1 + d;
+    rot->s2_scaled = rot->s2 + d;
     fill_signs(rot->s1, d, key, 1);
     fill_signs(rot->s2, d, key, 2);
     float inv = (float)(1.0 / sqrt((double)rot->k));
     for (int i = 0; i < d; i++)
         rot->s2_scaled[i] = i < rot->k ? rot->s2[i] * inv : rot->s2[i];
-cleanup:
-    if (st != RAANA_OK)
-        raana_rotation_free(rot);
-    return st;
+    return RAANA_OK;
 }
 
 void raana_rotation_free(raana_rotation *rot)
 {
-    free(rot->s1);
-    free(rot->s2);
-    free(rot->s2_scaled);
+    free(rot->s1); /* with s2 and s2_scaled */
     rot->s1 = rot->s2 = rot->s2_scaled = NULL;
 }
 
