@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_OPTIONS 64
+#define MAX_OPTIONS (RAANA_CLI_MAX_OPTIONS + N_BUILTINS)
 #define LONG_BASE   256 /* getopt_long's val for option i is LONG_BASE + i */
 #define LABEL_MAX   30  /* wider labels put their text on the next line */
 
@@ -21,7 +21,7 @@ static const raana_cli_option builtins[N_BUILTINS] = {
 static int count_options(const raana_cli_spec *spec)
 {
     int n = 0;
-    while (spec->options[n].name)
+    while (n < RAANA_CLI_MAX_OPTIONS && spec->options[n].name)
         n++;
     return n;
 }
@@ -75,12 +75,9 @@ static raana_status option_error(const raana_cli_spec *spec, char **argv, int c,
 /* getopt_long's tables for spec and the builtins: longs[n + 1], and the
  * short option string (":" first, so that a missing value is reported as
  * ':'). */
-static raana_status build_tables(const raana_cli_spec *spec, struct option *longs, char *shorts,
-                                 raana_error *err)
+static void build_tables(const raana_cli_spec *spec, struct option *longs, char *shorts)
 {
     int n = count_options(spec) + N_BUILTINS, k = 0;
-    if (n > MAX_OPTIONS)
-        return RAANA_INTERNAL(err, "%s has %d options, more than %d", spec->tool, n, MAX_OPTIONS);
     shorts[k++] = ':';
     for (int i = 0; i < n; i++) {
         const raana_cli_option *o = option_at(spec, i);
@@ -94,7 +91,6 @@ static raana_status build_tables(const raana_cli_spec *spec, struct option *long
     }
     longs[n] = (struct option){NULL, 0, NULL, 0};
     shorts[k] = '\0';
-    return RAANA_OK;
 }
 
 /* "  -h, --help" or "  --name VALUE" into out; returns its length. */
@@ -141,7 +137,12 @@ static void print_option(FILE *out, const raana_cli_option *o, int column)
 
 static void print_help(FILE *out, const raana_cli_spec *spec)
 {
-    fprintf(out, "Usage: %s %s\n\n%s\nOptions:\n", spec->tool, spec->usage, spec->description);
+    if (spec->usage)
+        fprintf(out, "Usage: %s %s\n\n", spec->tool, spec->usage);
+    else
+        fprintf(out, "Usage: %s [OPTIONS]%s%s\n\n", spec->tool, spec->operands ? " " : "",
+                spec->operands ? spec->operands : "");
+    fprintf(out, "%s\nOptions:\n", spec->description);
     int column = help_column(spec);
     for (int i = 0; option_at(spec, i); i++)
         print_option(out, option_at(spec, i), column);
@@ -171,18 +172,18 @@ static raana_status missing_operands(const char *w, raana_error *err)
     return raana_fail(err, RAANA_ERR_USAGE, "missing %.*s (see --help)", len, w);
 }
 
-/* Usage errors for r's operands against spec->operands. */
-static raana_status check_operands(const raana_cli_spec *spec, const raana_cli_result *r,
+/* Usage errors for the n operands against spec->operands. */
+static raana_status check_operands(const raana_cli_spec *spec, char **operand, int n,
                                    raana_error *err)
 {
     const char *s = spec->operands, *w;
     int len, max = 0;
     while ((w = next_word(&s, &len)))
-        if (max++ == r->n_operands && w[0] != '[')
+        if (max++ == n && w[0] != '[')
             return missing_operands(w, err);
-    if (r->n_operands > max)
+    if (n > max)
         return raana_fail(err, RAANA_ERR_USAGE, "unexpected argument '%s' (see --help)",
-                          r->operand[max]);
+                          operand[max]);
     return RAANA_OK;
 }
 
@@ -197,16 +198,17 @@ static void answer_builtin(const raana_cli_spec *spec, int b)
         printf("%s %s\n", spec->tool, RAANA_VERSION);
 }
 
-raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
-                             raana_cli_handler on_option, void *ctx, raana_cli_result *result,
-                             raana_error *err)
+/* raana_cli_parse, with the error in err and not yet reported. */
+static raana_status parse(const raana_cli_spec *spec, int argc, char **argv, void *ctx, int *done,
+                          raana_error *err)
 {
     struct option longs[MAX_OPTIONS + 1];
     char shorts[2 * MAX_OPTIONS + 2];
     int n = count_options(spec), builtin = N_BUILTINS;
-    RAANA_CALL(build_tables(spec, longs, shorts, err));
+    build_tables(spec, longs, shorts);
     opterr = 0;
     optind = 1;
+    *done = 0;
     for (int c; (c = getopt_long(argc, argv, shorts, longs, NULL)) != -1;) {
         if (c == '?' || c == ':')
             return option_error(spec, argv, c, err);
@@ -216,14 +218,39 @@ raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
         if (i >= n && i - n < builtin)
             builtin = i - n; /* --help wins over --version */
         else if (i < n)
-            RAANA_CALL(on_option(ctx, i, spec->options[i].value ? optarg : NULL, err));
+            RAANA_CALL(spec->on_option(ctx, i, spec->options[i].value ? optarg : NULL, err));
     }
-    *result = (raana_cli_result){argv + optind, argc - optind, builtin < N_BUILTINS};
-    if (result->done) {
+    if (builtin < N_BUILTINS) {
         answer_builtin(spec, builtin);
+        *done = 1;
         return RAANA_OK;
     }
-    return check_operands(spec, result, err);
+    RAANA_CALL(check_operands(spec, argv + optind, argc - optind, err));
+    return spec->finish ? spec->finish(ctx, argv + optind, argc - optind, err) : RAANA_OK;
+}
+
+raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv, void *ctx,
+                             int *done)
+{
+    raana_error err;
+    raana_error_clear(&err);
+    raana_status st = parse(spec, argc, argv, ctx, done, &err);
+    if (st != RAANA_OK && raana_cli_launcher_rank() == 0)
+        raana_cli_report(spec->tool, &err);
+    return st;
+}
+
+int raana_cli_main(const raana_cli_spec *spec, int argc, char **argv, void *ctx,
+                   raana_cli_runner run)
+{
+    int done;
+    raana_status st = raana_cli_parse(spec, argc, argv, ctx, &done);
+    if (st != RAANA_OK || done)
+        return (int)st;
+    raana_error err;
+    raana_error_clear(&err);
+    st = run(ctx, &err);
+    return st == RAANA_OK ? 0 : raana_cli_report(spec->tool, &err);
 }
 
 int raana_cli_launcher_rank(void)

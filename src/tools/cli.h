@@ -16,10 +16,11 @@
  *
  *   Epilog (exit codes, examples), if any.
  *
- * A tool describes its own options in a raana_cli_option table ending in a
- * zeroed entry and its operands in the spec; raana_cli_parse hands each
- * option back through a callback, answers --help and --version itself and
- * checks the number of operands. */
+ * A tool describes its command line in one raana_cli_spec: usage, operands,
+ * texts, its own options and the two callbacks that store them.
+ * raana_cli_parse calls them, answers --help and --version itself, checks
+ * the number of operands and reports a usage error; raana_cli_main is the
+ * whole main() of a one-process tool around its work. */
 #ifndef RAANA_TOOLS_CLI_H
 #define RAANA_TOOLS_CLI_H
 
@@ -32,24 +33,7 @@ typedef struct {
     const char *help;  /* --help text; '\n' starts an aligned continuation line */
 } raana_cli_option;
 
-typedef struct {
-    const char *tool;                /* "raana-eval": the error prefix and the usage line */
-    const char *usage;               /* what follows "Usage: TOOL ", e.g. "[OPTIONS] CONFIG.ini" */
-    const char *description;         /* one paragraph, lines ending in '\n' */
-    const raana_cli_option *options; /* ends with an entry whose name is NULL; the short
-                                        names 'h' and 'V' are taken by --help, --version */
-    const char *epilog;              /* after the options (may be NULL) */
-    /* The operands in order, separated by spaces: "CONTAINER.h5 OUTDIR";
-     * a name in brackets is optional ("CONTAINER [OUT.f32]"); NULL: none. */
-    const char *operands;
-} raana_cli_spec;
-
-/* What raana_cli_parse leaves for the tool. */
-typedef struct {
-    char **operand; /* the operands in order (argv permuted: its tail) */
-    int n_operands; /* within the counts the spec allows */
-    int done;       /* --help or --version was answered: exit 0 */
-} raana_cli_result;
+#define RAANA_CLI_MAX_OPTIONS 16
 
 /* Called once per option in command-line order: index into spec->options,
  * value NULL for a flag. Returns RAANA_OK or a usage error naming the
@@ -59,19 +43,52 @@ typedef struct {
 typedef raana_status (*raana_cli_handler)(void *ctx, int index, const char *value,
                                           raana_error *err);
 
-/* Parses argv with getopt_long (argv is permuted: operands end up last).
- * With --help or --version it prints the help text or "TOOL VERSION" on
- * stdout (in the first process of a parallel launch only, see
- * raana_cli_launcher_rank) and sets result->done, without checking the
- * operands. Errors (RAANA_ERR_USAGE):
+/* Called once after the options: the operands in order (within the counts
+ * spec->operands allows), for the tool to take them and to check what
+ * concerns several options. */
+typedef raana_status (*raana_cli_finisher)(void *ctx, char **operand, int n_operands,
+                                           raana_error *err);
+
+/* A tool's command line, in the order --help prints it. */
+typedef struct {
+    const char *tool;  /* "raana-eval": the error prefix and the usage line */
+    const char *usage; /* what follows "Usage: TOOL "; NULL: "[OPTIONS] " and the operands */
+    /* The operands in order, separated by spaces: "CONTAINER.h5 OUTDIR";
+     * a name in brackets is optional ("CONTAINER [OUT.f32]"); NULL: none. */
+    const char *operands;
+    const char *description; /* one paragraph, lines ending in '\n' */
+    /* The tool's own options, [OPT_x] = {...}; the first unused entry is
+     * zero. The short names 'h' and 'V' are taken by --help, --version. */
+    raana_cli_option options[RAANA_CLI_MAX_OPTIONS];
+    const char *epilog; /* after the options (may be NULL) */
+    raana_cli_handler on_option;
+    raana_cli_finisher finish; /* may be NULL */
+} raana_cli_spec;
+
+/* Parses argv with getopt_long (argv is permuted: operands end up last)
+ * into ctx through spec->on_option and spec->finish. With --help or
+ * --version it prints the help text or "TOOL VERSION" on stdout and sets
+ * *done, without looking at the operands. A usage error is reported here,
+ * as the tool's one error line, and its status is returned (the exit code):
+ * the handlers' errors and
  *   unknown option '--x' (see --help)
  *   option '--x' needs a value (see --help)
  *   option '--x' takes no value
  *   missing OUTDIR (see --help)          (the required operands not given)
- *   unexpected argument 'x' (see --help) (the first operand too many) */
-raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv,
-                             raana_cli_handler on_option, void *ctx, raana_cli_result *result,
-                             raana_error *err);
+ *   unexpected argument 'x' (see --help) (the first operand too many)
+ * Every process of a parallel launch sees the same command line: only the
+ * first (raana_cli_launcher_rank) prints. */
+raana_status raana_cli_parse(const raana_cli_spec *spec, int argc, char **argv, void *ctx,
+                             int *done);
+
+/* A tool's work once its command line is parsed into ctx. */
+typedef raana_status (*raana_cli_runner)(void *ctx, raana_error *err);
+
+/* main() of a tool that runs as one process: raana_cli_parse, then run
+ * (unless --help or --version was answered), whose error becomes the one
+ * error line. Returns the exit code. */
+int raana_cli_main(const raana_cli_spec *spec, int argc, char **argv, void *ctx,
+                   raana_cli_runner run);
 
 /* This process's rank as the launcher (mpirun, srun) numbers it, before
  * MPI_Init; 0 when not launched in parallel. */

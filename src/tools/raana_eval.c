@@ -40,45 +40,6 @@ enum {
     OPT_QUIET
 };
 
-static const raana_cli_option options[] = {
-    [OPT_MODEL] = {"model", 0, "DIR", "the original model (a Hugging Face checkpoint directory)"},
-    [OPT_CONTAINER] = {"container", 0, "FILE",
-                       "the quantized model, built from a raana container alone\n"
-                       "(its config, tokenizer, unquantized tensors and dequantized\n"
-                       "layers); with --model, DIR must be the checkpoint the\n"
-                       "container was made from (checkpoint fingerprints compared)"},
-    [OPT_COMPARE] = {"compare", 0, "DIR", "the quantized side from a plain checkpoint directory"},
-    [OPT_TEXT] = {"text", 0, "FILE", "the UTF-8 text to evaluate on (required)"},
-    [OPT_SEQ_LEN] = {"seq-len", 0, "N",
-                     "window length in tokens (default: the model's\n"
-                     "max_position_embeddings, at most 2048)"},
-    [OPT_STRIDE] = {"stride", 0, "S", "a window starts every S tokens (default N)"},
-    [OPT_MAX_WINDOWS] = {"max-windows", 0, "N", "keep the first N windows only"},
-    [OPT_JSON] = {"json", 0, NULL, "one JSON object on stdout instead of text"},
-    [OPT_QUIET] = {"quiet", 0, NULL, "no progress lines on stderr"},
-    {NULL, 0, NULL, NULL}};
-
-static const raana_cli_spec cli = {
-    .tool = "raana-eval",
-    .usage = "[OPTIONS] --text FILE",
-    .options = options,
-    .description =
-        "Evaluates an original model (--model), a quantized one (--container or\n"
-        "--compare), or both, in one pass over the same windows of the UTF-8 text in\n"
-        "FILE. At least one side; the tokenizer is --model's, else the quantized side's.\n"
-        "The text is one token stream (bos once); windows of N tokens start every S\n"
-        "tokens as long as they fit whole. The first window scores its predictions of\n"
-        "tokens 1..N-1, each later one only its last min(S, N-1) (the Hugging Face\n"
-        "sliding-window protocol, without its final partial window). Prints each side's\n"
-        "perplexity +- its standard error (ppl * sd(nll) / sqrt(n)), and with both sides\n"
-        "the ppl ratio quantized/original (and its ln), the mean, 99th percentile and\n"
-        "maximum over scored tokens of KL(P_original || P_quantized) (nats) and the\n"
-        "share of tokens whose argmax agrees. Runs under MPI (mpirun -n P raana-eval ...)\n"
-        "like raana-mpi; the result does not depend on P.\n",
-    .epilog = "Exit codes: 2 usage, 4 bad input (text not UTF-8 or shorter than one window,\n"
-              "--model not the container's checkpoint), 5 I/O, 6 memory, 7 MPI.\n"
-              "Details: docs/EVALUATION.md.\n"};
-
 typedef struct {
     const char *model, *container, *compare, *text;
     int seq_len, stride, max_windows, json, quiet;
@@ -104,14 +65,11 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
     return RAANA_OK;
 }
 
-static raana_status parse_args(int argc, char **argv, eval_args *a, raana_error *err)
+/* What concerns several options; no operands. */
+static raana_status check_sides(void *ctx, char **operand, int n_operands, raana_error *err)
 {
-    memset(a, 0, sizeof *a);
-    raana_cli_result r;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
-    a->done = r.done;
-    if (a->done)
-        return RAANA_OK;
+    (void)operand, (void)n_operands;
+    const eval_args *a = ctx;
     if (a->container && a->compare)
         return raana_fail(err, RAANA_ERR_USAGE,
                           "--container and --compare are both the quantized side: give one");
@@ -123,6 +81,48 @@ static raana_status parse_args(int argc, char **argv, eval_args *a, raana_error 
         return raana_fail(err, RAANA_ERR_USAGE, "--text is required (see --help)");
     return RAANA_OK;
 }
+
+static const raana_cli_spec cli = {
+    .tool = "raana-eval",
+    .usage = "[OPTIONS] --text FILE",
+    .description =
+        "Evaluates an original model (--model), a quantized one (--container or\n"
+        "--compare), or both, in one pass over the same windows of the UTF-8 text in\n"
+        "FILE. At least one side; the tokenizer is --model's, else the quantized side's.\n"
+        "The text is one token stream (bos once); windows of N tokens start every S\n"
+        "tokens as long as they fit whole. The first window scores its predictions of\n"
+        "tokens 1..N-1, each later one only its last min(S, N-1) (the Hugging Face\n"
+        "sliding-window protocol, without its final partial window). Prints each side's\n"
+        "perplexity +- its standard error (ppl * sd(nll) / sqrt(n)), and with both sides\n"
+        "the ppl ratio quantized/original (and its ln), the mean, 99th percentile and\n"
+        "maximum over scored tokens of KL(P_original || P_quantized) (nats) and the\n"
+        "share of tokens whose argmax agrees. Runs under MPI (mpirun -n P raana-eval ...)\n"
+        "like raana-mpi; the result does not depend on P.\n",
+    .options =
+        {
+            [OPT_MODEL] = {"model", 0, "DIR",
+                           "the original model (a Hugging Face checkpoint directory)"},
+            [OPT_CONTAINER] = {"container", 0, "FILE",
+                               "the quantized model, built from a raana container alone\n"
+                               "(its config, tokenizer, unquantized tensors and dequantized\n"
+                               "layers); with --model, DIR must be the checkpoint the\n"
+                               "container was made from (checkpoint fingerprints compared)"},
+            [OPT_COMPARE] = {"compare", 0, "DIR",
+                             "the quantized side from a plain checkpoint directory"},
+            [OPT_TEXT] = {"text", 0, "FILE", "the UTF-8 text to evaluate on (required)"},
+            [OPT_SEQ_LEN] = {"seq-len", 0, "N",
+                             "window length in tokens (default: the model's\n"
+                             "max_position_embeddings, at most 2048)"},
+            [OPT_STRIDE] = {"stride", 0, "S", "a window starts every S tokens (default N)"},
+            [OPT_MAX_WINDOWS] = {"max-windows", 0, "N", "keep the first N windows only"},
+            [OPT_JSON] = {"json", 0, NULL, "one JSON object on stdout instead of text"},
+            [OPT_QUIET] = {"quiet", 0, NULL, "no progress lines on stderr"},
+        },
+    .epilog = "Exit codes: 2 usage, 4 bad input (text not UTF-8 or shorter than one window,\n"
+              "--model not the container's checkpoint), 5 I/O, 6 memory, 7 MPI.\n"
+              "Details: docs/EVALUATION.md.\n",
+    .on_option = on_option,
+    .finish = check_sides};
 
 /* ---- the two sides ---------------------------------------------------------------- */
 
@@ -361,14 +361,12 @@ static raana_status print_json(const eval_job *j, const raana_eval_result *r, ra
 int main(int argc, char **argv)
 {
     eval_args a;
+    memset(&a, 0, sizeof a);
+    raana_status st = raana_cli_parse(&cli, argc, argv, &a, &a.done);
+    if (st != RAANA_OK || a.done)
+        return (int)st;
     raana_error err;
     raana_error_clear(&err);
-    raana_status st = parse_args(argc, argv, &a, &err);
-    if (st != RAANA_OK || a.done) {
-        if (st != RAANA_OK)
-            raana_cli_report(cli.tool, &err);
-        return (int)st;
-    }
     /* OpenBLAS spins forever when it cannot get its buffer (see raana-mpi) */
     const char *launch_rank = getenv("OMPI_COMM_WORLD_RANK");
     char who[32];

@@ -32,38 +32,6 @@
 
 enum { OPT_DTYPE, OPT_MAX_SHARD_SIZE, OPT_OVERWRITE, OPT_HF_KEY };
 
-static const raana_cli_option options[] = {
-    [OPT_DTYPE] = {"dtype", 0, "D",
-                   "bf16, f16 or f32 (default: config.json's torch_dtype,\n"
-                   "else f32); f32 -> bf16/f16 rounds to nearest, ties to even"},
-    [OPT_MAX_SHARD_SIZE] = {"max-shard-size", 0, "SIZE",
-                            "start a new model-0000i-of-0000N.safetensors above SIZE\n"
-                            "(Hugging Face units: 5GB = 5e9 bytes, 4GiB = 2^32;\n"
-                            "default 5GB); one file model.safetensors when it fits"},
-    [OPT_OVERWRITE] = {"overwrite", 0, NULL,
-                       "replace OUTDIR if it is empty or a previous raana-export\n"
-                       "output holding only the files it wrote"},
-    [OPT_HF_KEY] = {"hf-quantization-config", 0, NULL,
-                    "record the quantization under config.json's\n"
-                    "\"quantization_config\" (transformers >= 4.49 warns and loads\n"
-                    "the weights; vLLM and older transformers refuse the model)\n"
-                    "instead of \"raana_quantization\" (every loader ignores it)"},
-    {NULL, 0, NULL, NULL}};
-
-static const raana_cli_spec cli = {
-    .tool = "raana-export",
-    .usage = "[OPTIONS] CONTAINER.h5 OUTDIR",
-    .operands = "CONTAINER.h5 OUTDIR",
-    .options = options,
-    .description =
-        "Writes the quantized model of a raana container as a Hugging Face checkpoint\n"
-        "directory: config.json (plus a record of the quantization), generation_config.json\n"
-        "and the tokenizer files when the container holds them, and the weights as\n"
-        "safetensors: quantized layers dequantized, every other tensor as stored.\n",
-    .epilog = "Exit codes: 0 ok, 2 usage, 4 not a readable container, 5 file I/O (OUTDIR exists,\n"
-              "            is a symlink, holds foreign files; disk full), 6 out of memory,\n"
-              "            8 newer container format, 9 a value that does not fit the dtype\n"};
-
 /* Files copied from the container's /model when present (config.json is
  * rewritten). */
 static const char *const copied_files[] = {"generation_config.json", "tokenizer.json",
@@ -76,7 +44,6 @@ typedef struct {
     char outdir[4096];
     raana_dtype dtype;
     int dtype_given, overwrite, hf_key;
-    int done; /* --help or --version answered */
     uint64_t max_shard;
 } export_args;
 
@@ -148,17 +115,13 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
     return RAANA_OK;
 }
 
-static raana_status parse_args(int argc, char **argv, export_args *a, raana_error *err)
+/* CONTAINER.h5 and OUTDIR. */
+static raana_status take_operands(void *ctx, char **operand, int n_operands, raana_error *err)
 {
-    memset(a, 0, sizeof *a);
-    a->max_shard = 5000000000ull;
-    raana_cli_result r;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
-    a->done = r.done;
-    if (a->done)
-        return RAANA_OK;
-    a->container = r.operand[0];
-    const char *outdir = r.operand[1];
+    (void)n_operands;
+    export_args *a = ctx;
+    a->container = operand[0];
+    const char *outdir = operand[1];
     size_t len = strlen(outdir);
     while (len > 1 && outdir[len - 1] == '/')
         len--; /* "out/" names out */
@@ -172,6 +135,38 @@ static raana_status parse_args(int argc, char **argv, export_args *a, raana_erro
                           a->outdir);
     return RAANA_OK;
 }
+
+static const raana_cli_spec cli = {
+    .tool = "raana-export",
+    .operands = "CONTAINER.h5 OUTDIR",
+    .description =
+        "Writes the quantized model of a raana container as a Hugging Face checkpoint\n"
+        "directory: config.json (plus a record of the quantization), generation_config.json\n"
+        "and the tokenizer files when the container holds them, and the weights as\n"
+        "safetensors: quantized layers dequantized, every other tensor as stored.\n",
+    .options =
+        {
+            [OPT_DTYPE] = {"dtype", 0, "D",
+                           "bf16, f16 or f32 (default: config.json's torch_dtype,\n"
+                           "else f32); f32 -> bf16/f16 rounds to nearest, ties to even"},
+            [OPT_MAX_SHARD_SIZE] = {"max-shard-size", 0, "SIZE",
+                                    "start a new model-0000i-of-0000N.safetensors above SIZE\n"
+                                    "(Hugging Face units: 5GB = 5e9 bytes, 4GiB = 2^32;\n"
+                                    "default 5GB); one file model.safetensors when it fits"},
+            [OPT_OVERWRITE] = {"overwrite", 0, NULL,
+                               "replace OUTDIR if it is empty or a previous raana-export\n"
+                               "output holding only the files it wrote"},
+            [OPT_HF_KEY] = {"hf-quantization-config", 0, NULL,
+                            "record the quantization under config.json's\n"
+                            "\"quantization_config\" (transformers >= 4.49 warns and loads\n"
+                            "the weights; vLLM and older transformers refuse the model)\n"
+                            "instead of \"raana_quantization\" (every loader ignores it)"},
+        },
+    .epilog = "Exit codes: 0 ok, 2 usage, 4 not a readable container, 5 file I/O (OUTDIR exists,\n"
+              "            is a symlink, holds foreign files; disk full), 6 out of memory,\n"
+              "            8 newer container format, 9 a value that does not fit the dtype\n",
+    .on_option = on_option,
+    .finish = take_operands};
 
 /* ---- the output directory: checks, temporary, installation --------------------------- */
 
@@ -756,19 +751,15 @@ cleanup:
     return st;
 }
 
+/* The work after the command line (raana_cli_main). */
+static raana_status run(void *ctx, raana_error *err)
+{
+    raana_blas_report(stdout, NULL, "raana-export"); /* no BLAS-heavy work here: no warning */
+    return export_container(ctx, stdout, err);
+}
+
 int main(int argc, char **argv)
 {
-    export_args a;
-    raana_error err;
-    raana_error_clear(&err);
-    raana_status st = parse_args(argc, argv, &a, &err);
-    if (st == RAANA_OK && a.done)
-        return 0;
-    if (st == RAANA_OK) {
-        raana_blas_report(stdout, NULL, "raana-export"); /* no BLAS-heavy work here: no warning */
-        st = export_container(&a, stdout, &err);
-    }
-    if (st != RAANA_OK)
-        raana_cli_report(cli.tool, &err);
-    return (int)st;
+    export_args a = {.max_shard = 5000000000ull}; /* 5GB unless --max-shard-size */
+    return raana_cli_main(&cli, argc, argv, &a, run);
 }

@@ -23,39 +23,11 @@
 
 enum { OPT_LAYERS, OPT_JSON, OPT_VERIFY, OPT_DEQUANTIZE, OPT_OUTPUT };
 
-static const raana_cli_option options[] = {
-    [OPT_LAYERS] = {"layers", 0, NULL, "one line per quantized layer: name, bits, relative error"},
-    [OPT_JSON] = {"json", 0, NULL, "everything the summary and the layer table hold, as JSON"},
-    [OPT_VERIFY] = {"verify", 0, NULL,
-                    "read every dataset (decompressed, Fletcher-32 checked), check\n"
-                    "shapes against /model/config.json, rebuild every layer"},
-    [OPT_DEQUANTIZE] = {"dequantize", 0, "LAYER",
-                        "write LAYER's rebuilt weight as raw little-endian float32,\n"
-                        "[d_out][d_in] (Hugging Face layout), to --output"},
-    [OPT_OUTPUT] = {"output", 0, "OUT.f32",
-                    "where --dequantize writes (or: --dequantize LAYER OUT.f32)"},
-    {NULL, 0, NULL, NULL}};
-
-/* OUT.f32: the legacy form --dequantize LAYER OUT.f32 */
-static const raana_cli_spec cli = {
-    .tool = "raana-inspect",
-    .usage = "[OPTIONS] CONTAINER",
-    .operands = "CONTAINER [OUT.f32]",
-    .options = options,
-    .description =
-        "Reads a raana container without MPI: with no option, prints its summary and the\n"
-        "report table; otherwise one quantized layer per line, everything as one JSON object\n"
-        "(docs/FORMAT.md, \"raana-inspect --json\"), a check of the whole file, or one layer's\n"
-        "rebuilt weight. Options and CONTAINER may come in any order. Exit codes: 0 ok, 2\n"
-        "usage, 4 not a readable or consistent container, 5 file I/O, 6 out of memory, 8 newer\n"
-        "container format, 9 NaN/Inf in a rebuilt layer.\n"};
-
 typedef enum { MODE_SUMMARY, MODE_LAYERS, MODE_JSON, MODE_VERIFY, MODE_DEQUANTIZE } inspect_mode;
 
 typedef struct {
     inspect_mode mode;
     const char *path, *layer, *out;
-    int done; /* --help or --version answered */
     int argc;
     char **argv;
     const char *legacy_out; /* the word right after --dequantize LAYER, if not an option */
@@ -92,17 +64,18 @@ static raana_status on_option(void *ctx, int option, const char *value, raana_er
     return RAANA_OK;
 }
 
-/* The operands r->operand[]: CONTAINER, and OUT.f32 in the legacy form
+/* The operands: CONTAINER, and OUT.f32 in the legacy form
  * --dequantize LAYER OUT.f32 (the word right after LAYER). */
-static raana_status take_operands(const raana_cli_result *r, inspect_args *a, raana_error *err)
+static raana_status take_operands(void *ctx, char **operand, int n_operands, raana_error *err)
 {
+    inspect_args *a = ctx;
     int n = 0;
-    for (int i = 0; i < r->n_operands; i++) {
-        if (r->operand[i] == a->legacy_out && !a->out) {
-            a->out = r->operand[i];
+    for (int i = 0; i < n_operands; i++) {
+        if (operand[i] == a->legacy_out && !a->out) {
+            a->out = operand[i];
             continue;
         }
-        a->path = r->operand[i];
+        a->path = operand[i];
         n++;
     }
     if (n != 1)
@@ -114,17 +87,35 @@ static raana_status take_operands(const raana_cli_result *r, inspect_args *a, ra
     return RAANA_OK;
 }
 
-static raana_status parse_args(int argc, char **argv, inspect_args *a, raana_error *err)
-{
-    memset(a, 0, sizeof *a);
-    a->argc = argc, a->argv = argv;
-    raana_cli_result r;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
-    a->done = r.done;
-    if (a->done)
-        return RAANA_OK;
-    return take_operands(&r, a, err);
-}
+/* OUT.f32: the legacy form --dequantize LAYER OUT.f32 */
+static const raana_cli_spec cli = {
+    .tool = "raana-inspect",
+    .usage = "[OPTIONS] CONTAINER",
+    .operands = "CONTAINER [OUT.f32]",
+    .description =
+        "Reads a raana container without MPI: with no option, prints its summary and the\n"
+        "report table; otherwise one quantized layer per line, everything as one JSON object\n"
+        "(docs/FORMAT.md, \"raana-inspect --json\"), a check of the whole file, or one layer's\n"
+        "rebuilt weight. Options and CONTAINER may come in any order. Exit codes: 0 ok, 2\n"
+        "usage, 4 not a readable or consistent container, 5 file I/O, 6 out of memory, 8 newer\n"
+        "container format, 9 NaN/Inf in a rebuilt layer.\n",
+    .options =
+        {
+            [OPT_LAYERS] = {"layers", 0, NULL,
+                            "one line per quantized layer: name, bits, relative error"},
+            [OPT_JSON] = {"json", 0, NULL,
+                          "everything the summary and the layer table hold, as JSON"},
+            [OPT_VERIFY] = {"verify", 0, NULL,
+                            "read every dataset (decompressed, Fletcher-32 checked), check\n"
+                            "shapes against /model/config.json, rebuild every layer"},
+            [OPT_DEQUANTIZE] = {"dequantize", 0, "LAYER",
+                                "write LAYER's rebuilt weight as raw little-endian float32,\n"
+                                "[d_out][d_in] (Hugging Face layout), to --output"},
+            [OPT_OUTPUT] = {"output", 0, "OUT.f32",
+                            "where --dequantize writes (or: --dequantize LAYER OUT.f32)"},
+        },
+    .on_option = on_option,
+    .finish = take_operands};
 
 /* ---- summary and --layers ------------------------------------------------------------ */
 
@@ -483,8 +474,10 @@ cleanup:
     return st;
 }
 
-static raana_status run(const inspect_args *a, raana_error *err)
+/* The work after the command line (raana_cli_main). */
+static raana_status run(void *ctx, raana_error *err)
 {
+    const inspect_args *a = ctx;
     raana_status st = RAANA_OK;
     raana_container *c = NULL;
     RAANA_CHECK(raana_container_open(a->path, &c, err));
@@ -502,15 +495,6 @@ cleanup:
 
 int main(int argc, char **argv)
 {
-    raana_error err;
-    raana_error_clear(&err);
-    inspect_args a;
-    raana_status st = parse_args(argc, argv, &a, &err);
-    if (st == RAANA_OK && a.done)
-        return 0;
-    if (st == RAANA_OK)
-        st = run(&a, &err);
-    if (st != RAANA_OK)
-        raana_cli_report(cli.tool, &err);
-    return (int)st;
+    inspect_args a = {.argc = argc, .argv = argv};
+    return raana_cli_main(&cli, argc, argv, &a, run);
 }

@@ -43,39 +43,6 @@ typedef struct {
 
 enum { OPT_DRY_RUN, OPT_SET, OPT_PRINT_CONFIG, OPT_CALIBRATE_ONLY, OPT_ALLOCATE_ONLY };
 
-static const raana_cli_option options[] = {
-    [OPT_DRY_RUN] = {"dry-run", 0, NULL,
-                     "print the plan (layers, rank split, memory) and exit;\n"
-                     "reads config.json and tensor headers, no weights"},
-    [OPT_SET] = {"set", 0, "SECTION.KEY=VAL",
-                 "override a config key (repeatable), e.g.\n--set quantize.avg_bits=2.5"},
-    [OPT_PRINT_CONFIG] = {"print-config", 0, NULL, "print the effective configuration and exit"},
-    [OPT_CALIBRATE_ONLY] = {"calibrate-only", 0, NULL,
-                            "run calibration and write the per-layer statistics to\n"
-                            "OUTPUT.calibration.json (docs/CALIBRATION.md); later\n"
-                            "jobs reuse them: --set calibration.statistics=FILE"},
-    [OPT_ALLOCATE_ONLY] = {"allocate-only", 0, NULL,
-                           "calibration, then AllocateBits: prints the allocation\n"
-                           "and writes OUTPUT.allocation.json"},
-    {NULL, 0, NULL, NULL}};
-
-static const raana_cli_spec cli = {
-    .tool = "raana-mpi",
-    .usage = "[OPTIONS] CONFIG.ini",
-    .operands = "CONFIG.ini",
-    .options = options,
-    .description =
-        "Quantize a Hugging Face LLaMA-family checkpoint with RaanA (RaBitQ-H codes,\n"
-        "AllocateBits mixed precision) as an MPI job; see config/raana.ini for every key.\n"
-        "\n"
-        "  srun --mpi=pmix raana-mpi CONFIG.ini     on a Slurm cluster\n"
-        "  mpirun -n P raana-mpi CONFIG.ini         with Open MPI\n"
-        "  raana-mpi CONFIG.ini                     one process\n",
-    .epilog =
-        "Exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
-        "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal,\n"
-        "            75 preempted by SIGUSR1/SIGTERM (run the same command again to resume)\n"};
-
 static raana_status on_option(void *ctx, int option, const char *value, raana_error *err)
 {
     cli_args *a = ctx;
@@ -103,15 +70,53 @@ static void record_command_line(int argc, char **argv, cli_args *a)
                          i ? " " : "", argv[i]);
 }
 
-static raana_status parse_args(int argc, char **argv, cli_args *a, raana_error *err)
+/* The one operand, CONFIG.ini. */
+static raana_status take_config(void *ctx, char **operand, int n_operands, raana_error *err)
+{
+    (void)n_operands, (void)err;
+    ((cli_args *)ctx)->config_path = operand[0];
+    return RAANA_OK;
+}
+
+static const raana_cli_spec cli = {
+    .tool = "raana-mpi",
+    .operands = "CONFIG.ini",
+    .description =
+        "Quantize a Hugging Face LLaMA-family checkpoint with RaanA (RaBitQ-H codes,\n"
+        "AllocateBits mixed precision) as an MPI job; see config/raana.ini for every key.\n"
+        "\n"
+        "  srun --mpi=pmix raana-mpi CONFIG.ini     on a Slurm cluster\n"
+        "  mpirun -n P raana-mpi CONFIG.ini         with Open MPI\n"
+        "  raana-mpi CONFIG.ini                     one process\n",
+    .options =
+        {
+            [OPT_DRY_RUN] = {"dry-run", 0, NULL,
+                             "print the plan (layers, rank split, memory) and exit;\n"
+                             "reads config.json and tensor headers, no weights"},
+            [OPT_SET] = {"set", 0, "SECTION.KEY=VAL",
+                         "override a config key (repeatable), e.g.\n--set quantize.avg_bits=2.5"},
+            [OPT_PRINT_CONFIG] = {"print-config", 0, NULL,
+                                  "print the effective configuration and exit"},
+            [OPT_CALIBRATE_ONLY] = {"calibrate-only", 0, NULL,
+                                    "run calibration and write the per-layer statistics to\n"
+                                    "OUTPUT.calibration.json (docs/CALIBRATION.md); later\n"
+                                    "jobs reuse them: --set calibration.statistics=FILE"},
+            [OPT_ALLOCATE_ONLY] = {"allocate-only", 0, NULL,
+                                   "calibration, then AllocateBits: prints the allocation\n"
+                                   "and writes OUTPUT.allocation.json"},
+        },
+    .epilog =
+        "Exit codes: 0 ok, 2 usage, 3 config.ini, 4 checkpoint input, 5 file I/O,\n"
+        "            6 out of memory, 7 MPI/launch, 8 unsupported, 9 NaN/Inf, 70 internal,\n"
+        "            75 preempted by SIGUSR1/SIGTERM (run the same command again to resume)\n",
+    .on_option = on_option,
+    .finish = take_config};
+
+static raana_status parse_args(int argc, char **argv, cli_args *a)
 {
     memset(a, 0, sizeof *a);
     record_command_line(argc, argv, a);
-    raana_cli_result r;
-    RAANA_CALL(raana_cli_parse(&cli, argc, argv, on_option, a, &r, err));
-    a->done = r.done;
-    a->config_path = r.done ? NULL : r.operand[0];
-    return RAANA_OK;
+    return raana_cli_parse(&cli, argc, argv, a, &a->done);
 }
 
 static raana_status load_config(const cli_args *a, raana_config *cfg, raana_error *err)
@@ -308,12 +313,9 @@ int main(int argc, char **argv)
     cli_args args;
     raana_error err;
     raana_launch_env env;
-    raana_status st = parse_args(argc, argv, &args, &err);
-    if (st != RAANA_OK || args.done) {
-        if (st != RAANA_OK && raana_cli_launcher_rank() == 0)
-            raana_cli_report(cli.tool, &err);
+    raana_status st = parse_args(argc, argv, &args);
+    if (st != RAANA_OK || args.done)
         return (int)st;
-    }
     /* a file-size limit must become a write error we can report, not a kill */
     signal(SIGXFSZ, SIG_IGN);
     raana_mpiio_defaults();  /* before MPI_Init reads the MCA parameters */

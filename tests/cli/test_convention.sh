@@ -117,6 +117,13 @@ run "$export_bin" a.h5 out more
 expect_rc 2 "raana-export a.h5 out more"; expect_err "raana-export: error: unexpected argument 'more' (see --help)" "raana-export a.h5 out more"
 run "$eval_bin" --text x --model y z
 expect_rc 2 "raana-eval z"; expect_err "raana-eval: error: unexpected argument 'z' (see --help)" "raana-eval z"
+# a usage error is the same in every process of a launch: the first reports it
+for bin in "$mpi_bin" "$eval_bin" "$export_bin"; do
+  tool=$(basename "$bin")
+  run env OMPI_COMM_WORLD_RANK=1 "$bin" --frobnicate
+  expect_rc 2 "$tool --frobnicate on rank 1"
+  [ -z "$errout" ] && ok || bad "$tool --frobnicate on rank 1 said: $errout"
+done
 
 # --opt=value is --opt value, and options may come after the operands
 run "$mpi_bin" --print-config --set=calibration.seq_len=77 "$job"
