@@ -3,6 +3,7 @@
  * memory_estimate.h). */
 #include "raana/memory_estimate.h"
 
+#include <limits.h>
 #include <math.h>
 
 #include "raana/qlayer.h"
@@ -24,16 +25,22 @@ static uint64_t quantized_layer_bytes(const raana_plan_layer *l, const raana_con
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
                                        const raana_config *cfg)
 {
-    uint64_t largest = 0, kept = 0;
+    uint64_t own = 0, foreign = 0, kept = 0;
     for (int i = 0; i < plan->n_layers; i++) {
         const raana_plan_layer *l = &plan->layers[i];
-        if (!l->quantize || l->block < first || l->block >= next)
+        uint64_t weights = (uint64_t)l->d_in * (uint64_t)l->d_out;
+        if (!l->quantize)
             continue;
-        uint64_t f32 = 4 * (uint64_t)l->d_in * (uint64_t)l->d_out;
-        largest = f32 > largest ? f32 : largest;
-        kept += quantized_layer_bytes(l, cfg);
+        if (l->block >= first && l->block < next) {
+            own = 4 * weights > own ? 4 * weights : own;
+            kept += quantized_layer_bytes(l, cfg);
+        } else if (weights <= INT_MAX) { /* larger layers never move (quantize.c) */
+            foreign = 4 * weights > foreign ? 4 * weights : foreign;
+        }
     }
-    return largest + kept;
+    /* the receive buffer stays through the stage; the working copy is of
+     * the layer being encoded, own or received */
+    return foreign + (own > foreign ? own : foreign) + kept;
 }
 
 /* Attention is blocked: a trace keeps one log-sum-exp per head and

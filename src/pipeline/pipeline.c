@@ -19,7 +19,7 @@
 #include "raana/fingerprint.h"
 #include "raana/joblog.h"
 #include "raana/layer_norms.h"
-#include "raana/memory_estimate.h"
+#include "raana/memory_fit.h"
 #include "raana/outpaths.h"
 #include "raana/quantize.h"
 #include "raana/resume.h"
@@ -35,9 +35,9 @@ static raana_status tokenize_local(const raana_config *cfg, raana_stage *s, raan
 
 static raana_status load_local(const raana_config *cfg, raana_stage *s, int rank, raana_error *err)
 {
-    /* the whole peak, less the process it already is */
-    RAANA_CALL(raana_stage_check_memory(
-        rank, s->plan.ranks[rank].peak_bytes - RAANA_PROCESS_BASE_BYTES, err));
+    /* the whole peak, less the process it already is; when it does not
+     * fit, the message says how many ranks would */
+    RAANA_CALL(raana_stage_check_fit(s, cfg, rank, err));
     RAANA_CALL(raana_stage_load(s, rank, err));
     /* AllocateBits' w_fro, while the weights are fresh */
     return raana_stage_norms(s, cfg, err);

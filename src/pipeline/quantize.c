@@ -175,7 +175,8 @@ typedef struct {
     int n_ranks, rounds;
     int *owner;        /* [n]: the rank holding the layer's block, -1 if not quantized */
     int *table;        /* [n_ranks][rounds]: the layer rank k encodes in round r, or -1 */
-    double *cost;      /* [n]: predicted seconds (raana_quantize_cost), -1 if not quantized */
+    double *cost;      /* [n]: predicted seconds (raana_quantize_cost), -1 if not quantized,
+                          0 if the resume directory has it */
     double *load;      /* [n_ranks]: predicted seconds of the balanced assignment */
     double *by_blocks; /* [n_ranks]: the same if every rank encoded its own blocks' layers */
 } schedule;
@@ -227,9 +228,11 @@ cleanup:
 }
 
 /* Layers larger than one MPI message (INT_MAX floats) stay with their
- * owner; every other layer may move. */
-static raana_status build_schedule(const raana_plan *plan, int n_ranks, schedule *sc,
-                                   int *quantizer, raana_error *err)
+ * owner, and so do layers the resume directory has (predicted at no cost:
+ * the owner reads them back, and no weights travel); every other layer
+ * may move. */
+static raana_status build_schedule(const raana_plan *plan, int n_ranks, const int *resumed,
+                                   schedule *sc, int *quantizer, raana_error *err)
 {
     raana_status st = RAANA_OK;
     int n = plan->n_layers;
@@ -241,7 +244,8 @@ static raana_status build_schedule(const raana_plan *plan, int n_ranks, schedule
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         sc->owner[i] = l->quantize ? raana_plan_block_owner(plan, l->block) : -1;
-        pinned[i] = (uint64_t)l->d_in * (uint64_t)l->d_out > INT_MAX ? sc->owner[i] : -1;
+        int large = (uint64_t)l->d_in * (uint64_t)l->d_out > INT_MAX;
+        pinned[i] = large || resumed[i] ? sc->owner[i] : -1;
         if (sc->owner[i] >= 0)
             sc->by_blocks[sc->owner[i]] += sc->cost[i];
     }
@@ -252,26 +256,59 @@ cleanup:
     return st;
 }
 
+/* Rank 0: which layers the resume directory already has, with the
+ * fingerprint of this job's work (a prediction: a layer whose file turns
+ * out unreadable is encoded by its owner). */
+static void find_resumed(const raana_stage *s, const raana_config *cfg,
+                         const raana_allocation *alloc, const raana_fingerprints *fp,
+                         const raana_resume *resume, int *resumed)
+{
+    for (int i = 0; i < s->plan.n_layers; i++) {
+        const raana_plan_layer *l = &s->plan.layers[i];
+        resumed[i] = 0;
+        if (resume && l->quantize)
+            resumed[i] = raana_resume_has_layer(
+                resume, l->name,
+                raana_fingerprint_layer(fp, &s->model, l->name, cfg, alloc->bits[i]));
+    }
+}
+
 /* Collective: rank 0's predicted costs, then the same schedule everywhere. */
-static raana_status plan_rounds(MPI_Comm comm, const raana_plan *plan, const raana_config *cfg,
-                                const raana_allocation *alloc, schedule *sc, int *quantizer,
+static raana_status plan_rounds(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
+                                const raana_allocation *alloc, const raana_fingerprints *fp,
+                                const raana_resume *resume, schedule *sc, int *quantizer,
                                 raana_error *err)
 {
-    int n = plan->n_layers, size;
+    raana_status st = RAANA_OK;
+    const raana_plan *plan = &s->plan;
+    int n = plan->n_layers, size, rank;
     MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &rank);
+    int *resumed = malloc((size_t)(n > 0 ? n : 1) * sizeof *resumed);
     sc->cost = calloc((size_t)n + 2 * (size_t)size, sizeof *sc->cost);
-    raana_status st =
-        sc->cost ? RAANA_OK : raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d costs", n);
-    RAANA_CALL(raana_comm_agree(comm, st, err));
+    RAANA_CHECK(raana_comm_agree(
+        comm,
+        sc->cost && resumed ? RAANA_OK
+                            : raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d costs", n),
+        err));
     sc->load = sc->cost + n;
     sc->by_blocks = sc->load + size;
+    if (rank == 0)
+        find_resumed(s, cfg, alloc, fp, resume, resumed);
+    MPI_Bcast(resumed, n, MPI_INT, 0, comm);
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
-        sc->cost[i] =
-            l->quantize ? raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder) : -1;
+        sc->cost[i] = !l->quantize ? -1
+                      : resumed[i]
+                          ? 0
+                          : raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder);
     }
     MPI_Bcast(sc->cost, n, MPI_DOUBLE, 0, comm);
-    return raana_comm_agree(comm, build_schedule(plan, size, sc, quantizer, err), err);
+    RAANA_CHECK(
+        raana_comm_agree(comm, build_schedule(plan, size, resumed, sc, quantizer, err), err));
+cleanup:
+    free(resumed);
+    return st;
 }
 
 /* Round `round`, rank `rank`: sends the layers of its blocks that others
@@ -531,7 +568,7 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
              ? RAANA_OK
              : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     RAANA_CHECK(raana_comm_agree(comm, st, err));
-    RAANA_CHECK(plan_rounds(comm, &s->plan, cfg, alloc, &r.sc, q->quantizer, err));
+    RAANA_CHECK(plan_rounds(comm, s, cfg, alloc, fp, resume, &r.sc, q->quantizer, err));
     RAANA_CHECK(run_rounds(&r, q, progress, size, err));
     RAANA_CHECK(gather_results(&r, q, progress, size, err));
 cleanup:

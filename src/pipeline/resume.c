@@ -702,6 +702,25 @@ static void *take_array(byte_reader *rd, size_t n)
     return p;
 }
 
+int raana_resume_has_layer(const raana_resume *r, const char *name, uint64_t fingerprint)
+{
+    char file[NAME_MAX + 16], head[8 + 4 + 8] = {0};
+    layer_file(r, name, file, sizeof file, NULL, 0);
+    if (!r->opened || strchr(name, '/'))
+        return 0;
+    int fd = openat(r->layers_fd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    uint32_t version;
+    uint64_t fp;
+    memcpy(&version, head + 8, 4);
+    memcpy(&fp, head + 12, 8);
+    return got == (ssize_t)sizeof head && memcmp(head, LAYER_MAGIC, 8) == 0 &&
+           version == RESUME_FORMAT && fp == fingerprint;
+}
+
 int raana_resume_load_layer(const raana_resume *r, const char *name, uint64_t fingerprint,
                             raana_qlayer *q, double *rel_error)
 {

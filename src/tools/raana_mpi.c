@@ -19,6 +19,7 @@
 #include "raana/h5file.h"
 #include "raana/joblog.h"
 #include "raana/memory.h"
+#include "raana/memory_fit.h"
 #include "raana/memory_report.h"
 #include "raana/model.h"
 #include "raana/outpaths.h"
@@ -256,7 +257,8 @@ static raana_status run_mode(const cli_args *a, job_state *job, int rank, double
     if (a->dry_run) {
         if (rank == 0)
             print_dry_run(job);
-        return RAANA_OK;
+        return raana_plan_print_fit(MPI_COMM_WORLD, &job->stage, &job->cfg,
+                                    rank == 0 ? stdout : NULL, err);
     }
     if (a->calibrate_only || a->allocate_only)
         return calibrate_and_report(job, rank, a->allocate_only, err);

@@ -169,6 +169,29 @@ raana_status raana_memory_check(const raana_memory_state *m, uint64_t planned_by
     return RAANA_OK;
 }
 
+/* limit - used, 0 when used is already over it. */
+static uint64_t headroom(uint64_t limit, uint64_t used)
+{
+    return used < limit ? limit - used : 0;
+}
+
+uint64_t raana_memory_room(const raana_memory_state *m, const char **limit)
+{
+    uint64_t room = UINT64_MAX;
+    *limit = "";
+    if (m->as_limit != UINT64_MAX && headroom(m->as_limit, m->vm_size) < room)
+        room = headroom(m->as_limit, m->vm_size),
+        *limit = "the address-space limit (ulimit -v, RLIMIT_AS)";
+    if (m->data_limit != UINT64_MAX && headroom(m->data_limit, m->vm_data) < room)
+        room = headroom(m->data_limit, m->vm_data),
+        *limit = "the data limit (ulimit -d, RLIMIT_DATA)";
+    if (m->cgroup_room != UINT64_MAX && m->cgroup_room < room)
+        room = m->cgroup_room, *limit = "the memory cgroup";
+    if (room == UINT64_MAX)
+        return room;
+    return headroom(room, RAANA_OPENBLAS_BUFFER_BYTES);
+}
+
 raana_status raana_memory_check_startup(const char *who, raana_error *err)
 {
     /* Whatever the job, the calling thread will need one OpenBLAS buffer;

@@ -48,6 +48,23 @@ same_as "$tmp/ref.h5" "after a kill in writing"
 [ ! -e "$out_h5.partial" ] && [ ! -e "$out_h5.resume" ] && ok || bad "leftovers after resume"
 rm -f "$out_h5"
 
+# every layer finished (rank 0 dies in writing), resumed on 3 ranks: layers
+# the resume directory has are predicted at no cost and stay with their
+# block's owner (no weights travel), so each rank handles the 7 layers of
+# each of its blocks (the dry run's split), not a share balanced by cost
+run env RAANA_FAULT_INJECT=write:0:10 "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$out_h5"
+killed "kill in writing, resumed on 3 ranks"
+run "$mpiexec" -n 3 "$mpi_bin" "$job" --set "output.path=$out_h5"
+expect_rc 0 "rerun on 3 ranks after a write kill"
+expect_out "layers: 0 encoded, 28 resumed" "rerun on 3 ranks after a write kill"
+same_as "$tmp/ref.h5" "after a kill in writing, resumed on 3 ranks"
+handled=$(sed -n 's/.* quantize: rank \([0-9]*\) encoded \([0-9]*\) layers in .*/\1:\2/p' <<<"$errout" | tr '\n' ' ')
+split=$("$mpiexec" -n 3 "$mpi_bin" --dry-run "$job" | sed -n '/^ranks:/,$p' |
+  awk '$1 ~ /^[0-9]+$/ {split($2, b, "-"); printf "%s:%d ", $1, 7 * (b[2] - b[1] + 1)}')
+[ -n "$split" ] && [ "$handled" = "$split" ] && ok ||
+  bad "resumed on 3 ranks: layers per rank '$handled', expected its blocks' '$split'"
+rm -f "$out_h5"
+
 # rank 2 of 3 dies after its second layer; resume on 4 ranks
 run env RAANA_FAULT_INJECT=quantize:2:2 "$mpiexec" -n 3 "$mpi_bin" "$job" --set "output.path=$out_h5"
 killed "kill in quantization"

@@ -42,6 +42,13 @@ void raana_memory_read(raana_memory_state *m);
 raana_status raana_memory_check(const raana_memory_state *m, uint64_t planned_bytes, int rank,
                                 raana_error *err);
 
+/* The most a planned allocation may be for raana_memory_check to pass:
+ * the smallest room under the limits above, less the calling thread's
+ * OpenBLAS buffer (0 when not even that fits); UINT64_MAX when no limit
+ * was found. *limit names the limit that sets it (as in the check's
+ * message; "" when unlimited). */
+uint64_t raana_memory_room(const raana_memory_state *m, const char **limit);
+
 /* Before MPI_Init: fails with RAANA_ERR_NOMEM, naming who and the sizes,
  * when not even one more OpenBLAS buffer fits in the address space, i.e.
  * OpenBLAS would spin (its load-time worker threads may already be doing

@@ -30,9 +30,12 @@ uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raa
                                           int seq_len, int n_traces);
 
 /* The quantize stage's working set on the rank that owns blocks
- * [first, next): one f32 copy of its largest quantized layer (the tricked
+ * [first, next): the receive buffer for the largest layer of other ranks'
+ * blocks it may be given to encode (the stage spreads layers by cost,
+ * quantize.c; layers too large for one MPI message never move), one f32
+ * copy of the largest layer it may encode, own or received (the tricked
  * copy the encoder rotates, then the decoded layer for the relative error;
- * never both) plus every quantized layer it has produced, which stays
+ * never both), plus every quantized layer of its blocks, which stays
  * until the container is written: avg_bits / 8 bytes per weight of codes,
  * a rescale per column, the trick terms (mu, row scales) per input and
  * the held-out columns in f32. */

@@ -80,6 +80,10 @@ int raana_resume_load_calibration(const raana_resume *r, uint64_t fingerprint,
 /* One quantized layer and its relative reconstruction error. */
 raana_status raana_resume_save_layer(const raana_resume *r, const char *name, uint64_t fingerprint,
                                      const raana_qlayer *q, double rel_error, raana_error *err);
+/* 1 when the layer's file is there with this fingerprint in its header
+ * (its content is not read or checked: a prediction, for the quantize
+ * stage's schedule), else 0. */
+int raana_resume_has_layer(const raana_resume *r, const char *name, uint64_t fingerprint);
 /* 1 and *q filled (free with raana_qlayer_free) when found with this
  * fingerprint, else 0. */
 int raana_resume_load_layer(const raana_resume *r, const char *name, uint64_t fingerprint,
