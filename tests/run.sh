@@ -67,7 +67,8 @@ echo "h5dump with $plugin_dir/libraana_h5zstd.so: reads the container"
 rm -rf "$prefix"
 
 step "build (AddressSanitizer + UndefinedBehaviorSanitizer)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON \
+  -DRAANA_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 step "tests under ASan + UBSan"
 ctest_all build-asan
