@@ -4,10 +4,11 @@
 # whole ctest suite (unit, numpy cross-check, command line, MPI with 1..4
 # ranks, one entry per rank count), again under AddressSanitizer +
 # UndefinedBehaviorSanitizer (quick modes: MPI tests for P = 1 and 3 only,
-# the first case of each loop; tests/CMakeLists.txt), then each libFuzzer
-# target for a bounded time. ctest runs two tests at a time, the longest
-# first (COST); the tests that start 3 or 4 ranks and the Slurm tests are
-# RUN_SERIAL (they run alone).
+# the first case of each loop; tests/CMakeLists.txt; no benchmarks built),
+# then each libFuzzer target for a bounded time. ctest runs two tests at a
+# time, the longest first (COST); the tests that start 3 or 4 ranks and the
+# Slurm tests are RUN_SERIAL (they run alone); one-process runs start no
+# orted (OMPI_MCA_ess_singleton_isolated, tests/CMakeLists.txt).
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 12; every target runs)
 #   CTEST_JOBS=N     tests run at once (default: the number of cores, at most 2)
 set -euo pipefail
@@ -67,7 +68,8 @@ echo "h5dump with $plugin_dir/libraana_h5zstd.so: reads the container"
 rm -rf "$prefix"
 
 step "build (AddressSanitizer + UndefinedBehaviorSanitizer)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON \
+  -DRAANA_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 step "tests under ASan + UBSan"
 ctest_all build-asan

@@ -63,14 +63,32 @@ void raana_fault_point(const char *stage, int rank)
     raise(sig);
 }
 
+/* The calls of raana_fault_fail() so far: the fault sites this process passed. */
+static long fault_sites_passed;
+
+/* atexit: the number of fault sites passed, to RAANA_FAULT_COUNT_FILE. */
+static void write_fault_count(void)
+{
+    const char *path = getenv("RAANA_FAULT_COUNT_FILE");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (!f)
+        return;
+    fprintf(f, "%ld\n", fault_sites_passed);
+    fclose(f);
+}
+
 int raana_fault_fail(void)
 {
-    static long calls, fail_at = -1;
-    if (fail_at < 0) {
+    static long fail_at;
+    static int read_env;
+    if (!read_env) {
+        read_env = 1;
         const char *spec = getenv("RAANA_FAULT_FAIL_AT");
         fail_at = spec ? strtol(spec, NULL, 10) : 0;
+        if (getenv("RAANA_FAULT_COUNT_FILE"))
+            atexit(write_fault_count);
     }
-    return fail_at > 0 && ++calls == fail_at;
+    return ++fault_sites_passed == fail_at;
 }
 
 void *raana_malloc(size_t size)

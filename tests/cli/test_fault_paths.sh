@@ -4,26 +4,27 @@
 # through raana_malloc, HDF5 file/group/dataset/attribute open or create,
 # file open) fails. For the writer (a one-rank job on the fixture, 2 layers,
 # 1 calibration window) and the readers (raana-inspect --verify, raana-eval
-# --container --max-windows 1), N runs 1, 2, ... until the command
-# succeeds. Every failing N must exit non-zero with exactly one
-# "TOOL: error:" line, no sanitizer report (in the ASan build LeakSanitizer
-# checks every exit), and nothing at the final container path.
+# --container --max-windows 1), one fault-free run with
+# RAANA_FAULT_COUNT_FILE counts the fault sites S; then every sampled N in
+# 1 .. S must exit non-zero with exactly one "TOOL: error:" line, no
+# sanitizer report (in the ASan build LeakSanitizer checks every exit), and
+# nothing at the final container path; N = S + 1 must succeed (and count S
+# again): S is exact, so the first and the last sites are always covered.
 #
 # Usage: test_fault_paths.sh RAANA_MPI RAANA_INSPECT RAANA_EVAL SOURCE_DIR
-# Every N up to $DENSE (default 24), then every $STRIDE-th (default 11), then
-# every N between the last failure and the first success, so the first and
-# last sites are always covered (sparser under RAANA_TEST_QUICK=1, the
-# sanitizer build); RAANA_FAULT_TEST_ALL=1 tries every N.
+# N = 1 .. $DENSE (default 24), every $STRIDE-th (default 11), S - 1 and S
+# (sparser under RAANA_TEST_QUICK=1, the sanitizer build);
+# RAANA_FAULT_TEST_ALL=1 tries every N.
 set -u
 mpi=$1 inspect=$2 eval=$3 src=$4
 . "$src/tests/cli/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
   OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
   OMPI_MCA_ess_singleton_isolated=1 # no orted per run: a second less each
-dense=${DENSE:-24} stride=${STRIDE:-11} cap=2000
+dense=${DENSE:-24} stride=${STRIDE:-11}
 # the sanitizer build (RAANA_TEST_QUICK, tests/CMakeLists.txt) samples more
-# sparsely: about 20 runs per tool instead of about 55, still the first and
-# the last sites; the Release build covers the sites at the default density
+# sparsely, still the first and the last sites; the Release build covers the
+# sites at the default density
 if [ "${RAANA_TEST_QUICK:-0}" = 1 ]; then dense=${DENSE:-4} stride=${STRIDE:-41}; fi
 [ "${RAANA_FAULT_TEST_ALL:-0}" = 1 ] && stride=1
 work=$(mktemp -d)
@@ -63,39 +64,57 @@ check_failure() {
   fi
 }
 
-# fault_loop TOOL FINAL SETUP CMD...: runs SETUP (a function: fresh state)
-# then CMD with fault N for N = 1, 2, ... until CMD succeeds; the count of
-# sites is the last failing N.
+# fault_samples S: the N to fail, one a line: 1 .. dense, every stride-th,
+# S - 1 and S (all within 1 .. S, in order, no repeats)
+fault_samples() {
+  local s=$1 n
+  for ((n = 1; n <= s; n++)); do
+    if [ "$n" -le "$dense" ] || [ $((n % stride)) = 0 ] || [ "$n" -ge $((s - 1)) ]; then
+      echo "$n"
+    fi
+  done
+}
+
+# fault_loop TOOL FINAL SETUP CMD...: counts the fault sites S of CMD in one
+# fault-free run, then runs SETUP (a function: fresh state) and CMD with
+# each sampled fault N (each must fail cleanly) and with N = S + 1 (must
+# succeed, leave FINAL and pass S sites again).
 fault_loop() {
-  local tool=$1 final=$2 setup=$3 n=0 last_fail=0 step=1 runs=0 filling=0
+  local tool=$1 final=$2 setup=$3 count=$work/fault-count sites n runs=0
   shift 3
-  while :; do
-    n=$((n + step))
+  rm -f "$count"
+  $setup
+  run env RAANA_FAULT_COUNT_FILE="$count" "$@"
+  sites=$(cat "$count" 2>/dev/null)
+  if [ "$rc" -ne 0 ] || ! [[ "$sites" =~ ^[0-9]+$ ]] || [ "$sites" -lt 1 ]; then
+    bad "$tool: the fault-free run: exit $rc, fault sites '$sites': $errout"
+    return
+  fi
+  ok
+  for n in $(fault_samples "$sites"); do
     $setup
     run env RAANA_FAULT_FAIL_AT=$n "$@"
     runs=$((runs + 1))
     if [ "$rc" -ne 0 ]; then
       check_failure "$tool" "$n" "$final"
-      last_fail=$n
-      [ "$n" -ge "$dense" ] && [ "$filling" = 0 ] && step=$stride
-    elif [ "$step" -gt 1 ]; then # success past the last site: fill the gap
-      n=$last_fail step=1 filling=1
     else
-      break
-    fi
-    if [ "$n" -ge "$cap" ]; then
-      bad "$tool: still failing at fault $n"
-      return
+      bad "$tool: fault $n of $sites did not fail the run"
     fi
   done
-  if [ "$last_fail" -gt 0 ] && [ -n "$final" ] && [ ! -s "$final" ]; then
-    bad "$tool: fault $n succeeded but left no $final"
-  elif [ "$last_fail" -gt 0 ]; then
-    ok
+  rm -f "$count"
+  $setup
+  run env RAANA_FAULT_FAIL_AT=$((sites + 1)) RAANA_FAULT_COUNT_FILE="$count" "$@"
+  runs=$((runs + 1))
+  if [ "$rc" -ne 0 ]; then
+    bad "$tool: fault $((sites + 1)), past the $sites sites, failed: exit $rc: $errout"
+  elif [ "$(cat "$count" 2>/dev/null)" != "$sites" ]; then
+    bad "$tool: fault $((sites + 1)) passed $(cat "$count" 2>/dev/null) sites, not $sites"
+  elif [ -n "$final" ] && [ ! -s "$final" ]; then
+    bad "$tool: fault $((sites + 1)) succeeded but left no $final"
   else
-    bad "$tool: the first fault site never failed the run"
+    ok
   fi
-  echo "$tool: $last_fail fault sites; $runs runs, every failure clean"
+  echo "$tool: $sites fault sites; $runs runs after the count, every failure clean"
 }
 
 fresh_output() { rm -rf "$work/out" && mkdir -p "$work/out"; }

@@ -27,9 +27,13 @@ void raana_fault_point(const char *stage, int rank);
  * every call without the variable, returns 0. The container reader and
  * writer call it before each allocation (through the wrappers below), each
  * file open and each HDF5 file, group, dataset or attribute open or create,
- * and fail as if that acquisition had failed. tests/cli/test_fault_paths.sh
- * runs a job and the readers with N = 1, 2, ... until one succeeds, and
- * checks each failure for one error line, no leak and no output left. */
+ * and fail as if that acquisition had failed. With RAANA_FAULT_COUNT_FILE=PATH
+ * the process writes at exit the number of calls it made (the fault sites it
+ * passed, S) to PATH: N = S fails the last site, N = S + 1 none.
+ * tests/cli/test_fault_paths.sh learns S from one fault-free run, runs a job
+ * and the readers with a sample of N = 1 .. S (every N on request) and
+ * S + 1, and checks each failure for one error line, no leak and no output
+ * left. */
 int raana_fault_fail(void);
 
 /* malloc, calloc and fopen, failing when raana_fault_fail() says so. */
