@@ -40,6 +40,14 @@ def kinds_in_order(layers):
         [k for k in dict.fromkeys(seen) if k not in ra.KIND_ORDER]
 
 
+def unquantized_note(la):
+    """Why a layer has no codes: AllocateBits kept its 16-bit weight (bits
+    16), or an exclude pattern or the router rule left it alone (bits 0)."""
+    if la["quantized"]:
+        return ""
+    return " (kept as stored)" if la["bits"] == 16 else " (excluded)"
+
+
 def bit_palette(layers):
     """One colour per allocated width, from the same colormap everywhere."""
     widths = sorted({la["bits"] for la in layers if la["quantized"]})
@@ -262,7 +270,7 @@ def summary_markdown(c, name, total, pngs):
         lines.append(
             f"| {la['name']} | {ra.fmt(la['block'], 'd')} | {ra.short_kind(la['kind'])} | "
             f"{la['d_out']} × {la['d_in']} | "
-            f"{la['bits']:g}{'' if la['quantized'] else ' (excluded)'} | {la['coef']:.4e} | "
+            f"{la['bits']:g}{unquantized_note(la)} | {la['coef']:.4e} | "
             f"{la['rel_error']:.6f} | {la['effective_bits']:.4f} | "
             + " | ".join(ra.fmt(b.get(p), ".4f") for p in ra.BREAKDOWN_PARTS) + " |")
     if total:

@@ -53,7 +53,7 @@ static const config_key config_keys[] = {
     {"calibration", "statistics", KEY_PATH, FIELD(statistics), "", 0, 0},
     {"calibration", "windows_in_flight", KEY_INT_AUTO, FIELD(windows_in_flight), "auto", 1,
      1000000},
-    {"quantize", "avg_bits", KEY_DOUBLE, FIELD(avg_bits), "3", 0.5, 8},
+    {"quantize", "avg_bits", KEY_DOUBLE, FIELD(avg_bits), "3", 0.5, 16},
     {"quantize", "bits", KEY_BITS, FIELD(bits), "1, 2, 3, 4, 5, 6, 7, 8", 0, 0},
     {"quantize", "tricks", KEY_TRICKS, FIELD(tricks), "centralize, norm_col", 0, 0},
     {"quantize", "norm_col_rate", KEY_DOUBLE, FIELD(norm_col_rate), "0.003", 0, 0.5},
@@ -68,7 +68,7 @@ static const config_key config_keys[] = {
 
 #define N_KEYS (sizeof config_keys / sizeof config_keys[0])
 
-static const double allowed_bits[] = {0.5, 0.75, 1, 2, 3, 4, 5, 6, 7, 8};
+static const double allowed_bits[] = {0.5, 0.75, 1, 2, 3, 4, 5, 6, 7, 8, 16};
 
 /* ---- value parsers: each writes a reason into why on failure ---------- */
 
@@ -141,7 +141,8 @@ static int bits_item(void *ctx, const char *word, char *why, size_t why_size)
         if (allowed_bits[i] == b)
             break;
     if (i == sizeof allowed_bits / sizeof allowed_bits[0]) {
-        snprintf(why, why_size, "%s is not a supported bit width (0.5, 0.75, 1, 2, ..., 8)", word);
+        snprintf(why, why_size,
+                 "%s is not a supported bit width (0.5, 0.75, 1, 2, ..., 8, or 16 to keep)", word);
         return -1;
     }
     for (int j = 0; j < cfg->n_bits; j++)

@@ -81,7 +81,16 @@ static int describe_problem(const raana_stage *s, const raana_layer_stats *stats
     return nq;
 }
 
-raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
+/* Layers allocated 16 bits keep their checkpoint weight: they leave the
+ * quantized layers, as the same decision on every rank. */
+static void keep_16bit_layers(raana_plan *plan, const double *bits)
+{
+    for (int i = 0; i < plan->n_layers; i++)
+        if (plan->layers[i].quantize && bits[i] == RAANA_BITS_KEEP)
+            plan->layers[i].quantize = 0, plan->layers[i].kept_16bit = 1;
+}
+
+raana_status raana_stage_allocate(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
                                   const raana_layer_stats *stats, raana_allocation *a,
                                   raana_error *err)
 {
@@ -109,6 +118,7 @@ raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raa
     for (int i = 0, q = 0; i < n; i++)
         if (s->plan.layers[i].quantize)
             a->bits[i] = cfg->bits[a->result.choice[q++]];
+    keep_16bit_layers(&s->plan, a->bits);
 cleanup:
     free(local), free(size), free(coef);
     if (st != RAANA_OK)
@@ -139,7 +149,7 @@ void raana_layer_table_print(FILE *out, const char *indent, const raana_plan *pl
         snprintf(shape, sizeof shape, "%dx%d", l->d_out, l->d_in);
         fprintf(out, "%s%-40s %13s", indent, l->name, shape);
         for (int k = 0; k < n_cols; k++) {
-            if (l->quantize)
+            if (l->quantize || l->kept_16bit)
                 print_cell(out, &cols[k], i);
             else
                 fprintf(out, " %*s", cols[k].width, "-");

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/allocate.h"
 #include "raana/comm.h"
 #include "raana/expert_stats.h"
 #include "raana/joblog.h"
@@ -27,14 +28,41 @@
 
 /* ---- the stage ------------------------------------------------------------- */
 
+/* The candidate 16 keeps a layer's checkpoint weight as it is, which is 16
+ * bits only for a BF16 or F16 tensor (allocate.h, RAANA_BITS_KEEP). */
+static raana_status check_keep_dtypes(const raana_stage *s, const raana_config *cfg,
+                                      raana_error *err)
+{
+    if (cfg->bits[cfg->n_bits - 1] != RAANA_BITS_KEEP)
+        return RAANA_OK;
+    for (int i = 0; i < s->plan.n_layers; i++) {
+        const raana_plan_layer *l = &s->plan.layers[i];
+        char name[sizeof l->name + 8];
+        snprintf(name, sizeof name, "%s.weight", l->name);
+        const raana_tensor_entry *e = raana_model_find(&s->model, name);
+        raana_dtype d = e ? e->tensor->dtype : RAANA_DTYPE_BF16;
+        if (l->quantize && d != RAANA_DTYPE_BF16 && d != RAANA_DTYPE_F16)
+            return raana_fail(err, RAANA_ERR_CONFIG,
+                              "[quantize] bits lists 16, which keeps a layer's 16-bit weight as "
+                              "stored, but %s is %s; remove 16 or exclude the layer",
+                              name, raana_dtype_name(d));
+    }
+    return RAANA_OK;
+}
+
+static raana_status plan_stage(raana_stage *s, const raana_config *cfg, int n_ranks,
+                               raana_error *err)
+{
+    RAANA_CALL(raana_plan_create(&s->model.config, cfg, n_ranks, &s->plan, err));
+    return check_keep_dtypes(s, cfg, err);
+}
+
 raana_status raana_stage_open(raana_stage *s, const char *model_dir, const raana_config *cfg,
                               int n_ranks, raana_error *err)
 {
-    raana_status st = raana_model_open(&s->model, model_dir, err);
-    s->model_open = st == RAANA_OK;
-    if (st == RAANA_OK)
-        st = raana_plan_create(&s->model.config, cfg, n_ranks, &s->plan, err);
-    return st;
+    RAANA_CALL(raana_model_open(&s->model, model_dir, err));
+    s->model_open = 1;
+    return plan_stage(s, cfg, n_ranks, err);
 }
 
 raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const raana_config *cfg,
@@ -43,7 +71,7 @@ raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const ra
     s->model = *model;
     memset(model, 0, sizeof *model);
     s->model_open = 1;
-    return raana_plan_create(&s->model.config, cfg, n_ranks, &s->plan, err);
+    return plan_stage(s, cfg, n_ranks, err);
 }
 
 raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_error *err)

@@ -214,7 +214,13 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
             "effective bits: %.4f per quantized weight, %.4f per model parameter "
             "(everything stored)\n",
             c->bits.quantized, c->bits.model);
-    fprintf(out, "layers: %d encoded, %d resumed\n", j->quantized.encoded, j->quantized.reused);
+    int kept = 0;
+    for (int i = 0; i < s->plan.n_layers; i++)
+        kept += s->plan.layers[i].kept_16bit;
+    fprintf(out, "layers: %d encoded, %d resumed", j->quantized.encoded, j->quantized.reused);
+    if (kept)
+        fprintf(out, ", %d kept in 16 bits (the checkpoint's weights)", kept);
+    fputc('\n', out);
     fprintf(out, "time:");
     for (int k = 0; k < RAANA_STAGE_COUNT; k++)
         fprintf(out, " %s %.2f s%s", raana_stage_names[k], c->seconds[k],

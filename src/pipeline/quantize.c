@@ -520,6 +520,16 @@ static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress,
     return raana_comm_agree(r->comm, st, err);
 }
 
+/* A layer AllocateBits kept in 16 bits is its checkpoint weight: no error,
+ * cosine 1, 16 stored bits per weight (allocate.h, RAANA_BITS_KEEP). */
+static void describe_kept_layers(const raana_plan *plan, raana_layer_summary *summary)
+{
+    for (int i = 0; i < plan->n_layers; i++)
+        if (plan->layers[i].kept_16bit)
+            summary[i].rel_error = 0, summary[i].mean_cosine = 1,
+            summary[i].effective_bits = RAANA_BITS_KEEP;
+}
+
 /* Collective, after the rounds: every rank's summaries and counts on
  * every rank; rank 0 logs the balance. */
 static raana_status gather_results(stage_run *r, raana_quantized *q, FILE *progress, int size,
@@ -539,6 +549,7 @@ static raana_status gather_results(stage_run *r, raana_quantized *q, FILE *progr
     q->reused = totals[0], q->encoded = totals[1];
     for (int i = 0; i < n; i++)
         unpack_summary(all + (size_t)i * N_FIELDS, &q->summary[i]);
+    describe_kept_layers(&r->s->plan, q->summary);
     if (progress)
         report_balance(progress, &r->sc, n, all + (size_t)n * N_FIELDS, layers);
 cleanup:

@@ -8,6 +8,8 @@
 
 double raana_alloc_error_model(double bits)
 {
+    if (bits == RAANA_BITS_KEEP)
+        return 0; /* the checkpoint's own 16-bit weight, stored as it is */
     return bits >= 1 ? exp2(-bits) : 0.5 / sqrt(bits);
 }
 
@@ -32,10 +34,11 @@ static raana_status check_problem(const raana_alloc_problem *p, raana_error *err
         return raana_fail(err, RAANA_ERR_CONFIG, "AllocateBits: the candidate list is empty");
     for (int k = 0; k < p->n_bits; k++) {
         double q = p->bits[k] * 4;
-        if (q != floor(q) || q < 1 || q > 32 || (k && p->bits[k] <= p->bits[k - 1]))
+        int width_ok = (q == floor(q) && q >= 1 && q <= 32) || p->bits[k] == RAANA_BITS_KEEP;
+        if (!width_ok || (k && p->bits[k] <= p->bits[k - 1]))
             return raana_fail(err, RAANA_ERR_CONFIG,
                               "AllocateBits: candidate bits must be ascending multiples of 1/4 "
-                              "in (0, 8]");
+                              "in (0, 8], or 16 (kept as stored)");
     }
     if (p->avg_bits < p->bits[0] || p->avg_bits > p->bits[p->n_bits - 1])
         return raana_fail(err, RAANA_ERR_CONFIG,

@@ -307,9 +307,8 @@ static cJSON *layer_json(const raana_container *c, const alloc_table *t, int i)
     raana_json_add_number(l, "d_in", t->d_in[i]);
     raana_json_add_number(l, "d_out", t->d_out[i]);
     cJSON_AddBoolToObject(l, "quantized", t->quantized[i] != 0);
-    for (int k = 0; k < N_COLS; k++)
-        raana_json_add_number(l, columns[k],
-                              k == COL_BITS && !t->quantized[i] ? 0.0 : t->col[k][i]);
+    for (int k = 0; k < N_COLS; k++) /* bits: 16 when kept in 16 bits, 0 when excluded */
+        raana_json_add_number(l, columns[k], t->col[k][i]);
     cJSON_AddItemToObject(l, "bits_breakdown",
                           t->quantized[i] ? bits_breakdown(c, name) : cJSON_CreateNull());
     return l;

@@ -5,6 +5,7 @@ that tests/cli/test_hostile_inputs.sh feeds to raana (issue 15).
   hostile_model.py copy SRC DST              DST := the files of SRC
   hostile_model.py big-weight DIR TENSOR     its first weight := bf16 0x7F7F (3.39e38)
   hostile_model.py extra-tensor DIR NAME     adds a 1-element F32 tensor NAME
+  hostile_model.py f32-weight DIR TENSOR     stores BF16 TENSOR as F32 (same values)
   hostile_model.py vocab-id DIR TOKEN ID     tokenizer.json: vocab[TOKEN] := ID
   hostile_model.py config-append DIR TEXT    config.json: TEXT (raw JSON members,
                                              e.g. '"rope_theta": 1e999') added last
@@ -56,12 +57,24 @@ def extra_tensor(header, data, name):
     return data + struct.pack("<f", 1.0)
 
 
+def f32_weight(header, data, tensor):
+    begin, end = header[tensor]["data_offsets"]
+    assert header[tensor]["dtype"] == "BF16"
+    n = (end - begin) // 2
+    halves = struct.unpack(f"<{n}H", data[begin:end])
+    words = struct.pack(f"<{n}I", *(h << 16 for h in halves))  # bf16 -> f32 is exact
+    header[tensor] = dict(header[tensor], dtype="F32", data_offsets=[len(data), len(data) + 4 * n])
+    return data + words
+
+
 def main():
     what, directory, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if what == "copy":
         copy(directory, args[0])
     elif what == "big-weight":
         edit_safetensors(directory, lambda h, d: big_weight(h, d, args[0]))
+    elif what == "f32-weight":
+        edit_safetensors(directory, lambda h, d: f32_weight(h, d, args[0]))
     elif what == "extra-tensor":
         edit_safetensors(directory, lambda h, d: extra_tensor(h, d, args[0]))
     elif what == "vocab-id":

@@ -162,6 +162,15 @@ for name in extra/evil . ''; do
   first_only && break
 done
 
+# ---- the candidate 16 (keep the 16-bit weight) on an F32 weight ----------------------------
+d=$(model f32)
+"$py" "$mk" f32-weight "$d" model.layers.1.mlp.up_proj.weight
+job_on "$d" --set "quantize.bits=1,2,3,4,16" --dry-run
+case_end 3 "[quantize] bits lists 16, which keeps a layer's 16-bit weight as stored, but model.layers.1.mlp.up_proj.weight is F32" \
+  "bits 16 with an F32 weight"
+job_on "$d" --set "quantize.bits=1,2,3,4,16" --set "quantize.exclude=*.up_proj" --dry-run
+expect_rc 0 "bits 16 with the F32 weight excluded"
+
 # ---- a finite weight of 3.39e38 ----------------------------------------------------------
 d=$(model big)
 "$py" "$mk" big-weight "$d" model.layers.0.self_attn.q_proj.weight

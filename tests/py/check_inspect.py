@@ -6,7 +6,8 @@ containers:
   column (exactly: JSON keeps 17 significant digits); bits_breakdown is
   recomputed here from the stored datasets' shapes (codes, rescale, mu,
   row_scale, held columns, signs) and sums to the layer's effective_bits;
-  unquantized layers have bits 0 and no breakdown; options in any order;
+  unquantized layers have no breakdown and bits 0 (excluded) or 16 (kept
+  in 16 bits by AllocateBits, as /allocation says); options in any order;
 - --verify passes on the good container and names the damaged object on:
   one flipped byte inside a compressed chunk of a tensor and of a layer's
   codes (Fletcher-32), a layer whose d_in disagrees with config.json, and a
@@ -94,7 +95,8 @@ def check_json(inspect, path):
                       "effective_bits"):
                 check(l[k] == float(al[k][i]), f"{l['name']} {k}")
             if not q:
-                check(l["bits"] == 0 and l["bits_breakdown"] is None, l["name"] + " unquantized")
+                check(l["bits"] == float(al["bits"][i]) in (0.0, 16.0) and l["bits_breakdown"] is None,
+                      l["name"] + " unquantized")
                 continue
             g = f["layers"][l["name"]]
             check(l["bits"] == float(g.attrs["bits"]), l["name"] + " bits")

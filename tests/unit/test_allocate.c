@@ -1,6 +1,7 @@
 /* test_allocate.c — AllocateBits: the exact DP equals exhaustive search on
  * random instances with up to 6 layers for every candidate subset of
- * {0.5, 0.75, 1..8}; the Lagrangian fallback is feasible and its reported
+ * {0.5, 0.75, 1..8, 16} (16: the layer kept as stored, no error); the
+ * Lagrangian fallback is feasible and its reported
  * lower bound brackets the optimum; on a Llama-2-70B-shaped instance (560
  * layers, true shapes) exact DP and fallback agree within the fallback's
  * gap; bad budgets are refused. (Their speed is measured in bench/.) */
@@ -10,7 +11,7 @@
 #include "raana/allocate.h"
 #include "raana/rng.h"
 
-static const double all_bits[10] = {0.5, 0.75, 1, 2, 3, 4, 5, 6, 7, 8};
+static const double all_bits[11] = {0.5, 0.75, 1, 2, 3, 4, 5, 6, 7, 8, 16};
 
 /* min over all K^L choices within the budget (quarter-bit units) */
 static double brute_force(const raana_alloc_problem *p)
@@ -42,10 +43,10 @@ static double brute_force(const raana_alloc_problem *p)
 static void test_exhaustive(void)
 {
     int instances = 0, exact = 0, lag_ok = 0;
-    for (unsigned mask = 1; mask < 1024; mask++) {
-        double bits[10];
+    for (unsigned mask = 1; mask < 2048; mask++) {
+        double bits[11];
         int K = 0;
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < 11; i++)
             if (mask & (1u << i))
                 bits[K++] = all_bits[i];
         int L = 1;
@@ -74,7 +75,7 @@ static void test_exhaustive(void)
             raana_alloc_result_free(&g);
         }
     }
-    CHECK_INT(instances, 1023);
+    CHECK_INT(instances, 2047);
     CHECK_INT(exact, instances);
     CHECK_INT(lag_ok, instances);
 }
@@ -141,6 +142,18 @@ static void test_bad_budgets(void)
     CHECK_NEAR(raana_alloc_error_model(3), 0.125, 1e-15);
     CHECK_NEAR(raana_alloc_error_model(0.5), 0.5 / sqrt(0.5), 1e-15);
     CHECK_NEAR(raana_alloc_error_model(1), 0.5, 1e-15);
+    CHECK(raana_alloc_error_model(RAANA_BITS_KEEP) == 0); /* the stored weight itself */
+    /* 9..15 bits are no code width; 16 is */
+    double odd[2] = {8, 12}, keep[2] = {8, 16};
+    p.bits = odd, p.n_bits = 2, p.avg_bits = 8;
+    CHECK_INT(raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &r, &err), RAANA_ERR_CONFIG);
+    CHECK_MSG(err, "or 16 (kept as stored)");
+    /* budget for one layer of 100 weights at 16: the more sensitive per weight */
+    p.bits = keep, p.avg_bits = (100 * 16 + 200 * 8) / 300.0;
+    CHECK_INT(raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &r, &err), RAANA_OK);
+    CHECK(r.choice[0] == 1 && r.choice[1] == 0);
+    CHECK_NEAR(r.cost, 2 * exp2(-8), 1e-15);
+    raana_alloc_result_free(&r);
 }
 
 int main(void)

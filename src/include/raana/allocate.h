@@ -2,7 +2,10 @@
  * minimizing the modelled error sum_l c_l f(b_l) subject to
  * sum_l n_l b_l <= avg_bits * sum_l n_l, where n_l is the layer's number of
  * weights, c_l its sensitivity coefficient and f(b) = 2^-b for b >= 1,
- * 1 / (2 sqrt(b)) below one bit (DESIGN section 4).
+ * 1 / (2 sqrt(b)) below one bit (DESIGN section 4). The candidate
+ * RAANA_BITS_KEEP (16) is not a code width: the layer keeps the checkpoint's
+ * own BF16/F16 weight, which costs 16 bits per weight and no error, f = 0
+ * (docs/DECISIONS.md, "Keeping a layer in 16 bits").
  *
  * Exact: a multiple-choice knapsack solved by dynamic programming over the
  * budget in integer units (4 b n_l, so 0.5 and 0.75 bits are integral,
@@ -26,7 +29,7 @@ typedef struct {
     const uint64_t *size; /* n_l: weights per layer */
     const double *coef;   /* c_l >= 0 */
     int n_bits;
-    const double *bits; /* candidates, ascending, from {0.5, 0.75, 1, ..., 8} */
+    const double *bits; /* candidates, ascending, from {0.5, 0.75, 1, ..., 8, 16} */
     double avg_bits;
 } raana_alloc_problem;
 
@@ -40,6 +43,9 @@ typedef struct {
     raana_alloc_method method;
     uint64_t dp_cells; /* L x (scaled budget + 1) */
 } raana_alloc_result;
+
+/* The candidate that keeps a layer's 16-bit checkpoint weight unquantized. */
+#define RAANA_BITS_KEEP 16.0
 
 /* f(b) */
 double raana_alloc_error_model(double bits);

@@ -17,12 +17,15 @@ typedef struct {
     int n_layers;              /* plan layers (quantized or not) */
     double *w_fro;             /* [n_layers] ||W after tricks||_F, 0 for excluded layers */
     double *coef;              /* [n_layers] c_l = grad_rms * x_rms * w_fro / sqrt(d_in) */
-    double *bits;              /* [n_layers] allocated width, 0 for excluded layers */
+    double *bits;              /* [n_layers] allocated width (16: kept), 0 for excluded layers */
     raana_alloc_result result; /* over the quantized layers, in plan order */
 } raana_allocation;
 
-/* Collective. stats come from raana_pipeline_calibrate. */
-raana_status raana_stage_allocate(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
+/* Collective. stats come from raana_pipeline_calibrate. A layer given the
+ * candidate 16 (RAANA_BITS_KEEP) leaves the quantized layers of s->plan:
+ * quantize = 0, kept_16bit = 1, so every later stage stores its checkpoint
+ * tensor as it is, like an excluded layer's. */
+raana_status raana_stage_allocate(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
                                   const raana_layer_stats *stats, raana_allocation *a,
                                   raana_error *err);
 void raana_allocation_free(raana_allocation *a);

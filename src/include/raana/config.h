@@ -14,7 +14,7 @@
 #include "raana/tricks.h" /* raana_encoder, RAANA_TRICK_* */
 
 #define RAANA_PATH_MAX           4096
-#define RAANA_MAX_BIT_CANDIDATES 10 /* {0.5, 0.75, 1, 2, ..., 8} */
+#define RAANA_MAX_BIT_CANDIDATES 11 /* {0.5, 0.75, 1, 2, ..., 8, 16} */
 #define RAANA_MAX_EXCLUDE        64
 #define RAANA_PATTERN_MAX        256
 

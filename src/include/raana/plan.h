@@ -20,7 +20,10 @@ typedef struct {
     int slot;   /* in its block (model.h): plan index = block offset + slot */
     int expert; /* 0.. for an expert's projection, else RAANA_EXPERT_NONE/SHARED */
     int d_in, d_out;
-    int quantize; /* 0 when an exclude pattern matched, and for routers (docs/MOE.md) */
+    /* 0 when an exclude pattern matched, for routers (docs/MOE.md), and once
+     * AllocateBits keeps the layer in 16 bits (kept_16bit) */
+    int quantize;
+    int kept_16bit; /* AllocateBits chose 16: the checkpoint's BF16/F16 weight is stored */
 } raana_plan_layer;
 
 typedef struct {

@@ -31,7 +31,8 @@ typedef struct {
 typedef struct {
     int n_layers;
     raana_qlayer **layers;        /* [n_layers]: this rank's quantized layers, NULL elsewhere */
-    raana_layer_summary *summary; /* [n_layers]: identical on every rank, zero if not quantized */
+    raana_layer_summary *summary; /* [n_layers]: identical on every rank; zero if not quantized,
+                                   * error 0 and 16 bits if kept in 16 bits */
     int reused, encoded;          /* layers taken from the resume directory / encoded now */
     int *quantizer; /* [n_layers]: the rank that encoded layer i (-1: not quantized), identical
                      * on every rank; that rank holds layers[i] and writes it */
