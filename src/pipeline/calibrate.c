@@ -303,3 +303,18 @@ void raana_stage_fit_windows(MPI_Comm comm, raana_stage *s, const raana_config *
         s->plan.windows_fit_from = from;
     }
 }
+
+raana_status raana_stage_plan_experts(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
+                                      raana_error *err)
+{
+    raana_memory_state mem;
+    raana_memory_read(&mem);
+    const char *limit;
+    uint64_t mine = raana_memory_room(&mem, &limit), budget = mine;
+    MPI_Allreduce(&mine, &budget, 1, MPI_UINT64_T, MPI_MIN, comm);
+    raana_expert_teams_plan(&s->plan, &s->model.config, cfg->expert_ranks, budget, &s->teams);
+    raana_status st = raana_expert_teams_check(&s->teams, &s->plan, &s->model.config, err);
+    if (st != RAANA_OK)
+        err->agreed = 1; /* the same message on every rank, naming its ranks */
+    return st;
+}

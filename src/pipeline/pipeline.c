@@ -50,6 +50,7 @@ raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage 
 {
     RAANA_CALL(raana_comm_agree(comm, tokenize_local(cfg, s, err), err));
     raana_stage_fit_windows(comm, s, cfg, rank); /* auto M: before the memory check */
+    RAANA_CALL(raana_stage_plan_experts(comm, s, cfg, err));
     return raana_comm_agree(comm, load_local(cfg, s, rank, err), err);
 }
 

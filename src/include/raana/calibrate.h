@@ -14,6 +14,7 @@
 
 #include "raana/calib_text.h"
 #include "raana/error.h"
+#include "raana/expert_teams.h"
 #include "raana/llama.h"
 #include "raana/plan.h"
 #include "raana/tokenizer.h"
@@ -30,6 +31,7 @@ typedef struct {
     raana_llama net;
     int model_open, net_loaded;
     double *w_fro; /* [plan.n_layers] or NULL: this rank's norms (layer_norms.h) */
+    raana_expert_teams teams; /* set by raana_stage_plan_experts */
 } raana_stage;
 
 /* Opens the checkpoint (headers only) and builds the plan for n_ranks. */
@@ -54,6 +56,14 @@ void raana_stage_free(raana_stage *s);
  * every rank's estimated peak) to the largest M whose peak fits every
  * rank's memory limits (memory.h), 1 at least. Results do not depend on M. */
 void raana_stage_fit_windows(MPI_Comm comm, raana_stage *s, const raana_config *cfg, int rank);
+
+/* Collective, after raana_stage_fit_windows: the team size of the sparse
+ * blocks' experts ([calibration] expert_ranks, or auto from the smallest
+ * room any rank has under its memory limits) into s->teams, the same on
+ * every rank; fails on every rank with expert_teams.h's message when the
+ * size is more than 1 (not enough ranks, no memory, or not implemented). */
+raana_status raana_stage_plan_experts(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
+                                      raana_error *err);
 
 /* Per linear layer, averaged over calibration windows (DESIGN section 4):
  * grad_rms = ||dL/dY|| / sqrt(numel(Y)), x_rms = ||X|| / sqrt(rows of X),
