@@ -137,7 +137,7 @@ raana_status raana_expert_teams_check(const raana_expert_teams *t, const raana_p
                           t->size, t->block, m->moe_experts, m->moe_experts);
     if (t->forced && t->ranks_needed > plan->n_ranks)
         return raana_fail(err, RAANA_ERR_CONFIG,
-                          "[calibration] expert_ranks = %d: block %d's experts (%.1f MiB f32) "
+                          "[calibration] expert_ranks = %d: block %d's experts (%.2f MiB f32) "
                           "need a team of %d ranks, its owner rank %d and %d more rank%s that own "
                           "no decoder block, but %d of the %d ranks own none: run with at least "
                           "%d ranks or lower expert_ranks",
@@ -145,7 +145,7 @@ raana_status raana_expert_teams_check(const raana_expert_teams *t, const raana_p
                           t->size == 2 ? "" : "s", t->spare, plan->n_ranks, t->ranks_needed);
     if (t->ranks_needed > plan->n_ranks)
         return raana_fail(err, RAANA_ERR_NOMEM,
-                          "block %d's experts (%.1f MiB f32) do not fit the memory budget of "
+                          "block %d's experts (%.2f MiB f32) do not fit the memory budget of "
                           "its owner rank %d (%.1f MiB free, it needs %.1f MiB): they need a "
                           "team of %d ranks, rank %d and %d more rank%s that own no decoder "
                           "block, but %d of the %d ranks own none: run with at least %d ranks or "
@@ -154,7 +154,7 @@ raana_status raana_expert_teams_check(const raana_expert_teams *t, const raana_p
                           (double)t->rank_bytes / MIB, t->size, t->rank, t->size - 1,
                           t->size == 2 ? "" : "s", t->spare, plan->n_ranks, t->ranks_needed);
     return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "block %d's experts (%.1f MiB f32) %s a team of %d ranks (rank %d and %d "
+                      "block %d's experts (%.2f MiB f32) %s a team of %d ranks (rank %d and %d "
                       "more rank%s that own no decoder block; the job has them), but spreading "
                       "experts over ranks is not implemented yet (docs/MOE.md, \"Expert "
                       "parallelism\"): %s",

@@ -56,7 +56,7 @@ static void test_forced(void)
                 char want[64];
                 snprintf(want, sizeof want, "run with at least %d ranks", p + n - 1 - spare);
                 CHECK_INT(st, RAANA_ERR_CONFIG);
-                CHECK_MSG(err, "[calibration] expert_ranks", "1.5 MiB f32", want);
+                CHECK_MSG(err, "[calibration] expert_ranks", "1.50 MiB f32", want);
             } else {
                 CHECK_INT(st, RAANA_ERR_UNSUPPORTED);
                 CHECK_MSG(err, "not implemented", "expert_ranks = 1 or auto");
