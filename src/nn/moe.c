@@ -35,8 +35,10 @@ static float **weight_slot(raana_moe_weights *w, const raana_linear_info *li)
     return li->expert == RAANA_EXPERT_SHARED ? &w->shared[k] : &w->expert[3 * li->expert + k];
 }
 
-raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
-                            raana_error *err)
+/* Block `block`'s weights; with keep, only the routed experts e with
+ * keep[e] (no router, no shared expert). */
+static raana_status load_block(const raana_model *m, int block, const unsigned char *keep,
+                               raana_moe_weights **out, raana_error *err)
 {
     raana_status st = RAANA_OK;
     const raana_model_config *c = &m->config;
@@ -53,13 +55,26 @@ raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights *
     for (int s = 4; s < n; s++) {
         raana_linear_info li;
         raana_block_linear(c, block, s, &li);
-        RAANA_CHECK(read_weight(m, &li, weight_slot(w, &li), err));
+        if (!keep || (li.expert >= 0 && keep[li.expert]))
+            RAANA_CHECK(read_weight(m, &li, weight_slot(w, &li), err));
     }
 cleanup:
     if (st != RAANA_OK)
         raana_moe_free(w), w = NULL;
     *out = w;
     return st;
+}
+
+raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
+                            raana_error *err)
+{
+    return load_block(m, block, NULL, out, err);
+}
+
+raana_status raana_moe_load_experts(const raana_model *m, int block, const unsigned char *keep,
+                                    raana_moe_weights **out, raana_error *err)
+{
+    return load_block(m, block, keep, out, err);
 }
 
 void raana_moe_free(raana_moe_weights *w)

@@ -65,11 +65,14 @@ raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err)
     st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks, r->owns_embedding,
                           r->owns_head, err);
     s->net_loaded = st == RAANA_OK;
+    if (st == RAANA_OK)
+        st = raana_expert_team_create(&s->plan, &s->teams, &s->model, &s->net, &s->team, err);
     return st;
 }
 
 void raana_stage_free(raana_stage *s)
 {
+    raana_expert_team_free(s->team, s->net_loaded ? &s->net : NULL);
     if (s->net_loaded)
         raana_llama_free(&s->net);
     free(s->w_fro);
@@ -250,8 +253,9 @@ static int run_rounds(calib_run *c, raana_error *err)
 }
 
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
-                                      const raana_windows *w, raana_layer_stats *stats,
-                                      double *loss, FILE *progress, raana_error *err)
+                                      const raana_windows *w, raana_expert_team *team,
+                                      raana_layer_stats *stats, double *loss, FILE *progress,
+                                      raana_error *err)
 {
     raana_status st = RAANA_OK;
     calib_run c;
@@ -262,7 +266,14 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
         raana_log_line(progress, "calibrate: %d windows of %d tokens, %d in flight%s", w->n, w->len,
                        c.in_flight,
                        plan->windows_fit_from ? " (auto, lowered to fit the memory limits)" : "");
+    if (progress && c.l.rank == 0 && team) {
+        char desc[512];
+        raana_expert_team_describe(team, desc, sizeof desc);
+        raana_log_line(progress, "calibrate: %s", desc);
+    }
+    raana_expert_team_begin(comm, team); /* members serve while they wait */
     int failed = run_rounds(&c, err);
+    failed |= raana_expert_team_end(comm, team, err);
     RAANA_CHECK(raana_comm_agree(comm, failed ? err->status : RAANA_OK, err));
     /* each layer's numbers come from exactly one rank */
     MPI_Allreduce(c.acc, c.all, plan->n_layers * ACC_COLS, MPI_DOUBLE, MPI_SUM, comm);

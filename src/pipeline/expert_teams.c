@@ -153,15 +153,15 @@ raana_status raana_expert_teams_check(const raana_expert_teams *t, const raana_p
                           t->block, block_mib, t->rank, (double)t->budget / MIB,
                           (double)t->rank_bytes / MIB, t->size, t->rank, t->size - 1,
                           t->size == 2 ? "" : "s", t->spare, plan->n_ranks, t->ranks_needed);
+    if (t->forced) /* the team computes the experts (expert_team.h) */
+        return RAANA_OK;
     return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "block %d's experts (%.2f MiB f32) %s a team of %d ranks (rank %d and %d "
-                      "more rank%s that own no decoder block; the job has them), but spreading "
-                      "experts over ranks is not implemented yet (docs/MOE.md, \"Expert "
-                      "parallelism\"): %s",
-                      t->block, block_mib, t->forced ? "are set to" : "need", t->size, t->rank,
-                      t->size - 1, t->size == 2 ? "" : "s",
-                      t->forced ? "set [calibration] expert_ranks = 1 or auto"
-                                : "raise the memory limit");
+                      "block %d's experts (%.2f MiB f32) need a team of %d ranks (rank %d and %d "
+                      "more rank%s that own no decoder block; the job has them), but a team only "
+                      "computes the experts: their owner still holds their weights, so it would "
+                      "not fit either (holding them on the team is not implemented yet, "
+                      "docs/MOE.md \"Expert parallelism\"): raise the memory limit",
+                      t->block, block_mib, t->size, t->rank, t->size - 1, t->size == 2 ? "" : "s");
 }
 
 void raana_expert_teams_print(FILE *out, const raana_expert_teams *t, const raana_plan *plan,
@@ -179,5 +179,6 @@ void raana_expert_teams_print(FILE *out, const raana_expert_teams *t, const raan
             t->size, t->size == 1 ? "" : "s", t->forced ? "[calibration] expert_ranks" : "auto",
             budget, t->block, (double)t->block_bytes / MIB, t->rank, (double)t->rank_bytes / MIB,
             t->spare, plan->n_ranks,
-            t->size > 1 ? " — more than 1 is not implemented yet: the job stops" : "");
+            t->size > 1 && !t->forced ? " — the owner would still hold every expert: the job stops"
+                                      : "");
 }

@@ -140,8 +140,8 @@ typedef struct {
 static raana_status calibrate_and_save(MPI_Comm comm, raana_stage *s, job_run *j, int rank,
                                        FILE *progress, raana_error *err)
 {
-    RAANA_CALL(raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, j->stats, &j->loss,
-                                        progress, err));
+    RAANA_CALL(raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, s->team, j->stats,
+                                        &j->loss, progress, err));
     if (rank == 0)
         RAANA_CALL(raana_resume_save_calibration(&j->resume, j->calib_fp, j->stats,
                                                  s->plan.n_layers, j->loss, err));

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# test_expert_teams.sh — expert parallelism's plan side (docs/MOE.md,
-# "Expert parallelism"; issue 13) on both MoE fixtures (2 sparse blocks, 4
-# experts each), per rank count P (ranks owning no block: P - 2 for P >= 2):
-#   - [calibration] expert_ranks = 1 calibrates exactly as auto does on
-#     P = 1 (--calibrate-only statistics JSON identical);
-#   - a forced team of N = 2, 3 without N - 1 spare ranks: the job (and the
-#     dry run, N = 3) exit 3 with one error line naming the block, its expert
-#     bytes (closed form: 4 x E x 3 x hidden x width) and "run with at least
-#     P + N - 1 - spare ranks"; with the spare ranks, exit 8 (the exchange is
-#     not implemented) and one line saying so; N > experts: exit 3 (P = 1);
-#     never an output file, never a hang;
+# test_expert_teams.sh — expert parallelism (docs/MOE.md, "Expert
+# parallelism"; issue 13) on both MoE fixtures (2 sparse blocks; mixtral 4
+# experts, qwen3-moe 8), per rank count P (ranks owning no block: P - 2
+# for P >= 2):
+#   - [calibration] expert_ranks = N with N - 1 spare ranks (P = 3: N = 2;
+#     P = 4: N = 3): the log names the team, the 3-bit container equals P = 1's
+#     (auto, no team) outside /provenance and config.ini
+#     (tests/py/compare_containers.py), and the --calibrate-only statistics
+#     JSON is byte-identical to P = 1's;
+#   - a forced team without N - 1 spare ranks (N = P, N = 2 at P = 1): the
+#     job and the dry run exit 3 with one error line naming the block, its
+#     expert bytes (closed form 4 x E x 3 x hidden x width) and "run with at
+#     least P + N - 1 - spare ranks"; N > experts: exit 3 (P = 1); never an
+#     output file, never a hang;
 #   - auto under a fake memory cgroup (as test_windows_in_flight.sh) whose room
 #     is 0.2 MiB below the largest need without a team: P <= 2 (no spare
 #     rank) exit 6 naming the block and "run with at least P + 1 ranks";
-#     P >= 3 exit 8 (a team of 2 would fit).
-# Usage: test_expert_teams.sh RAANA_MPI SOURCE_DIR MPIEXEC
+#     P >= 3 exit 8 (a team would only compute the experts: their owner still
+#     holds the weights).
+# Usage: test_expert_teams.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
-mpi_bin=$1 src=$(cd "$2" && pwd) mpiexec=$3
+mpi_bin=$1 plugin_dir=$2 src=$(cd "$3" && pwd) mpiexec=$4
 . "$src/tests/cli/lib.sh"
 mpi_test_env
+export HDF5_PLUGIN_PATH=$plugin_dir
 py=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -35,6 +40,8 @@ n_samples = 1
 seq_len = 96
 [quantize]
 avg_bits = 3
+bits = 1, 2, 3, 4, 5, 6, 8
+seed = 1234
 [output]
 path = $tmp/out.h5
 overwrite = true
@@ -65,33 +72,45 @@ for fixture in "mixtral-tiny-random 4 1.50" "qwen3-moe-tiny-random 8 0.75"; do
   write_job "$src/tests/data/$name"
   for p in $test_ranks; do
     spare=$((p > 2 ? p - 2 : 0))
-    # expert_ranks = 1 calibrates as auto does on P = 1
+    team=$((spare + 1 <= experts ? spare + 1 : experts)) # the largest team the job has
+    n_set=$([ "$team" -gt 1 ] && echo "$team" || echo auto)
+    # statistics and container: P = 1 without a team is the reference
     run "$mpiexec" -n "$p" "$mpi_bin" --calibrate-only "$tmp/job.ini" \
-      --set calibration.expert_ranks=$([ "$p" = 1 ] && echo auto || echo 1)
-    expect_rc 0 "$name P=$p expert_ranks=1"
+      --set calibration.expert_ranks=$n_set
+    expect_rc 0 "$name P=$p expert_ranks=$n_set statistics"
+    [ "$team" -gt 1 ] && expect_err "calibrate: expert team of $team ranks per sparse block" \
+      "$name P=$p expert_ranks=$n_set"
     [ "$p" = 1 ] && cp "$tmp/out.h5.calibration.json" "$ref/$name.calibration.json"
     if has_ref "$ref/$name.calibration.json" "$name P=$p"; then
       cmp -s "$tmp/out.h5.calibration.json" "$ref/$name.calibration.json" && ok ||
-        bad "$name P=$p: expert_ranks = 1: statistics differ from auto's on P = 1"
+        bad "$name P=$p expert_ranks=$n_set: statistics differ from P = 1"
     fi
     rm -f "$tmp/out.h5.calibration.json"
-    # forced teams: the job, and the dry run of the largest
-    for run_n in "2 job" "3 job" "3 --dry-run" "$((experts + 1)) --dry-run"; do
+    if [ "$p" = 1 ] || [ "$team" -gt 1 ]; then
+      run "$mpiexec" -n "$p" "$mpi_bin" "$tmp/job.ini" --set calibration.expert_ranks=$n_set
+      expect_rc 0 "$name P=$p expert_ranks=$n_set job"
+      [ "$p" = 1 ] && cp "$tmp/out.h5" "$ref/$name.h5"
+      if has_ref "$ref/$name.h5" "$name P=$p"; then
+        "$py" "$src/tests/py/compare_containers.py" "$ref/$name.h5" "$tmp/out.h5" \
+          --ignore config.ini && ok || bad "$name P=$p expert_ranks=$n_set: container differs"
+      fi
+      rm -f "$tmp/out.h5"
+    fi
+    # forced teams the job lacks ranks (or experts) for
+    for run_n in "$((p > 1 ? p : 2)) job" "$((p > 1 ? p : 2)) --dry-run" \
+      "$((experts + 1)) --dry-run"; do
       read -r n mode <<<"$run_n"
       [ "$n" -gt "$experts" ] && [ "$p" != 1 ] && continue # P-independent: once
       what="$name P=$p expert_ranks=$n $mode"
       [ "$mode" = job ] && mode=
       run timeout 120 "$mpiexec" -n "$p" "$mpi_bin" $mode "$tmp/job.ini" \
         --set calibration.expert_ranks=$n
+      expect_rc 3 "$what"; expect_err "expert_ranks = $n: block " "$what"
       if [ "$n" -gt "$experts" ]; then
-        expect_rc 3 "$what"; expect_err "expert_ranks = $n: block " "$what"
         expect_err "has only $experts experts" "$what"
-      elif [ $((n - 1)) -gt "$spare" ]; then
-        expect_rc 3 "$what"; expect_err "expert_ranks = $n: block " "$what"
+      else
         expect_err "experts ($emib MiB f32) need a team of $n ranks" "$what"
         expect_err "run with at least $((p + n - 1 - spare)) ranks" "$what"
-      else
-        expect_rc 8 "$what"; expect_err "not implemented yet" "$what"
       fi
       expect_one_error_line "$what"
       no_output "$what"
@@ -111,6 +130,7 @@ for fixture in "mixtral-tiny-random 4 1.50" "qwen3-moe-tiny-random 8 0.75"; do
       expect_err "run with at least $((p + 1)) ranks or raise the memory limit" "$what"
     else
       expect_rc 8 "$what"; expect_err "need a team of 2 ranks" "$what"
+      expect_err "their owner still holds their weights" "$what"
     fi
     expect_one_error_line "$what"
     no_output "$what"

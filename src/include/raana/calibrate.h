@@ -14,6 +14,7 @@
 
 #include "raana/calib_text.h"
 #include "raana/error.h"
+#include "raana/expert_team.h"
 #include "raana/expert_teams.h"
 #include "raana/llama.h"
 #include "raana/plan.h"
@@ -32,6 +33,7 @@ typedef struct {
     int model_open, net_loaded;
     double *w_fro; /* [plan.n_layers] or NULL: this rank's norms (layer_norms.h) */
     raana_expert_teams teams; /* set by raana_stage_plan_experts */
+    raana_expert_team *team;  /* this rank's part of it, by raana_stage_load, or NULL */
 } raana_stage;
 
 /* Opens the checkpoint (headers only) and builds the plan for n_ranks. */
@@ -47,7 +49,8 @@ raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const ra
  * OpenBLAS's buffer do not fit in this process's memory limits (memory.h). */
 raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_error *err);
 /* Loads this rank's share of the model, per the plan, after checking that
- * the forward pass of one window fits (raana_stage_check_memory). */
+ * the forward pass of one window fits (raana_stage_check_memory), and its
+ * part of an expert team (expert_team.h) when teams.size > 1. */
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);
 
@@ -75,9 +78,10 @@ typedef struct {
 /* Collective. Fills stats[n_layers] (plan order) on every rank and the mean
  * calibration loss, running the windows in rounds of the plan's
  * windows_in_flight (calibrate.c); bit-identical for every M and every rank
- * count. */
+ * count, with or without an expert team (team: the stage's, or NULL). */
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
-                                      const raana_windows *w, raana_layer_stats *stats,
-                                      double *loss, FILE *progress, raana_error *err);
+                                      const raana_windows *w, raana_expert_team *team,
+                                      raana_layer_stats *stats, double *loss, FILE *progress,
+                                      raana_error *err);
 
 #endif

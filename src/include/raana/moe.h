@@ -57,6 +57,10 @@ raana_swiglu raana_moe_expert_mlp(const raana_moe_weights *w, int expert, int hi
 /* Reads block `block`'s router and experts (and shared expert). */
 raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
                             raana_error *err);
+/* Only the routed experts e with keep[e] of block `block` (what an expert
+ * team member holds; the others, the router and any shared expert NULL). */
+raana_status raana_moe_load_experts(const raana_model *m, int block, const unsigned char *keep,
+                                    raana_moe_weights **out, raana_error *err);
 void raana_moe_free(raana_moe_weights *w);
 
 /* out[T][H] = the MLP of h[T][H]; sets st[slot - 4].x_sq, y_sq, rows. */
