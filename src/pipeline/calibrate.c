@@ -9,7 +9,9 @@
  * both in window order, then the next round. Every rank uses the same M (it
  * is in the plan, and auto's run-time fit is agreed). The statistics and the
  * loss are summed in window order whatever M is, so results are
- * bit-identical for every M. */
+ * bit-identical for every M. An expert team (expert_team.h) adds its own
+ * messages, on its own communicator, between a block's owner and the ranks
+ * that compute some of its experts. */
 #include "raana/calibrate.h"
 
 #include "raana/fault.h"

@@ -6,10 +6,10 @@
  *
  * A team of n serves every sparse block: the block's owner keeps the
  * experts e with e % n == 0, team member j (1..n-1, the j-th rank that
- * owns no decoder block) those with e % n == j, of every sparse block.
- * Spreading the experts (the exchange during calibration) is not
- * implemented yet: a team of more than one rank is detected, reported
- * and refused. */
+ * owns no decoder block) those with e % n == j, of every sparse block
+ * (expert_team.h runs it during calibration). The owner still holds every
+ * expert's weights, so a team chosen for memory (auto) is reported and
+ * refused. */
 #ifndef RAANA_EXPERT_TEAMS_H
 #define RAANA_EXPERT_TEAMS_H
 
@@ -40,11 +40,13 @@ uint64_t raana_expert_block_bytes(const raana_plan *plan, int block);
 void raana_expert_teams_plan(const raana_plan *plan, const raana_model_config *m, int expert_ranks,
                              uint64_t budget, raana_expert_teams *t);
 
-/* RAANA_OK when size is 1 (nothing to spread). Otherwise one error naming
- * the block, its expert bytes, the budget and the ranks the job needs:
- * RAANA_ERR_CONFIG for a forced size without enough spare ranks or beyond
- * num_experts, RAANA_ERR_NOMEM when the experts do not fit the budget, and
- * RAANA_ERR_UNSUPPORTED when the team would fit (not implemented yet). */
+/* RAANA_OK when size is 1 (nothing to spread) or a forced size the job
+ * has the ranks for. Otherwise one error naming the block, its expert
+ * bytes, the budget and the ranks the job needs: RAANA_ERR_CONFIG for a
+ * forced size without enough spare ranks or beyond num_experts,
+ * RAANA_ERR_NOMEM when the experts do not fit the budget and the spare
+ * ranks are too few, RAANA_ERR_UNSUPPORTED when they are enough (the owner
+ * would still hold every expert's weights). */
 raana_status raana_expert_teams_check(const raana_expert_teams *t, const raana_plan *plan,
                                       const raana_model_config *m, raana_error *err);
 
