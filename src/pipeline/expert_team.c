@@ -6,7 +6,7 @@
  * for a forward, by the n gathered rows and, for a backward, by the n
  * output gradients (TAG_ROWS); the member answers with {status, the three
  * layers' raana_linear_stats} (TAG_RESULT) and, when the status is
- * RAANA_OK, the n rows of y or dx (TAG_REPLY). An owner has at most one
+ * RAANA_OK, the n rows of y or dx, else its error message (TAG_REPLY). An owner has at most one
  * request in flight, so its messages pair up by MPI's ordering rule. */
 #include "raana/expert_team.h"
 
@@ -71,11 +71,16 @@ static raana_status exchange(raana_expert_team *t, int op, int block, int e, int
     raana_send_idle(head, 5, MPI_INT, member, TAG_REQUEST, t->comm);
     raana_send_idle(rows, (int)count, MPI_FLOAT, member, TAG_ROWS, t->comm);
     raana_recv_idle(result, RESULT_LEN, MPI_DOUBLE, member, TAG_RESULT, t->comm, MPI_STATUS_IGNORE);
-    if ((int)result[0] != RAANA_OK)
-        return raana_fail(err, (raana_status)(int)result[0],
-                          "rank %d: expert team member for block %d's expert %d failed (exit "
-                          "%d; its message is in its own log line)",
-                          member, block, e, (int)result[0]);
+    if ((int)result[0] != RAANA_OK) { /* the member's message follows */
+        char msg[RAANA_ERROR_MSG_MAX];
+        raana_recv_idle(msg, (int)sizeof msg, MPI_CHAR, member, TAG_REPLY, t->comm,
+                        MPI_STATUS_IGNORE);
+        msg[sizeof msg - 1] = '\0';
+        raana_fail(err, (raana_status)(int)result[0], "rank %d (expert %d of block %d): %s", member,
+                   e, block, msg);
+        err->agreed = 1; /* names the rank that failed */
+        return err->status;
+    }
     raana_recv_idle(out, (int)count, MPI_FLOAT, member, TAG_REPLY, t->comm, MPI_STATUS_IGNORE);
     return RAANA_OK;
 }
@@ -204,6 +209,8 @@ static void serve_request(raana_expert_team *t, int src, const int *head)
     raana_send_idle(result, RESULT_LEN, MPI_DOUBLE, src, TAG_RESULT, t->comm);
     if (st == RAANA_OK)
         raana_send_idle(out, (int)count, MPI_FLOAT, src, TAG_REPLY, t->comm);
+    else
+        raana_send_idle(t->err.msg, RAANA_ERROR_MSG_MAX, MPI_CHAR, src, TAG_REPLY, t->comm);
     free(in), free(out);
 }
 
