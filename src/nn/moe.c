@@ -36,9 +36,9 @@ static float **weight_slot(raana_moe_weights *w, const raana_linear_info *li)
 }
 
 /* Block `block`'s weights; with keep, only the routed experts e with
- * keep[e] (no router, no shared expert). */
+ * keep[e], and the router and shared expert unless experts_only. */
 static raana_status load_block(const raana_model *m, int block, const unsigned char *keep,
-                               raana_moe_weights **out, raana_error *err)
+                               int experts_only, raana_moe_weights **out, raana_error *err)
 {
     raana_status st = RAANA_OK;
     const raana_model_config *c = &m->config;
@@ -55,7 +55,8 @@ static raana_status load_block(const raana_model *m, int block, const unsigned c
     for (int s = 4; s < n; s++) {
         raana_linear_info li;
         raana_block_linear(c, block, s, &li);
-        if (!keep || (li.expert >= 0 && keep[li.expert]))
+        int routed = li.expert >= 0;
+        if (routed ? !keep || keep[li.expert] : !experts_only)
             RAANA_CHECK(read_weight(m, &li, weight_slot(w, &li), err));
     }
 cleanup:
@@ -68,13 +69,19 @@ cleanup:
 raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
                             raana_error *err)
 {
-    return load_block(m, block, NULL, out, err);
+    return load_block(m, block, NULL, 0, out, err);
+}
+
+raana_status raana_moe_load_keeping(const raana_model *m, int block, const unsigned char *keep,
+                                    raana_moe_weights **out, raana_error *err)
+{
+    return load_block(m, block, keep, 0, out, err);
 }
 
 raana_status raana_moe_load_experts(const raana_model *m, int block, const unsigned char *keep,
                                     raana_moe_weights **out, raana_error *err)
 {
-    return load_block(m, block, keep, out, err);
+    return load_block(m, block, keep, 1, out, err);
 }
 
 void raana_moe_free(raana_moe_weights *w)

@@ -58,18 +58,47 @@ raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_er
     return err->status;
 }
 
+/* With an expert team of n, a block owner loads only its experts
+ * e % n == 0 (the team members hold the others); NULL keeps all. */
+static raana_status owner_experts(const raana_stage *s, unsigned char **keep, raana_error *err)
+{
+    int n = s->teams.size, E = s->model.config.moe_experts;
+    *keep = NULL;
+    if (n <= 1 || E <= 0)
+        return RAANA_OK;
+    *keep = calloc((size_t)E, 1);
+    if (!*keep)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d experts", E);
+    for (int e = 0; e < E; e++)
+        (*keep)[e] = e % n == 0;
+    return RAANA_OK;
+}
+
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     const raana_plan_rank *r = &s->plan.ranks[rank];
-    raana_status st = raana_stage_check_memory(rank, r->forward_peak_bytes, err);
-    if (st != RAANA_OK)
-        return st;
-    st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks, r->owns_embedding,
-                          r->owns_head, err);
-    s->net_loaded = st == RAANA_OK;
-    if (st == RAANA_OK)
-        st = raana_expert_team_create(&s->plan, &s->teams, &s->model, &s->net, &s->team, err);
+    unsigned char *keep = NULL;
+    RAANA_CHECK(raana_stage_check_memory(rank, r->forward_peak_bytes, err));
+    RAANA_CHECK(owner_experts(s, &keep, err));
+    RAANA_CHECK(raana_llama_load_keeping(&s->net, &s->model, r->first_block, r->n_blocks,
+                                         r->owns_embedding, r->owns_head, keep, err));
+    s->net_loaded = 1;
+    RAANA_CHECK(raana_expert_team_create(&s->plan, &s->teams, &s->model, &s->net, &s->team, err));
+cleanup:
+    free(keep);
     return st;
+}
+
+const float *raana_stage_layer_weight(const raana_stage *s, int layer)
+{
+    const raana_plan_layer *l = &s->plan.layers[layer];
+    const raana_llama *net = &s->net;
+    const float *w = NULL;
+    if (s->net_loaded && l->block >= net->first_block &&
+        l->block < net->first_block + net->n_blocks)
+        w = raana_llama_linear_weight(net, l->block, l->slot);
+    return w ? w : raana_expert_team_weight(s->team, &s->model.config, l->block, l->slot);
 }
 
 void raana_stage_free(raana_stage *s)
@@ -327,7 +356,10 @@ raana_status raana_stage_plan_experts(MPI_Comm comm, raana_stage *s, const raana
     MPI_Allreduce(&mine, &budget, 1, MPI_UINT64_T, MPI_MIN, comm);
     raana_expert_teams_plan(&s->plan, &s->model.config, cfg->expert_ranks, budget, &s->teams);
     raana_status st = raana_expert_teams_check(&s->teams, &s->plan, &s->model.config, err);
-    if (st != RAANA_OK)
+    if (st != RAANA_OK) {
         err->agreed = 1; /* the same message on every rank, naming its ranks */
-    return st;
+        return st;
+    }
+    raana_expert_teams_apply(&s->teams, &s->plan, &s->model.config, cfg);
+    return RAANA_OK;
 }

@@ -391,6 +391,18 @@ void raana_expert_team_describe(const raana_expert_team *team, char *buf, size_t
                                 n, j);
 }
 
+const float *raana_expert_team_weight(const raana_expert_team *team, const raana_model_config *m,
+                                      int block, int slot)
+{
+    if (!team || !team->held || block < 0 || block >= team->n_layers || !team->held[block])
+        return NULL;
+    raana_linear_info li;
+    raana_block_linear(m, block, slot, &li);
+    if (li.expert < 0 || li.expert >= team->held[block]->n_experts)
+        return NULL;
+    return team->held[block]->expert[3 * li.expert + (int)li.kind - RAANA_LINEAR_GATE];
+}
+
 void raana_expert_team_free(raana_expert_team *team, raana_llama *net)
 {
     if (!team)

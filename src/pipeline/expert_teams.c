@@ -44,19 +44,38 @@ static uint64_t owner_need(const raana_plan *plan, const raana_model_config *m, 
     return need;
 }
 
-/* What member j (1..n-1) adds to the spare rank's own need: its experts of
- * every sparse block, and their routed rows (at most one per token and
- * expert) for each window in flight: gate, up, product, input and output. */
-static uint64_t member_share(const raana_plan *plan, const raana_model_config *m, int n, int j)
+/* Member j's (1..n-1) experts of every sparse block in f32. */
+static uint64_t member_weight_bytes(const raana_plan *plan, const raana_model_config *m, int n,
+                                    int j)
 {
     uint64_t E = (uint64_t)m->moe_experts, cnt = (uint64_t)experts_of_member(m->moe_experts, n, j);
+    uint64_t bytes = 0;
+    for (int b = 0; b < m->num_layers; b++)
+        if (raana_block_is_sparse(m, b))
+            bytes += raana_expert_block_bytes(plan, b) / E * cnt;
+    return bytes;
+}
+
+/* Member j's routed rows (at most one per token and expert) for each of
+ * `windows` windows: gate, up, product, input and output. */
+static uint64_t member_rows_bytes(const raana_plan *plan, const raana_model_config *m, int n, int j,
+                                  int windows)
+{
+    uint64_t cnt = (uint64_t)experts_of_member(m->moe_experts, n, j);
     uint64_t row = 3 * (uint64_t)m->moe_intermediate_size + 2 * (uint64_t)m->hidden_size;
     uint64_t bytes = 0;
     for (int b = 0; b < m->num_layers; b++)
         if (raana_block_is_sparse(m, b))
-            bytes += raana_expert_block_bytes(plan, b) / E * cnt +
-                     4 * (uint64_t)plan->windows_in_flight * (uint64_t)plan->seq_len * cnt * row;
+            bytes += 4 * (uint64_t)windows * (uint64_t)plan->seq_len * cnt * row;
     return bytes;
+}
+
+/* What member j (1..n-1) adds to the spare rank's own need: its experts and
+ * their routed rows for every window in flight. */
+static uint64_t member_share(const raana_plan *plan, const raana_model_config *m, int n, int j)
+{
+    return member_weight_bytes(plan, m, n, j) +
+           member_rows_bytes(plan, m, n, j, plan->windows_in_flight);
 }
 
 /* The j-th rank (1-based) that owns no decoder block, or -1. */
@@ -153,15 +172,41 @@ raana_status raana_expert_teams_check(const raana_expert_teams *t, const raana_p
                           t->block, block_mib, t->rank, (double)t->budget / MIB,
                           (double)t->rank_bytes / MIB, t->size, t->rank, t->size - 1,
                           t->size == 2 ? "" : "s", t->spare, plan->n_ranks, t->ranks_needed);
-    if (t->forced) /* the team computes the experts (expert_team.h) */
-        return RAANA_OK;
-    return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                      "block %d's experts (%.2f MiB f32) need a team of %d ranks (rank %d and %d "
-                      "more rank%s that own no decoder block; the job has them), but a team only "
-                      "computes the experts: their owner still holds their weights, so it would "
-                      "not fit either (holding them on the team is not implemented yet, "
-                      "docs/MOE.md \"Expert parallelism\"): raise the memory limit",
-                      t->block, block_mib, t->size, t->rank, t->size - 1, t->size == 2 ? "" : "s");
+    return RAANA_OK; /* the team holds and computes the experts (expert_team.h) */
+}
+
+int raana_expert_teams_holder(const raana_expert_teams *t, const raana_plan *plan, int layer)
+{
+    const raana_plan_layer *l = &plan->layers[layer];
+    if (t->size > 1 && l->expert >= 0 && l->expert % t->size != 0)
+        return spare_rank(plan, l->expert % t->size);
+    return raana_plan_block_owner(plan, l->block);
+}
+
+void raana_expert_teams_apply(const raana_expert_teams *t, raana_plan *plan,
+                              const raana_model_config *m, const raana_config *cfg)
+{
+    if (t->size <= 1)
+        return;
+    int n = t->size;
+    uint64_t E = (uint64_t)m->moe_experts;
+    uint64_t handed = E - (uint64_t)experts_of_member(m->moe_experts, n, 0);
+    for (int r = 0; r < plan->n_ranks; r++) {
+        raana_plan_rank *rk = &plan->ranks[r];
+        for (int b = rk->first_block; b < rk->first_block + rk->n_blocks; b++) {
+            uint64_t bytes = raana_expert_block_bytes(plan, b) / E * handed;
+            rk->params -= bytes / 4;
+            rk->forward_peak_bytes -= bytes;
+        }
+    }
+    for (int j = 1; j < n; j++) {
+        raana_plan_rank *rk = &plan->ranks[spare_rank(plan, j)];
+        uint64_t bytes = member_weight_bytes(plan, m, n, j);
+        rk->params += bytes / 4;
+        rk->expert_rows_bytes = member_rows_bytes(plan, m, n, j, plan->windows_in_flight);
+        rk->forward_peak_bytes += bytes + member_rows_bytes(plan, m, n, j, 1);
+    }
+    raana_plan_set_windows_in_flight(plan, m, cfg, plan->windows_in_flight); /* the peaks */
 }
 
 void raana_expert_teams_print(FILE *out, const raana_expert_teams *t, const raana_plan *plan,
@@ -179,6 +224,6 @@ void raana_expert_teams_print(FILE *out, const raana_expert_teams *t, const raan
             t->size, t->size == 1 ? "" : "s", t->forced ? "[calibration] expert_ranks" : "auto",
             budget, t->block, (double)t->block_bytes / MIB, t->rank, (double)t->rank_bytes / MIB,
             t->spare, plan->n_ranks,
-            t->size > 1 && !t->forced ? " — the owner would still hold every expert: the job stops"
-                                      : "");
+            t->size > 1 ? " (the team holds its experts' weights; the rank table counts them)"
+                        : "");
 }

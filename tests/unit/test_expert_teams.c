@@ -2,7 +2,8 @@
  * (expert_teams.h) on tests/data/mixtral-tiny-random (2 blocks of 4
  * experts, hidden 128, expert width 256, top-2): expert bytes in closed
  * form, forced sizes against the spare ranks (P - 2 for P >= 2), and auto
- * sizes for budgets placed just around each team's closed-form need. */
+ * sizes for budgets placed just around each team's closed-form need, who
+ * holds which layer and the estimates with a team. */
 #include <stdint.h>
 #include <string.h>
 
@@ -14,14 +15,26 @@
 #define ONE_EXPERT   (EXPERT_BYTES / 4)
 
 static raana_model model;
+static raana_config cfg;
 
 static void make_plan(int n_ranks, raana_plan *plan)
 {
-    raana_config cfg;
     raana_error err;
     raana_config_defaults(&cfg);
     cfg.seq_len = 96, cfg.n_samples = 1;
     CHECK_INT(raana_plan_create(&model.config, &cfg, n_ranks, plan, &err), RAANA_OK);
+}
+
+/* The plan index of block b's expert e projection k (gate, up, down), or
+ * of its slot k when e < 0. */
+static int layer_of(const raana_plan *plan, int b, int e, int k)
+{
+    for (int i = 0; i < plan->n_layers; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        if (l->block == b && (e < 0 ? l->slot == k : l->expert == e && (int)l->kind == k))
+            return i;
+    }
+    return -1;
 }
 
 static uint64_t need(const raana_plan *plan, int r)
@@ -110,7 +123,41 @@ static void test_auto_four_ranks(void)
     CHECK_INT(auto_size(&plan, owner, RAANA_OK), 1);
     uint64_t two = member > owner - 1 ? member : owner - 1;
     CHECK(owner - 2 * ONE_EXPERT <= two);
-    CHECK_INT(auto_size(&plan, two, RAANA_ERR_UNSUPPORTED), 2); /* the owner holds them all */
+    CHECK_INT(auto_size(&plan, two, RAANA_OK), 2);
+    raana_plan_free(&plan);
+}
+
+/* P = 4, a team of 2: experts 1 and 3 of both blocks live on rank 0 (the
+ * first rank without a block), the others and the attention on the
+ * owners; the estimates move those experts' bytes from the owners (exactly:
+ * their working sets do not change) to rank 0, with its routed rows. */
+static void test_apply_four_ranks(void)
+{
+    raana_plan plan;
+    raana_expert_teams t;
+    make_plan(4, &plan);
+    raana_expert_teams_plan(&plan, &model.config, 2, UINT64_MAX, &t);
+    CHECK_INT(t.size, 2);
+    uint64_t params[4], needs[4];
+    for (int r = 0; r < 4; r++)
+        params[r] = plan.ranks[r].params, needs[r] = need(&plan, r);
+    int gate = RAANA_LINEAR_GATE, down = RAANA_LINEAR_DOWN;
+    CHECK_INT(raana_expert_teams_holder(&t, &plan, layer_of(&plan, 0, 1, gate)), 0);
+    CHECK_INT(raana_expert_teams_holder(&t, &plan, layer_of(&plan, 1, 3, down)), 0);
+    CHECK_INT(raana_expert_teams_holder(&t, &plan, layer_of(&plan, 0, 2, gate)), 1);
+    CHECK_INT(raana_expert_teams_holder(&t, &plan, layer_of(&plan, 1, 0, down)), 3);
+    CHECK_INT(raana_expert_teams_holder(&t, &plan, layer_of(&plan, 1, -1, 0)), 3); /* q_proj */
+    raana_expert_teams_apply(&t, &plan, &model.config, &cfg);
+    uint64_t rows = 2 * 2 * 4 * 96 * (3 * 256 + 2 * 128); /* 2 blocks x 2 experts, 1 window */
+    CHECK(plan.ranks[1].params == params[1] - 2 * ONE_EXPERT / 4);
+    CHECK(plan.ranks[3].params == params[3] - 2 * ONE_EXPERT / 4);
+    CHECK(need(&plan, 1) == needs[1] - 2 * ONE_EXPERT);
+    CHECK(need(&plan, 3) == needs[3] - 2 * ONE_EXPERT);
+    CHECK(plan.ranks[0].params == params[0] + 4 * ONE_EXPERT / 4);
+    CHECK(plan.ranks[0].expert_rows_bytes == rows);
+    CHECK(need(&plan, 0) > needs[0] + 4 * ONE_EXPERT);
+    CHECK(need(&plan, 0) <= needs[0] + 4 * ONE_EXPERT + rows);
+    CHECK(plan.ranks[2].params == params[2] && need(&plan, 2) == needs[2]);
     raana_plan_free(&plan);
 }
 
@@ -122,6 +169,7 @@ int main(void)
     test_forced();
     test_auto_one_rank();
     test_auto_four_ranks();
+    test_apply_four_ranks();
     raana_model_close(&model);
     return check_summary("test_expert_teams");
 }

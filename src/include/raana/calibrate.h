@@ -54,6 +54,11 @@ raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_er
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);
 
+/* Plan layer `layer`'s weights when this rank holds them (its own block's,
+ * less the experts it handed to a team, or a team member's experts), else
+ * NULL; after raana_stage_load. */
+const float *raana_stage_layer_weight(const raana_stage *s, int layer);
+
 /* Collective, after the plan and before raana_stage_load's memory check:
  * with [calibration] windows_in_flight = auto, lowers the plan's M (and
  * every rank's estimated peak) to the largest M whose peak fits every
@@ -63,8 +68,9 @@ void raana_stage_fit_windows(MPI_Comm comm, raana_stage *s, const raana_config *
 /* Collective, after raana_stage_fit_windows: the team size of the sparse
  * blocks' experts ([calibration] expert_ranks, or auto from the smallest
  * room any rank has under its memory limits) into s->teams, the same on
- * every rank; fails on every rank with expert_teams.h's message when the
- * size is more than 1 (not enough ranks, no memory, or not implemented). */
+ * every rank, and every rank's estimate in s->plan with the team
+ * (raana_expert_teams_apply); fails on every rank with expert_teams.h's
+ * message when the job lacks the ranks (or, forced, the experts). */
 raana_status raana_stage_plan_experts(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
                                       raana_error *err);
 

@@ -7,9 +7,9 @@
  * are bit-identical to P = 1. A member serves requests whenever it waits
  * on its own messages (wait.h's hook) and, after its pipeline work, until
  * every owner has said it is done; it answers every request, with a failed
- * status if need be, so no rank waits forever. The owner still holds all
- * of its experts' weights (the quantize stage and the layer norms read
- * them there). */
+ * status if need be, so no rank waits forever. The member keeps its
+ * experts' weights until the stage is freed: the layer norms and the
+ * quantize stage read them there (raana_stage_layer_weight). */
 #ifndef RAANA_EXPERT_TEAM_H
 #define RAANA_EXPERT_TEAM_H
 
@@ -45,6 +45,11 @@ int raana_expert_team_end(MPI_Comm comm, raana_expert_team *team, raana_error *e
 /* "expert team of n ranks per sparse block: ..." (who computes which
  * experts), for the job's log. */
 void raana_expert_team_describe(const raana_expert_team *team, char *buf, size_t size);
+
+/* The weight of slot `slot` of block `block` when it is one of the
+ * routed experts this member holds, else NULL (also for team NULL). */
+const float *raana_expert_team_weight(const raana_expert_team *team, const raana_model_config *m,
+                                      int block, int slot);
 
 /* Unhooks the runners from net and frees the member's experts. */
 void raana_expert_team_free(raana_expert_team *team, raana_llama *net);

@@ -7,15 +7,17 @@
  * A team of n serves every sparse block: the block's owner keeps the
  * experts e with e % n == 0, team member j (1..n-1, the j-th rank that
  * owns no decoder block) those with e % n == j, of every sparse block
- * (expert_team.h runs it during calibration). The owner still holds every
- * expert's weights, so a team chosen for memory (auto) is reported and
- * refused. */
+ * (expert_team.h runs it during calibration). Each rank loads only the
+ * experts it computes; the layer norms and the quantize stage take an
+ * expert's weights from the rank that holds them
+ * (raana_expert_teams_holder). */
 #ifndef RAANA_EXPERT_TEAMS_H
 #define RAANA_EXPERT_TEAMS_H
 
 #include <stdint.h>
 #include <stdio.h>
 
+#include "raana/config.h"
 #include "raana/error.h"
 #include "raana/model.h"
 #include "raana/plan.h"
@@ -45,10 +47,20 @@ void raana_expert_teams_plan(const raana_plan *plan, const raana_model_config *m
  * bytes, the budget and the ranks the job needs: RAANA_ERR_CONFIG for a
  * forced size without enough spare ranks or beyond num_experts,
  * RAANA_ERR_NOMEM when the experts do not fit the budget and the spare
- * ranks are too few, RAANA_ERR_UNSUPPORTED when they are enough (the owner
- * would still hold every expert's weights). */
+ * ranks are too few. */
 raana_status raana_expert_teams_check(const raana_expert_teams *t, const raana_plan *plan,
                                       const raana_model_config *m, raana_error *err);
+
+/* The rank holding plan layer `layer`'s weights: team member e % n for a
+ * routed expert e with e % n != 0, else the block's owner. */
+int raana_expert_teams_holder(const raana_expert_teams *t, const raana_plan *plan, int layer);
+
+/* After a passing check: every rank's estimate with the team (the owners
+ * less the experts they hand over, each member plus its experts and their
+ * routed rows), so the memory checks and the dry run's table count it.
+ * Nothing when size is 1. */
+void raana_expert_teams_apply(const raana_expert_teams *t, raana_plan *plan,
+                              const raana_model_config *m, const raana_config *cfg);
 
 /* The dry run's line about expert teams (nothing for a dense model). */
 void raana_expert_teams_print(FILE *out, const raana_expert_teams *t, const raana_plan *plan,

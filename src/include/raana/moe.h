@@ -57,6 +57,11 @@ raana_swiglu raana_moe_expert_mlp(const raana_moe_weights *w, int expert, int hi
 /* Reads block `block`'s router and experts (and shared expert). */
 raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
                             raana_error *err);
+/* The router, any shared expert and the routed experts e with keep[e]
+ * (keep NULL: all), what the owner of a block with an expert team holds;
+ * the others stay NULL and must be remote in its runner. */
+raana_status raana_moe_load_keeping(const raana_model *m, int block, const unsigned char *keep,
+                                    raana_moe_weights **out, raana_error *err);
 /* Only the routed experts e with keep[e] of block `block` (what an expert
  * team member holds; the others, the router and any shared expert NULL). */
 raana_status raana_moe_load_experts(const raana_model *m, int block, const unsigned char *keep,
