@@ -20,8 +20,8 @@
 #   P = 4: expert_ranks = 3 (both spare ranks), the same container; outside
 #     the sanitizer build also qwen3-moe-tiny-random (8 experts: 3, 3, 2 per
 #     rank), against its own P = 1 reference.
-# Under RAANA_TEST_QUICK (the sanitizer build) the P = 3 leg only (against
-# a P = 1 reference it makes itself when P = 1 did not run).
+# Under RAANA_TEST_QUICK (the sanitizer build) the P = 3 leg only, against a
+# P = 1 reference it makes itself, and at P = 1 the forced team's refusal.
 # Usage: test_expert_teams.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
 mpi_bin=$1 plugin_dir=$2 src=$(cd "$3" && pwd) mpiexec=$4
@@ -115,13 +115,15 @@ forced_refusal() { # p n mode experts
 }
 
 for p in $test_ranks; do
-  [ -n "$quick" ] && [ "$p" != 3 ] && continue
+  [ -n "$quick" ] && [ "$p" != 1 ] && [ "$p" != 3 ] && continue
   case $p in
   1)
-    reference mixtral "$mixtral"
-    [ -z "$quick" ] && reference qwen3-moe "$src/tests/data/qwen3-moe-tiny-random"
     write_job "$mixtral"
     forced_refusal 1 2 "" 4
+    [ -n "$quick" ] && continue
+    reference mixtral "$mixtral"
+    reference qwen3-moe "$src/tests/data/qwen3-moe-tiny-random"
+    write_job "$mixtral"
     forced_refusal 1 2 --dry-run 4
     forced_refusal 1 5 --dry-run 4
     ;;
@@ -139,7 +141,7 @@ for p in $test_ranks; do
     no_output "$what"
     ;;
   3)
-    [ -e "$ref/mixtral.h5" ] || reference mixtral "$mixtral"
+    [ -z "$quick" ] && [ -e "$ref/mixtral.h5" ] || reference mixtral "$mixtral"
     write_job "$mixtral"
     mib=$(tight_cgroup 3)
     what="mixtral P=3 auto in a ($mib - 0.2) MiB budget"
