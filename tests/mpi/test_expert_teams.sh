@@ -16,7 +16,8 @@
 #     rank fits), the job runs the team (its log names it: the owners load
 #     only experts e % 2 == 0, rank 1 (no block) holds and quantizes or ships the odd
 #     ones) and its container equals P = 1's outside /provenance and
-#     config.ini (tests/py/compare_containers.py);
+#     config.ini (tests/py/compare_containers.py); a forced team of 2 whose
+#     member is killed after its 4th layer resumes to the same container;
 #   P = 4: expert_ranks = 3 (both spare ranks), the same container; outside
 #     the sanitizer build also qwen3-moe-tiny-random (8 experts: 3, 3, 2 per
 #     rank), against its own P = 1 reference.
@@ -154,6 +155,20 @@ for p in $test_ranks; do
     expect_rc 0 "$what job"
     expect_err "calibrate: expert team of 2 ranks per sparse block: its owner computes experts \
 e % 2 == 0, rank 1 e % 2 == 1" "$what job"
+    same_container mixtral "$what"
+    rm -f "$tmp/out.h5"
+    [ -n "$quick" ] && continue
+    # the member dies after its 4th layer; the rerun resumes the finished
+    # layers on the ranks holding their weights (member included)
+    what="mixtral P=3 expert_ranks=2 resumed after rank 1 (the member) was killed"
+    run timeout 120 "$mpiexec" -n 3 -x RAANA_FAULT_INJECT=quantize:1:4 "$mpi_bin" "$tmp/job.ini" \
+      --set calibration.expert_ranks=2
+    [ "$rc" -ne 0 ] && [ ! -e "$tmp/out.h5" ] && ok || bad "$what: exit $rc or an output"
+    run timeout 120 "$mpiexec" -n 3 "$mpi_bin" "$tmp/job.ini" --set calibration.expert_ranks=2
+    expect_rc 0 "$what"
+    read -r enc res < <(sed -n 's/^layers: \([0-9]*\) encoded, \([0-9]*\) resumed$/\1 \2/p' <<<"$out")
+    [ "${enc:-0}" -gt 0 ] && [ "${res:-0}" -ge 4 ] && [ $((enc + res)) -eq 32 ] && ok ||
+      bad "$what: expected at least 4 layers resumed, some encoded: $(grep layers: <<<"$out")"
     same_container mixtral "$what"
     rm -f "$tmp/out.h5"
     ;;
