@@ -199,7 +199,7 @@ void raana_expert_teams_apply(const raana_expert_teams *t, raana_plan *plan,
             rk->forward_peak_bytes -= bytes;
         }
     }
-    for (int j = 1; j < n; j++) {
+    for (int j = 1; j < n && spare_rank(plan, j) >= 0; j++) { /* the check made sure */
         raana_plan_rank *rk = &plan->ranks[spare_rank(plan, j)];
         uint64_t bytes = member_weight_bytes(plan, m, n, j);
         rk->params += bytes / 4;
