@@ -43,8 +43,8 @@ static raana_status load_norms(const raana_model *m, int block, raana_block_weig
 }
 
 /* The norms, the attention, and a dense MLP or (moe.h) a sparse one. */
-static raana_status load_block(const raana_model *m, int block, raana_block_weights *bw,
-                               raana_error *err)
+static raana_status load_block(const raana_model *m, int block, const unsigned char *keep,
+                               raana_block_weights *bw, raana_error *err)
 {
     const raana_model_config *c = &m->config;
     char name[160];
@@ -60,7 +60,7 @@ static raana_status load_block(const raana_model *m, int block, raana_block_weig
             RAANA_CALL(read_tensor(m, name, (size_t)li.d_out, &bw->b[k], err));
         }
     }
-    return sparse ? raana_moe_load(m, block, &bw->moe, err) : RAANA_OK;
+    return sparse ? raana_moe_load_keeping(m, block, keep, &bw->moe, err) : RAANA_OK;
 }
 
 /* RoPE frequencies as Hugging Face computes them (in f32), with linear and
@@ -97,6 +97,13 @@ raana_status raana_llama_init_rope(raana_llama *net, raana_error *err)
 raana_status raana_llama_load(raana_llama *net, const raana_model *model, int first, int n,
                               int with_embedding, int with_head, raana_error *err)
 {
+    return raana_llama_load_keeping(net, model, first, n, with_embedding, with_head, NULL, err);
+}
+
+raana_status raana_llama_load_keeping(raana_llama *net, const raana_model *model, int first, int n,
+                                      int with_embedding, int with_head, const unsigned char *keep,
+                                      raana_error *err)
+{
     raana_status st = RAANA_OK;
     memset(net, 0, sizeof *net);
     net->cfg = model->config;
@@ -109,7 +116,7 @@ raana_status raana_llama_load(raana_llama *net, const raana_model *model, int fi
     if (!net->blocks)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory");
     for (int b = 0; b < n; b++)
-        RAANA_CHECK(load_block(model, first + b, &net->blocks[b], err));
+        RAANA_CHECK(load_block(model, first + b, keep, &net->blocks[b], err));
     if (with_embedding || (with_head && c->tie_word_embeddings))
         RAANA_CHECK(read_tensor(model, "model.embed_tokens.weight", vh, &net->embed, err));
     if (with_head) {

@@ -35,8 +35,10 @@ static float **weight_slot(raana_moe_weights *w, const raana_linear_info *li)
     return li->expert == RAANA_EXPERT_SHARED ? &w->shared[k] : &w->expert[3 * li->expert + k];
 }
 
-raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
-                            raana_error *err)
+/* Block `block`'s weights; with keep, only the routed experts e with
+ * keep[e], and the router and shared expert unless experts_only. */
+static raana_status load_block(const raana_model *m, int block, const unsigned char *keep,
+                               int experts_only, raana_moe_weights **out, raana_error *err)
 {
     raana_status st = RAANA_OK;
     const raana_model_config *c = &m->config;
@@ -53,13 +55,33 @@ raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights *
     for (int s = 4; s < n; s++) {
         raana_linear_info li;
         raana_block_linear(c, block, s, &li);
-        RAANA_CHECK(read_weight(m, &li, weight_slot(w, &li), err));
+        int routed = li.expert >= 0;
+        if (routed ? !keep || keep[li.expert] : !experts_only)
+            RAANA_CHECK(read_weight(m, &li, weight_slot(w, &li), err));
     }
 cleanup:
     if (st != RAANA_OK)
         raana_moe_free(w), w = NULL;
     *out = w;
     return st;
+}
+
+raana_status raana_moe_load(const raana_model *m, int block, raana_moe_weights **out,
+                            raana_error *err)
+{
+    return load_block(m, block, NULL, 0, out, err);
+}
+
+raana_status raana_moe_load_keeping(const raana_model *m, int block, const unsigned char *keep,
+                                    raana_moe_weights **out, raana_error *err)
+{
+    return load_block(m, block, keep, 0, out, err);
+}
+
+raana_status raana_moe_load_experts(const raana_model *m, int block, const unsigned char *keep,
+                                    raana_moe_weights **out, raana_error *err)
+{
+    return load_block(m, block, keep, 1, out, err);
 }
 
 void raana_moe_free(raana_moe_weights *w)
@@ -92,6 +114,7 @@ typedef struct {
     float *wt;   /* routing weight of row r (1 for the shared expert) */
     int *choice; /* position of this expert in the token's top-k */
     float *g, *u, *a, *y;
+    void *handle; /* a remote expert's (raana_moe_runner), or NULL */
 } expert_trace;
 
 struct raana_moe_trace {
@@ -101,6 +124,7 @@ struct raana_moe_trace {
     float *wsel;           /* [T][k] their weights */
     expert_trace *experts; /* [E + 1]: the shared expert at [E] */
     float *shared_sig;     /* [T] sigmoid of the shared gate, or NULL */
+    const raana_moe_runner *runner;
 };
 
 static void expert_trace_free(expert_trace *e)
@@ -113,8 +137,11 @@ void raana_moe_trace_free(raana_moe_trace *tr)
 {
     if (!tr)
         return;
-    for (int e = 0; tr->experts && e <= tr->n_experts; e++)
+    for (int e = 0; tr->experts && e <= tr->n_experts; e++) {
+        if (tr->experts[e].handle)
+            tr->runner->release(tr->runner->ctx, tr->experts[e].handle);
         expert_trace_free(&tr->experts[e]);
+    }
     free(tr->experts);
     free(tr->p), free(tr->sel), free(tr->wsel), free(tr->shared_sig);
     free(tr);
@@ -157,9 +184,12 @@ static void route_token(const raana_moe_weights *w, const float *logits, float *
         wsel[j] /= total;
 }
 
+/* Rows of n tokens; inter = 0 for a remote expert (its runner keeps the
+ * activations). */
 static raana_status expert_alloc(expert_trace *x, int n, int inter, int hidden, raana_error *err)
 {
     size_t rows = (size_t)(n > 0 ? n : 1);
+    inter = inter > 0 ? inter : 1;
     x->n = 0;
     x->idx = malloc(rows * sizeof *x->idx), x->choice = malloc(rows * sizeof *x->choice);
     x->wt = malloc(rows * sizeof *x->wt);
@@ -176,6 +206,18 @@ static raana_swiglu expert_mlp(const float *const w[3], int inter, int hidden)
 {
     return (raana_swiglu){
         hidden, inter, {w[0], w[1], w[2]}, {NULL, NULL, NULL}, RAANA_SILU_PRODUCT};
+}
+
+raana_swiglu raana_moe_expert_mlp(const raana_moe_weights *w, int expert, int hidden)
+{
+    const float *ew[3] = {w->expert[3 * expert], w->expert[3 * expert + 1],
+                          w->expert[3 * expert + 2]};
+    return expert_mlp(ew, w->inter, hidden);
+}
+
+static int is_remote(const raana_moe_weights *w, int expert)
+{
+    return w->runner && w->runner->remote[expert];
 }
 
 /* One SwiGLU expert over the rows of x (already gathered into xr). */
@@ -211,7 +253,8 @@ static raana_status route(const raana_moe_weights *w, raana_moe_trace *tr, const
             count[tr->sel[(size_t)i * k + j]]++;
     }
     for (int e = 0; e < E; e++)
-        RAANA_CHECK(expert_alloc(&tr->experts[e], count[e], w->inter, hidden, err));
+        RAANA_CHECK(expert_alloc(&tr->experts[e], count[e], is_remote(w, e) ? 0 : w->inter,
+                                 hidden, err));
     for (int i = 0; i < t; i++) /* rows in token order */
         for (int j = 0; j < k; j++) {
             expert_trace *x = &tr->experts[tr->sel[(size_t)i * k + j]];
@@ -268,7 +311,7 @@ static raana_status trace_alloc(const raana_moe_weights *w, int t, int hidden,
     *out = tr;
     if (!tr)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the router of %d tokens", t);
-    tr->t = t, tr->hidden = hidden, tr->n_experts = E, tr->top_k = k;
+    tr->t = t, tr->hidden = hidden, tr->n_experts = E, tr->top_k = k, tr->runner = w->runner;
     tr->p = malloc((size_t)t * E * sizeof *tr->p);
     tr->sel = malloc((size_t)t * k * sizeof *tr->sel);
     tr->wsel = malloc((size_t)t * k * sizeof *tr->wsel);
@@ -294,7 +337,11 @@ raana_status raana_moe_forward(const raana_moe_weights *w, const float *h, int t
         expert_trace *x = &tr->experts[e];
         const float *ew[3] = {w->expert[3 * e], w->expert[3 * e + 1], w->expert[3 * e + 2]};
         gather_rows(h, x, hidden, xr);
-        expert_forward(ew, x, xr, w->inter, hidden, ls + 1 + 3 * e);
+        if (is_remote(w, e) && x->n > 0)
+            RAANA_CHECK(w->runner->forward(w->runner->ctx, e, xr, x->n, x->y, ls + 1 + 3 * e,
+                                           &x->handle, err));
+        else
+            expert_forward(ew, x, xr, w->inter, hidden, ls + 1 + 3 * e);
         for (int r = 0; r < x->n; r++)
             for (int d = 0; d < hidden; d++)
                 out[(size_t)x->idx[r] * hidden + d] += x->wt[r] * x->y[(size_t)r * hidden + d];
@@ -315,15 +362,11 @@ typedef struct {
     float *dy, *da, *dg, *du, *dx;
 } expert_scratch;
 
-/* One expert: dY_r = wt_r * dout[idx_r]; dh[idx_r] += dX_r; and for the
- * routing weight, dw[idx_r][choice_r] = <dout[idx_r], y_r>. */
-static void expert_backward(const float *const w[3], const expert_trace *x, int inter, int hidden,
-                            const float *dout, float *dh, float *dw, int k, expert_scratch *s,
-                            raana_linear_stats *ls)
+/* An expert's output gradient dY_r = wt_r * dout[idx_r] into s->dy and,
+ * for the routing weight, dw[idx_r][choice_r] = <dout[idx_r], y_r>. */
+static void routed_dy(const expert_trace *x, int hidden, const float *dout, float *dw, int k,
+                      expert_scratch *s)
 {
-    size_t n = (size_t)x->n;
-    if (n == 0)
-        return;
     for (int r = 0; r < x->n; r++) {
         const float *dor = dout + (size_t)x->idx[r] * hidden, *yr = x->y + (size_t)r * hidden;
         float *dyr = s->dy + (size_t)r * hidden;
@@ -335,13 +378,40 @@ static void expert_backward(const float *const w[3], const expert_trace *x, int 
         if (dw)
             dw[(size_t)x->idx[r] * k + x->choice[r]] = (float)dot;
     }
+}
+
+/* dh[idx_r] += dX_r from s->dx. */
+static void scatter_dx(const expert_trace *x, int hidden, const expert_scratch *s, float *dh)
+{
+    for (int r = 0; r < x->n; r++)
+        for (int d = 0; d < hidden; d++)
+            dh[(size_t)x->idx[r] * hidden + d] += s->dx[(size_t)r * hidden + d];
+}
+
+/* One expert here: routed_dy, its SwiGLU backward, scatter_dx. */
+static void expert_backward(const float *const w[3], const expert_trace *x, int inter, int hidden,
+                            const float *dout, float *dh, float *dw, int k, expert_scratch *s,
+                            raana_linear_stats *ls)
+{
+    if (x->n == 0)
+        return;
+    routed_dy(x, hidden, dout, dw, k, s);
     raana_swiglu mlp = expert_mlp(w, inter, hidden);
     raana_swiglu_trace tr = {x->g, x->u, x->a};
     raana_swiglu_scratch sc = {s->da, s->dg, s->du};
     raana_swiglu_backward(&mlp, &tr, x->n, s->dy, &sc, s->dx, ls);
-    for (int r = 0; r < x->n; r++)
-        for (int d = 0; d < hidden; d++)
-            dh[(size_t)x->idx[r] * hidden + d] += s->dx[(size_t)r * hidden + d];
+    scatter_dx(x, hidden, s, dh);
+}
+
+/* The same for expert e on the runner (raana_moe_runner). */
+static raana_status remote_backward(const raana_moe_runner *run, int e, const expert_trace *x,
+                                    int hidden, const float *dout, float *dh, float *dw, int k,
+                                    expert_scratch *s, raana_linear_stats *ls, raana_error *err)
+{
+    routed_dy(x, hidden, dout, dw, k, s);
+    RAANA_CALL(run->backward(run->ctx, e, x->handle, s->dy, x->n, s->dx, ls, err));
+    scatter_dx(x, hidden, s, dh);
+    return RAANA_OK;
 }
 
 /* dL/dlogits of one token from dL/dw of its chosen experts: back through
@@ -420,7 +490,12 @@ raana_status raana_moe_backward(const raana_moe_weights *w, const raana_moe_trac
     memset(dh, 0, (size_t)t * hidden * sizeof *dh);
     for (int e = 0; e < E; e++) {
         const float *ew[3] = {w->expert[3 * e], w->expert[3 * e + 1], w->expert[3 * e + 2]};
-        expert_backward(ew, &tr->experts[e], w->inter, hidden, dout, dh, dw, k, &s, ls + 1 + 3 * e);
+        const expert_trace *x = &tr->experts[e];
+        if (is_remote(w, e) && x->n > 0)
+            RAANA_CHECK(
+                remote_backward(w->runner, e, x, hidden, dout, dh, dw, k, &s, ls + 1 + 3 * e, err));
+        else
+            expert_backward(ew, x, w->inter, hidden, dout, dh, dw, k, &s, ls + 1 + 3 * e);
     }
     for (int i = 0; i < t; i++)
         router_token_backward(w, tr->p + (size_t)i * E, tr->sel + (size_t)i * k,

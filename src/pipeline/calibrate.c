@@ -9,7 +9,9 @@
  * both in window order, then the next round. Every rank uses the same M (it
  * is in the plan, and auto's run-time fit is agreed). The statistics and the
  * loss are summed in window order whatever M is, so results are
- * bit-identical for every M. */
+ * bit-identical for every M. An expert team (expert_team.h) adds its own
+ * messages, on its own communicator, between a block's owner and the ranks
+ * that compute some of its experts. */
 #include "raana/calibrate.h"
 
 #include "raana/fault.h"
@@ -84,20 +86,52 @@ raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_er
     return err->status;
 }
 
+/* With an expert team of n, a block owner loads only its experts
+ * e % n == 0 (the team members hold the others); NULL keeps all. */
+static raana_status owner_experts(const raana_stage *s, unsigned char **keep, raana_error *err)
+{
+    int n = s->teams.size, E = s->model.config.moe_experts;
+    *keep = NULL;
+    if (n <= 1 || E <= 0)
+        return RAANA_OK;
+    *keep = calloc((size_t)E, 1);
+    if (!*keep)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d experts", E);
+    for (int e = 0; e < E; e++)
+        (*keep)[e] = e % n == 0;
+    return RAANA_OK;
+}
+
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err)
 {
+    raana_status st = RAANA_OK;
     const raana_plan_rank *r = &s->plan.ranks[rank];
-    raana_status st = raana_stage_check_memory(rank, r->forward_peak_bytes, err);
-    if (st != RAANA_OK)
-        return st;
-    st = raana_llama_load(&s->net, &s->model, r->first_block, r->n_blocks, r->owns_embedding,
-                          r->owns_head, err);
-    s->net_loaded = st == RAANA_OK;
+    unsigned char *keep = NULL;
+    RAANA_CHECK(raana_stage_check_memory(rank, r->forward_peak_bytes, err));
+    RAANA_CHECK(owner_experts(s, &keep, err));
+    RAANA_CHECK(raana_llama_load_keeping(&s->net, &s->model, r->first_block, r->n_blocks,
+                                         r->owns_embedding, r->owns_head, keep, err));
+    s->net_loaded = 1;
+    RAANA_CHECK(raana_expert_team_create(&s->plan, &s->teams, &s->model, &s->net, &s->team, err));
+cleanup:
+    free(keep);
     return st;
+}
+
+const float *raana_stage_layer_weight(const raana_stage *s, int layer)
+{
+    const raana_plan_layer *l = &s->plan.layers[layer];
+    const raana_llama *net = &s->net;
+    const float *w = NULL;
+    if (s->net_loaded && l->block >= net->first_block &&
+        l->block < net->first_block + net->n_blocks)
+        w = raana_llama_linear_weight(net, l->block, l->slot);
+    return w ? w : raana_expert_team_weight(s->team, &s->model.config, l->block, l->slot);
 }
 
 void raana_stage_free(raana_stage *s)
 {
+    raana_expert_team_free(s->team, s->net_loaded ? &s->net : NULL);
     if (s->net_loaded)
         raana_llama_free(&s->net);
     free(s->w_fro);
@@ -278,8 +312,9 @@ static int run_rounds(calib_run *c, raana_error *err)
 }
 
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
-                                      const raana_windows *w, raana_layer_stats *stats,
-                                      double *loss, FILE *progress, raana_error *err)
+                                      const raana_windows *w, raana_expert_team *team,
+                                      raana_layer_stats *stats, double *loss, FILE *progress,
+                                      raana_error *err)
 {
     raana_status st = RAANA_OK;
     calib_run c;
@@ -290,7 +325,14 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
         raana_log_line(progress, "calibrate: %d windows of %d tokens, %d in flight%s", w->n, w->len,
                        c.in_flight,
                        plan->windows_fit_from ? " (auto, lowered to fit the memory limits)" : "");
+    if (progress && c.l.rank == 0 && team) {
+        char desc[512];
+        raana_expert_team_describe(team, desc, sizeof desc);
+        raana_log_line(progress, "calibrate: %s", desc);
+    }
+    raana_expert_team_begin(comm, team); /* members serve while they wait */
     int failed = run_rounds(&c, err);
+    failed |= raana_expert_team_end(comm, team, err);
     RAANA_CHECK(raana_comm_agree(comm, failed ? err->status : RAANA_OK, err));
     /* each layer's numbers come from exactly one rank */
     MPI_Allreduce(c.acc, c.all, plan->n_layers * ACC_COLS, MPI_DOUBLE, MPI_SUM, comm);
@@ -330,4 +372,22 @@ void raana_stage_fit_windows(MPI_Comm comm, raana_stage *s, const raana_config *
         raana_plan_set_windows_in_flight(&s->plan, &s->model.config, cfg, all);
         s->plan.windows_fit_from = from;
     }
+}
+
+raana_status raana_stage_plan_experts(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
+                                      raana_error *err)
+{
+    raana_memory_state mem;
+    raana_memory_read(&mem);
+    const char *limit;
+    uint64_t mine = raana_memory_room(&mem, &limit), budget = mine;
+    MPI_Allreduce(&mine, &budget, 1, MPI_UINT64_T, MPI_MIN, comm);
+    raana_expert_teams_plan(&s->plan, &s->model.config, cfg->expert_ranks, budget, &s->teams);
+    raana_status st = raana_expert_teams_check(&s->teams, &s->plan, &s->model.config, err);
+    if (st != RAANA_OK) {
+        err->agreed = 1; /* the same message on every rank, naming its ranks */
+        return st;
+    }
+    raana_expert_teams_apply(&s->teams, &s->plan, &s->model.config, cfg);
+    return RAANA_OK;
 }

@@ -1,5 +1,6 @@
 /* layer_norms.c — this rank's w_fro, computed once its weights are loaded
- * (see layer_norms.h). */
+ * (see layer_norms.h): each layer on the one rank holding its weights (its
+ * block's owner, or an expert team member for the experts it holds). */
 #include "raana/layer_norms.h"
 
 #include <stdlib.h>
@@ -11,11 +12,10 @@ raana_status raana_layer_norms(const raana_stage *s, const raana_config *cfg, do
 {
     for (int i = 0; i < s->plan.n_layers; i++) {
         const raana_plan_layer *l = &s->plan.layers[i];
+        const float *w = l->quantize ? raana_stage_layer_weight(s, i) : NULL;
         w_fro[i] = 0;
-        if (!l->quantize || l->block < s->net.first_block ||
-            l->block >= s->net.first_block + s->net.n_blocks)
+        if (!w) /* another rank holds it */
             continue;
-        const float *w = raana_llama_linear_weight(&s->net, l->block, l->slot);
         if (raana_trick_norm(w, l->d_in, l->d_out, cfg->tricks, cfg->norm_col_rate, &w_fro[i],
                              err) != RAANA_OK)
             return raana_error_prefix(err, "%s", l->name);

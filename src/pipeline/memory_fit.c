@@ -191,6 +191,7 @@ static raana_status print_fit(FILE *out, const raana_stage *s, const raana_confi
         return RAANA_OK;
     }
     RAANA_CHECK(fit_plan(&s->model.config, cfg, n, &plan, err));
+    raana_expert_teams_apply(&s->teams, &plan, &s->model.config, cfg); /* a team's holdings */
     for (int r = 0; r < n; r++) {
         char what[512];
         if (rank_need(&plan.ranks[r]) <= rooms[r].room)

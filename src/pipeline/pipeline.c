@@ -50,6 +50,7 @@ raana_status raana_job_load(MPI_Comm comm, const raana_config *cfg, raana_stage 
 {
     RAANA_CALL(raana_comm_agree(comm, tokenize_local(cfg, s, err), err));
     raana_stage_fit_windows(comm, s, cfg, rank); /* auto M: before the memory check */
+    RAANA_CALL(raana_stage_plan_experts(comm, s, cfg, err));
     return raana_comm_agree(comm, load_local(cfg, s, rank, err), err);
 }
 
@@ -139,8 +140,8 @@ typedef struct {
 static raana_status calibrate_and_save(MPI_Comm comm, raana_stage *s, job_run *j, int rank,
                                        FILE *progress, raana_error *err)
 {
-    RAANA_CALL(raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, j->stats, &j->loss,
-                                        progress, err));
+    RAANA_CALL(raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, s->team, j->stats,
+                                        &j->loss, progress, err));
     if (rank == 0)
         RAANA_CALL(raana_resume_save_calibration(&j->resume, j->calib_fp, j->stats,
                                                  s->plan.n_layers, j->loss, err));

@@ -90,7 +90,8 @@ static void estimate_peak(const raana_model_config *m, const raana_plan *plan, r
                           const raana_config *cfg)
 {
     r->calibration_bytes =
-        raana_estimate_calibration_bytes(m, r, plan->seq_len, plan->windows_in_flight);
+        raana_estimate_calibration_bytes(m, r, plan->seq_len, plan->windows_in_flight) +
+        r->expert_rows_bytes;
     r->quantize_bytes =
         raana_estimate_quantize_bytes(plan, r->first_block, r->first_block + r->n_blocks, cfg);
     r->peak_bytes =

@@ -168,12 +168,13 @@ static raana_status preempted(const raana_resume *resume, const double *all, con
 /* The layers spread over the ranks by predicted cost. Every rank computes
  * it from rank 0's costs (broadcast, so that a rounding difference in the
  * allocation could never make two ranks disagree and deadlock). A layer
- * whose quantizer is not its block's owner travels from the owner in the
+ * whose quantizer does not hold its weights travels from the holder in the
  * round the quantizer encodes it (TAG_WEIGHTS). cost, load and by_blocks
  * are one allocation, owned through cost. */
 typedef struct {
     int n_ranks, rounds;
-    int *owner;        /* [n]: the rank holding the layer's block, -1 if not quantized */
+    int *owner;        /* [n]: the rank holding the layer's weights (its block's owner, or
+                          an expert team member), -1 if not quantized */
     int *table;        /* [n_ranks][rounds]: the layer rank k encodes in round r, or -1 */
     double *cost;      /* [n]: predicted seconds (raana_quantize_cost), -1 if not quantized,
                           0 if the resume directory has it */
@@ -182,7 +183,7 @@ typedef struct {
 } schedule;
 
 /* Layer weights sent to the rank that encodes them: one message per layer,
- * from its block's owner, in the round that rank encodes it (the only
+ * from the rank holding them (expert_teams.h), in the round that rank encodes it (the only
  * point-to-point messages of the stage; calibration's tags, the window
  * numbers, are all finished by then). */
 enum { TAG_WEIGHTS = 0x5157 };
@@ -231,10 +232,11 @@ cleanup:
  * owner, and so do layers the resume directory has (predicted at no cost:
  * the owner reads them back, and no weights travel); every other layer
  * may move. */
-static raana_status build_schedule(const raana_plan *plan, int n_ranks, const int *resumed,
+static raana_status build_schedule(const raana_stage *s, int n_ranks, const int *resumed,
                                    schedule *sc, int *quantizer, raana_error *err)
 {
     raana_status st = RAANA_OK;
+    const raana_plan *plan = &s->plan;
     int n = plan->n_layers;
     int *pinned = malloc((size_t)(n > 0 ? n : 1) * sizeof *pinned);
     sc->owner = malloc((size_t)(n > 0 ? n : 1) * sizeof *sc->owner);
@@ -243,7 +245,7 @@ static raana_status build_schedule(const raana_plan *plan, int n_ranks, const in
     sc->n_ranks = n_ranks;
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
-        sc->owner[i] = l->quantize ? raana_plan_block_owner(plan, l->block) : -1;
+        sc->owner[i] = l->quantize ? raana_expert_teams_holder(&s->teams, plan, i) : -1;
         int large = (uint64_t)l->d_in * (uint64_t)l->d_out > INT_MAX;
         pinned[i] = large || resumed[i] ? sc->owner[i] : -1;
         if (sc->owner[i] >= 0)
@@ -304,8 +306,7 @@ static raana_status plan_rounds(MPI_Comm comm, const raana_stage *s, const raana
                           : raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder);
     }
     MPI_Bcast(sc->cost, n, MPI_DOUBLE, 0, comm);
-    RAANA_CHECK(
-        raana_comm_agree(comm, build_schedule(plan, size, resumed, sc, quantizer, err), err));
+    RAANA_CHECK(raana_comm_agree(comm, build_schedule(s, size, resumed, sc, quantizer, err), err));
 cleanup:
     free(resumed);
     return st;
@@ -322,8 +323,8 @@ static void send_weights(MPI_Comm comm, const raana_stage *s, const schedule *sc
         if (k == rank || i < 0 || sc->owner[i] != rank)
             continue;
         const raana_plan_layer *l = &s->plan.layers[i];
-        MPI_Isend(raana_llama_linear_weight(&s->net, l->block, l->slot), l->d_in * l->d_out,
-                  MPI_FLOAT, k, TAG_WEIGHTS, comm, &reqs[(*n_reqs)++]);
+        MPI_Isend(raana_stage_layer_weight(s, i), l->d_in * l->d_out, MPI_FLOAT, k, TAG_WEIGHTS,
+                  comm, &reqs[(*n_reqs)++]);
     }
 }
 
@@ -334,8 +335,9 @@ static raana_status layer_weights(MPI_Comm comm, const raana_stage *s, const sch
 {
     const raana_plan_layer *l = &s->plan.layers[i];
     if (sc->owner[i] == rank) {
-        *w = raana_llama_linear_weight(&s->net, l->block, l->slot);
-        return RAANA_OK;
+        *w = raana_stage_layer_weight(s, i);
+        return *w ? RAANA_OK
+                  : RAANA_INTERNAL(err, "%s: rank %d should hold its weights", l->name, rank);
     }
     if (raana_recv_idle(buf, l->d_in * l->d_out, MPI_FLOAT, sc->owner[i], TAG_WEIGHTS, comm,
                         MPI_STATUS_IGNORE) != MPI_SUCCESS)

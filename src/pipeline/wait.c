@@ -9,10 +9,29 @@ typedef struct {
     long sleep_ns;
 } backoff;
 
-/* Called after each unsuccessful poll: spins a few times, then sleeps,
+static int (*wait_hook)(void *);
+static void *wait_hook_ctx;
+static int in_hook;
+
+void raana_wait_set_hook(int (*hook)(void *ctx), void *ctx)
+{
+    wait_hook = hook, wait_hook_ctx = ctx;
+}
+
+/* Called after each unsuccessful poll: runs the hook (starting the
+ * back-off over when it did work), else spins a few times, then sleeps,
  * doubling the sleep up to the maximum. */
 static void backoff_step(backoff *b)
 {
+    if (wait_hook && !in_hook) {
+        in_hook = 1;
+        int worked = wait_hook(wait_hook_ctx);
+        in_hook = 0;
+        if (worked) {
+            *b = (backoff){0, RAANA_WAIT_MIN_SLEEP_NS};
+            return;
+        }
+    }
     if (b->polls++ < RAANA_WAIT_SPIN_POLLS)
         return;
     struct timespec ts = {0, b->sleep_ns};

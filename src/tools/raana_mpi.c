@@ -165,6 +165,7 @@ static void print_dry_run(const job_state *job)
     printf("output: %s (zstd level %d)\n", c->output_path, c->zstd_level);
     raana_plan_print(stdout, &job->stage.plan, &job->stage.model.config);
     raana_plan_print_idle(stdout, &job->stage.plan, &job->stage.model.config, c);
+    raana_expert_teams_print(stdout, &job->stage.teams, &job->stage.plan, &job->stage.model.config);
     fflush(stdout);
 }
 
@@ -182,8 +183,8 @@ static raana_status calibrate(job_state *job, int rank, raana_statistics_output 
     if (cfg->statistics[0])
         return raana_statistics_reuse(MPI_COMM_WORLD, cfg, s, o->checkpoint_fp, o->calibration_fp,
                                       stats, &o->loss, err);
-    return raana_pipeline_calibrate(MPI_COMM_WORLD, &s->net, &s->plan, &s->windows, stats, &o->loss,
-                                    rank == 0 ? stderr : NULL, err);
+    return raana_pipeline_calibrate(MPI_COMM_WORLD, &s->net, &s->plan, &s->windows, s->team, stats,
+                                    &o->loss, rank == 0 ? stderr : NULL, err);
 }
 
 /* --calibrate-only, and with `allocate` also the reduce + allocate stage
@@ -254,9 +255,12 @@ static raana_status run_mode(const cli_args *a, job_state *job, int rank, double
             raana_config_write(stdout, &job->cfg);
         return RAANA_OK;
     }
-    if (a->dry_run) {
+    if (a->dry_run) { /* the plan, then why the job could not run it (expert teams) */
+        raana_status st = raana_stage_plan_experts(MPI_COMM_WORLD, &job->stage, &job->cfg, err);
         if (rank == 0)
             print_dry_run(job);
+        if (st != RAANA_OK) /* agreed: every rank returns here */
+            return st;
         return raana_plan_print_fit(MPI_COMM_WORLD, &job->stage, &job->cfg,
                                     rank == 0 ? stdout : NULL, err);
     }

@@ -55,6 +55,12 @@ static void test_values(void)
     CHECK_INT(cfg.windows_in_flight, 0);
     CHECK_INT(raana_config_set(&cfg, "calibration.windows_in_flight=7", &err), RAANA_OK);
     CHECK_INT(cfg.windows_in_flight, 7);
+    /* expert_ranks: auto (0, the default) or an integer >= 1 (expert_teams.h) */
+    CHECK_INT(cfg.expert_ranks, 0);
+    CHECK_INT(parse(&cfg, "[calibration]\nexpert_ranks = 3\n", &err), RAANA_OK);
+    CHECK_INT(cfg.expert_ranks, 3);
+    CHECK_INT(raana_config_set(&cfg, "calibration.expert_ranks=auto", &err), RAANA_OK);
+    CHECK_INT(cfg.expert_ranks, 0);
 }
 
 /* Each bad input gives RAANA_ERR_CONFIG naming file, line and culprit. */
@@ -80,6 +86,8 @@ static void test_errors(void)
         {"[calibration]\nn_samples = 2.5\n", {"job.ini:2:", "not an integer", ""}},
         {"[calibration]\nwindows_in_flight = 0\n",
          {"job.ini:2:", "[calibration] windows_in_flight", "0 is out of range [1, 1000000]"}},
+        {"[calibration]\nexpert_ranks = 0\n",
+         {"job.ini:2:", "[calibration] expert_ranks", "0 is out of range [1, 4096]"}},
         {"[calibration]\nwindows_in_flight = -1\n",
          {"job.ini:2:", "windows_in_flight", "-1 is out of range"}},
         {"[calibration]\nwindows_in_flight = x\n",

@@ -14,6 +14,8 @@
 
 #include "raana/calib_text.h"
 #include "raana/error.h"
+#include "raana/expert_team.h"
+#include "raana/expert_teams.h"
 #include "raana/llama.h"
 #include "raana/plan.h"
 #include "raana/tokenizer.h"
@@ -30,6 +32,8 @@ typedef struct {
     raana_llama net;
     int model_open, net_loaded;
     double *w_fro; /* [plan.n_layers] or NULL: this rank's norms (layer_norms.h) */
+    raana_expert_teams teams; /* set by raana_stage_plan_experts */
+    raana_expert_team *team;  /* this rank's part of it, by raana_stage_load, or NULL */
 } raana_stage;
 
 /* Opens the checkpoint (headers only) and builds the plan for n_ranks. */
@@ -45,15 +49,30 @@ raana_status raana_stage_open_model(raana_stage *s, raana_model *model, const ra
  * OpenBLAS's buffer do not fit in this process's memory limits (memory.h). */
 raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_error *err);
 /* Loads this rank's share of the model, per the plan, after checking that
- * the forward pass of one window fits (raana_stage_check_memory). */
+ * the forward pass of one window fits (raana_stage_check_memory), and its
+ * part of an expert team (expert_team.h) when teams.size > 1. */
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);
+
+/* Plan layer `layer`'s weights when this rank holds them (its own block's,
+ * less the experts it handed to a team, or a team member's experts), else
+ * NULL; after raana_stage_load. */
+const float *raana_stage_layer_weight(const raana_stage *s, int layer);
 
 /* Collective, after the plan and before raana_stage_load's memory check:
  * with [calibration] windows_in_flight = auto, lowers the plan's M (and
  * every rank's estimated peak) to the largest M whose peak fits every
  * rank's memory limits (memory.h), 1 at least. Results do not depend on M. */
 void raana_stage_fit_windows(MPI_Comm comm, raana_stage *s, const raana_config *cfg, int rank);
+
+/* Collective, after raana_stage_fit_windows: the team size of the sparse
+ * blocks' experts ([calibration] expert_ranks, or auto from the smallest
+ * room any rank has under its memory limits) into s->teams, the same on
+ * every rank, and every rank's estimate in s->plan with the team
+ * (raana_expert_teams_apply); fails on every rank with expert_teams.h's
+ * message when the job lacks the ranks (or, forced, the experts). */
+raana_status raana_stage_plan_experts(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
+                                      raana_error *err);
 
 /* Per linear layer, averaged over calibration windows (DESIGN section 4):
  * grad_rms = ||dL/dY|| / sqrt(numel(Y)), x_rms = ||X|| / sqrt(rows of X),
@@ -65,9 +84,10 @@ typedef struct {
 /* Collective. Fills stats[n_layers] (plan order) on every rank and the mean
  * calibration loss, running the windows in rounds of the plan's
  * windows_in_flight (calibrate.c); bit-identical for every M and every rank
- * count. */
+ * count, with or without an expert team (team: the stage's, or NULL). */
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
-                                      const raana_windows *w, raana_layer_stats *stats,
-                                      double *loss, FILE *progress, raana_error *err);
+                                      const raana_windows *w, raana_expert_team *team,
+                                      raana_layer_stats *stats, double *loss, FILE *progress,
+                                      raana_error *err);
 
 #endif

@@ -35,6 +35,9 @@ typedef struct raana_config {
     /* windows whose activations are held at once; 0 = auto (plan.h). Not
      * part of any fingerprint: it never changes a result. */
     int windows_in_flight;
+    /* ranks per sparse block's experts (expert_teams.h); 0 = auto: more
+     * than one only when the experts do not fit the owner's memory */
+    int expert_ranks;
     /* [quantize] */
     double avg_bits;
     int n_bits;

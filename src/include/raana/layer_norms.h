@@ -10,8 +10,9 @@
 #include "raana/config.h"
 #include "raana/error.h"
 
-/* w_fro[i] for each quantized layer i of the plan in this rank's blocks,
- * 0 elsewhere (w_fro has plan.n_layers entries). Errors name the layer. */
+/* w_fro[i] for each quantized layer i of the plan whose weights this rank
+ * holds (raana_stage_layer_weight), 0 elsewhere (w_fro has plan.n_layers
+ * entries). Errors name the layer. */
 raana_status raana_layer_norms(const raana_stage *s, const raana_config *cfg, double *w_fro,
                                raana_error *err);
 

@@ -50,6 +50,12 @@ typedef struct {
  * final norm + lm_head, converting to f32 (NaN/Inf refused by name). */
 raana_status raana_llama_load(raana_llama *net, const raana_model *model, int first, int n,
                               int with_embedding, int with_head, raana_error *err);
+/* The same, with only the routed experts e with keep[e] of each sparse
+ * block (keep NULL: all; moe.h's raana_moe_load_keeping): an expert
+ * team's block owner (docs/MOE.md, "Expert parallelism"). */
+raana_status raana_llama_load_keeping(raana_llama *net, const raana_model *model, int first, int n,
+                                      int with_embedding, int with_head, const unsigned char *keep,
+                                      raana_error *err);
 void raana_llama_free(raana_llama *net);
 
 /* Sets net->inv_freq from net->cfg (done by raana_llama_load; for nets

@@ -36,4 +36,10 @@ int raana_wait_idle(MPI_Request *request, MPI_Status *status);
  * spinning inside the collective. */
 int raana_barrier_idle(MPI_Comm comm);
 
+/* While this process waits in one of the calls above, hook(ctx) runs
+ * between polls, never re-entered (an expert team member serves its
+ * owners' requests while it waits on its own messages, expert_team.h); it
+ * returns nonzero when it did work. NULL removes it. */
+void raana_wait_set_hook(int (*hook)(void *ctx), void *ctx);
+
 #endif
