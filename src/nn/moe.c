@@ -253,8 +253,8 @@ static raana_status route(const raana_moe_weights *w, raana_moe_trace *tr, const
             count[tr->sel[(size_t)i * k + j]]++;
     }
     for (int e = 0; e < E; e++)
-        RAANA_CHECK(expert_alloc(&tr->experts[e], count[e], is_remote(w, e) ? 0 : w->inter,
-                                 hidden, err));
+        RAANA_CHECK(
+            expert_alloc(&tr->experts[e], count[e], is_remote(w, e) ? 0 : w->inter, hidden, err));
     for (int i = 0; i < t; i++) /* rows in token order */
         for (int j = 0; j < k; j++) {
             expert_trace *x = &tr->experts[tr->sel[(size_t)i * k + j]];

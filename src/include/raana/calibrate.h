@@ -31,7 +31,7 @@ typedef struct {
     raana_windows windows;
     raana_llama net;
     int model_open, net_loaded;
-    double *w_fro; /* [plan.n_layers] or NULL: this rank's norms (layer_norms.h) */
+    double *w_fro;            /* [plan.n_layers] or NULL: this rank's norms (layer_norms.h) */
     raana_expert_teams teams; /* set by raana_stage_plan_experts */
     raana_expert_team *team;  /* this rank's part of it, by raana_stage_load, or NULL */
 } raana_stage;

@@ -34,15 +34,15 @@ typedef struct {
     raana_status (*forward)(void *ctx, int expert, const float *xr, int n, float *y,
                             raana_linear_stats ls[3], void **handle, raana_error *err);
     /* dx[n][H] from dy[n][H]; adds dy_sq to ls[0..2] */
-    raana_status (*backward)(void *ctx, int expert, void *handle, const float *dy, int n,
-                             float *dx, raana_linear_stats ls[3], raana_error *err);
+    raana_status (*backward)(void *ctx, int expert, void *handle, const float *dy, int n, float *dx,
+                             raana_linear_stats ls[3], raana_error *err);
     void (*release)(void *ctx, void *handle);
 } raana_moe_runner;
 
 struct raana_moe_weights {
     int n_experts, top_k, inter, norm_topk, shared_inter;
     const raana_moe_runner *runner; /* NULL: every expert runs here */
-    float *router;      /* [E][H] */
+    float *router;                  /* [E][H] */
     float **expert;     /* [3E]: expert e's gate, up, down at 3e + 0, 1, 2 (HF layout) */
     float *shared[3];   /* shared expert gate, up, down, or NULL */
     float *shared_gate; /* [H] or NULL */
