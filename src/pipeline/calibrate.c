@@ -39,11 +39,13 @@ static raana_status check_keep_dtypes(const raana_stage *s, const raana_config *
         return RAANA_OK;
     for (int i = 0; i < s->plan.n_layers; i++) {
         const raana_plan_layer *l = &s->plan.layers[i];
+        if (!l->quantize)
+            continue;
         char name[sizeof l->name + 8];
         snprintf(name, sizeof name, "%s.weight", l->name);
-        const raana_tensor_entry *e = raana_model_find(&s->model, name);
-        raana_dtype d = e ? e->tensor->dtype : RAANA_DTYPE_BF16;
-        if (l->quantize && d != RAANA_DTYPE_BF16 && d != RAANA_DTYPE_F16)
+        const raana_tensor_entry *e = raana_model_find(&s->model, name); /* present: model.h */
+        raana_dtype d = e->tensor->dtype;
+        if (d != RAANA_DTYPE_BF16 && d != RAANA_DTYPE_F16)
             return raana_fail(err, RAANA_ERR_CONFIG,
                               "[quantize] bits lists 16, which keeps a layer's 16-bit weight as "
                               "stored, but %s is %s; remove 16 or exclude the layer",

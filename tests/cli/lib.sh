@@ -46,6 +46,43 @@ mpi_test_env() {
   export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
 }
 
+# fake_cgroup DIR LIMIT [USED]: a memory cgroup hierarchy under DIR mirroring
+# /proc/self/cgroup (v2 memory.max/current, v1 memory.limit_in_bytes/
+# usage_in_bytes) with LIMIT bytes and USED (default 0) in use; the tools
+# read it instead of /sys/fs/cgroup when RAANA_CGROUP_ROOT=DIR
+fake_cgroup() {
+  local used=${3:-0} _ controllers rel
+  while IFS=: read -r _ controllers rel; do
+    if [ -z "$controllers" ]; then
+      mkdir -p "$1$rel" && echo "$2" >"$1$rel/memory.max" && echo "$used" >"$1$rel/memory.current"
+    elif [[ ",$controllers," == *,memory,* ]]; then
+      mkdir -p "$1/memory$rel" && echo "$2" >"$1/memory$rel/memory.limit_in_bytes" &&
+        echo "$used" >"$1/memory$rel/memory.usage_in_bytes"
+    fi
+  done </proc/self/cgroup
+}
+
+# moe_window_job FILE FIXTURE_DIR AVG_BITS OUTPUT [CANDIDATE_BITS]: the MoE
+# tests' job: calibration on the fixture's 96-token window, seed 1234
+moe_window_job() {
+  cat >"$1" <<INI
+[model]
+path = $2
+[calibration]
+source = text
+text_file = $2/window.txt
+n_samples = 1
+seq_len = 96
+[quantize]
+avg_bits = $3
+bits = ${5:-1, 2, 3, 4, 5, 6, 8}
+seed = 1234
+[output]
+path = $4
+overwrite = true
+INI
+}
+
 # ---- rank counts (as PETSc declares nsize) ----------------------------------------
 # A script that runs the same checks for several rank counts P takes them
 # from the environment, so that ctest declares one entry per (test, P)

@@ -204,14 +204,7 @@ if [ "$sanitized" != 1 ]; then
 fi
 # a memory cgroup with 90 MiB free (a fake hierarchy mirroring /proc/self/cgroup)
 cg=$tmp/cgroup
-while IFS=: read -r _ controllers rel; do
-  if [ -z "$controllers" ]; then
-    mkdir -p "$cg$rel" && echo 104857600 >"$cg$rel/memory.max" && echo 10485760 >"$cg$rel/memory.current"
-  elif [[ ",$controllers," == *,memory,* ]]; then
-    mkdir -p "$cg/memory$rel" && echo 104857600 >"$cg/memory$rel/memory.limit_in_bytes" &&
-      echo 10485760 >"$cg/memory$rel/memory.usage_in_bytes"
-  fi
-done </proc/self/cgroup
+fake_cgroup "$cg" 104857600 10485760
 for np in 1 2; do
   run timeout "$limit" "$mpiexec" -n $np -x RAANA_CGROUP_ROOT="$cg" "$bin" "$job" --set "output.path=$out_h5"
   expect_rc 6 "$np ranks in a 100 MiB cgroup"

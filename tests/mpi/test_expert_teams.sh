@@ -34,36 +34,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ref=$(ref_dir "$tmp")
 
-write_job() { # fixture_dir
-  cat >"$tmp/job.ini" <<INI
-[model]
-path = $1
-[calibration]
-source = text
-text_file = $1/window.txt
-n_samples = 1
-seq_len = 96
-[quantize]
-avg_bits = 3
-bits = 1, 2, 3, 4, 5, 6, 8
-seed = 1234
-[output]
-path = $tmp/out.h5
-overwrite = true
-INI
-}
-
-# a fake cgroup hierarchy mirroring /proc/self/cgroup with `room` bytes free
-fake_cgroup() { # dir room
-  while IFS=: read -r _ controllers rel; do
-    if [ -z "$controllers" ]; then
-      mkdir -p "$1$rel" && echo "$2" >"$1$rel/memory.max" && echo 0 >"$1$rel/memory.current"
-    elif [[ ",$controllers," == *,memory,* ]]; then
-      mkdir -p "$1/memory$rel" && echo "$2" >"$1/memory$rel/memory.limit_in_bytes" &&
-        echo 0 >"$1/memory$rel/memory.usage_in_bytes"
-    fi
-  done </proc/self/cgroup
-}
+write_job() { moe_window_job "$tmp/job.ini" "$1" 3 "$tmp/out.h5"; } # fixture_dir
 
 no_output() { # what
   if [ -e "$tmp/out.h5" ] || [ -e "$tmp/out.h5.calibration.json" ]; then

@@ -32,24 +32,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ref=$(ref_dir "$tmp")
 
-write_job() { # fixture_dir avg_bits output [candidate bits]
-  cat >"$tmp/job.ini" <<INI
-[model]
-path = $1
-[calibration]
-source = text
-text_file = $1/window.txt
-n_samples = 1
-seq_len = 96
-[quantize]
-avg_bits = $2
-bits = ${4:-1, 2, 3, 4, 5, 6, 8}
-seed = 1234
-[output]
-path = $3
-overwrite = true
-INI
-}
+write_job() { moe_window_job "$tmp/job.ini" "$@"; } # fixture_dir avg_bits output [candidate bits]
 
 # field of the JSON that raana-eval --json printed
 json_field() { "$py" -c "import json,sys; d=json.loads(sys.argv[1]); print(eval('d' + sys.argv[2]))" "$1" "$2"; }

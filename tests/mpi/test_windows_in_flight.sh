@@ -90,14 +90,7 @@ peaks = [float(m[1]) for m in re.finditer(r"^\s+\d+\s+\S+\s+\d+\s+\d+\s+([0-9.]+
 # the rank check: peak - 28 MiB process + one 128 MiB OpenBLAS buffer; +3 MiB < one more window
 print(int((max(peaks) - 28 + 128 + 3) * 1048576))')
 cg=$tmp/cgroup
-while IFS=: read -r _ controllers rel; do
-  if [ -z "$controllers" ]; then
-    mkdir -p "$cg$rel" && echo "$room" >"$cg$rel/memory.max" && echo 0 >"$cg$rel/memory.current"
-  elif [[ ",$controllers," == *,memory,* ]]; then
-    mkdir -p "$cg/memory$rel" && echo "$room" >"$cg/memory$rel/memory.limit_in_bytes" &&
-      echo 0 >"$cg/memory$rel/memory.usage_in_bytes"
-  fi
-done </proc/self/cgroup
+fake_cgroup "$cg" "$room"
 run "$mpiexec" -n 2 -x RAANA_CGROUP_ROOT="$cg" "$mpi_bin" --calibrate-only "$job" "${long[@]}" \
   --set "output.path=$tmp/fit.h5"
 expect_rc 0 "auto in a cgroup"
