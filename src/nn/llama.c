@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "raana/attention.h"
+#include "raana/huge_alloc.h"
 #include "raana/moe.h"
 #include "raana/swiglu.h"
 
@@ -17,7 +18,7 @@
 static raana_status read_tensor(const raana_model *m, const char *name, size_t count, float **out,
                                 raana_error *err)
 {
-    *out = malloc(count * sizeof **out);
+    *out = raana_malloc_large(count * sizeof **out);
     if (!*out)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory reading %s (%zu values)", name,
                           count);
@@ -274,20 +275,25 @@ static int block_trace_alloc(block_trace *b, const raana_model_config *c, int t,
 {
     size_t T = (size_t)t, h = (size_t)c->hidden_size, q = (size_t)c->num_heads * c->head_dim,
            kv = (size_t)c->num_kv_heads * c->head_dim, in = (size_t)c->intermediate_size;
-    b->x_in = malloc(T * h * 4), b->r1 = malloc(T * 4), b->h1 = malloc(T * h * 4);
-    b->q = malloc(T * q * 4), b->k = malloc(T * kv * 4), b->v = malloc(T * kv * 4);
-    b->lse = malloc((size_t)c->num_heads * T * 4), b->ctx = malloc(T * q * 4);
-    b->x_mid = malloc(T * h * 4), b->r2 = malloc(T * 4), b->h2 = malloc(T * h * 4);
+    b->x_in = raana_malloc_large(T * h * 4), b->r1 = raana_malloc_large(T * 4),
+    b->h1 = raana_malloc_large(T * h * 4);
+    b->q = raana_malloc_large(T * q * 4), b->k = raana_malloc_large(T * kv * 4),
+    b->v = raana_malloc_large(T * kv * 4);
+    b->lse = raana_malloc_large((size_t)c->num_heads * T * 4),
+    b->ctx = raana_malloc_large(T * q * 4);
+    b->x_mid = raana_malloc_large(T * h * 4), b->r2 = raana_malloc_large(T * 4),
+    b->h2 = raana_malloc_large(T * h * 4);
     int ok = b->x_in && b->r1 && b->h1 && b->q && b->k && b->v && b->lse && b->ctx && b->x_mid &&
              b->r2 && b->h2;
     if (!sparse) {
-        b->g = malloc(T * in * 4), b->u = malloc(T * in * 4), b->a = malloc(T * in * 4);
+        b->g = raana_malloc_large(T * in * 4), b->u = raana_malloc_large(T * in * 4),
+        b->a = raana_malloc_large(T * in * 4);
         ok = ok && b->g && b->u && b->a;
     }
     if (c->qk_norm) {
-        b->q_pre = malloc(T * q * 4), b->k_pre = malloc(T * kv * 4);
-        b->rq = malloc(T * (size_t)c->num_heads * 4),
-        b->rk = malloc(T * (size_t)c->num_kv_heads * 4);
+        b->q_pre = raana_malloc_large(T * q * 4), b->k_pre = raana_malloc_large(T * kv * 4);
+        b->rq = raana_malloc_large(T * (size_t)c->num_heads * 4),
+        b->rk = raana_malloc_large(T * (size_t)c->num_kv_heads * 4);
         ok = ok && b->q_pre && b->k_pre && b->rq && b->rk;
     }
     return ok;
@@ -406,8 +412,8 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
     raana_attention_shape as = attention_shape(net, t);
     size_t n_slots = slot_base(net, net->n_blocks);
     raana_llama_trace *tr = calloc(1, sizeof *tr);
-    float *tmp = malloc((size_t)t * net->cfg.hidden_size * 4);
-    float *work = malloc(raana_attention_work_floats(&as) * sizeof *work);
+    float *tmp = raana_malloc_large((size_t)t * net->cfg.hidden_size * 4);
+    float *work = raana_malloc_large(raana_attention_work_floats(&as) * sizeof *work);
     *out = NULL;
     RAANA_CHECK(raana_model_check_window(&net->cfg, t, "config.json", err));
     if (!tr || !tmp || !work ||
@@ -436,9 +442,9 @@ raana_status raana_llama_head(const raana_llama *net, const float *hidden, const
 {
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size, v = c->vocab_size;
-    float *r = malloc((size_t)t * 4), *hn = malloc((size_t)t * h * 4);
-    float *logits = logits_out ? logits_out : malloc((size_t)t * v * 4);
-    float *dhn = calloc((size_t)t * h, 4);
+    float *r = malloc((size_t)t * 4), *hn = raana_malloc_large((size_t)t * h * 4);
+    float *logits = logits_out ? logits_out : raana_malloc_large((size_t)t * v * 4);
+    float *dhn = raana_calloc_large((size_t)t * h, 4);
     if (!r || !hn || !logits || !dhn) {
         free(r), free(hn), free(dhn);
         if (!logits_out)
@@ -485,7 +491,7 @@ raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int
 {
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size;
-    float *r = malloc((size_t)t * 4), *hn = malloc((size_t)t * h * 4);
+    float *r = malloc((size_t)t * 4), *hn = raana_malloc_large((size_t)t * h * 4);
     if (!r || !hn) {
         free(r), free(hn);
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d x %d activations", t, h);
@@ -514,11 +520,13 @@ static int scratch_alloc(backward_scratch *s, const raana_llama *net, int t)
     raana_attention_shape as = attention_shape(net, t);
     size_t T = (size_t)t, in = (size_t)c->intermediate_size, h = (size_t)c->hidden_size,
            q = (size_t)c->num_heads * c->head_dim, kv = (size_t)c->num_kv_heads * c->head_dim;
-    s->da = malloc(T * in * 4), s->dg = malloc(T * in * 4), s->du = malloc(T * in * 4);
-    s->dh = malloc(T * h * 4), s->dctx = malloc(T * q * 4), s->dq = malloc(T * q * 4);
-    s->dk = malloc(T * kv * 4), s->dv = malloc(T * kv * 4);
-    s->dq_pre = malloc(T * q * 4), s->dk_pre = malloc(T * kv * 4);
-    s->work = malloc(raana_attention_work_floats(&as) * sizeof *s->work);
+    s->da = raana_malloc_large(T * in * 4), s->dg = raana_malloc_large(T * in * 4),
+    s->du = raana_malloc_large(T * in * 4);
+    s->dh = raana_malloc_large(T * h * 4), s->dctx = raana_malloc_large(T * q * 4),
+    s->dq = raana_malloc_large(T * q * 4);
+    s->dk = raana_malloc_large(T * kv * 4), s->dv = raana_malloc_large(T * kv * 4);
+    s->dq_pre = raana_malloc_large(T * q * 4), s->dk_pre = raana_malloc_large(T * kv * 4);
+    s->work = raana_malloc_large(raana_attention_work_floats(&as) * sizeof *s->work);
     return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dk && s->dv && s->dq_pre &&
            s->dk_pre && s->work;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raana/huge_alloc.h"
 #include "raana/swiglu.h"
 
 /* ---- loading ------------------------------------------------------------- */
@@ -17,7 +18,7 @@ static raana_status read_weight(const raana_model *m, const raana_linear_info *l
     char name[160];
     size_t count = (size_t)li->d_in * (size_t)li->d_out;
     snprintf(name, sizeof name, "%s.weight", li->name);
-    *out = malloc(count * sizeof **out);
+    *out = raana_malloc_large(count * sizeof **out);
     if (!*out)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory reading %s (%zu values)", name,
                           count);

@@ -15,6 +15,7 @@
 #include "raana/calibrate.h"
 
 #include "raana/fault.h"
+#include "raana/huge_alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -233,8 +234,9 @@ static raana_status calib_run_create(calib_run *c, MPI_Comm comm, const raana_ll
     c->n_slots = (size_t)(raana_block_linear_offset(&net->cfg, net->first_block + net->n_blocks) -
                           raana_block_linear_offset(&net->cfg, net->first_block));
     size_t one = c->l.count + 1, m = (size_t)(c->in_flight > 0 ? c->in_flight : 1);
-    c->hidden = malloc(one * sizeof *c->hidden);
-    c->head_grads = c->l.rank == c->l.size - 1 ? malloc(m * one * sizeof *c->head_grads) : NULL;
+    c->hidden = raana_malloc_large(one * sizeof *c->hidden);
+    c->head_grads =
+        c->l.rank == c->l.size - 1 ? raana_malloc_large(m * one * sizeof *c->head_grads) : NULL;
     c->traces = calloc(m, sizeof *c->traces);
     c->ws = malloc((c->n_slots ? c->n_slots : 1) * sizeof *c->ws);
     c->acc = calloc((size_t)plan->n_layers * ACC_COLS, sizeof *c->acc);

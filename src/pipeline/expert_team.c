@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "raana/huge_alloc.h"
 #include "raana/moe.h"
 #include "raana/swiglu.h"
 #include "raana/wait.h"
@@ -184,7 +185,8 @@ cleanup:
 static void serve_request(raana_expert_team *t, int src, const int *head)
 {
     size_t count = (size_t)(head[3] > 0 ? head[3] : 1) * (size_t)t->hidden;
-    float *in = malloc(count * sizeof *in), *out = malloc(count * sizeof *out);
+    float *in = raana_malloc_large(count * sizeof *in),
+          *out = raana_malloc_large(count * sizeof *out);
     raana_linear_stats ls[3] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}};
     double result[RESULT_LEN] = {0};
     raana_status st = RAANA_OK;

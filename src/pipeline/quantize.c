@@ -9,6 +9,7 @@
 #include "raana/balance.h"
 #include "raana/comm.h"
 #include "raana/fault.h"
+#include "raana/huge_alloc.h"
 #include "raana/joblog.h"
 #include "raana/preempt.h"
 #include "raana/ranked.h"
@@ -44,7 +45,7 @@ static raana_status relative_error(const raana_qlayer *q, const float *w, double
     raana_status st = RAANA_OK;
     size_t n = (size_t)q->d_in * (size_t)q->d_out;
     double diff = 0, ref = 0;
-    float *what = malloc(n * sizeof *what);
+    float *what = raana_malloc_large(n * sizeof *what);
     if (!what)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", q->d_out, q->d_in);
     RAANA_CHECK(raana_qlayer_dequantize(q, what, err));
@@ -363,7 +364,7 @@ static raana_status receive_buffer(const raana_plan *plan, const schedule *sc, i
     }
     if (largest == 0)
         return RAANA_OK;
-    *buf = malloc(largest * sizeof **buf);
+    *buf = raana_malloc_large(largest * sizeof **buf);
     if (!*buf)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %zu-weight receive buffer",
                           largest);

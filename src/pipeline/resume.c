@@ -676,6 +676,9 @@ raana_status raana_resume_save_layer(const raana_resume *r, const char *name, ui
     PUT(&b, has_mu);
     PUT(&b, has_rs);
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
+    raana_bytebuf_reserve(&b, (has_mu + has_rs) * d_in * sizeof(float) +
+                                  held * (sizeof *q->held_cols + d_in * sizeof *q->held_values) +
+                                  d_out * (q->packed_bytes + sizeof *q->rescale));
     if (has_mu)
         raana_bytebuf_put(&b, q->mu, d_in * sizeof *q->mu);
     if (has_rs)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "raana/bitpack.h"
+#include "raana/huge_alloc.h"
 #include "raana/rabitq.h"
 #include "raana/trick_terms.h"
 
@@ -195,7 +196,7 @@ static raana_status allocate(raana_qlayer *q, raana_error *err)
 {
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out;
     q->packed_bytes = raana_packed_size((size_t)q->n_kept, q->code_bits);
-    q->packed = calloc(d_out, q->packed_bytes);
+    q->packed = raana_calloc_large(d_out, q->packed_bytes);
     q->rescale = calloc(d_out, sizeof *q->rescale);
     if (q->tricks & RAANA_TRICK_CENTRALIZE)
         q->mu = calloc(d_in, sizeof *q->mu);
@@ -247,7 +248,7 @@ raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
         sub_bit_layout(d_in, q->rot.k, p->bits, &q->m_a, &q->m_b);
         q->n_kept = q->m_a + q->m_b;
     }
-    w = malloc((size_t)d_in * (size_t)d_out * sizeof *w);
+    w = raana_malloc_large((size_t)d_in * (size_t)d_out * sizeof *w);
     if (!w)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "%s: out of memory", name);
     RAANA_CHECK(allocate(q, err));

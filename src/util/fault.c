@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "raana/huge_alloc.h"
 #include "raana/preempt.h"
 
 /* 1 when the ONCE file did not exist and this call created it. */
@@ -93,12 +94,12 @@ int raana_fault_fail(void)
 
 void *raana_malloc(size_t size)
 {
-    return raana_fault_fail() ? NULL : malloc(size);
+    return raana_fault_fail() ? NULL : raana_malloc_large(size);
 }
 
 void *raana_calloc(size_t n, size_t size)
 {
-    return raana_fault_fail() ? NULL : calloc(n, size);
+    return raana_fault_fail() ? NULL : raana_calloc_large(n, size);
 }
 
 FILE *raana_fopen(const char *path, const char *mode)

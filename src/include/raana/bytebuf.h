@@ -14,6 +14,10 @@ typedef struct {
     int failed;
 } raana_bytebuf;
 
+/* Makes room for n more bytes at once (a caller that knows the size
+ * avoids the copies of doubling). */
+void raana_bytebuf_reserve(raana_bytebuf *b, size_t n);
+
 /* Appends n bytes of p. */
 void raana_bytebuf_put(raana_bytebuf *b, const void *p, size_t n);
 

@@ -36,7 +36,8 @@ void raana_fault_point(const char *stage, int rank);
  * left. */
 int raana_fault_fail(void);
 
-/* malloc, calloc and fopen, failing when raana_fault_fail() says so. */
+/* malloc, calloc (large buffers with huge-page advice, huge_alloc.h) and
+ * fopen, failing when raana_fault_fail() says so. */
 void *raana_malloc(size_t size);
 void *raana_calloc(size_t n, size_t size);
 FILE *raana_fopen(const char *path, const char *mode);
