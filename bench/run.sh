@@ -6,7 +6,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
 bash tests/setup-debian.sh
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target bench_quant bench_quant_cost bench_llama bench_attention bench_wait bench_allocate bench_trick_norm raana-mpi
+cmake --build build-bench -j"$(nproc)" --target bench_quant bench_quant_cost bench_llama bench_attention bench_wait bench_allocate bench_trick_norm bench_qmatmul raana-mpi
 out=bench/RESULTS.md
 # The core OpenBLAS dispatches to here (a generic one makes every ratio to
 # sgemm too flattering: docs/SCALING.md, "BLAS kernels").
@@ -60,6 +60,14 @@ print("core %s, %s" % (l.openblas_get_corename().decode(), l.openblas_get_config
     OPENBLAS_NUM_THREADS=1 ./build-bench/bench_attention "$t"
   done
   echo
+  echo "## The quantized product (issue 11): 4096 x 11008, 512 tokens"
+  echo
+  echo "raana_qlayer_matmul (Y = X What^T from the codes, What never formed) against one sgemm of"
+  echo "the same product with the f32 weight, measured in the same run; fast encoder, default"
+  echo "tricks. Target at B = 4: <= 1.5x sgemm."
+  echo
+  OPENBLAS_NUM_THREADS=1 ./build-bench/bench_qmatmul
+  echo
   echo "## Waiting ranks (issue 11): CPU time of a rank that waits 2 s for a message"
   echo
   echo "Two ranks on one node, Open MPI's vader transport, \`mpi_yield_when_idle\` off (its"
@@ -102,6 +110,14 @@ print("core %s, %s" % (l.openblas_get_corename().decode(), l.openblas_get_config
   echo "writing the same number of bytes with fsync, in the same run."
   echo
   bash bench/bench_pipeline.sh build-bench
+  echo
+  echo "## Ranks that help (issue 11): 4 Llama-2-7B-shaped blocks, 1 and 2 ranks"
+  echo
+  echo "bench/bench_ranks.sh: 4 calibration windows of 256 tokens, avg_bits 3, exact encoder,"
+  echo "with the huge-page advice of large buffers (src/util/huge_alloc.c) and without it"
+  echo "(RAANA_HUGE_PAGES=0) in the same run. Targets: speedup >= 1.7, CPU ratio <= 1.15."
+  echo
+  bash bench/bench_ranks.sh build-bench
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"
