@@ -65,6 +65,12 @@ static const config_key config_keys[] = {
     {"output", "zstd_level", KEY_INT, FIELD(zstd_level), "3", 1, 22},
     {"output", "overwrite", KEY_BOOL, FIELD(overwrite), "false", 0, 0},
     {"run", "threads", KEY_INT, FIELD(threads), "0", 0, 4096},
+    {"cost", "read_gb_per_s", KEY_DOUBLE, FIELD(cost_read_gb_s), "1", 0.001, 1e6},
+    {"cost", "load_ns_per_weight", KEY_DOUBLE, FIELD(cost_load_ns), "11.6", 0, 1e6},
+    {"cost", "calibrate_gflops_per_thread", KEY_DOUBLE, FIELD(cost_calibrate_gflops), "87", 0.001,
+     1e9},
+    {"cost", "quantize_scale", KEY_DOUBLE, FIELD(cost_quantize_scale), "0.66", 0.001, 1e6},
+    {"cost", "write_mb_per_s", KEY_DOUBLE, FIELD(cost_write_mb_s), "350", 0.001, 1e9},
 };
 
 #define N_KEYS (sizeof config_keys / sizeof config_keys[0])

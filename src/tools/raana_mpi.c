@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "raana/allocation.h"
+#include "raana/blas_info.h"
 #include "raana/calibrate.h"
 #include "raana/comm.h"
 #include "raana/config.h"
+#include "raana/cost_model.h"
 #include "raana/error.h"
 #include "raana/file.h"
 #include "raana/fingerprint.h"
@@ -26,6 +28,7 @@
 #include "raana/pipeline.h"
 #include "raana/plan.h"
 #include "raana/preempt.h"
+#include "raana/quantize.h"
 #include "raana/resume.h"
 #include "raana/statistics.h"
 
@@ -166,6 +169,17 @@ static void print_dry_run(const job_state *job)
     raana_plan_print(stdout, &job->stage.plan, &job->stage.model.config);
     raana_plan_print_idle(stdout, &job->stage.plan, &job->stage.model.config, c);
     raana_expert_teams_print(stdout, &job->stage.teams, &job->stage.plan, &job->stage.model.config);
+    raana_cost cost;
+    raana_error err;
+    raana_blas_info blas;
+    raana_blas_info_read(&blas);
+    raana_cost_threads threads = {raana_quantize_threads(c), blas.threads};
+    if (raana_cost_predict(&job->stage.plan, &job->stage.model.config, c, &threads, &cost, &err) ==
+        RAANA_OK)
+        raana_cost_print(stdout, &cost, c);
+    else
+        printf("predicted time: not available (%s)\n", err.msg);
+    raana_cost_free(&cost);
     fflush(stdout);
 }
 

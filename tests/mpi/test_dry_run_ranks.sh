@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_dry_run_ranks.sh — `mpirun -n P raana-mpi --dry-run` for P = 1..4:
 # the plan above the rank table is identical to P = 1, the split is
-# contiguous and balanced within one block, only rank 0 prints, the ranks
+# contiguous and balanced within one block, the predicted time has a row
+# per rank and sums its stages, only rank 0 prints, the ranks
 # that will idle are named with the reason (no block: P = 6; fewer windows
 # than pipeline stages: P >= 3 with 2 windows, P = 2 with 1), and a
 # failure on one rank ends every rank with that rank's message.
@@ -27,7 +28,7 @@ for p in $test_ranks; do
   fi
   [ "$(grep -c 'dry run' <<<"$out")" -eq 1 ] && ok || bad "P=$p: printed more than once"
   # rank rows: "  r  first-last ..." ; check contiguity and balance
-  rows=$(sed -n '/^ranks:/,$p' <<<"$out" | awk '$1 ~ /^[0-9]+$/ {print $2}')
+  rows=$(sed -n '/^ranks:/,/^predicted time/p' <<<"$out" | awk '$1 ~ /^[0-9]+$/ {print $2}')
   [ "$(wc -l <<<"$rows")" -eq "$p" ] && ok || bad "P=$p: expected $p rank rows"
   next=0 min=99 max=0
   while read -r range; do
@@ -38,6 +39,14 @@ for p in $test_ranks; do
   done <<<"$rows"
   [ "$next" -eq 4 ] && ok || bad "P=$p: blocks not all covered"
   [ $((max - min)) -le 1 ] && ok || bad "P=$p: split unbalanced ($min..$max)"
+  # the predicted time: a row per rank, and the job is the sum of its stages
+  cost_rows=$(sed -n '/^predicted time/,/^predicted stages/p' <<<"$out" | awk '$1 == "rank"')
+  [ "$(wc -l <<<"$cost_rows")" -eq "$p" ] && ok || bad "P=$p: expected $p predicted-time rows"
+  secs=$(grep '^predicted seconds (for scripts): ' <<<"$out")
+  awk '{for (i = 1; i < NF; i++) v[$i] = $(i + 1)}
+       END {s = v["load"] + v["calibrate"] + v["quantize"] + v["write"]
+            exit !(v["job"] > 0 && (s - v["job"]) ^ 2 < 1e-6 * v["job"] ^ 2)}' <<<"$secs" &&
+    ok || bad "P=$p: predicted job is not the sum of its stages: $secs"
   # the job's 2 windows keep at most 2 pipeline stages busy: from P = 3 on
   # the dry run says which ranks wait
   n_calib=$(grep -c '^idle ranks (calibration): ' <<<"$out")
@@ -52,7 +61,7 @@ done
 # cannot keep busy (the ranks with blocks)
 run "$mpiexec" -n 6 "$bin" --dry-run "$job"
 expect_rc 0 "P=6"
-rows=$(sed -n '/^ranks:/,$p' <<<"$out" | awk '$1 ~ /^[0-9]+$/')
+rows=$(sed -n '/^ranks:/,/^predicted time/p' <<<"$out" | awk '$1 ~ /^[0-9]+$/')
 no_block=$(awk '$2 == "-" {printf " %s", $1}' <<<"$rows")
 with_block=$(awk '$2 != "-" {printf " %s", $1}' <<<"$rows")
 [ "$(wc -w <<<"$no_block")" -eq 2 ] && ok || bad "P=6: expected 2 ranks without a block: '$no_block'"

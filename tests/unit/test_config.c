@@ -92,6 +92,8 @@ static void test_errors(void)
          {"job.ini:2:", "windows_in_flight", "-1 is out of range"}},
         {"[calibration]\nwindows_in_flight = x\n",
          {"job.ini:2:", "windows_in_flight", "'x' is neither an integer nor auto"}},
+        {"[cost]\nwrite_mb_per_s = 0\n",
+         {"job.ini:2:", "[cost] write_mb_per_s", "0 is out of range [0.001, 1e+09]"}},
         {"path = x\n", {"job.ini:1:", "outside any [section]", ""}},
         {"[model]\nthis line has no equals sign\n", {"job.ini:2:", "syntax error", ""}},
         {"[run\nthreads = 1\n", {"job.ini:1:", "syntax error", ""}},

@@ -54,6 +54,10 @@ typedef struct raana_config {
     int overwrite;
     /* [run] */
     int threads; /* 0 = OMP_NUM_THREADS, else 1 */
+    /* [cost]: the rates --dry-run predicts the job's time with
+     * (cost_model.h); they never change a result */
+    double cost_read_gb_s, cost_load_ns, cost_calibrate_gflops, cost_quantize_scale,
+        cost_write_mb_s;
 } raana_config;
 
 /* Fills every key with its default (model.path empty: it is required). */

@@ -1,0 +1,164 @@
+/* test_cost_model.c — raana_cost_predict (src/pipeline/cost_model.c)
+ * against closed forms computed here from the model's shape: load, write
+ * and calibration FLOPs on one rank; the pipeline's calibrate time against
+ * a simulation of the flow shop (every window through every stage, forward
+ * then backward, each stage one window at a time) on 2..5 ranks with
+ * uneven block splits; the quantize stage's total against balance.h's
+ * costs (avg_bits between whole bits interpolated) and its largest rank
+ * within LPT's bound; the calibration rate scales with the OpenBLAS
+ * threads and the quantize time with the OpenMP threads; reused
+ * statistics cost no calibration. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "raana/balance.h"
+#include "raana/cost_model.h"
+#include "raana/plan.h"
+
+static raana_model_config llama(int layers, int hidden, int inter, int heads, int kv, int vocab)
+{
+    raana_model_config m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.model_type, sizeof m.model_type, "llama");
+    m.num_layers = layers, m.hidden_size = hidden, m.intermediate_size = inter;
+    m.num_heads = heads, m.num_kv_heads = kv, m.head_dim = hidden / heads, m.vocab_size = vocab;
+    m.max_position_embeddings = 4096;
+    return m;
+}
+
+/* 2 OpenMP threads quantize, 3 OpenBLAS threads calibrate, per rank */
+static const raana_cost_threads threads = {2, 3};
+
+static raana_config job(int windows, int seq_len, double avg_bits)
+{
+    raana_config cfg;
+    raana_config_defaults(&cfg);
+    cfg.n_samples = windows, cfg.seq_len = seq_len, cfg.avg_bits = avg_bits;
+    cfg.cost_read_gb_s = 2, cfg.cost_load_ns = 3, cfg.cost_calibrate_gflops = 50;
+    cfg.cost_quantize_scale = 0.7, cfg.cost_write_mb_s = 150, cfg.threads = 2;
+    return cfg;
+}
+
+/* Linear weights of one block, from the shape. */
+static double block_weights(const raana_model_config *m)
+{
+    double h = m->hidden_size, kv = (double)m->num_kv_heads * m->head_dim;
+    double q = (double)m->num_heads * m->head_dim, in = m->intermediate_size;
+    return h * q + 2 * h * kv + q * h + 3 * h * in;
+}
+
+/* Forward + backward FLOPs of one window through `blocks` blocks. */
+static double flops(const raana_model_config *m, int blocks, int T, int head)
+{
+    double q = (double)m->num_heads * m->head_dim;
+    return blocks * (4.0 * T * block_weights(m) + 6.0 * T * T * q) +
+           (head ? 4.0 * T * (double)m->vocab_size * m->hidden_size : 0);
+}
+
+static void test_one_rank(void)
+{
+    raana_model_config m = llama(4, 256, 688, 8, 2, 1000);
+    raana_config cfg = job(3, 128, 2.5);
+    raana_plan plan;
+    raana_cost cost;
+    raana_error err;
+    CHECK_INT(raana_plan_create(&m, &cfg, 1, &plan, &err), RAANA_OK);
+    CHECK_INT(raana_cost_predict(&plan, &m, &cfg, &threads, &cost, &err), RAANA_OK);
+    double params = (double)plan.ranks[0].params;
+    CHECK_NEAR(cost.load, params * (2 / 2e9 + 3e-9), 1e-12);
+    double f = flops(&m, 4, 128, 1);
+    CHECK_NEAR(cost.calibrate, 3 * f / (50e9 * 3), 1e-12);
+    CHECK_NEAR(cost.calibrate_flops, 3 * f, 1e-9);
+    double q = 0, bytes = 2.0 * (double)(plan.total_params - plan.quantized_params);
+    for (int i = 0; i < plan.n_layers; i++) {
+        const raana_plan_layer *l = &plan.layers[i];
+        double c2 = raana_quantize_cost(l->d_in, l->d_out, 2, cfg.encoder);
+        double c3 = raana_quantize_cost(l->d_in, l->d_out, 3, cfg.encoder);
+        q += 0.7 / 2 * (c2 + c3) / 2;
+        bytes += (double)l->d_in * l->d_out * 2.5 / 8 + 4.0 * l->d_out;
+    }
+    CHECK_NEAR(cost.quantize, q, 1e-12);
+    CHECK_NEAR(cost.container_bytes, bytes, 1e-12);
+    CHECK_NEAR(cost.write, bytes / 150e6, 1e-12);
+    CHECK_NEAR(cost.total, cost.load + cost.calibrate + cost.quantize + cost.write, 1e-12);
+    raana_cost_free(&cost);
+    strcpy(cfg.statistics, "reused.calibration.json");
+    CHECK_INT(raana_cost_predict(&plan, &m, &cfg, &threads, &cost, &err), RAANA_OK);
+    CHECK(cost.calibrate == 0 && cost.quantize > 0);
+    raana_cost_free(&cost);
+    raana_plan_free(&plan);
+}
+
+/* The flow shop: window w leaves stage s at done[s] after starting when
+ * both it left stage s - 1 and stage s finished window w - 1; forwards in
+ * stage order, then backwards in reverse, per round of m windows. */
+static double simulate(const double *unit, int stages, int windows, int m)
+{
+    double t = 0, done[16];
+    for (int left = windows; left > 0; left -= m) {
+        int n = left < m ? left : m;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int s = 0; s < stages; s++)
+                done[s] = t;
+            for (int w = 0; w < n; w++) {
+                double ready = t;
+                for (int k = 0; k < stages; k++) {
+                    int s = pass == 0 ? k : stages - 1 - k;
+                    double share = pass == 0 ? 1.0 / 3 : 2.0 / 3; /* backward costs twice */
+                    double start = fmax(ready, done[s]);
+                    done[s] = ready = start + share * unit[s];
+                }
+            }
+            for (int s = 0; s < stages; s++)
+                t = fmax(t, done[s]);
+        }
+    }
+    return t;
+}
+
+static void test_pipeline(int layers, int n_ranks, int windows, int in_flight)
+{
+    raana_model_config m = llama(layers, 128, 344, 4, 4, 500);
+    raana_config cfg = job(windows, 64, 3);
+    cfg.windows_in_flight = in_flight;
+    raana_plan plan;
+    raana_cost cost;
+    raana_error err;
+    CHECK_INT(raana_plan_create(&m, &cfg, n_ranks, &plan, &err), RAANA_OK);
+    CHECK_INT(raana_cost_predict(&plan, &m, &cfg, &threads, &cost, &err), RAANA_OK);
+    double unit[16];
+    int stages = 0;
+    for (int r = 0; r < n_ranks; r++)
+        if (plan.ranks[r].n_blocks > 0)
+            unit[stages++] =
+                flops(&m, plan.ranks[r].n_blocks, 64, plan.ranks[r].owns_head) / (50e9 * 3);
+    double expected = simulate(unit, stages, windows, plan.windows_in_flight);
+    if (fabs(cost.calibrate - expected) > 1e-9 * expected)
+        printf("  %d blocks on %d ranks, %d windows, %d in flight: %.9f s, simulated %.9f s\n",
+               layers, n_ranks, windows, plan.windows_in_flight, cost.calibrate, expected);
+    CHECK_NEAR(cost.calibrate, expected, 1e-9);
+    /* the quantize stage: every layer on some rank; LPT within its bound */
+    double sum = 0, largest = 0, layer_max = 0;
+    for (int r = 0; r < n_ranks; r++)
+        sum += cost.ranks[r].quantize, largest = fmax(largest, cost.ranks[r].quantize);
+    for (int i = 0; i < plan.n_layers; i++)
+        layer_max = fmax(layer_max, 0.7 / 2 *
+                                        raana_quantize_cost(plan.layers[i].d_in,
+                                                            plan.layers[i].d_out, 3, cfg.encoder));
+    CHECK_NEAR(largest, cost.quantize, 1e-12);
+    CHECK(largest >= sum / n_ranks - 1e-12 && largest <= sum / n_ranks + layer_max + 1e-12);
+    raana_cost_free(&cost);
+    raana_plan_free(&plan);
+}
+
+int main(void)
+{
+    test_one_rank();
+    int cases[][4] = {{4, 2, 4, 4}, {5, 2, 4, 4}, {5, 3, 7, 2}, {7, 4, 9, 3},
+                      {3, 5, 4, 4}, {6, 3, 1, 1}, {8, 4, 8, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        test_pipeline(cases[i][0], cases[i][1], cases[i][2], cases[i][3]);
+    return check_summary("test_cost_model");
+}
