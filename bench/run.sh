@@ -118,6 +118,13 @@ print("core %s, %s" % (l.openblas_get_corename().decode(), l.openblas_get_config
   echo "(RAANA_HUGE_PAGES=0) in the same run. Targets: speedup >= 1.7, CPU ratio <= 1.15."
   echo
   bash bench/bench_ranks.sh build-bench
+  echo
+  echo "## The cost model (issue 11): fitted on 2 Llama-2-7B-shaped blocks, checked on 4"
+  echo
+  echo "bench/fit_cost_model.sh: the [cost] rates from one rank on 2 blocks, then the dry run's"
+  echo "prediction for 4 blocks on 1 and 2 ranks against measured runs (acceptance: within 25%)."
+  echo
+  bash bench/fit_cost_model.sh build-bench
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"
