@@ -16,17 +16,7 @@
 #include "raana/balance.h"
 #include "raana/cost_model.h"
 #include "raana/plan.h"
-
-static raana_model_config llama(int layers, int hidden, int inter, int heads, int kv, int vocab)
-{
-    raana_model_config m;
-    memset(&m, 0, sizeof m);
-    snprintf(m.model_type, sizeof m.model_type, "llama");
-    m.num_layers = layers, m.hidden_size = hidden, m.intermediate_size = inter;
-    m.num_heads = heads, m.num_kv_heads = kv, m.head_dim = hidden / heads, m.vocab_size = vocab;
-    m.max_position_embeddings = 4096;
-    return m;
-}
+#include "tiny_model.h"
 
 /* 2 OpenMP threads quantize, 3 OpenBLAS threads calibrate, per rank */
 static const raana_cost_threads threads = {2, 3};
@@ -59,7 +49,7 @@ static double flops(const raana_model_config *m, int blocks, int T, int head)
 
 static void test_one_rank(void)
 {
-    raana_model_config m = llama(4, 256, 688, 8, 2, 1000);
+    raana_model_config m = tiny_llama_config(4, 256, 688, 8, 2, 1000);
     raana_config cfg = job(3, 128, 2.5);
     raana_plan plan;
     raana_cost cost;
@@ -120,7 +110,7 @@ static double simulate(const double *unit, int stages, int windows, int m)
 
 static void test_pipeline(int layers, int n_ranks, int windows, int in_flight)
 {
-    raana_model_config m = llama(layers, 128, 344, 4, 4, 500);
+    raana_model_config m = tiny_llama_config(layers, 128, 344, 4, 4, 500);
     raana_config cfg = job(windows, 64, 3);
     cfg.windows_in_flight = in_flight;
     raana_plan plan;

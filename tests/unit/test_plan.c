@@ -7,17 +7,7 @@
 #include "check.h"
 #include "raana/memory_estimate.h"
 #include "raana/plan.h"
-
-static raana_model_config llama(int layers, int hidden, int inter, int heads, int kv, int vocab)
-{
-    raana_model_config m;
-    memset(&m, 0, sizeof m);
-    snprintf(m.model_type, sizeof m.model_type, "llama");
-    m.num_layers = layers, m.hidden_size = hidden, m.intermediate_size = inter;
-    m.num_heads = heads, m.num_kv_heads = kv, m.head_dim = hidden / heads, m.vocab_size = vocab;
-    m.max_position_embeddings = 4096;
-    return m;
-}
+#include "tiny_model.h"
 
 static void check_split(const raana_model_config *m, int n_ranks)
 {
@@ -54,11 +44,11 @@ static void check_split(const raana_model_config *m, int n_ranks)
 
 static void test_splits(void)
 {
-    raana_model_config tiny = llama(4, 192, 576, 6, 2, 2048);
+    raana_model_config tiny = tiny_llama_config(4, 192, 576, 6, 2, 2048);
     tiny.head_dim = 32;
     for (int p = 1; p <= 9; p++)
         check_split(&tiny, p);
-    raana_model_config l70 = llama(80, 8192, 28672, 64, 8, 32000);
+    raana_model_config l70 = tiny_llama_config(80, 8192, 28672, 64, 8, 32000);
     for (int p = 1; p <= 17; p++)
         check_split(&l70, p);
     check_split(&l70, 80);
@@ -67,7 +57,7 @@ static void test_splits(void)
 
 static void test_layers_and_exclude(void)
 {
-    raana_model_config m = llama(80, 8192, 28672, 64, 8, 32000);
+    raana_model_config m = tiny_llama_config(80, 8192, 28672, 64, 8, 32000);
     raana_config cfg;
     raana_plan plan;
     raana_error err;
@@ -106,7 +96,7 @@ static void test_layers_and_exclude(void)
  * last rank, one head gradient) to the calibration estimate, in closed form. */
 static void test_windows_in_flight(void)
 {
-    raana_model_config m = llama(4, 192, 576, 6, 2, 2048);
+    raana_model_config m = tiny_llama_config(4, 192, 576, 6, 2, 2048);
     raana_config cfg;
     raana_plan plan;
     raana_error err;

@@ -123,4 +123,18 @@ static inline void remove_tiny_model(const char *dir)
     rmdir(dir);
 }
 
+/* A LLaMA model config with these shapes (no checkpoint behind it): for the
+ * tests of the plan and of what is computed from it. */
+static inline raana_model_config tiny_llama_config(int layers, int hidden, int inter, int heads,
+                                                   int kv, int vocab)
+{
+    raana_model_config m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.model_type, sizeof m.model_type, "llama");
+    m.num_layers = layers, m.hidden_size = hidden, m.intermediate_size = inter;
+    m.num_heads = heads, m.num_kv_heads = kv, m.head_dim = hidden / heads, m.vocab_size = vocab;
+    m.max_position_embeddings = 4096;
+    return m;
+}
+
 #endif
