@@ -90,7 +90,9 @@ static int bench_bits(int bits, const float *w, const float *x, int n, int d_in,
                              0.003,
                              raana_rng_layer_key(7, "bench.qmatmul"),
                              RAANA_ENCODER_FAST,
-                             1};
+                             1,
+                             NULL,
+                             0};
     raana_qlayer q;
     raana_error err;
     if (raana_qlayer_quantize(w, d_in, d_out, &p, "bench.qmatmul", &q, &err) != RAANA_OK) {

@@ -60,6 +60,11 @@ typedef struct {
     uint64_t key;
     raana_encoder encoder;
     int threads; /* >= 1 */
+    /* LDLQ (data-aware codes, B >= 1): the layer input's second moments,
+     * [d_in][d_in] upper triangle, sum over calibration tokens of x x^T,
+     * and the damping (> 0); NULL: RaBitQ-H's per-column optimum alone. */
+    const float *gram;
+    double ldlq_damp;
 } raana_qlayer_params;
 
 /* Quantizes weight[d_out][d_in]. Fails on NaN/Inf (naming `name`) or

@@ -61,6 +61,8 @@ static const config_key config_keys[] = {
     {"quantize", "seed", KEY_U64, FIELD(seed), "0", 0, 0},
     {"quantize", "encoder", KEY_ENCODER, FIELD(encoder), "exact", 0, 0},
     {"quantize", "exclude", KEY_GLOBS, FIELD(exclude), "", 0, 0},
+    {"quantize", "ldlq", KEY_BOOL, FIELD(ldlq), "false", 0, 0},
+    {"quantize", "ldlq_damp", KEY_DOUBLE, FIELD(ldlq_damp), "1", 1e-6, 1e6},
     {"output", "path", KEY_PATH, FIELD(output_path), "quantized.h5", 0, 0},
     {"output", "zstd_level", KEY_INT, FIELD(zstd_level), "3", 1, 22},
     {"output", "overwrite", KEY_BOOL, FIELD(overwrite), "false", 0, 0},
@@ -577,6 +579,12 @@ raana_status raana_config_validate(const raana_config *cfg, raana_error *err)
         return raana_fail(err, RAANA_ERR_CONFIG,
                           "%s: [quantize] avg_bits = %g is outside the candidate bits [%g, %g]",
                           where, cfg->avg_bits, lo, hi);
+    if (cfg->ldlq && cfg->statistics[0])
+        return raana_fail(err, RAANA_ERR_CONFIG,
+                          "%s: [quantize] ldlq = true needs the calibration inputs' second "
+                          "moments, which [calibration] statistics does not store: calibrate in "
+                          "this job (statistics empty) or set ldlq = false",
+                          where);
     return RAANA_OK;
 }
 

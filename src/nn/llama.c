@@ -250,6 +250,49 @@ const int *raana_llama_trace_experts(const raana_llama_trace *trace, int b)
     return m ? raana_moe_trace_experts(m) : NULL;
 }
 
+int raana_llama_gram_group(const raana_llama *net, int block, int slot)
+{
+    if (net->blocks[block - net->first_block].moe && slot >= MOE_FIRST_SLOT)
+        return -1; /* the router, the experts: no shared input gram */
+    switch (slot) {
+    case RAANA_LINEAR_Q:
+    case RAANA_LINEAR_K:
+    case RAANA_LINEAR_V: return RAANA_GRAM_ATTN_IN;
+    case RAANA_LINEAR_O: return RAANA_GRAM_ATTN_CTX;
+    case RAANA_LINEAR_GATE:
+    case RAANA_LINEAR_UP: return RAANA_GRAM_MLP_IN;
+    case RAANA_LINEAR_DOWN: return RAANA_GRAM_MLP_ACT;
+    default: return -1;
+    }
+}
+
+int raana_gram_dim(const raana_model_config *c, int group)
+{
+    switch (group) {
+    case RAANA_GRAM_ATTN_IN:
+    case RAANA_GRAM_MLP_IN: return c->hidden_size;
+    case RAANA_GRAM_ATTN_CTX: return c->num_heads * c->head_dim;
+    default: return c->intermediate_size;
+    }
+}
+
+void raana_llama_trace_add_grams(const raana_llama *net, const raana_llama_trace *tr,
+                                 float *const *grams)
+{
+    for (int b = 0; b < tr->n_blocks; b++) {
+        const block_trace *bt = &tr->blocks[b];
+        const float *x[RAANA_GRAM_GROUPS] = {bt->h1, bt->ctx, bt->moe ? NULL : bt->h2,
+                                             bt->moe ? NULL : bt->a};
+        for (int g = 0; g < RAANA_GRAM_GROUPS; g++) {
+            float *gram = grams[b * RAANA_GRAM_GROUPS + g];
+            int d = raana_gram_dim(&net->cfg, g);
+            if (gram && x[g])
+                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, tr->t, 1.0f, x[g], d, 1.0f,
+                            gram, d);
+        }
+    }
+}
+
 static void block_trace_free(block_trace *b)
 {
     float **f[] = {&b->x_in, &b->r1, &b->h1, &b->q, &b->k, &b->v,     &b->lse,   &b->ctx, &b->x_mid,

@@ -132,8 +132,47 @@ const float *raana_stage_layer_weight(const raana_stage *s, int layer)
     return w ? w : raana_expert_team_weight(s->team, &s->model.config, l->block, l->slot);
 }
 
+raana_status raana_stage_alloc_grams(raana_stage *s, raana_error *err)
+{
+    const raana_llama *net = &s->net;
+    size_t n = (size_t)net->n_blocks * RAANA_GRAM_GROUPS;
+    s->grams = calloc(n ? n : 1, sizeof *s->grams);
+    if (!s->grams)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the LDLQ grams");
+    for (size_t k = 0; k < n; k++) {
+        int block = net->first_block + (int)(k / RAANA_GRAM_GROUPS),
+            g = (int)(k % RAANA_GRAM_GROUPS);
+        int slot = g == RAANA_GRAM_MLP_IN    ? RAANA_LINEAR_GATE
+                   : g == RAANA_GRAM_MLP_ACT ? RAANA_LINEAR_DOWN
+                                             : RAANA_LINEAR_Q;
+        if (raana_llama_gram_group(net, block, slot) < 0)
+            continue;
+        size_t d = (size_t)raana_gram_dim(&net->cfg, g);
+        s->grams[k] = raana_calloc_large(d * d, sizeof **s->grams);
+        if (!s->grams[k])
+            return raana_fail(err, RAANA_ERR_NOMEM,
+                              "out of memory for block %d's %zux%zu LDLQ gram ([quantize] ldlq)",
+                              block, d, d);
+    }
+    return RAANA_OK;
+}
+
+const float *raana_stage_layer_gram(const raana_stage *s, int layer)
+{
+    const raana_plan_layer *l = &s->plan.layers[layer];
+    const raana_llama *net = &s->net;
+    if (!s->grams || !s->net_loaded || l->block < net->first_block ||
+        l->block >= net->first_block + net->n_blocks)
+        return NULL;
+    int g = raana_llama_gram_group(net, l->block, l->slot);
+    return g < 0 ? NULL : s->grams[(size_t)(l->block - net->first_block) * RAANA_GRAM_GROUPS + g];
+}
+
 void raana_stage_free(raana_stage *s)
 {
+    for (int k = 0; s->grams && k < s->net.n_blocks * RAANA_GRAM_GROUPS; k++)
+        free(s->grams[k]);
+    free(s->grams);
     raana_expert_team_free(s->team, s->net_loaded ? &s->net : NULL);
     if (s->net_loaded)
         raana_llama_free(&s->net);
@@ -210,6 +249,7 @@ typedef struct {
     const raana_llama *net;
     const raana_plan *plan;
     const raana_windows *w;
+    float *const *grams;        /* the stage's input grams, or NULL */
     int in_flight;              /* M, at most w->n */
     size_t n_slots;             /* this rank's linear layers */
     float *hidden;              /* one message: t x H activations or gradients + flag */
@@ -272,6 +312,8 @@ static int forward_window(calib_run *c, int i, int k, int failed, raana_error *e
                                   c->head_grads + (size_t)k * (l->count + 1), err) != RAANA_OK;
         c->loss_sum += loss;
     }
+    if (!failed && c->grams && c->traces[k])
+        raana_llama_trace_add_grams(c->net, c->traces[k], c->grams);
     raana_fault_point("calibrate", l->rank);
     if (l->rank == 0)
         raana_progress_line(c->progress, "calibrate (forward)", i + 1, c->w->n, c->t0);
@@ -317,14 +359,15 @@ static int run_rounds(calib_run *c, raana_error *err)
 
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
                                       const raana_windows *w, raana_expert_team *team,
-                                      raana_layer_stats *stats, double *loss, FILE *progress,
-                                      raana_error *err)
+                                      float *const *grams, raana_layer_stats *stats, double *loss,
+                                      FILE *progress, raana_error *err)
 {
     raana_status st = RAANA_OK;
     calib_run c;
     /* before any message: a rank without its buffers must not leave the others waiting */
     RAANA_CHECK(
         raana_comm_agree(comm, calib_run_create(&c, comm, net, plan, w, progress, err), err));
+    c.grams = grams;
     if (progress && c.l.rank == 0)
         raana_log_line(progress, "calibrate: %d windows of %d tokens, %d in flight%s", w->n, w->len,
                        c.in_flight,

@@ -140,8 +140,8 @@ typedef struct {
 static raana_status calibrate_and_save(MPI_Comm comm, raana_stage *s, job_run *j, int rank,
                                        FILE *progress, raana_error *err)
 {
-    RAANA_CALL(raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, s->team, j->stats,
-                                        &j->loss, progress, err));
+    RAANA_CALL(raana_pipeline_calibrate(comm, &s->net, &s->plan, &s->windows, s->team, s->grams,
+                                        j->stats, &j->loss, progress, err));
     if (rank == 0)
         RAANA_CALL(raana_resume_save_calibration(&j->resume, j->calib_fp, j->stats,
                                                  s->plan.n_layers, j->loss, err));
@@ -155,6 +155,7 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
 {
     int n = s->plan.n_layers;
     j->calib_fp = raana_fingerprint_calibration(&j->fp, &s->windows);
+    j->fp.calibration = j->calib_fp;
     if (cfg->statistics[0]) {
         RAANA_CALL(raana_statistics_reuse(comm, cfg, s, j->fp.checkpoint, j->calib_fp, j->stats,
                                           &j->loss, err));
@@ -162,7 +163,9 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
             raana_log_line(progress, "calibrate: reused from %s", cfg->statistics);
         return RAANA_OK;
     }
-    if (rank == 0)
+    /* LDLQ needs the inputs' grams, which calibration.bin does not hold:
+     * calibrating again gives the same statistics, bit for bit */
+    if (rank == 0 && !cfg->ldlq)
         j->calibration_resumed =
             raana_resume_load_calibration(&j->resume, j->calib_fp, j->stats, n, &j->loss);
     MPI_Bcast(&j->calibration_resumed, 1, MPI_INT, 0, comm);
@@ -281,6 +284,8 @@ static raana_status run_stages(MPI_Comm comm, const raana_config *cfg, raana_sta
     FILE *progress = rank == 0 ? opt->progress : NULL;
     double t = MPI_Wtime();
     RAANA_CALL(raana_job_load(comm, cfg, s, rank, err));
+    if (cfg->ldlq)
+        RAANA_CALL(raana_comm_agree(comm, raana_stage_alloc_grams(s, err), err));
     RAANA_CALL(raana_fingerprint_checkpoint(comm, s, rank, &j->fp, err));
     j->seconds[RAANA_STAGE_LOAD] = MPI_Wtime() - t, t = MPI_Wtime();
     RAANA_CALL(calibrate_or_resume(comm, cfg, s, j, rank, progress, err));

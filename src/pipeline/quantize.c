@@ -74,7 +74,7 @@ static raana_status encode_and_save(const float *w, const raana_plan_layer *l,
 
 /* One layer: from the resume directory when it holds this exact work,
  * else encoded now and saved there. */
-static raana_status quantize_layer(const float *w, const raana_config *cfg,
+static raana_status quantize_layer(const float *w, const float *gram, const raana_config *cfg,
                                    const raana_plan_layer *l, double bits, uint64_t fingerprint,
                                    const raana_resume *resume, raana_qlayer *q, double *rel,
                                    int *reused, raana_error *err)
@@ -87,7 +87,9 @@ static raana_status quantize_layer(const float *w, const raana_config *cfg,
                              cfg->norm_col_rate,
                              raana_rng_layer_key(cfg->seed, l->name),
                              cfg->encoder,
-                             raana_quantize_threads(cfg)};
+                             raana_quantize_threads(cfg),
+                             gram,
+                             cfg->ldlq_damp};
     if (encode_and_save(w, l, &p, fingerprint, resume, q, rel, err) != RAANA_OK)
         return raana_error_prefix(err, "%s", l->name);
     return RAANA_OK;
@@ -187,7 +189,15 @@ typedef struct {
  * from the rank holding them (expert_teams.h), in the round that rank encodes it (the only
  * point-to-point messages of the stage; calibration's tags, the window
  * numbers, are all finished by then). */
-enum { TAG_WEIGHTS = 0x5157 };
+enum { TAG_WEIGHTS = 0x5157, TAG_GRAM = 0x5158 };
+
+/* With [quantize] ldlq, the layers whose input gram the owner's calibration
+ * summed (llama.h): every layer of a dense block, the attention of a sparse
+ * one; its gram travels with its weights (TAG_GRAM). */
+static int has_gram(const raana_config *cfg, const raana_plan_layer *l)
+{
+    return cfg->ldlq && l->expert == RAANA_EXPERT_NONE && l->kind <= RAANA_LINEAR_DOWN;
+}
 
 static void schedule_free(schedule *sc)
 {
@@ -315,8 +325,8 @@ cleanup:
 
 /* Round `round`, rank `rank`: sends the layers of its blocks that others
  * encode now (requests into reqs, *n_reqs of them). */
-static void send_weights(MPI_Comm comm, const raana_stage *s, const schedule *sc, int round,
-                         int rank, MPI_Request *reqs, int *n_reqs)
+static void send_weights(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
+                         const schedule *sc, int round, int rank, MPI_Request *reqs, int *n_reqs)
 {
     *n_reqs = 0;
     for (int k = 0; k < sc->n_ranks; k++) {
@@ -326,48 +336,67 @@ static void send_weights(MPI_Comm comm, const raana_stage *s, const schedule *sc
         const raana_plan_layer *l = &s->plan.layers[i];
         MPI_Isend(raana_stage_layer_weight(s, i), l->d_in * l->d_out, MPI_FLOAT, k, TAG_WEIGHTS,
                   comm, &reqs[(*n_reqs)++]);
+        if (has_gram(cfg, l)) /* the owner holds it: raana_stage_alloc_grams */
+            MPI_Isend(raana_stage_layer_gram(s, i), l->d_in * l->d_in, MPI_FLOAT, k, TAG_GRAM, comm,
+                      &reqs[(*n_reqs)++]);
     }
 }
 
-/* This rank's layer of the round: its own block's weights, or received
- * from the owner into buf. */
-static raana_status layer_weights(MPI_Comm comm, const raana_stage *s, const schedule *sc, int i,
-                                  int rank, float *buf, const float **w, raana_error *err)
+/* This rank's layer of the round: its own block's weights (and gram), or
+ * received from the owner into buf (and gram_buf). *gram stays NULL
+ * without LDLQ. */
+static raana_status layer_weights(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
+                                  const schedule *sc, int i, int rank, float *buf, float *gram_buf,
+                                  const float **w, const float **gram, raana_error *err)
 {
     const raana_plan_layer *l = &s->plan.layers[i];
+    int with_gram = has_gram(cfg, l);
+    *gram = NULL;
     if (sc->owner[i] == rank) {
         *w = raana_stage_layer_weight(s, i);
-        return *w ? RAANA_OK
-                  : RAANA_INTERNAL(err, "%s: rank %d should hold its weights", l->name, rank);
+        *gram = with_gram ? raana_stage_layer_gram(s, i) : NULL;
+        if (!*w || (with_gram && !*gram))
+            return RAANA_INTERNAL(err, "%s: rank %d should hold its weights and gram", l->name,
+                                  rank);
+        return RAANA_OK;
     }
     if (raana_recv_idle(buf, l->d_in * l->d_out, MPI_FLOAT, sc->owner[i], TAG_WEIGHTS, comm,
-                        MPI_STATUS_IGNORE) != MPI_SUCCESS)
+                        MPI_STATUS_IGNORE) != MPI_SUCCESS ||
+        (with_gram && raana_recv_idle(gram_buf, l->d_in * l->d_in, MPI_FLOAT, sc->owner[i],
+                                      TAG_GRAM, comm, MPI_STATUS_IGNORE) != MPI_SUCCESS))
         return raana_fail(err, RAANA_ERR_MPI, "%s: receiving the weights from rank %d failed",
                           l->name, sc->owner[i]);
     *w = buf;
+    *gram = with_gram ? gram_buf : NULL;
     return RAANA_OK;
 }
 
-/* The receive buffer: the largest layer this rank encodes but does not own
- * (one at a time). */
-static raana_status receive_buffer(const raana_plan *plan, const schedule *sc, int rank,
-                                   float **buf, raana_error *err)
+/* The receive buffers: the largest layer (and LDLQ gram) this rank
+ * encodes but does not own (one at a time). */
+static raana_status receive_buffer(const raana_plan *plan, const raana_config *cfg,
+                                   const schedule *sc, int rank, float **buf, float **gram_buf,
+                                   raana_error *err)
 {
-    size_t largest = 0;
-    *buf = NULL;
+    size_t largest = 0, largest_gram = 0;
+    *buf = *gram_buf = NULL;
     for (int r = 0; r < sc->rounds; r++) {
         int i = sc->table[(size_t)rank * sc->rounds + r];
         if (i >= 0 && sc->owner[i] != rank) {
-            size_t size = (size_t)plan->layers[i].d_in * (size_t)plan->layers[i].d_out;
+            const raana_plan_layer *l = &plan->layers[i];
+            size_t size = (size_t)l->d_in * (size_t)l->d_out, gram = (size_t)l->d_in * l->d_in;
             largest = size > largest ? size : largest;
+            if (has_gram(cfg, l) && gram > largest_gram)
+                largest_gram = gram;
         }
     }
-    if (largest == 0)
-        return RAANA_OK;
-    *buf = raana_malloc_large(largest * sizeof **buf);
-    if (!*buf)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %zu-weight receive buffer",
-                          largest);
+    if (largest)
+        *buf = raana_malloc_large(largest * sizeof **buf);
+    if (largest_gram)
+        *gram_buf = raana_malloc_large(largest_gram * sizeof **gram_buf);
+    if ((largest && !*buf) || (largest_gram && !*gram_buf))
+        return raana_fail(err, RAANA_ERR_NOMEM,
+                          "out of memory for a %zu-weight receive buffer (gram %zu)", largest,
+                          largest_gram);
     return RAANA_OK;
 }
 
@@ -448,6 +477,7 @@ typedef struct {
     schedule sc;
     int rank;
     float *buf;        /* received weights, one layer at a time */
+    float *gram_buf;   /* received LDLQ gram, the same */
     MPI_Request *reqs; /* [n_ranks]: this round's sends */
     double *mine;      /* [n][N_FIELDS]: summaries of this rank's layers */
     int counts[2];     /* reused, encoded */
@@ -462,16 +492,17 @@ typedef struct {
 static raana_status encode_one(stage_run *r, int i, raana_quantized *q, raana_error *err)
 {
     const raana_plan_layer *l = &r->s->plan.layers[i];
-    const float *w = NULL;
+    const float *w = NULL, *gram = NULL;
     double rel = 0, t0 = MPI_Wtime();
     int reused = 0;
-    RAANA_CALL(layer_weights(r->comm, r->s, &r->sc, i, r->rank, r->buf, &w, err));
+    RAANA_CALL(layer_weights(r->comm, r->s, r->cfg, &r->sc, i, r->rank, r->buf, r->gram_buf, &w,
+                             &gram, err));
     uint64_t fpl = raana_fingerprint_layer(r->fp, &r->s->model, l->name, r->cfg, r->alloc->bits[i]);
     q->layers[i] = calloc(1, sizeof *q->layers[i]);
     if (!q->layers[i])
         return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", l->name);
-    RAANA_CALL(quantize_layer(w, r->cfg, l, r->alloc->bits[i], fpl, r->resume, q->layers[i], &rel,
-                              &reused, err));
+    RAANA_CALL(quantize_layer(w, gram, r->cfg, l, r->alloc->bits[i], fpl, r->resume, q->layers[i],
+                              &rel, &reused, err));
     r->busy += MPI_Wtime() - t0;
     raana_fault_point("quantize", r->rank);
     r->counts[!reused]++, r->n_done++;
@@ -489,7 +520,7 @@ static raana_status encode_one(stage_run *r, int i, raana_quantized *q, raana_er
 static raana_status run_round(stage_run *r, int round, raana_quantized *q, raana_error *err)
 {
     int n_reqs = 0;
-    send_weights(r->comm, r->s, &r->sc, round, r->rank, r->reqs, &n_reqs);
+    send_weights(r->comm, r->s, r->cfg, &r->sc, round, r->rank, r->reqs, &n_reqs);
     int i = r->sc.table[(size_t)r->rank * r->sc.rounds + round];
     r->last_round.layer = NULL;
     raana_status st = i >= 0 ? encode_one(r, i, q, err) : RAANA_OK;
@@ -502,7 +533,8 @@ static raana_status run_round(stage_run *r, int round, raana_quantized *q, raana
 static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress, int size,
                                raana_error *err)
 {
-    raana_status st = receive_buffer(&r->s->plan, &r->sc, r->rank, &r->buf, err);
+    raana_status st =
+        receive_buffer(&r->s->plan, r->cfg, &r->sc, r->rank, &r->buf, &r->gram_buf, err);
     double total[R_COUNT], t0 = MPI_Wtime();
     for (int round = 0;; round++) { /* the agreement that ends round - 1 comes first */
         r->work[R_FAILED] = st != RAANA_OK;
@@ -577,7 +609,7 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
     q->summary = calloc((size_t)n, sizeof *q->summary);
     q->quantizer = calloc((size_t)n, sizeof *q->quantizer);
     r.mine = calloc((size_t)n * N_FIELDS, sizeof *r.mine);
-    r.reqs = calloc((size_t)size, sizeof *r.reqs);
+    r.reqs = calloc(2 * (size_t)size, sizeof *r.reqs); /* weights and gram per rank */
     st = q->layers && q->summary && q->quantizer && r.mine && r.reqs
              ? RAANA_OK
              : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
@@ -588,6 +620,7 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
 cleanup:
     schedule_free(&r.sc);
     free(r.buf);
+    free(r.gram_buf);
     free(r.reqs);
     free(r.mine);
     if (st != RAANA_OK)

@@ -10,6 +10,7 @@
 
 #include "raana/bitpack.h"
 #include "raana/huge_alloc.h"
+#include "raana/ldlq.h"
 #include "raana/rabitq.h"
 #include "raana/trick_terms.h"
 
@@ -220,7 +221,8 @@ static raana_status check_finite(const float *weight, int d_in, int d_out, const
     return RAANA_OK;
 }
 
-/* w = weight after the tricks, rotated column by column, then encoded. */
+/* w = weight after the tricks, rotated column by column, then encoded;
+ * with a gram, the codes are then re-chosen by LDLQ (ldlq.h). */
 static raana_status encode_layer(raana_qlayer *q, const float *weight, float *w,
                                  const raana_qlayer_params *p, raana_error *err)
 {
@@ -229,7 +231,10 @@ static raana_status encode_layer(raana_qlayer *q, const float *weight, float *w,
 #pragma omp parallel for num_threads(p->threads) schedule(static)
     for (int j = 0; j < d_out; j++)
         raana_rotation_apply(&q->rot, w + (size_t)j * d_in, 1);
-    return encode_columns(q, w, p->encoder, p->threads, err);
+    RAANA_CALL(encode_columns(q, w, p->encoder, p->threads, err));
+    if (p->gram)
+        RAANA_CALL(raana_ldlq_refine(q, w, p->gram, p->ldlq_damp, p->threads, err));
+    return RAANA_OK;
 }
 
 raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,

@@ -197,8 +197,8 @@ static raana_status calibrate(job_state *job, int rank, raana_statistics_output 
     if (cfg->statistics[0])
         return raana_statistics_reuse(MPI_COMM_WORLD, cfg, s, o->checkpoint_fp, o->calibration_fp,
                                       stats, &o->loss, err);
-    return raana_pipeline_calibrate(MPI_COMM_WORLD, &s->net, &s->plan, &s->windows, s->team, stats,
-                                    &o->loss, rank == 0 ? stderr : NULL, err);
+    return raana_pipeline_calibrate(MPI_COMM_WORLD, &s->net, &s->plan, &s->windows, s->team, NULL,
+                                    stats, &o->loss, rank == 0 ? stderr : NULL, err);
 }
 
 /* --calibrate-only, and with `allocate` also the reduce + allocate stage

@@ -132,6 +132,17 @@ static void test_cross_checks(void)
     CHECK_INT(parse(&cfg, "[model]\npath=m\n[calibration]\nsource = text\n", &err), RAANA_OK);
     CHECK_INT(raana_config_validate(&cfg, &err), RAANA_ERR_CONFIG);
     CHECK_MSG(err, "text_file");
+    /* LDLQ's grams are not in a statistics file */
+    CHECK_INT(
+        parse(&cfg,
+              "[model]\npath=m\n[calibration]\nstatistics = s.json\n[quantize]\nldlq = true\n",
+              &err),
+        RAANA_OK);
+    CHECK_INT(raana_config_validate(&cfg, &err), RAANA_ERR_CONFIG);
+    CHECK_MSG(err, "[quantize] ldlq = true", "[calibration] statistics", "ldlq = false");
+    CHECK_INT(parse(&cfg, "[model]\npath=m\n[calibration]\nstatistics = s.json\n", &err), RAANA_OK);
+    CHECK_INT(raana_config_validate(&cfg, &err), RAANA_OK); /* ldlq is off by default */
+    CHECK_INT(parse(&cfg, "[quantize]\nldlq_damp = 0\n", &err), RAANA_ERR_CONFIG);
 }
 
 static void test_set_and_files(void)

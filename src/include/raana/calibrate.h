@@ -34,6 +34,10 @@ typedef struct {
     double *w_fro;            /* [plan.n_layers] or NULL: this rank's norms (layer_norms.h) */
     raana_expert_teams teams; /* set by raana_stage_plan_experts */
     raana_expert_team *team;  /* this rank's part of it, by raana_stage_load, or NULL */
+    /* [net.n_blocks * RAANA_GRAM_GROUPS] or NULL: this rank's blocks' input
+     * grams for LDLQ (llama.h), by raana_stage_alloc_grams, summed by
+     * raana_pipeline_calibrate; a sparse block's MLP entries are NULL */
+    float **grams;
 } raana_stage;
 
 /* Opens the checkpoint (headers only) and builds the plan for n_ranks. */
@@ -53,6 +57,13 @@ raana_status raana_stage_check_memory(int rank, uint64_t planned_bytes, raana_er
  * part of an expert team (expert_team.h) when teams.size > 1. */
 raana_status raana_stage_load(raana_stage *s, int rank, raana_error *err);
 void raana_stage_free(raana_stage *s);
+
+/* With [quantize] ldlq, after raana_stage_load: zeroed grams for this
+ * rank's blocks (RAANA_ERR_NOMEM naming their size when they do not fit). */
+raana_status raana_stage_alloc_grams(raana_stage *s, raana_error *err);
+/* Plan layer `layer`'s input gram [d_in][d_in] (upper triangle) when this
+ * rank's blocks hold it, else NULL. */
+const float *raana_stage_layer_gram(const raana_stage *s, int layer);
 
 /* Plan layer `layer`'s weights when this rank holds them (its own block's,
  * less the experts it handed to a team, or a team member's experts), else
@@ -84,10 +95,12 @@ typedef struct {
 /* Collective. Fills stats[n_layers] (plan order) on every rank and the mean
  * calibration loss, running the windows in rounds of the plan's
  * windows_in_flight (calibrate.c); bit-identical for every M and every rank
- * count, with or without an expert team (team: the stage's, or NULL). */
+ * count, with or without an expert team (team: the stage's, or NULL).
+ * grams (the stage's, or NULL): each window's inputs added in window order
+ * (raana_llama_trace_add_grams), so they too are bit-identical. */
 raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, const raana_plan *plan,
                                       const raana_windows *w, raana_expert_team *team,
-                                      raana_layer_stats *stats, double *loss, FILE *progress,
-                                      raana_error *err);
+                                      float *const *grams, raana_layer_stats *stats, double *loss,
+                                      FILE *progress, raana_error *err);
 
 #endif

@@ -46,6 +46,9 @@ typedef struct raana_config {
     double norm_col_rate;
     uint64_t seed;
     raana_encoder encoder;
+    /* LDLQ codes from the calibration inputs' second moments (ldlq.h) */
+    int ldlq;
+    double ldlq_damp; /* > 0 */
     int n_exclude;
     char exclude[RAANA_MAX_EXCLUDE][RAANA_PATTERN_MAX];
     /* [output] */

@@ -17,6 +17,9 @@ typedef struct {
     size_t n;
     uint64_t *tensor;    /* [n], in the order of model.entries (sorted by name) */
     uint64_t checkpoint; /* of config.json and every tensor's name, dtype, shape, bytes */
+    /* of the calibration (raana_fingerprint_calibration), once the job has
+     * it: LDLQ codes depend on it ([quantize] ldlq), 0 before */
+    uint64_t calibration;
 } raana_fingerprints;
 
 /* The rank that handles checkpoint tensor `name` (writes it, hashes it):

@@ -83,6 +83,29 @@ const int *raana_llama_trace_experts(const raana_llama_trace *trace, int b);
  * backward pass. */
 typedef struct raana_llama_trace raana_llama_trace;
 
+/* The distinct inputs of a block's linear layers, whose second moments
+ * (grams, sum over tokens of x x^T) LDLQ uses (ldlq.h): q, k and v share the
+ * attention input, gate and up the MLP input. A sparse block's experts have
+ * none (their inputs are the tokens routed to each). */
+enum {
+    RAANA_GRAM_ATTN_IN,  /* q, k, v: [hidden] */
+    RAANA_GRAM_ATTN_CTX, /* o: [heads * head_dim] */
+    RAANA_GRAM_MLP_IN,   /* gate, up: [hidden] (dense blocks) */
+    RAANA_GRAM_MLP_ACT,  /* down: [intermediate] (dense blocks) */
+    RAANA_GRAM_GROUPS
+};
+/* The group of slot `slot` (model.h) of block `block` (absolute, loaded
+ * in net), or -1 (a sparse block's router and experts). */
+int raana_llama_gram_group(const raana_llama *net, int block, int slot);
+/* The dimension of group g's input. */
+int raana_gram_dim(const raana_model_config *c, int group);
+/* Adds X^T X (upper triangle, row-major [d][d]) of one window's inputs to
+ * grams[b * RAANA_GRAM_GROUPS + g] for block b (0 = first_block) and group
+ * g, for every non-NULL pointer (a sparse block's MLP groups are skipped);
+ * from a forward trace, before the backward frees it. */
+void raana_llama_trace_add_grams(const raana_llama *net, const raana_llama_trace *tr,
+                                 float *const *grams);
+
 /* hidden[T][H] = embedding of tokens (needs the embedding). */
 raana_status raana_llama_embed(const raana_llama *net, const int *tokens, int t, float *hidden,
                                raana_error *err);

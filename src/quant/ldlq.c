@@ -1,0 +1,193 @@
+/* ldlq.c — LDLQ codes for a quantized layer (see ldlq.h): the damped gram
+ * in the rotated basis, the Cholesky factor of its inverse, and the error
+ * feedback over rotated coordinates in blocks (inside a block per column,
+ * across blocks one sgemm). */
+#include "raana/ldlq.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raana/bitpack.h"
+#include "raana/huge_alloc.h"
+
+#define LDLQ_BLOCK 128
+
+/* h[d][d] = R (s g s) R^T in float, full: g's upper triangle mirrored and
+ * scaled by the norm_row scales, then every row rotated, the matrix
+ * transposed, and every row rotated again (R A^T = (A R^T)^T). */
+static void rotated_gram(const raana_qlayer *q, const float *gram, float *h, float *tmp)
+{
+    int d = q->d_in;
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            float v = i <= j ? gram[(size_t)i * d + j] : gram[(size_t)j * d + i];
+            if (q->row_scale)
+                v *= q->row_scale[i] * q->row_scale[j];
+            tmp[(size_t)i * d + j] = v;
+        }
+    raana_rotation_apply(&q->rot, tmp, (size_t)d);
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++)
+            h[(size_t)i * d + j] = tmp[(size_t)j * d + i];
+    raana_rotation_apply(&q->rot, h, (size_t)d);
+}
+
+/* u = J L^-1 J with J H J = L L^T (J reverses the indices): then
+ * U^T U = H^-1 and U is upper triangular. *usable = 0 when H + lambda I is
+ * not positive definite in double (tr(H) zero or not finite). */
+static raana_status inverse_cholesky(const float *h, int d, double damp, float *u, int *usable,
+                                     raana_error *err)
+{
+    double tr = 0;
+    for (int i = 0; i < d; i++)
+        tr += h[(size_t)i * d + i];
+    *usable = isfinite(tr) && tr > 0;
+    if (!*usable)
+        return RAANA_OK;
+    double lambda = damp * tr / d;
+    double *p = raana_malloc_large((size_t)d * (size_t)d * sizeof *p);
+    if (!p)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d LDLQ factor", d, d);
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j <= i; j++)
+            p[(size_t)i * d + j] = h[(size_t)(d - 1 - i) * d + (d - 1 - j)] + (i == j ? lambda : 0);
+    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', d, p, d);
+    if (info == 0)
+        info = LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', d, p, d);
+    *usable = info == 0;
+    memset(u, 0, (size_t)d * (size_t)d * sizeof *u);
+    for (int i = 0; *usable && i < d; i++)
+        for (int j = i; j < d; j++)
+            u[(size_t)i * d + j] = (float)p[(size_t)(d - 1 - i) * d + (d - 1 - j)];
+    free(p);
+    return RAANA_OK;
+}
+
+raana_status raana_ldlq_factor(const raana_qlayer *q, const float *gram, double damp, float *u,
+                               int *usable, raana_error *err)
+{
+    size_t n = (size_t)q->d_in * (size_t)q->d_in;
+    float *h = raana_malloc_large(n * sizeof *h), *tmp = raana_malloc_large(n * sizeof *tmp);
+    raana_status st = RAANA_OK;
+    if (!h || !tmp)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d LDLQ gram", q->d_in,
+                        q->d_in);
+    rotated_gram(q, gram, h, tmp);
+    free(tmp), tmp = NULL;
+    RAANA_CHECK(inverse_cholesky(h, q->d_in, damp, u, usable, err));
+cleanup:
+    free(h);
+    free(tmp);
+    return st;
+}
+
+/* One column's codes over rotated coordinates [i0, i1): rounds w[i] to its
+ * grid, feeds the error forward inside the block and records e[i - i0]. */
+static void feedback_block(float *w, const float *u, int d, int i0, int i1, float step, int bits,
+                           uint8_t *codes, float *e)
+{
+    float center = (float)((1 << bits) - 1) * 0.5f, top = (float)((1 << bits) - 1);
+    for (int i = i0; i < i1; i++) {
+        float c = rintf(w[i] / step + center);
+        c = c < 0 ? 0 : c > top ? top : c;
+        codes[i] = (uint8_t)c;
+        float ei = (w[i] - step * (c - center)) / u[(size_t)i * d + i];
+        const float *ui = u + (size_t)i * d;
+        for (int k = i + 1; k < i1; k++)
+            w[k] -= ei * ui[k];
+        e[i - i0] = ei;
+    }
+}
+
+/* codes[d_out][d_in] by the error feedback on w (overwritten); columns with
+ * skip[j] set are left alone (their e is 0). */
+static void feedback(const raana_qlayer *q, float *w, const float *u, const uint8_t *skip,
+                     uint8_t *codes, float *e, int threads)
+{
+    int d = q->d_in, d_out = q->d_out;
+    (void)threads; /* only read by the OpenMP pragma */
+    for (int i0 = 0; i0 < d; i0 += LDLQ_BLOCK) {
+        int i1 = i0 + LDLQ_BLOCK < d ? i0 + LDLQ_BLOCK : d;
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int j = 0; j < d_out; j++) {
+            float *ej = e + (size_t)j * LDLQ_BLOCK;
+            memset(ej, 0, LDLQ_BLOCK * sizeof *ej);
+            if (!skip[j])
+                feedback_block(w + (size_t)j * d, u, d, i0, i1, q->rescale[j], q->code_bits,
+                               codes + (size_t)j * d, ej);
+        }
+        if (i1 < d)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d_out, d - i1, i1 - i0, -1.0f, e,
+                        LDLQ_BLOCK, u + (size_t)i0 * d + i1, d, 1.0f, w + i1, d);
+    }
+}
+
+/* Column j's new codes, if they correlate positively with its target:
+ * packed, with the unbiased rescale; returns the column's cosine. */
+static double adopt_codes(raana_qlayer *q, int j, const float *t, const uint8_t *codes,
+                          uint8_t *old)
+{
+    int d = q->d_in;
+    double center = ((1 << q->code_bits) - 1) * 0.5, tt = 0, tc = 0, cc = 0;
+    for (int i = 0; i < d; i++) {
+        double c = codes[i] - center;
+        tt += (double)t[i] * t[i], tc += t[i] * c, cc += c * c;
+    }
+    uint8_t *packed = q->packed + (size_t)j * q->packed_bytes;
+    if (tc > 0 && tt > 0) {
+        raana_pack_codes(codes, (size_t)d, q->code_bits, packed);
+        q->rescale[j] = (float)(tt / tc);
+        return tc / sqrt(tt * cc);
+    }
+    raana_unpack_codes(packed, (size_t)d, q->code_bits, old); /* keeps its exact codes */
+    tc = cc = 0;
+    for (int i = 0; i < d; i++) {
+        double c = old[i] - center;
+        tc += t[i] * c, cc += c * c;
+    }
+    return tt > 0 && cc > 0 ? tc / sqrt(tt * cc) : 1.0;
+}
+
+raana_status raana_ldlq_refine(raana_qlayer *q, const float *target, const float *gram, double damp,
+                               int threads, raana_error *err)
+{
+    if (q->bits < 1)
+        return RAANA_OK;
+    int d = q->d_in, d_out = q->d_out, usable = 0;
+    size_t n = (size_t)d * (size_t)d_out;
+    raana_status st = RAANA_OK;
+    float *u = raana_malloc_large((size_t)d * (size_t)d * sizeof *u);
+    float *w = raana_malloc_large(n * sizeof *w);
+    float *e = malloc((size_t)d_out * LDLQ_BLOCK * sizeof *e);
+    uint8_t *codes = raana_malloc_large(n), *skip = calloc((size_t)d_out, 1);
+    uint8_t *old = malloc((size_t)d);
+    if (!u || !w || !e || !codes || !skip || !old)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for LDLQ on a %dx%d layer", d_out, d);
+    RAANA_CHECK(raana_ldlq_factor(q, gram, damp, u, &usable, err));
+    if (!usable)
+        goto cleanup;
+    for (int j = 0; j < d_out; j++) /* a zero column has no grid: it stays */
+        skip[j] = !(q->rescale[j] > 0 && isfinite(q->rescale[j])) ? 2 : 0;
+    for (int h = 0; h < q->n_held; h++)
+        skip[q->held_cols[h]] = 1;
+    memcpy(w, target, n * sizeof *w);
+    feedback(q, w, u, skip, codes, e, threads);
+    double cos_sum = 0;
+    for (int j = 0; j < d_out; j++)
+        if (!skip[j])
+            cos_sum += adopt_codes(q, j, target + (size_t)j * d, codes + (size_t)j * d, old);
+        else if (skip[j] == 2)
+            cos_sum += 1.0; /* as the encoder counts a zero column */
+    q->mean_cosine = d_out > q->n_held ? cos_sum / (d_out - q->n_held) : 1.0;
+cleanup:
+    free(u);
+    free(w);
+    free(e);
+    free(codes);
+    free(skip);
+    free(old);
+    return st;
+}
