@@ -163,11 +163,18 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
             raana_log_line(progress, "calibrate: reused from %s", cfg->statistics);
         return RAANA_OK;
     }
-    /* LDLQ needs the inputs' grams, which calibration.bin does not hold:
-     * calibrating again gives the same statistics, bit for bit */
-    if (rank == 0 && !cfg->ldlq)
+    if (rank == 0)
         j->calibration_resumed =
             raana_resume_load_calibration(&j->resume, j->calib_fp, j->stats, n, &j->loss);
+    if (j->calibration_resumed && cfg->ldlq) {
+        /* calibrating again gives the same statistics, bit for bit, and the grams */
+        j->calibration_resumed = 0;
+        if (progress)
+            raana_log_line(progress,
+                           "calibrate: %s/calibration.bin not reused: [quantize] ldlq needs the "
+                           "layer inputs' grams, which it does not hold",
+                           j->resume.dir);
+    }
     MPI_Bcast(&j->calibration_resumed, 1, MPI_INT, 0, comm);
     if (j->calibration_resumed) {
         MPI_Bcast(j->stats, n * (int)(sizeof *j->stats / sizeof(double)), MPI_DOUBLE, 0, comm);
