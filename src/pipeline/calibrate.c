@@ -400,7 +400,8 @@ static int fitting_windows(const raana_stage *s, int rank)
     const raana_plan_rank *r = &s->plan.ranks[rank];
     for (int m = s->plan.windows_in_flight; m > 1; m--) {
         uint64_t calib = raana_estimate_calibration_bytes(&s->model.config, r, s->plan.seq_len, m);
-        uint64_t need = 4 * r->params + (calib > r->quantize_bytes ? calib : r->quantize_bytes);
+        uint64_t need =
+            4 * r->params + r->gram_bytes + (calib > r->quantize_bytes ? calib : r->quantize_bytes);
         raana_error scratch;
         if (raana_memory_check(&mem, need, rank, &scratch) == RAANA_OK)
             return m;

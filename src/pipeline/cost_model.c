@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "raana/balance.h"
+#include "raana/memory_estimate.h"
 
 /* Weights a token passes through in plan layer l: an expert's projection
  * is used by top_k of the experts. */
@@ -70,10 +71,17 @@ static raana_status predict_quantize(const raana_plan *plan, const raana_config 
     if (!layer || !load || !rank_of)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the cost model");
     double per_second = cfg->cost_quantize_scale / cost->threads.quantize;
-    for (int i = 0; i < n; i++)
-        layer[i] = plan->layers[i].quantize
-                       ? per_second * layer_cost(&plan->layers[i], cfg->avg_bits, cfg->encoder)
-                       : -1;
+    /* LDLQ is BLAS work: its reference rate scaled as the calibration's */
+    double ldlq_scale = 87.0 / cfg->cost_calibrate_gflops / cost->threads.blas;
+    for (int i = 0; i < n; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        int gram = cfg->ldlq && l->expert == RAANA_EXPERT_NONE && l->kind <= RAANA_LINEAR_DOWN;
+        layer[i] =
+            l->quantize
+                ? per_second * layer_cost(l, cfg->avg_bits, cfg->encoder) +
+                      (gram ? ldlq_scale * raana_ldlq_cost(l->d_in, l->d_out, cfg->avg_bits) : 0)
+                : -1;
+    }
     RAANA_CHECK(raana_balance_lpt(layer, NULL, n, plan->n_ranks, rank_of, load, err));
     for (int r = 0; r < plan->n_ranks; r++) {
         cost->ranks[r].quantize = load[r];
@@ -97,6 +105,11 @@ static void predict_calibrate(const raana_plan *plan, const raana_model_config *
         if (plan->ranks[r].n_blocks == 0)
             continue;
         double flops = window_flops(plan, model, r, plan->seq_len);
+        const raana_plan_rank *pr = &plan->ranks[r]; /* LDLQ's grams: T d^2 per input */
+        flops += (double)plan->seq_len *
+                 (double)raana_estimate_gram_bytes(model, pr->first_block,
+                                                   pr->first_block + pr->n_blocks, cfg) /
+                 4;
         unit[holders++] = flops / rate;
         cost->ranks[r].calibrate = cost->windows * flops / rate;
         cost->calibrate_flops += cost->windows * flops;

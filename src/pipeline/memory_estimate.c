@@ -22,15 +22,45 @@ static uint64_t quantized_layer_bytes(const raana_plan_layer *l, const raana_con
     return bytes;
 }
 
+/* LDLQ's working set for a layer, and the receive buffer of its gram. */
+static void ldlq_bytes(const raana_plan_layer *l, const raana_config *cfg, uint64_t *work,
+                       uint64_t *gram)
+{
+    uint64_t d_in = (uint64_t)l->d_in, d_out = (uint64_t)l->d_out;
+    int has = cfg->ldlq && l->expert == RAANA_EXPERT_NONE && l->kind <= RAANA_LINEAR_DOWN;
+    *work = has ? 12 * d_in * d_in + 5 * d_in * d_out : 0;
+    *gram = has ? 4 * d_in * d_in : 0;
+}
+
+uint64_t raana_estimate_gram_bytes(const raana_model_config *m, int first, int next,
+                                   const raana_config *cfg)
+{
+    if (!cfg->ldlq)
+        return 0;
+    uint64_t h = (uint64_t)m->hidden_size, ctx = (uint64_t)m->num_heads * m->head_dim;
+    uint64_t inter = (uint64_t)m->intermediate_size, bytes = 0;
+    for (int b = first; b < next; b++) {
+        bytes += 4 * (h * h + ctx * ctx);
+        if (!raana_block_is_sparse(m, b))
+            bytes += 4 * (h * h + inter * inter);
+    }
+    return bytes;
+}
+
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
                                        const raana_config *cfg)
 {
-    uint64_t own = 0, foreign = 0, kept = 0;
+    uint64_t own = 0, foreign = 0, kept = 0, ldlq = 0, gram = 0;
     for (int i = 0; i < plan->n_layers; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         uint64_t weights = (uint64_t)l->d_in * (uint64_t)l->d_out;
         if (!l->quantize)
             continue;
+        uint64_t work, g;
+        ldlq_bytes(l, cfg, &work, &g);
+        ldlq = work > ldlq ? work : ldlq;
+        if (!(l->block >= first && l->block < next))
+            gram = g > gram ? g : gram;
         if (l->block >= first && l->block < next) {
             own = 4 * weights > own ? 4 * weights : own;
             kept += quantized_layer_bytes(l, cfg);
@@ -40,7 +70,7 @@ uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int ne
     }
     /* the receive buffer stays through the stage; the working copy is of
      * the layer being encoded, own or received */
-    return foreign + (own > foreign ? own : foreign) + kept;
+    return foreign + (own > foreign ? own : foreign) + kept + ldlq + gram;
 }
 
 /* Attention is blocked: a trace keeps one log-sum-exp per head and

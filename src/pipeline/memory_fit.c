@@ -80,17 +80,20 @@ static void format_holdings(char *buf, size_t size, const raana_plan_rank *r)
 static void format_estimate(char *buf, size_t size, const raana_plan *plan, int r)
 {
     const raana_plan_rank *rk = &plan->ranks[r];
-    char holds[96];
+    char holds[96], grams[80] = "";
     format_holdings(holds, sizeof holds, rk);
+    if (rk->gram_bytes)
+        snprintf(grams, sizeof grams, ", plus %.1f MiB LDLQ grams", (double)rk->gram_bytes / MIB);
     snprintf(buf, size,
              "rank %d (%s) needs %.1f MiB beyond the process: est. peak %.1f MiB = %.1f MiB "
              "process + %.1f MiB f32 weights + the larger of %.1f MiB calibration activations "
-             "(%d window%s in flight%s) and %.1f MiB quantize working set",
+             "(%d window%s in flight%s) and %.1f MiB quantize working set%s",
              r, holds, (double)rank_need(rk) / MIB, (double)rk->peak_bytes / MIB,
              (double)RAANA_PROCESS_BASE_BYTES / MIB, (double)(4 * rk->params) / MIB,
              (double)rk->calibration_bytes / MIB, plan->windows_in_flight,
              plan->windows_in_flight == 1 ? "" : "s",
-             plan->windows_auto ? ", auto at its least" : "", (double)rk->quantize_bytes / MIB);
+             plan->windows_auto ? ", auto at its least" : "", (double)rk->quantize_bytes / MIB,
+             grams);
 }
 
 /* How many ranks would fit under room, as a clause. */

@@ -94,8 +94,9 @@ static void estimate_peak(const raana_model_config *m, const raana_plan *plan, r
         r->expert_rows_bytes;
     r->quantize_bytes =
         raana_estimate_quantize_bytes(plan, r->first_block, r->first_block + r->n_blocks, cfg);
+    r->gram_bytes = raana_estimate_gram_bytes(m, r->first_block, r->first_block + r->n_blocks, cfg);
     r->peak_bytes =
-        RAANA_PROCESS_BASE_BYTES + 4 * r->params +
+        RAANA_PROCESS_BASE_BYTES + 4 * r->params + r->gram_bytes +
         (r->calibration_bytes > r->quantize_bytes ? r->calibration_bytes : r->quantize_bytes);
 }
 
@@ -218,6 +219,12 @@ static void print_memory_model(FILE *out, const raana_plan *plan)
             plan->windows_in_flight == 1 ? "" : "s",
             plan->windows_auto ? ", auto: lowered at run time if the memory limits need it" : "",
             quant);
+    if (top->gram_bytes) {
+        char grams[32];
+        format_bytes(top->gram_bytes, grams, sizeof grams);
+        fprintf(out, "  + %s LDLQ grams ([quantize] ldlq), held from calibration to quantize\n",
+                grams);
+    }
 }
 
 void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_config *m)

@@ -311,10 +311,12 @@ static raana_status plan_rounds(MPI_Comm comm, const raana_stage *s, const raana
     MPI_Bcast(resumed, n, MPI_INT, 0, comm);
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
-        sc->cost[i] = !l->quantize ? -1
-                      : resumed[i]
-                          ? 0
-                          : raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder);
+        sc->cost[i] =
+            !l->quantize ? -1
+            : resumed[i]
+                ? 0
+                : raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder) +
+                      (has_gram(cfg, l) ? raana_ldlq_cost(l->d_in, l->d_out, alloc->bits[i]) : 0);
     }
     MPI_Bcast(sc->cost, n, MPI_DOUBLE, 0, comm);
     RAANA_CHECK(raana_comm_agree(comm, build_schedule(s, size, resumed, sc, quantizer, err), err));

@@ -37,7 +37,8 @@ static void rotated_gram(const raana_qlayer *q, const float *gram, float *h, flo
 
 /* u = J L^-1 J with J H J = L L^T (J reverses the indices): then
  * U^T U = H^-1 and U is upper triangular. *usable = 0 when H + lambda I is
- * not positive definite in double (tr(H) zero or not finite). */
+ * not positive definite in double (tr(H) zero or not finite). h may be u:
+ * it is read in full before u is written. */
 static raana_status inverse_cholesky(const float *h, int d, double damp, float *u, int *usable,
                                      raana_error *err)
 {
@@ -70,18 +71,13 @@ raana_status raana_ldlq_factor(const raana_qlayer *q, const float *gram, double 
                                int *usable, raana_error *err)
 {
     size_t n = (size_t)q->d_in * (size_t)q->d_in;
-    float *h = raana_malloc_large(n * sizeof *h), *tmp = raana_malloc_large(n * sizeof *tmp);
-    raana_status st = RAANA_OK;
-    if (!h || !tmp)
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d LDLQ gram", q->d_in,
-                        q->d_in);
-    rotated_gram(q, gram, h, tmp);
-    free(tmp), tmp = NULL;
-    RAANA_CHECK(inverse_cholesky(h, q->d_in, damp, u, usable, err));
-cleanup:
-    free(h);
+    float *tmp = raana_malloc_large(n * sizeof *tmp);
+    if (!tmp)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d LDLQ gram", q->d_in,
+                          q->d_in);
+    rotated_gram(q, gram, u, tmp); /* H in u: inverse_cholesky reads it all before writing */
     free(tmp);
-    return st;
+    return inverse_cholesky(u, q->d_in, damp, u, usable, err);
 }
 
 /* One column's codes over rotated coordinates [i0, i1): rounds w[i] to its

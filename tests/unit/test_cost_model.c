@@ -7,7 +7,8 @@
  * costs (avg_bits between whole bits interpolated) and its largest rank
  * within LPT's bound; the calibration rate scales with the OpenBLAS
  * threads and the quantize time with the OpenMP threads; reused
- * statistics cost no calibration. */
+ * statistics cost no calibration; LDLQ adds its grams to the calibration
+ * FLOPs and its factor and feedback to the quantize stage. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,25 @@ static void test_one_rank(void)
     CHECK_NEAR(cost.write, bytes / 150e6, 1e-12);
     CHECK_NEAR(cost.total, cost.load + cost.calibrate + cost.quantize + cost.write, 1e-12);
     raana_cost_free(&cost);
+    /* LDLQ: every input's gram (T d^2 flops per window) and each layer's
+     * factor and feedback at the reference rate scaled as the calibration's */
+    double h = m.hidden_size, ctx = (double)m.num_heads * m.head_dim, in = m.intermediate_size;
+    cfg.ldlq = 1;
+    CHECK_INT(raana_cost_predict(&plan, &m, &cfg, &threads, &cost, &err), RAANA_OK);
+    CHECK_NEAR(cost.calibrate_flops, 3 * (f + 4 * 128 * (2 * h * h + ctx * ctx + in * in)), 1e-9);
+    double ldlq = 0;
+    for (int i = 0; i < plan.n_layers; i++)
+        ldlq += raana_ldlq_cost(plan.layers[i].d_in, plan.layers[i].d_out, 2.5) * 87 / 50 / 3;
+    CHECK(ldlq > 0);
+    CHECK_NEAR(cost.quantize, q + ldlq, 1e-12);
+    raana_cost_free(&cost);
+    raana_plan with;
+    CHECK_INT(raana_plan_create(&m, &cfg, 1, &with, &err), RAANA_OK);
+    CHECK_INT(with.ranks[0].gram_bytes, 4 * 4 * (2 * h * h + ctx * ctx + in * in));
+    CHECK(with.ranks[0].peak_bytes >= plan.ranks[0].peak_bytes + with.ranks[0].gram_bytes);
+    CHECK_INT(plan.ranks[0].gram_bytes, 0);
+    raana_plan_free(&with);
+    cfg.ldlq = 0;
     strcpy(cfg.statistics, "reused.calibration.json");
     CHECK_INT(raana_cost_predict(&plan, &m, &cfg, &threads, &cost, &err), RAANA_OK);
     CHECK(cost.calibrate == 0 && cost.quantize > 0);

@@ -2,7 +2,7 @@
  * its f32 weights (plan.c adds them up; the
  * whole model is in docs/SCALING.md, "Memory of one rank"):
  *
- *   peak = process base + f32 weights + max(calibration, quantize)
+ *   peak = process base + f32 weights + LDLQ grams + max(calibration, quantize)
  *
  * The stages run one after another and free their buffers, so only the
  * larger of the two working sets is resident at once. Checkpoint pages
@@ -38,8 +38,17 @@ uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raa
  * never both), plus every quantized layer of its blocks, which stays
  * until the container is written: avg_bits / 8 bytes per weight of codes,
  * a rescale per column, the trick terms (mu, row scales) per input and
- * the held-out columns in f32. */
+ * the held-out columns in f32. With [quantize] ldlq also LDLQ's working
+ * set for the largest layer (ldlq.c: its factor in f32 and f64, 12 d_in^2
+ * bytes, a copy of the columns and their codes, 5 d_in d_out) and the
+ * receive buffer of a layer's gram (4 d_in^2). */
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
                                        const raana_config *cfg);
+
+/* With [quantize] ldlq: the grams of blocks [first, next) (llama.h), held
+ * from the calibration through the quantize stage: 4 d^2 bytes per
+ * distinct input of each block (a sparse block's attention only); else 0. */
+uint64_t raana_estimate_gram_bytes(const raana_model_config *m, int first, int next,
+                                   const raana_config *cfg);
 
 #endif

@@ -35,6 +35,7 @@ typedef struct {
     uint64_t forward_peak_bytes; /* the same for one window (forward only, raana-eval) */
     uint64_t calibration_bytes, quantize_bytes; /* the two working sets in peak_bytes */
     uint64_t expert_rows_bytes; /* an expert team member's routed rows, in calibration_bytes */
+    uint64_t gram_bytes;        /* [quantize] ldlq's grams of its blocks, in peak_bytes */
 } raana_plan_rank;
 
 typedef struct {
