@@ -3,7 +3,8 @@
 # fixture job (jobs/kjv-tiny.ini: its calibration, 2 windows of 256 tokens),
 # held-out perplexity ratio to the unquantized 31.921801 with raana-eval
 # (heldout.txt, N = 256), seeds 0-2, at the budgets given (default 2.5 3.3).
-# With KL=1 also the mean KL divergence to the unquantized model.
+# With KL=1 also the mean KL divergence to the unquantized model; UNIFORM=1
+# gives every layer avg_bits; SETS="section.key=value ..." more settings.
 # Usage: bench/ldlq_kjv.sh BUILD_DIR WORK_DIR [avg_bits ...]
 # Prints one line per (budget, seed, ldlq) and a median table.
 set -euo pipefail
@@ -25,6 +26,7 @@ for a in "${budgets[@]}"; do
             out=$work/a${a}_s${seed}_$ldlq.h5
             extra=()
             [ "${UNIFORM:-0}" = 1 ] && extra=(--set "quantize.bits=$a")
+            for kv in ${SETS:-}; do extra+=(--set "$kv"); done
             "$build/raana-mpi" "$src/jobs/kjv-tiny.ini" --set "output.path=$out" \
                 --set "quantize.seed=$seed" --set "quantize.avg_bits=$a" \
                 --set "quantize.ldlq=$ldlq" "${extra[@]}" >/dev/null 2>&1
@@ -35,7 +37,7 @@ for a in "${budgets[@]}"; do
 import json, sys
 d = json.load(sys.stdin)
 q = d.get("quantized", d)
-kl = q.get("kl_divergence", d.get("kl_divergence"))
+kl = d.get("kl")
 kl = kl.get("mean") if isinstance(kl, dict) else kl
 ratio = q["perplexity"] / 31.921801
 print(f"ratio {ratio:.4f}" + (f" kl {kl:.5f}" if kl is not None else ""))')
