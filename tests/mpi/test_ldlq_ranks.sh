@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# test_ldlq_ranks.sh — [quantize] ldlq on the fixture job (avg_bits 2.5) for
-# P = 1, 2, 3, 4: every container byte-identical to P = 1 outside
-# /provenance (grams summed in window order on each block's owner, sent
-# with the weights to the rank that encodes the layer). Common checks: the
+# test_ldlq_ranks.sh — [quantize] ldlq on the fixture job (avg_bits 2.5) and
+# on the Mixtral fixture for P = 1, 2, 3, 4: every container byte-identical
+# to P = 1 outside /provenance (grams summed in window order on each block's
+# owner, sent with the weights to the rank that encodes the layer), also
+# with one window in flight and with an expert team of 2. Mixtral's
+# attention codes change and its experts' do not (no gram: routed tokens).
+# Common checks: the
 # codes equal an independent float64 numpy LDLQ (tests/py/check_ldlq.py,
 # against the same job without ldlq for the grid), and the layers differ
 # from it; a rank killed while quantizing, then the same command again,
@@ -27,17 +30,22 @@ same_as() { # same_as REF FILE what
     --ignore config.ini >/dev/null && ok || bad "$3: container differs from P=1's"
 }
 
+moe_window_job "$tmp/moe.ini" "$src/tests/data/mixtral-tiny-random" 3 "$tmp/moe.h5"
 for p in $test_ranks; do
   run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$out_h5" "${ldlq[@]}"
   expect_rc 0 "ldlq job P=$p"
   expect_out "allocation: target 2.5 bits" "ldlq job P=$p"
   mv "$out_h5" "$tmp/p$p.h5"
+  run "$mpiexec" -n "$p" "$mpi_bin" "$tmp/moe.ini" --set quantize.ldlq=true
+  expect_rc 0 "ldlq Mixtral P=$p"
+  mv "$tmp/moe.h5" "$tmp/moe$p.h5"
   if [ "$p" = 1 ]; then
-    cp "$tmp/p1.h5" "$ref/"
+    cp "$tmp/p1.h5" "$tmp/moe1.h5" "$ref/"
     continue
   fi
   has_ref "$ref/p1.h5" "P=$p" || continue
   same_as "$ref/p1.h5" "$tmp/p$p.h5" "ldlq P=$p"
+  same_as "$ref/moe1.h5" "$tmp/moe$p.h5" "ldlq Mixtral P=$p"
 done
 [ "$test_common" = 1 ] || { finish; exit; }
 has_ref "$ref/p1.h5" "the checks on P=1's container" || { finish; exit; }
@@ -49,6 +57,28 @@ HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_ldlq.py" "$tmp/plain.h5"
   "$src/tests/data/kjv-tiny" 1 && ok || bad "raana's LDLQ codes against numpy's"
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/plain.h5" \
   "$ref/p1.h5" --ignore config.ini >/dev/null 2>&1 && bad "ldlq changed no code" || ok
+
+# one window in flight (grams summed in the same order), and Mixtral with an
+# expert team of 2 on 4 ranks
+run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$out_h5" "${ldlq[@]}" \
+  --set calibration.windows_in_flight=1
+expect_rc 0 "ldlq, one window in flight"
+same_as "$ref/p1.h5" "$out_h5" "ldlq, one window in flight"
+rm -f "$out_h5"
+run "$mpiexec" -n 4 "$mpi_bin" "$tmp/moe.ini" --set quantize.ldlq=true \
+  --set calibration.expert_ranks=2
+expect_rc 0 "ldlq Mixtral, expert team of 2"
+same_as "$ref/moe1.h5" "$tmp/moe.h5" "ldlq Mixtral, expert team of 2"
+run "$mpi_bin" "$tmp/moe.ini" --set "output.path=$tmp/moe-plain.h5"
+expect_rc 0 "Mixtral without ldlq"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" - "$tmp/moe-plain.h5" "$ref/moe1.h5" <<'PY' && ok ||
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["layers"], h5py.File(sys.argv[2], "r")["layers"]
+bad = [n for n in a if np.array_equal(a[n]["codes"][...], b[n]["codes"][...]) == ("experts" not in n)]
+print("\n".join(bad), file=sys.stderr)
+sys.exit(1 if bad or len(a) != 32 else 0)
+PY
+  bad "Mixtral: ldlq must change the attention's codes and no expert's"
 
 # a rank dies in its 10th quantized layer; the rerun reuses the finished ones
 run env RAANA_FAULT_INJECT=quantize:1:10 "$mpiexec" -n 2 "$mpi_bin" "$job" \
