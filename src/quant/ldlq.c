@@ -55,9 +55,12 @@ static raana_status inverse_cholesky(const float *h, int d, double damp, float *
     for (int i = 0; i < d; i++)
         for (int j = 0; j <= i; j++)
             p[(size_t)i * d + j] = h[(size_t)(d - 1 - i) * d + (d - 1 - j)] + (i == j ? lambda : 0);
-    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', d, p, d);
+    /* p's lower triangle, row-major, is the upper one column-major: LAPACK
+     * works in place (LAPACKE's row-major calls would transpose into a
+     * second d x d copy) */
+    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', d, p, d);
     if (info == 0)
-        info = LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', d, p, d);
+        info = LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', d, p, d);
     *usable = info == 0;
     memset(u, 0, (size_t)d * (size_t)d * sizeof *u);
     for (int i = 0; *usable && i < d; i++)
