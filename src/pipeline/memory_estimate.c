@@ -28,7 +28,7 @@ static void ldlq_bytes(const raana_plan_layer *l, const raana_config *cfg, uint6
 {
     uint64_t d_in = (uint64_t)l->d_in, d_out = (uint64_t)l->d_out;
     int has = cfg->ldlq && l->expert == RAANA_EXPERT_NONE && l->kind <= RAANA_LINEAR_DOWN;
-    *work = has ? 12 * d_in * d_in + 5 * d_in * d_out : 0;
+    *work = has ? 8 * d_in * d_in + 5 * d_in * d_out : 0;
     *gram = has ? 4 * d_in * d_in : 0;
 }
 

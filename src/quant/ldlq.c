@@ -35,39 +35,45 @@ static void rotated_gram(const raana_qlayer *q, const float *gram, float *h, flo
     raana_rotation_apply(&q->rot, h, (size_t)d);
 }
 
-/* u = J L^-1 J with J H J = L L^T (J reverses the indices): then
- * U^T U = H^-1 and U is upper triangular. *usable = 0 when H + lambda I is
- * not positive definite in double (tr(H) zero or not finite). h may be u:
- * it is read in full before u is written. */
-static raana_status inverse_cholesky(const float *h, int d, double damp, float *u, int *usable,
-                                     raana_error *err)
+/* Reverses the d x d matrix's indices, (i, j) -> (d-1-i, d-1-j): in a
+ * row-major array that is reversing the whole array. */
+static void reverse_indices(float *a, size_t n)
 {
+    for (size_t k = 0; k < n / 2; k++) {
+        float t = a[k];
+        a[k] = a[n - 1 - k], a[n - 1 - k] = t;
+    }
+}
+
+/* In place: h = H becomes U = J L^-1 J with J (H + lambda I) J = L L^T (J
+ * reverses the indices); then U^T U = (H + lambda I)^-1 and U is upper
+ * triangular. In f32: the damping bounds the condition number by about
+ * d + 1. *usable = 0 when tr(H) is zero or not finite, or the factor
+ * fails (h is then garbage). */
+static void inverse_cholesky(float *h, int d, double damp, int *usable)
+{
+    size_t n = (size_t)d * (size_t)d;
     double tr = 0;
     for (int i = 0; i < d; i++)
         tr += h[(size_t)i * d + i];
     *usable = isfinite(tr) && tr > 0;
     if (!*usable)
-        return RAANA_OK;
-    double lambda = damp * tr / d;
-    double *p = raana_malloc_large((size_t)d * (size_t)d * sizeof *p);
-    if (!p)
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d LDLQ factor", d, d);
+        return;
+    float lambda = (float)(damp * tr / d);
+    reverse_indices(h, n);
     for (int i = 0; i < d; i++)
-        for (int j = 0; j <= i; j++)
-            p[(size_t)i * d + j] = h[(size_t)(d - 1 - i) * d + (d - 1 - j)] + (i == j ? lambda : 0);
-    /* p's lower triangle, row-major, is the upper one column-major: LAPACK
-     * works in place (LAPACKE's row-major calls would transpose into a
-     * second d x d copy) */
-    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', d, p, d);
+        h[(size_t)i * d + i] += lambda;
+    /* the row-major lower triangle is the column-major upper one: LAPACK
+     * works in place on it, with no transposed copy */
+    lapack_int info = LAPACKE_spotrf(LAPACK_COL_MAJOR, 'U', d, h, d);
     if (info == 0)
-        info = LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', d, p, d);
+        info = LAPACKE_strtri(LAPACK_COL_MAJOR, 'U', 'N', d, h, d);
     *usable = info == 0;
-    memset(u, 0, (size_t)d * (size_t)d * sizeof *u);
-    for (int i = 0; *usable && i < d; i++)
-        for (int j = i; j < d; j++)
-            u[(size_t)i * d + j] = (float)p[(size_t)(d - 1 - i) * d + (d - 1 - j)];
-    free(p);
-    return RAANA_OK;
+    if (!*usable)
+        return;
+    reverse_indices(h, n);      /* L^-1 (row-major lower) -> U (upper) */
+    for (int i = 1; i < d; i++) /* below the diagonal: what potrf left of H */
+        memset(h + (size_t)i * d, 0, (size_t)i * sizeof *h);
 }
 
 raana_status raana_ldlq_factor(const raana_qlayer *q, const float *gram, double damp, float *u,
@@ -78,9 +84,10 @@ raana_status raana_ldlq_factor(const raana_qlayer *q, const float *gram, double 
     if (!tmp)
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d LDLQ gram", q->d_in,
                           q->d_in);
-    rotated_gram(q, gram, u, tmp); /* H in u: inverse_cholesky reads it all before writing */
+    rotated_gram(q, gram, u, tmp);
     free(tmp);
-    return inverse_cholesky(u, q->d_in, damp, u, usable, err);
+    inverse_cholesky(u, q->d_in, damp, usable);
+    return RAANA_OK;
 }
 
 /* One column's codes over rotated coordinates [i0, i1): rounds w[i] to its

@@ -39,7 +39,7 @@ uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raa
  * until the container is written: avg_bits / 8 bytes per weight of codes,
  * a rescale per column, the trick terms (mu, row scales) per input and
  * the held-out columns in f32. With [quantize] ldlq also LDLQ's working
- * set for the largest layer (ldlq.c: its factor in f32 and f64, 12 d_in^2
+ * set for the largest layer (ldlq.c: its rotated gram and factor in f32, 8 d_in^2
  * bytes, a copy of the columns and their codes, 5 d_in d_out) and the
  * receive buffer of a layer's gram (4 d_in^2). */
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
