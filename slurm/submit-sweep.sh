@@ -1,6 +1,7 @@
 #!/bin/bash
 # submit-sweep.sh — a bit-budget sweep on Slurm as one command: calibrate once
-# (calibrate.sbatch, raana-mpi --calibrate-only), then a job array over the
+# (calibrate.sbatch, raana-mpi --calibrate-only; with [quantize] ldlq every
+# task calibrates instead: LDLQ needs the grams), then a job array over the
 # avg_bits values (and seeds) reusing that calibration (sweep.sbatch, one
 # container OUTDIR/sweep_<array>_<task>.h5 per task), then the evaluation of
 # every container with a table and plots (evaluate.sbatch), each job waiting
@@ -35,11 +36,20 @@ model=${RAANA_MODEL:-$("${RAANA_MPI:-raana-mpi}" --print-config "$config" "$@" |
 "${RAANA_MPI:-raana-mpi}" --dry-run "$config" "$@" >/dev/null
 read -r -a extra <<<"${RAANA_SBATCH_ARGS:-}"
 
-cal=$(sbatch --parsable "${extra[@]}" --chdir="$outdir" --output="$outdir/calibrate-%j.log" \
-  "$RAANA_SLURM_DIR/calibrate.sbatch" "$config" "$@" --set "output.path=$outdir/calibration.h5")
-array=$(sbatch --parsable "${extra[@]}" --dependency="afterok:$cal" --kill-on-invalid-dep=yes \
+# [quantize] ldlq needs the calibration inputs' grams, which the statistics
+# file does not hold: then every task calibrates and there is no calibrate job
+ldlq=$("${RAANA_MPI:-raana-mpi}" --print-config "$config" "$@" |
+  awk '/^\[/ { s = $0 } s == "[quantize]" && $1 == "ldlq" { print $3 }')
+cal="" stats=none after=()
+if [ "$ldlq" != true ]; then
+  cal=$(sbatch --parsable "${extra[@]}" --chdir="$outdir" --output="$outdir/calibrate-%j.log" \
+    "$RAANA_SLURM_DIR/calibrate.sbatch" "$config" "$@" --set "output.path=$outdir/calibration.h5")
+  stats=$outdir/calibration.h5.calibration.json
+  after=(--dependency="afterok:$cal" --kill-on-invalid-dep=yes)
+fi
+array=$(sbatch --parsable "${extra[@]}" "${after[@]}" \
   --array="0-$((n - 1))" --chdir="$outdir" --output="$outdir/sweep_%A_%a.log" \
-  "$RAANA_SLURM_DIR/sweep.sbatch" "$config" "$outdir/calibration.h5.calibration.json" "$outdir" "$bits" "${RAANA_SEEDS:-}" "$@")
+  "$RAANA_SLURM_DIR/sweep.sbatch" "$config" "$stats" "$outdir" "$bits" "${RAANA_SEEDS:-}" "$@")
 manifest=$outdir/sweep_$array.tsv
 {
   printf 'task\tavg_bits\tseed\tcontainer\n'
@@ -51,8 +61,12 @@ manifest=$outdir/sweep_$array.tsv
 eval_job=$(sbatch --parsable "${extra[@]}" --dependency="afterok:$array" --kill-on-invalid-dep=yes \
   --chdir="$outdir" --output="$outdir/evaluate-%j.log" "$RAANA_SLURM_DIR/evaluate.sbatch" \
   "$model" "$text" "$manifest")
-echo "calibrate: job $cal -> $outdir/calibration.h5.calibration.json"
+if [ -n "$cal" ]; then
+  echo "calibrate: job $cal -> $stats"
+else
+  echo "calibrate: in every task ([quantize] ldlq needs the layer inputs' grams)"
+fi
 echo "sweep: array job $array, $n tasks (avg_bits $bits${RAANA_SEEDS:+; seeds $RAANA_SEEDS})" \
   "-> $outdir/sweep_${array}_<task>.h5"
 echo "evaluate: job $eval_job -> ${manifest%.tsv}.summary.tsv and ${manifest%.tsv}.analysis/"
-echo "follow: tail -f $outdir/*.log; squeue -j $cal,$array,$eval_job"
+echo "follow: tail -f $outdir/*.log; squeue -j ${cal:+$cal,}$array,$eval_job"

@@ -8,7 +8,8 @@
 # the dependent evaluation writes one row per budget with both perplexities
 # (the original's the same in every row) and the KL divergence, smaller at
 # 4 bits than at 2.5; analysis/sweep.py's plots and table when analysis/ is
-# there.
+# there. With [quantize] ldlq there is no calibrate job: the task calibrates
+# (LDLQ needs the grams) and its container equals mpirun's.
 #
 # The evaluation needs raana-eval --container ... --json (branch eval) and
 # the plots analysis/sweep.py (branch analysis). With a raana-eval without
@@ -110,6 +111,30 @@ else
   [ ! -e "$summary" ] && ok || bad "a summary without evaluations"
 fi
 [ -f "$manifest" ] && [ "$(wc -l <"$manifest")" = 4 ] && ok || bad "manifest $manifest"
+
+# with [quantize] ldlq the statistics cannot stand in for the grams: no
+# calibrate job, the task calibrates, and its container is mpirun's
+run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$tmp/ref-ldlq.h5" \
+  --set quantize.avg_bits=2.5 --set quantize.ldlq=true
+expect_rc 0 "mpirun reference with ldlq"
+run env RAANA_MPI="$mpi_bin" RAANA_EVAL="$eval_bin" RAANA_TEXT="$src/tests/data/kjv-tiny/heldout.txt" \
+  RAANA_EVAL_ARGS="--seq-len 256 --max-windows 4" RAANA_PLUGIN_DIR="$plugin_dir" \
+  RAANA_ANALYSIS_DIR="$analysis" \
+  RAANA_SBATCH_ARGS="--mem-per-cpu=200M --time=00:30:00" RAANA_CPU_BIND=none \
+  "$src/slurm/submit-sweep.sh" "$job" "2.5" "$dir-ldlq" --set quantize.ldlq=true
+expect_rc 0 "submit-sweep.sh with ldlq"
+expect_out "calibrate: in every task ([quantize] ldlq needs the layer inputs' grams)" "sweep with ldlq"
+array=$(sed -n 's/^sweep: array job \([0-9]*\), 1 tasks .*/\1/p' <<<"$out")
+ev=$(sed -n 's/^evaluate: job \([0-9]*\) .*/\1/p' <<<"$out")
+[ -n "$array" ] && [ -n "$ev" ] && ! grep -q "^calibrate: job" <<<"$out" && ok ||
+  bad "submit-sweep.sh with ldlq: job ids: $out"
+for j in $array $ev; do wait_gone "$j"; done
+[ "$(job_state "$array")" = "COMPLETED " ] && ok || bad "ldlq array job: $(job_state "$array")"
+grep -q "calibrate (forward)" "$dir-ldlq/sweep_${array}_0.log" && ok ||
+  bad "ldlq task did not calibrate: $(tail -3 "$dir-ldlq/sweep_${array}_0.log")"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/ref-ldlq.h5" \
+  "$dir-ldlq/sweep_${array}_0.h5" --ignore config.ini >/dev/null && ok ||
+  bad "the ldlq sweep's container differs from mpirun's"
 
 cluster_stop && ok || bad "daemons still running after cluster_stop"
 finish
