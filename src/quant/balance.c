@@ -47,7 +47,7 @@ double raana_ldlq_cost(int d_in, int d_out, double bits)
     if (d_in <= 0 || d_out <= 0 || !(bits >= 1))
         return 0;
     double d = d_in;
-    return (2.0 / 3.0 * d * d * d + 2.0 * d * d * d_out) / 43e9;
+    return (2.0 / 3.0 * d * d * d + 2.0 * d * d * d_out) / 89e9;
 }
 
 static int least_loaded(const double *load, int n_ranks)

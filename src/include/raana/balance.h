@@ -19,8 +19,8 @@ double raana_quantize_cost(int d_in, int d_out, double bits, raana_encoder encod
 
 /* What [quantize] ldlq adds to a layer that has a gram, in the same
  * seconds: the factor (2/3 d_in^3 flops, LAPACK in f32) and the feedback
- * (2 d_in^2 d_out, mostly sgemm), at 43 GFLOP/s per thread (measured: 2
- * Llama-2-7B-shaped blocks, 6.9 TFLOP of LDLQ in 80 s on 2 threads of an
+ * (2 d_in^2 d_out, mostly sgemm), at 89 GFLOP/s per thread (measured: 2
+ * Llama-2-7B-shaped blocks, 6.9 TFLOP of LDLQ in 39 s on 2 threads of an
  * AMD EPYC; bench/RESULTS.md); 0 below one bit (ldlq.h). */
 double raana_ldlq_cost(int d_in, int d_out, double bits);
 
