@@ -59,12 +59,14 @@ uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int ne
         uint64_t work, g;
         ldlq_bytes(l, cfg, &work, &g);
         ldlq = work > ldlq ? work : ldlq;
-        if (!(l->block >= first && l->block < next))
+        /* layers whose weights or gram exceed one MPI message never move (quantize.c) */
+        int moves = weights <= INT_MAX && g / 4 <= INT_MAX;
+        if (!(l->block >= first && l->block < next) && moves)
             gram = g > gram ? g : gram;
         if (l->block >= first && l->block < next) {
             own = 4 * weights > own ? 4 * weights : own;
             kept += quantized_layer_bytes(l, cfg);
-        } else if (weights <= INT_MAX) { /* larger layers never move (quantize.c) */
+        } else if (moves) {
             foreign = 4 * weights > foreign ? 4 * weights : foreign;
         }
     }

@@ -239,12 +239,20 @@ cleanup:
     return st;
 }
 
-/* Layers larger than one MPI message (INT_MAX floats) stay with their
- * owner, and so do layers the resume directory has (predicted at no cost:
- * the owner reads them back, and no weights travel); every other layer
- * may move. */
-static raana_status build_schedule(const raana_stage *s, int n_ranks, const int *resumed,
-                                   schedule *sc, int *quantizer, raana_error *err)
+/* Whether layer l's weights or LDLQ gram exceed one MPI message (INT_MAX
+ * floats): then it stays with its owner. */
+static int too_large_to_move(const raana_config *cfg, const raana_plan_layer *l)
+{
+    uint64_t d_in = (uint64_t)l->d_in;
+    return d_in * (uint64_t)l->d_out > INT_MAX || (has_gram(cfg, l) && d_in * d_in > INT_MAX);
+}
+
+/* Layers too large for one MPI message stay with their owner, and so do
+ * layers the resume directory has (predicted at no cost: the owner reads
+ * them back, and no weights travel); every other layer may move. */
+static raana_status build_schedule(const raana_stage *s, const raana_config *cfg, int n_ranks,
+                                   const int *resumed, schedule *sc, int *quantizer,
+                                   raana_error *err)
 {
     raana_status st = RAANA_OK;
     const raana_plan *plan = &s->plan;
@@ -257,8 +265,7 @@ static raana_status build_schedule(const raana_stage *s, int n_ranks, const int 
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         sc->owner[i] = l->quantize ? raana_expert_teams_holder(&s->teams, plan, i) : -1;
-        int large = (uint64_t)l->d_in * (uint64_t)l->d_out > INT_MAX;
-        pinned[i] = large || resumed[i] ? sc->owner[i] : -1;
+        pinned[i] = too_large_to_move(cfg, l) || resumed[i] ? sc->owner[i] : -1;
         if (sc->owner[i] >= 0)
             sc->by_blocks[sc->owner[i]] += sc->cost[i];
     }
@@ -319,7 +326,8 @@ static raana_status plan_rounds(MPI_Comm comm, const raana_stage *s, const raana
                       (has_gram(cfg, l) ? raana_ldlq_cost(l->d_in, l->d_out, alloc->bits[i]) : 0);
     }
     MPI_Bcast(sc->cost, n, MPI_DOUBLE, 0, comm);
-    RAANA_CHECK(raana_comm_agree(comm, build_schedule(s, size, resumed, sc, quantizer, err), err));
+    RAANA_CHECK(
+        raana_comm_agree(comm, build_schedule(s, cfg, size, resumed, sc, quantizer, err), err));
 cleanup:
     free(resumed);
     return st;

@@ -16,6 +16,7 @@
 #include "check.h"
 #include "raana/balance.h"
 #include "raana/cost_model.h"
+#include "raana/memory_estimate.h"
 #include "raana/plan.h"
 #include "tiny_model.h"
 
@@ -101,6 +102,28 @@ static void test_one_rank(void)
     raana_plan_free(&plan);
 }
 
+/* With ldlq, a layer whose gram exceeds one MPI message (down_proj with
+ * d_in = 46342: 46342^2 > INT_MAX floats) never moves, so no rank keeps a
+ * receive buffer for its gram; each keeps LDLQ's working set for the
+ * largest layer it may encode and the largest gram it may receive. */
+static void test_ldlq_memory(void)
+{
+    raana_model_config m = tiny_llama_config(2, 64, 46342, 4, 4, 100);
+    raana_config cfg = job(1, 16, 3);
+    raana_plan off, on;
+    raana_error err;
+    CHECK_INT(raana_plan_create(&m, &cfg, 2, &off, &err), RAANA_OK);
+    cfg.ldlq = 1;
+    CHECK_INT(raana_plan_create(&m, &cfg, 2, &on, &err), RAANA_OK);
+    uint64_t d = 46342, h = 64;
+    for (int r = 0; r < 2; r++)
+        CHECK_INT(on.ranks[r].quantize_bytes - off.ranks[r].quantize_bytes,
+                  8 * d * d + 5 * d * h + 4 * h * h);
+    CHECK_INT(on.ranks[0].gram_bytes, 4 * (3 * h * h + d * d));
+    raana_plan_free(&off);
+    raana_plan_free(&on);
+}
+
 /* The flow shop: window w leaves stage s at done[s] after starting when
  * both it left stage s - 1 and stage s finished window w - 1; forwards in
  * stage order, then backwards in reverse, per round of m windows. */
@@ -166,6 +189,7 @@ static void test_pipeline(int layers, int n_ranks, int windows, int in_flight)
 int main(void)
 {
     test_one_rank();
+    test_ldlq_memory();
     int cases[][4] = {{4, 2, 4, 4}, {5, 2, 4, 4}, {5, 3, 7, 2}, {7, 4, 9, 3},
                       {3, 5, 4, 4}, {6, 3, 1, 1}, {8, 4, 8, 0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
