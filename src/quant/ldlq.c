@@ -98,7 +98,7 @@ static void feedback_block(float *w, const float *u, int d, int i0, int i1, floa
     float center = (float)((1 << bits) - 1) * 0.5f, top = (float)((1 << bits) - 1);
     for (int i = i0; i < i1; i++) {
         float c = rintf(w[i] / step + center);
-        c = c < 0 ? 0 : c > top ? top : c;
+        c = !(c >= 0) ? 0 : c > top ? top : c; /* NaN (never from finite data) -> 0 */
         codes[i] = (uint8_t)c;
         float ei = (w[i] - step * (c - center)) / u[(size_t)i * d + i];
         const float *ui = u + (size_t)i * d;
@@ -131,30 +131,37 @@ static void feedback(const raana_qlayer *q, float *w, const float *u, const uint
     }
 }
 
-/* Column j's new codes, if they correlate positively with its target:
- * packed, with the unbiased rescale; returns the column's cosine. */
+/* cos(t, codes - center); *tt = |t|^2, *tc = <t, codes - center>. */
+static double codes_cosine(const float *t, const uint8_t *codes, int d, double center, double *tt,
+                           double *tc)
+{
+    double cc = 0;
+    *tt = *tc = 0;
+    for (int i = 0; i < d; i++) {
+        double c = codes[i] - center;
+        *tt += (double)t[i] * t[i], *tc += t[i] * c, cc += c * c;
+    }
+    return *tt > 0 && cc > 0 ? *tc / sqrt(*tt * cc) : 1.0;
+}
+
+/* Column j takes its new codes, packed, with the unbiased rescale
+ * |t|^2 / <t, c - center>, unless their cosine to the target t is below
+ * half the exact codes' (a degenerate column: it keeps those); returns the
+ * cosine of what it keeps. */
 static double adopt_codes(raana_qlayer *q, int j, const float *t, const uint8_t *codes,
                           uint8_t *old)
 {
     int d = q->d_in;
-    double center = ((1 << q->code_bits) - 1) * 0.5, tt = 0, tc = 0, cc = 0;
-    for (int i = 0; i < d; i++) {
-        double c = codes[i] - center;
-        tt += (double)t[i] * t[i], tc += t[i] * c, cc += c * c;
-    }
+    double center = ((1 << q->code_bits) - 1) * 0.5, tt, tc, tt_old, tc_old;
     uint8_t *packed = q->packed + (size_t)j * q->packed_bytes;
-    if (tc > 0 && tt > 0) {
-        raana_pack_codes(codes, (size_t)d, q->code_bits, packed);
-        q->rescale[j] = (float)(tt / tc);
-        return tc / sqrt(tt * cc);
-    }
-    raana_unpack_codes(packed, (size_t)d, q->code_bits, old); /* keeps its exact codes */
-    tc = cc = 0;
-    for (int i = 0; i < d; i++) {
-        double c = old[i] - center;
-        tc += t[i] * c, cc += c * c;
-    }
-    return tt > 0 && cc > 0 ? tc / sqrt(tt * cc) : 1.0;
+    raana_unpack_codes(packed, (size_t)d, q->code_bits, old);
+    double cos_old = codes_cosine(t, old, d, center, &tt_old, &tc_old);
+    double cos_new = codes_cosine(t, codes, d, center, &tt, &tc);
+    if (!(tc > 0 && tt > 0 && cos_new > 0.5 * cos_old))
+        return cos_old;
+    raana_pack_codes(codes, (size_t)d, q->code_bits, packed);
+    q->rescale[j] = (float)(tt / tc);
+    return cos_new;
 }
 
 raana_status raana_ldlq_refine(raana_qlayer *q, const float *target, const float *gram, double damp,
