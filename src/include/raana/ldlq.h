@@ -18,8 +18,8 @@
  * 1 wins on held-out text, 0.01 overfits). Afterwards each column's rescale
  * is set back to RaBitQ's unbiased form ||r||^2 / <r, c - center> for its
  * new codes (a column whose new codes' cosine to it is below half its exact
- * codes' keeps those: a guard for degenerate columns). Only for B >= 1; the format does not change: only which
- * codes are stored. Deterministic for any thread count. No MPI, no I/O. */
+ * codes' keeps those: a guard for degenerate columns). Only for B >= 1; the format does not change:
+ * only which codes are stored. Deterministic for any thread count. No MPI, no I/O. */
 #ifndef RAANA_LDLQ_H
 #define RAANA_LDLQ_H
 
