@@ -63,6 +63,10 @@ static const config_key config_keys[] = {
     {"quantize", "exclude", KEY_GLOBS, FIELD(exclude), "", 0, 0},
     {"quantize", "ldlq", KEY_BOOL, FIELD(ldlq), "false", 0, 0},
     {"quantize", "ldlq_damp", KEY_DOUBLE, FIELD(ldlq_damp), "1", 1e-6, 1e6},
+    {"quantize", "lowrank_rank", KEY_INT, FIELD(lowrank_rank), "0", 0, 4096},
+    {"quantize", "lowrank_damp", KEY_DOUBLE, FIELD(lowrank_damp), "0.01", 1e-9, 1e6},
+    {"quantize", "lowrank_team_min_weights", KEY_INT, FIELD(lowrank_team_min_weights), "16777216",
+     1, 2147483647},
     {"output", "path", KEY_PATH, FIELD(output_path), "quantized.h5", 0, 0},
     {"output", "zstd_level", KEY_INT, FIELD(zstd_level), "3", 1, 22},
     {"output", "overwrite", KEY_BOOL, FIELD(overwrite), "false", 0, 0},
@@ -585,6 +589,12 @@ raana_status raana_config_validate(const raana_config *cfg, raana_error *err)
                           "moments, which [calibration] statistics does not store: calibrate in "
                           "this job (statistics empty) or set ldlq = false",
                           where);
+    if (cfg->lowrank_rank > 0 && cfg->statistics[0])
+        return raana_fail(err, RAANA_ERR_CONFIG,
+                          "%s: [quantize] lowrank_rank = %d weights the error by the calibration "
+                          "inputs' second moments, which [calibration] statistics does not store: "
+                          "calibrate in this job (statistics empty) or set lowrank_rank = 0",
+                          where, cfg->lowrank_rank);
     return RAANA_OK;
 }
 

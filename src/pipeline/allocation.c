@@ -90,6 +90,31 @@ static void keep_16bit_layers(raana_plan *plan, const double *bits)
             plan->layers[i].quantize = 0, plan->layers[i].kept_16bit = 1;
 }
 
+/* The bits per quantized weight the low-rank factors take (16 per entry,
+ * r (d_in + d_out) entries per layer): avg_bits counts them, so the codes
+ * get what is left, which must reach the lowest candidate. */
+static raana_status code_budget(const raana_plan *plan, const raana_config *cfg,
+                                double *factor_bits, raana_error *err)
+{
+    double weights = 0, factors = 0;
+    for (int i = 0; i < plan->n_layers; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        if (!l->quantize)
+            continue;
+        weights += (double)l->d_in * l->d_out;
+        factors += 16.0 * raana_plan_layer_lowrank(cfg, l) * ((double)l->d_in + l->d_out);
+    }
+    *factor_bits = weights > 0 ? factors / weights : 0;
+    if (cfg->avg_bits - *factor_bits < cfg->bits[0])
+        return raana_fail(err, RAANA_ERR_CONFIG,
+                          "[quantize] lowrank_rank = %d takes %.4g bits per quantized weight of "
+                          "avg_bits = %g, which leaves %.4g for the codes, below the lowest "
+                          "candidate %g: lower lowrank_rank or raise avg_bits",
+                          cfg->lowrank_rank, *factor_bits, cfg->avg_bits,
+                          cfg->avg_bits - *factor_bits, cfg->bits[0]);
+    return RAANA_OK;
+}
+
 raana_status raana_stage_allocate(MPI_Comm comm, raana_stage *s, const raana_config *cfg,
                                   const raana_layer_stats *stats, raana_allocation *a,
                                   raana_error *err)
@@ -113,7 +138,9 @@ raana_status raana_stage_allocate(MPI_Comm comm, raana_stage *s, const raana_con
     MPI_Allreduce(local, a->w_fro, n, MPI_DOUBLE, MPI_SUM, comm);
     int nq = describe_problem(s, stats, a, size, coef);
     RAANA_CHECK(check_statistics(&s->plan, stats, a->w_fro, a->coef, err));
-    raana_alloc_problem p = {nq, size, coef, cfg->n_bits, cfg->bits, cfg->avg_bits};
+    RAANA_CHECK(code_budget(&s->plan, cfg, &a->factor_bits, err));
+    raana_alloc_problem p = {nq,          size,      coef,
+                             cfg->n_bits, cfg->bits, cfg->avg_bits - a->factor_bits};
     RAANA_CHECK(raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &a->result, err));
     for (int i = 0, q = 0; i < n; i++)
         if (s->plan.layers[i].quantize)
@@ -161,8 +188,11 @@ void raana_layer_table_print(FILE *out, const char *indent, const raana_plan *pl
 void raana_allocation_print(FILE *out, const raana_plan *plan, const raana_config *cfg,
                             const raana_layer_stats *stats, const raana_allocation *a)
 {
+    if (a->factor_bits > 0)
+        fprintf(out, "allocation: low-rank factors take %.4f bits per weight of the target\n",
+                a->factor_bits);
     fprintf(out, "allocation: target %g bits, achieved %.4f, modelled error %.6g (%s",
-            cfg->avg_bits, a->result.achieved_avg_bits, a->result.cost,
+            cfg->avg_bits - a->factor_bits, a->result.achieved_avg_bits, a->result.cost,
             a->result.method == RAANA_ALLOC_EXACT_DP ? "exact DP" : "Lagrangian");
     if (a->result.method != RAANA_ALLOC_EXACT_DP)
         fprintf(out, ", optimality gap <= %.2e",

@@ -105,14 +105,17 @@ uint64_t raana_fingerprint_layer(const raana_fingerprints *f, const raana_model 
     uint64_t tensor = e ? f->tensor[e - m->entries] : 0;
     struct {
         uint64_t tensor, seed, calibration;
-        double bits, rate, ldlq_damp;
-        uint32_t tricks, encoder;
+        double bits, rate, ldlq_damp, lowrank_damp;
+        uint32_t tricks, encoder, lowrank_rank, pad;
     } key;
     memset(&key, 0, sizeof key);
     key.tensor = tensor, key.seed = cfg->seed, key.bits = bits, key.rate = cfg->norm_col_rate;
     key.tricks = cfg->tricks, key.encoder = (uint32_t)cfg->encoder;
     if (cfg->ldlq) /* the codes then depend on the calibration data too */
         key.calibration = f->calibration, key.ldlq_damp = cfg->ldlq_damp;
+    if (cfg->lowrank_rank > 0) /* and so do the factors */
+        key.calibration = f->calibration, key.lowrank_damp = cfg->lowrank_damp,
+        key.lowrank_rank = (uint32_t)cfg->lowrank_rank;
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     static const char tag[] = "raana-layer " RAANA_VERSION;

@@ -166,13 +166,13 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
     if (rank == 0)
         j->calibration_resumed =
             raana_resume_load_calibration(&j->resume, j->calib_fp, j->stats, n, &j->loss);
-    if (j->calibration_resumed && cfg->ldlq) {
+    if (j->calibration_resumed && raana_config_wants_grams(cfg)) {
         /* calibrating again gives the same statistics, bit for bit, and the grams */
         j->calibration_resumed = 0;
         if (progress)
             raana_log_line(progress,
-                           "calibrate: %s/calibration.bin not reused: [quantize] ldlq needs the "
-                           "layer inputs' grams, which it does not hold",
+                           "calibrate: %s/calibration.bin not reused: [quantize] ldlq and "
+                           "lowrank_rank need the layer inputs' grams, which it does not hold",
                            j->resume.dir);
     }
     MPI_Bcast(&j->calibration_resumed, 1, MPI_INT, 0, comm);
@@ -291,7 +291,7 @@ static raana_status run_stages(MPI_Comm comm, const raana_config *cfg, raana_sta
     FILE *progress = rank == 0 ? opt->progress : NULL;
     double t = MPI_Wtime();
     RAANA_CALL(raana_job_load(comm, cfg, s, rank, err));
-    if (cfg->ldlq)
+    if (raana_config_wants_grams(cfg))
         RAANA_CALL(raana_comm_agree(comm, raana_stage_alloc_grams(s, err), err));
     RAANA_CALL(raana_fingerprint_checkpoint(comm, s, rank, &j->fp, err));
     j->seconds[RAANA_STAGE_LOAD] = MPI_Wtime() - t, t = MPI_Wtime();

@@ -180,6 +180,25 @@ void raana_plan_set_windows_in_flight(raana_plan *plan, const raana_model_config
         estimate_peak(model, plan, &plan->ranks[r], cfg);
 }
 
+int raana_config_wants_grams(const raana_config *cfg)
+{
+    return cfg->ldlq || cfg->lowrank_rank > 0;
+}
+
+int raana_plan_layer_has_gram(const raana_config *cfg, const raana_plan_layer *l)
+{
+    return raana_config_wants_grams(cfg) && l->expert == RAANA_EXPERT_NONE &&
+           l->kind <= RAANA_LINEAR_DOWN;
+}
+
+int raana_plan_layer_lowrank(const raana_config *cfg, const raana_plan_layer *l)
+{
+    int r = cfg->lowrank_rank, k = l->d_in < l->d_out ? l->d_in : l->d_out;
+    if (r <= 0 || !raana_plan_layer_has_gram(cfg, l))
+        return 0;
+    return r < k ? r : k;
+}
+
 int raana_plan_block_owner(const raana_plan *plan, int block)
 {
     for (int r = 0; r < plan->n_ranks; r++)

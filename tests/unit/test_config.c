@@ -143,6 +143,18 @@ static void test_cross_checks(void)
     CHECK_INT(parse(&cfg, "[model]\npath=m\n[calibration]\nstatistics = s.json\n", &err), RAANA_OK);
     CHECK_INT(raana_config_validate(&cfg, &err), RAANA_OK); /* ldlq is off by default */
     CHECK_INT(parse(&cfg, "[quantize]\nldlq_damp = 0\n", &err), RAANA_ERR_CONFIG);
+    /* nor are the second moments low-rank compensation weights by */
+    CHECK_INT(parse(&cfg,
+                    "[model]\npath=m\n[calibration]\nstatistics = s.json\n[quantize]\n"
+                    "lowrank_rank = 8\n",
+                    &err),
+              RAANA_OK);
+    CHECK_INT(raana_config_validate(&cfg, &err), RAANA_ERR_CONFIG);
+    CHECK_MSG(err, "[quantize] lowrank_rank = 8", "[calibration] statistics", "lowrank_rank = 0");
+    CHECK_INT(parse(&cfg, "[quantize]\nlowrank_rank = -1\n", &err), RAANA_ERR_CONFIG);
+    CHECK_INT(parse(&cfg, "[quantize]\nlowrank_rank = 4097\n", &err), RAANA_ERR_CONFIG);
+    CHECK_INT(parse(&cfg, "[quantize]\nlowrank_damp = 0\n", &err), RAANA_ERR_CONFIG);
+    CHECK_INT(parse(&cfg, "[quantize]\nlowrank_team_min_weights = 0\n", &err), RAANA_ERR_CONFIG);
 }
 
 static void test_set_and_files(void)

@@ -19,6 +19,9 @@ typedef struct {
     double *coef;              /* [n_layers] c_l = grad_rms * x_rms * w_fro / sqrt(d_in) */
     double *bits;              /* [n_layers] allocated width (16: kept), 0 for excluded layers */
     raana_alloc_result result; /* over the quantized layers, in plan order */
+    /* bits per quantized weight of the low-rank factors; the codes' budget
+     * is avg_bits minus this */
+    double factor_bits;
 } raana_allocation;
 
 /* Collective. stats come from raana_pipeline_calibrate. A layer given the

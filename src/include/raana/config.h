@@ -49,6 +49,12 @@ typedef struct raana_config {
     /* LDLQ codes from the calibration inputs' second moments (ldlq.h) */
     int ldlq;
     double ldlq_damp; /* > 0 */
+    /* low-rank compensation of each dense layer's error (lowrank.h): rank
+     * (0 = off), the damping of the inputs' second moments, and the size
+     * from which a team of ranks computes the SVD with ScaLAPACK */
+    int lowrank_rank;
+    double lowrank_damp;
+    int lowrank_team_min_weights;
     int n_exclude;
     char exclude[RAANA_MAX_EXCLUDE][RAANA_PATTERN_MAX];
     /* [output] */

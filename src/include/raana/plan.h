@@ -65,6 +65,20 @@ int raana_plan_windows_in_flight(const raana_config *cfg, int n_ranks);
 void raana_plan_set_windows_in_flight(raana_plan *plan, const raana_model_config *model,
                                       const raana_config *cfg, int windows_in_flight);
 
+/* Whether the job sums the layer inputs' grams during calibration:
+ * [quantize] ldlq (LDLQ codes) or lowrank_rank > 0 (the weighting of the
+ * low-rank compensation). */
+int raana_config_wants_grams(const raana_config *cfg);
+
+/* Whether layer l gets a gram (llama.h): with raana_config_wants_grams,
+ * every layer of a dense block and the attention of a sparse one (an
+ * expert's inputs are routed tokens). Its gram travels with its weights. */
+int raana_plan_layer_has_gram(const raana_config *cfg, const raana_plan_layer *l);
+
+/* The rank of layer l's low-rank compensation: [quantize] lowrank_rank
+ * capped at min(d_in, d_out) for a layer with a gram, else 0. */
+int raana_plan_layer_lowrank(const raana_config *cfg, const raana_plan_layer *l);
+
 /* The rank that owns decoder block b. */
 int raana_plan_block_owner(const raana_plan *plan, int block);
 
