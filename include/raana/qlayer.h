@@ -10,6 +10,8 @@
  *   What[j] = held[j]  (the original column, exactly)    if j is held out
  *           = mu + s .* R^T(r_j * (c_j - (2^B - 1)/2) .* g)  otherwise
  *
+ * plus, with low-rank compensation, row j of A B for every j (lowrank.h),
+ *
  * where R is the piecewise randomized Hadamard rotation of dimension d_in
  * (key from (seed, layer name)), s the norm_row scales (1 if off), mu the
  * centralize means (0 if off), r_j the column's rescale, c_j its codes.
@@ -51,6 +53,11 @@ typedef struct {
     uint8_t *packed;     /* [d_out][packed_bytes] */
     float *rescale;      /* [d_out] (0 for held-out columns) */
     double mean_cosine;  /* mean over coded columns of cos(w_rot, decoded) */
+    /* low-rank compensation (lowrank.h): What += A B, IEEE half bits;
+     * rank 0 and NULL when off */
+    int lowrank_rank;
+    uint16_t *lowrank_a; /* [d_out][lowrank_rank] */
+    uint16_t *lowrank_b; /* [lowrank_rank][d_in] */
 } raana_qlayer;
 
 typedef struct {
@@ -100,8 +107,9 @@ float raana_qlayer_coord_scale(const raana_qlayer *q, int i);
 
 /* Stored bits per weight, everything counted: codes, rescales (32 bits per
  * column), trick terms (mu, row scales, held-out columns and indices, 32
- * bits each) and the two rotation sign vectors (one bit per entry, padded
- * to whole bytes), as the container stores them. */
+ * bits each), the two rotation sign vectors (one bit per entry, padded
+ * to whole bytes) and low-rank factors (16 bits per entry), as the
+ * container stores them. */
 double raana_qlayer_effective_bits(const raana_qlayer *q);
 
 #endif

@@ -50,6 +50,14 @@ double raana_ldlq_cost(int d_in, int d_out, double bits)
     return (2.0 / 3.0 * d * d * d + 2.0 * d * d * d_out) / 89e9;
 }
 
+double raana_lowrank_cost(int d_in, int d_out)
+{
+    if (d_in <= 0 || d_out <= 0)
+        return 0;
+    double m = d_in, n = d_out, k = m < n ? m : n;
+    return 14.0 * m * n * k / 1e9;
+}
+
 static int least_loaded(const double *load, int n_ranks)
 {
     int best = 0;

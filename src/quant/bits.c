@@ -12,7 +12,13 @@ raana_layer_bits raana_layer_bits_count(int d_in, int d_out, size_t packed_bytes
     b.row_scale = has_row_scale ? 32.0 * d_in : 0.0;
     b.held = n_held * (32.0 * d_in + 32.0);
     b.signs = 2.0 * 8.0 * (double)((d_in + 7) / 8); /* the two sign vectors, packed */
+    b.factors = 0.0;
     return b;
+}
+
+void raana_layer_bits_add_factors(raana_layer_bits *b, int d_in, int d_out, int rank)
+{
+    b->factors = rank > 0 ? 16.0 * rank * ((double)d_in + d_out) : 0.0;
 }
 
 /* The order of the sums is part of the format: effective_bits attributes
@@ -26,6 +32,8 @@ double raana_layer_bits_per_weight(const raana_layer_bits *b)
         stored += b->row_scale;
     stored += b->held;
     stored += b->signs;
+    if (b->factors != 0.0)
+        stored += b->factors;
     return stored / b->weights;
 }
 

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "raana/bitpack.h"
+#include "raana/bits.h"
 #include "raana/huge_alloc.h"
 #include "raana/ldlq.h"
+#include "raana/lowrank.h"
 #include "raana/rabitq.h"
 #include "raana/trick_terms.h"
 
@@ -67,6 +69,8 @@ void raana_qlayer_free(raana_qlayer *q)
     free(q->held_values);
     free(q->packed);
     free(q->rescale);
+    free(q->lowrank_a);
+    free(q->lowrank_b);
     memset(q, 0, sizeof *q);
 }
 
@@ -305,6 +309,7 @@ raana_status raana_qlayer_dequantize(const raana_qlayer *q, float *what, raana_e
         for (int i = 0; q->mu && i < d_in; i++)
             col[i] += q->mu[i];
     }
+    RAANA_CHECK(raana_lowrank_add(q, what, err));
 cleanup:
     free(codes);
     free(vals);
@@ -371,6 +376,7 @@ raana_status raana_qlayer_matmul(const raana_qlayer *q, const float *x, int n, f
         for (int h = 0; h < q->n_held; h++)
             yt[q->held_cols[h]] = cblas_sdot(d_in, xt, 1, q->held_values + (size_t)h * d_in, 1);
     }
+    RAANA_CHECK(raana_lowrank_matmul_add(q, x, n, y, err));
 cleanup:
     free(xs);
     free(xk);
@@ -382,13 +388,8 @@ cleanup:
 
 double raana_qlayer_effective_bits(const raana_qlayer *q)
 {
-    double weights = (double)q->d_in * q->d_out;
-    double stored = 8.0 * (double)q->packed_bytes * q->d_out + 32.0 * q->d_out;
-    if (q->mu)
-        stored += 32.0 * q->d_in;
-    if (q->row_scale)
-        stored += 32.0 * q->d_in;
-    stored += q->n_held * (32.0 * q->d_in + 32.0);
-    stored += 2.0 * 8.0 * (double)((q->d_in + 7) / 8); /* the two sign vectors, packed */
-    return stored / weights;
+    raana_layer_bits b = raana_layer_bits_count(q->d_in, q->d_out, q->packed_bytes, q->n_held,
+                                                q->mu != NULL, q->row_scale != NULL);
+    raana_layer_bits_add_factors(&b, q->d_in, q->d_out, q->lowrank_rank);
+    return raana_layer_bits_per_weight(&b);
 }

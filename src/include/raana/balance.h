@@ -24,6 +24,14 @@ double raana_quantize_cost(int d_in, int d_out, double bits, raana_encoder encod
  * AMD EPYC; bench/RESULTS.md); 0 below one bit (ldlq.h). */
 double raana_ldlq_cost(int d_in, int d_out, double bits);
 
+/* What [quantize] lowrank_rank adds to a layer, in the same seconds: the
+ * exact SVD of its d_in x d_out weighted error with U and V (dgesvd, about
+ * 14 m n k flops, k = min(m, n)) at the 1 GFLOP/s per rank measured with
+ * Debian's OpenBLAS LAPACK (bench/RESULTS.md, "Low-rank compensation"):
+ * dgesvd's bidiagonalization is level-2 BLAS bound. A team of p ranks
+ * divides it by about p. */
+double raana_lowrank_cost(int d_in, int d_out);
+
 /* LPT: the items in order of decreasing cost (ties: lower index first),
  * each onto the rank with the least load so far (ties: lower rank).
  * cost[n] >= 0; items with cost < 0 are not assigned (rank_of -1).
