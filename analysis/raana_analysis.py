@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - the scripts still work with raana's pl
 
 ZSTD_FILTER_ID = 32015
 PLUGIN_FILE = "libraana_h5zstd.so"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest; 1 has no low-rank factors and reads the same
 
 # the plan's order of the linear layers inside a decoder block
 KIND_ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -222,9 +222,9 @@ def _check_format(f, path):
     if fmt != "raana-container":
         raise AnalysisError(f"{path}: not a raana container (format attribute '{fmt}')")
     version = _attr(f, "format_version", path)
-    if version != FORMAT_VERSION:
+    if version not in (1, FORMAT_VERSION):
         raise AnalysisError(f"{path}: container format version {version}; these scripts "
-                            f"read version {FORMAT_VERSION}")
+                            f"read versions 1 to {FORMAT_VERSION}")
 
 
 def _group(f, name, path):

@@ -25,7 +25,10 @@
 #include "raana/qlayer.h"
 
 #define RAANA_FORMAT_NAME    "raana-container"
-#define RAANA_FORMAT_VERSION 1
+#define RAANA_FORMAT_VERSION 2
+/* Written when no layer has low-rank factors: such a file is exactly a
+ * version-1 container, which older readers read correctly. */
+#define RAANA_FORMAT_VERSION_PLAIN 1
 
 typedef struct raana_container raana_container;
 
@@ -38,6 +41,9 @@ void raana_container_close(raana_container *c);
 
 /* The path it was opened with. */
 const char *raana_container_path(const raana_container *c);
+
+/* Its format version (RAANA_FORMAT_VERSION_PLAIN or RAANA_FORMAT_VERSION). */
+int raana_container_format_version(const raana_container *c);
 
 /* 1 if the group or dataset `object` (an absolute path) exists. */
 int raana_container_has(const raana_container *c, const char *object);
@@ -91,6 +97,7 @@ typedef struct {
     size_t packed_bytes; /* per column */
     int n_held;
     int has_mu, has_row_scale;
+    int lowrank_rank;        /* rank of its low-rank factors, 0 if none */
     raana_layer_bits stored; /* what it occupies, by kind (bits.h) */
 } raana_container_layer;
 

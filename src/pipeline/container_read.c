@@ -24,6 +24,7 @@ struct raana_container {
     char *path;
     char **layers; /* /layers link names, name order */
     size_t n_layers;
+    int version; /* format_version */
 };
 
 /* ---- acquisitions (each one a fault-injection site) ------------------------------ */
@@ -255,7 +256,7 @@ static raana_status open_failure(const char *path, raana_error *err)
                       text[0] ? " (" : "", text, text[0] ? ")" : "");
 }
 
-static raana_status check_format(const raana_container *c, raana_error *err)
+static raana_status check_format(raana_container *c, raana_error *err)
 {
     char format[64];
     int64_t version = 0;
@@ -264,11 +265,18 @@ static raana_status check_format(const raana_container *c, raana_error *err)
         !read_attr(c->file, "/", "format_version", H5T_NATIVE_INT64, &version))
         return raana_fail(err, RAANA_ERR_INPUT, "%s: not a raana container (no format attribute)",
                           c->path);
-    if (version != RAANA_FORMAT_VERSION)
+    if (version < RAANA_FORMAT_VERSION_PLAIN || version > RAANA_FORMAT_VERSION)
         return raana_fail(err, RAANA_ERR_UNSUPPORTED,
-                          "%s: container format version %lld; this raana reads version %d", c->path,
-                          (long long)version, RAANA_FORMAT_VERSION);
+                          "%s: container format version %lld; this raana reads versions %d to %d",
+                          c->path, (long long)version, RAANA_FORMAT_VERSION_PLAIN,
+                          RAANA_FORMAT_VERSION);
+    c->version = (int)version;
     return RAANA_OK;
+}
+
+int raana_container_format_version(const raana_container *c)
+{
+    return c->version;
 }
 
 /* Name of link i of group g (malloc'd), or NULL. */
@@ -518,6 +526,26 @@ const char *raana_container_layer_name(const raana_container *c, int i)
     return i >= 0 && (size_t)i < c->n_layers ? c->layers[i] : "";
 }
 
+/* The layer's lowrank_rank attribute: 0 when absent, else within
+ * 1..min(d_in, d_out). */
+static raana_status read_lowrank_rank(const raana_container *c, const char *g, int d_in, int d_out,
+                                      int *rank, raana_error *err)
+{
+    int64_t r = 0;
+    *rank = 0;
+    hid_t a = open_attr(c->file, g, "lowrank_rank");
+    if (a < 0)
+        return RAANA_OK;
+    raana_h5_release(a);
+    if (!read_attr(c->file, g, "lowrank_rank", H5T_NATIVE_INT64, &r) || r < 1 ||
+        r > (d_in < d_out ? d_in : d_out))
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s: lowrank_rank is unreadable or outside 1..min(d_in, d_out)",
+                          c->path, g);
+    *rank = (int)r;
+    return RAANA_OK;
+}
+
 raana_status raana_container_layer_info(const raana_container *c, int i,
                                         raana_container_layer *info, raana_error *err)
 {
@@ -544,8 +572,10 @@ raana_status raana_container_layer_info(const raana_container *c, int i,
     info->has_mu = path_exists(c->file, ds);
     snprintf(ds, sizeof ds, "%s/row_scale", g);
     info->has_row_scale = path_exists(c->file, ds);
+    RAANA_CALL(read_lowrank_rank(c, g, info->d_in, info->d_out, &info->lowrank_rank, err));
     info->stored = raana_layer_bits_count(info->d_in, info->d_out, info->packed_bytes, info->n_held,
                                           info->has_mu, info->has_row_scale);
+    raana_layer_bits_add_factors(&info->stored, info->d_in, info->d_out, info->lowrank_rank);
     return RAANA_OK;
 }
 
@@ -640,6 +670,35 @@ cleanup:
     return st;
 }
 
+/* Every 16-bit float of a factor finite (the exponent not all ones). */
+static raana_status check_finite_half(const uint16_t *v, size_t n, const char *path, const char *g,
+                                      const char *name, raana_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((v[i] & 0x7c00) == 0x7c00)
+            return raana_fail(err, RAANA_ERR_INPUT, "%s: %s/%s holds %s at index %zu", path, g,
+                              name, v[i] & 0x3ff ? "NaN" : "an infinite value", i);
+    return RAANA_OK;
+}
+
+/* The low-rank factors, when the layer has a lowrank_rank. */
+static raana_status read_factors(const raana_container *c, const char *g, raana_qlayer *q,
+                                 raana_error *err)
+{
+    int r;
+    size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out;
+    RAANA_CALL(read_lowrank_rank(c, g, q->d_in, q->d_out, &r, err));
+    if (r == 0)
+        return RAANA_OK;
+    q->lowrank_rank = r;
+    RAANA_CALL(read_member(c, g, "lowrank_a", H5T_NATIVE_UINT16, d_out, (size_t)r,
+                           (void **)&q->lowrank_a, err));
+    RAANA_CALL(check_finite_half(q->lowrank_a, d_out * (size_t)r, c->path, g, "lowrank_a", err));
+    RAANA_CALL(read_member(c, g, "lowrank_b", H5T_NATIVE_UINT16, (size_t)r, d_in,
+                           (void **)&q->lowrank_b, err));
+    return check_finite_half(q->lowrank_b, (size_t)r * d_in, c->path, g, "lowrank_b", err);
+}
+
 static raana_status read_layer_arrays(const raana_container *c, const char *g, raana_qlayer *q,
                                       raana_error *err)
 {
@@ -664,7 +723,7 @@ static raana_status read_layer_arrays(const raana_container *c, const char *g, r
             read_member(c, g, "row_scale", H5T_NATIVE_FLOAT, d_in, 0, (void **)&q->row_scale, err));
         RAANA_CALL(check_finite(q->row_scale, d_in, path, g, "row_scale", err));
     }
-    return RAANA_OK;
+    return read_factors(c, g, q, err);
 }
 
 static raana_status check_signs(const raana_container *c, const char *g, const raana_qlayer *q,

@@ -45,6 +45,15 @@ static raana_status verify_own(raana_h5 *h, const raana_container_content *c, ra
                                   q->packed_bytes * (size_t)q->d_out, err));
         snprintf(path, sizeof path, "/layers/%s/rescale", p->layers[i].name);
         RAANA_CALL(verify_dataset(h, path, H5T_NATIVE_FLOAT, q->rescale, (size_t)q->d_out, err));
+        if (q->lowrank_rank > 0) {
+            size_t r = (size_t)q->lowrank_rank;
+            snprintf(path, sizeof path, "/layers/%s/lowrank_a", p->layers[i].name);
+            RAANA_CALL(verify_dataset(h, path, H5T_NATIVE_UINT16, q->lowrank_a,
+                                      r * (size_t)q->d_out, err));
+            snprintf(path, sizeof path, "/layers/%s/lowrank_b", p->layers[i].name);
+            RAANA_CALL(
+                verify_dataset(h, path, H5T_NATIVE_UINT16, q->lowrank_b, r * (size_t)q->d_in, err));
+        }
     }
     for (size_t i = 0; i < m->n_entries; i++) {
         const raana_tensor_entry *e = &m->entries[i];

@@ -27,7 +27,9 @@ const char *const raana_stage_names[RAANA_STAGE_COUNT] = {"plan",     "load",   
 static raana_status write_root(raana_h5 *h, const raana_container_content *c, raana_error *err)
 {
     RAANA_CALL(raana_h5_attr_str(h, "/", "format", RAANA_FORMAT_NAME, err));
-    RAANA_CALL(raana_h5_attr_i64(h, "/", "format_version", RAANA_FORMAT_VERSION, err));
+    RAANA_CALL(raana_h5_attr_i64(
+        h, "/", "format_version",
+        c->cfg->lowrank_rank > 0 ? RAANA_FORMAT_VERSION : RAANA_FORMAT_VERSION_PLAIN, err));
     RAANA_CALL(raana_h5_attr_str(h, "/", "rng", RAANA_RNG_ID, err));
     RAANA_CALL(raana_h5_attr_str(h, "/", "model_type", c->stage->model.config.model_type, err));
     char fp[32];
@@ -159,6 +161,8 @@ static raana_status allocation_attrs(raana_h5 *h, const raana_container_content 
     RAANA_CALL(raana_h5_attr_f64(h, g, "achieved_avg_bits", &r->achieved_avg_bits, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, g, "modelled_error", &r->cost, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, g, "lower_bound", &r->lower_bound, 1, err));
+    if (c->cfg->lowrank_rank > 0)
+        RAANA_CALL(raana_h5_attr_f64(h, g, "factor_bits", &c->alloc->factor_bits, 1, err));
     return raana_h5_attr_str(h, g, "method",
                              r->method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian", err);
 }
@@ -234,6 +238,9 @@ static raana_status layer_attrs(raana_h5 *h, const char *g, const raana_containe
     RAANA_CALL(raana_h5_attr_f64(h, g, "coef", &c->alloc->coef[i], 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, g, "rel_error", &s->rel_error, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, g, "mean_cosine", &s->mean_cosine, 1, err));
+    int rank = raana_plan_layer_lowrank(c->cfg, l);
+    if (rank > 0)
+        RAANA_CALL(raana_h5_attr_i64(h, g, "lowrank_rank", rank, err));
     return raana_h5_attr_f64(h, g, "effective_bits", &s->effective_bits, 1, err);
 }
 
@@ -270,6 +277,13 @@ static raana_status write_layer_datasets(raana_h5 *h, const raana_container_cont
                                  q ? q->row_scale : NULL, err));
     RAANA_CALL(layer_dataset(h, g, "held_cols", H5T_NATIVE_INT32, 1, (hsize_t)s->n_held, 0, writer,
                              q ? q->held_cols : NULL, err));
+    hsize_t rank = (hsize_t)raana_plan_layer_lowrank(c->cfg, l);
+    if (rank > 0) {
+        RAANA_CALL(layer_dataset(h, g, "lowrank_a", H5T_NATIVE_UINT16, 2, d_out, rank, writer,
+                                 q ? q->lowrank_a : NULL, err));
+        RAANA_CALL(layer_dataset(h, g, "lowrank_b", H5T_NATIVE_UINT16, 2, rank, d_in, writer,
+                                 q ? q->lowrank_b : NULL, err));
+    }
     return layer_dataset(h, g, "held_values", H5T_NATIVE_FLOAT, 2, (hsize_t)s->n_held, d_in, writer,
                          q ? q->held_values : NULL, err);
 }
@@ -285,6 +299,9 @@ static raana_status write_layer(raana_h5 *h, const raana_container_content *c, i
     uint8_t *signs = q ? raana_schema_pack_signs(&q->rot) : NULL;
     if (q && !signs)
         st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    if (q && q->lowrank_rank != raana_plan_layer_lowrank(c->cfg, l))
+        st = RAANA_INTERNAL(err, "rank-%d factors where the plan says %d", q->lowrank_rank,
+                            raana_plan_layer_lowrank(c->cfg, l));
     RAANA_CHECK(raana_comm_agree(h->comm, st, err));
     RAANA_CHECK(raana_h5_group(h, g, err));
     RAANA_CHECK(layer_attrs(h, g, c, i, err));

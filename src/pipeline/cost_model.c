@@ -75,11 +75,15 @@ static raana_status predict_quantize(const raana_plan *plan, const raana_config 
     double ldlq_scale = 87.0 / cfg->cost_calibrate_gflops / cost->threads.blas;
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
-        int gram = cfg->ldlq && l->expert == RAANA_EXPERT_NONE && l->kind <= RAANA_LINEAR_DOWN;
+        int gram = cfg->ldlq && raana_plan_layer_has_gram(cfg, l);
+        int team = (double)l->d_in * l->d_out >= cfg->lowrank_team_min_weights ? plan->n_ranks : 1;
+        double svd =
+            raana_plan_layer_lowrank(cfg, l) > 0 ? raana_lowrank_cost(l->d_in, l->d_out) / team : 0;
         layer[i] =
             l->quantize
                 ? per_second * layer_cost(l, cfg->avg_bits, cfg->encoder) +
-                      (gram ? ldlq_scale * raana_ldlq_cost(l->d_in, l->d_out, cfg->avg_bits) : 0)
+                      (gram ? ldlq_scale * raana_ldlq_cost(l->d_in, l->d_out, cfg->avg_bits) : 0) +
+                      svd
                 : -1;
     }
     RAANA_CHECK(raana_balance_lpt(layer, NULL, n, plan->n_ranks, rank_of, load, err));

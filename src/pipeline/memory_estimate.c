@@ -19,6 +19,7 @@ static uint64_t quantized_layer_bytes(const raana_plan_layer *l, const raana_con
         bytes += 4 * d_in;
     if (cfg->tricks & RAANA_TRICK_NORM_COL)
         bytes += (uint64_t)floor(cfg->norm_col_rate * (double)d_out) * (4 * d_in + 4);
+    bytes += 2 * (uint64_t)raana_plan_layer_lowrank(cfg, l) * (d_in + d_out);
     return bytes;
 }
 
@@ -27,15 +28,26 @@ static void ldlq_bytes(const raana_plan_layer *l, const raana_config *cfg, uint6
                        uint64_t *gram)
 {
     uint64_t d_in = (uint64_t)l->d_in, d_out = (uint64_t)l->d_out;
-    int has = cfg->ldlq && l->expert == RAANA_EXPERT_NONE && l->kind <= RAANA_LINEAR_DOWN;
-    *work = has ? 8 * d_in * d_in + 5 * d_in * d_out : 0;
+    int has = raana_plan_layer_has_gram(cfg, l);
+    *work = has && cfg->ldlq ? 8 * d_in * d_in + 5 * d_in * d_out : 0;
     *gram = has ? 4 * d_in * d_in : 0;
+}
+
+/* Low-rank compensation's working set for a layer (lowrank.h): the
+ * weighted error M in double (kept between layers), the dequantized layer
+ * it comes from, and dgesvd's copy of M, U and V^T. */
+static uint64_t lowrank_bytes(const raana_plan_layer *l, const raana_config *cfg)
+{
+    uint64_t m = (uint64_t)l->d_in, n = (uint64_t)l->d_out, k = m < n ? m : n;
+    if (raana_plan_layer_lowrank(cfg, l) == 0)
+        return 0;
+    return 8 * m * n + 4 * m * n + 8 * (m * n + k * (m + n));
 }
 
 uint64_t raana_estimate_gram_bytes(const raana_model_config *m, int first, int next,
                                    const raana_config *cfg)
 {
-    if (!cfg->ldlq)
+    if (!raana_config_wants_grams(cfg))
         return 0;
     uint64_t h = (uint64_t)m->hidden_size, ctx = (uint64_t)m->num_heads * m->head_dim;
     uint64_t inter = (uint64_t)m->intermediate_size, bytes = 0;
@@ -50,7 +62,7 @@ uint64_t raana_estimate_gram_bytes(const raana_model_config *m, int first, int n
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
                                        const raana_config *cfg)
 {
-    uint64_t own = 0, foreign = 0, kept = 0, ldlq = 0, gram = 0;
+    uint64_t own = 0, foreign = 0, kept = 0, ldlq = 0, gram = 0, lowrank = 0;
     for (int i = 0; i < plan->n_layers; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         uint64_t weights = (uint64_t)l->d_in * (uint64_t)l->d_out;
@@ -59,6 +71,7 @@ uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int ne
         uint64_t work, g;
         ldlq_bytes(l, cfg, &work, &g);
         ldlq = work > ldlq ? work : ldlq;
+        lowrank = lowrank_bytes(l, cfg) > lowrank ? lowrank_bytes(l, cfg) : lowrank;
         /* layers whose weights or gram exceed one MPI message never move (quantize.c) */
         int moves = weights <= INT_MAX && g / 4 <= INT_MAX;
         if (!(l->block >= first && l->block < next) && moves)
@@ -72,7 +85,7 @@ uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int ne
     }
     /* the receive buffer stays through the stage; the working copy is of
      * the layer being encoded, own or received */
-    return foreign + (own > foreign ? own : foreign) + kept + ldlq + gram;
+    return foreign + (own > foreign ? own : foreign) + kept + ldlq + gram + lowrank;
 }
 
 /* Attention is blocked: a trace keeps one log-sum-exp per head and

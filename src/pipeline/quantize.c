@@ -11,9 +11,11 @@
 #include "raana/fault.h"
 #include "raana/huge_alloc.h"
 #include "raana/joblog.h"
+#include "raana/lowrank.h"
 #include "raana/preempt.h"
 #include "raana/ranked.h"
 #include "raana/rng.h"
+#include "raana/svd.h"
 #include "raana/wait.h"
 
 int raana_quantize_threads(const raana_config *cfg)
@@ -59,26 +61,103 @@ cleanup:
     return st;
 }
 
-/* Encodes w, measures the error and saves the layer for a resume. */
-static raana_status encode_and_save(const float *w, const raana_plan_layer *l,
-                                    const raana_qlayer_params *p, uint64_t fingerprint,
-                                    const raana_resume *resume, raana_qlayer *q, double *rel,
+/* A layer's low-rank compensation in progress: the weighted error M and
+ * the input weights (lowrank.h), then the SVD's top triplets. One per
+ * rank at a time; buffers grow to the largest layer. */
+typedef struct {
+    int layer, rank; /* plan index (-1: none pending), factor rank */
+    uint64_t fingerprint;
+    double *m, *sqrt_h, *s, *us, *vt;
+    size_t m_cap, h_cap, f_cap;
+} lowrank_work;
+
+static void lowrank_work_free(lowrank_work *lw)
+{
+    free(lw->m), free(lw->sqrt_h), free(lw->s), free(lw->us), free(lw->vt);
+    memset(lw, 0, sizeof *lw);
+    lw->layer = -1;
+}
+
+static int grow(double **p, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return 1;
+    double *q = raana_malloc_large(n * sizeof *q);
+    if (!q)
+        return 0;
+    free(*p);
+    *p = q, *cap = n;
+    return 1;
+}
+
+/* M and sqrt h of q's error, with room for a rank-r SVD. */
+static raana_status lowrank_prepare(lowrank_work *lw, const float *w, const float *gram,
+                                    const raana_config *cfg, const raana_qlayer *q, int r,
                                     raana_error *err)
 {
+    size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out;
+    size_t f = (size_t)r * (d_in > d_out ? d_in : d_out);
+    size_t s_cap = lw->f_cap, us_cap = lw->f_cap;
+    if (!grow(&lw->m, &lw->m_cap, d_in * d_out) || !grow(&lw->sqrt_h, &lw->h_cap, d_in) ||
+        !grow(&lw->s, &s_cap, (size_t)r) || !grow(&lw->us, &us_cap, f) ||
+        !grow(&lw->vt, &lw->f_cap, f))
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the low-rank compensation");
+    lw->rank = r;
+    return raana_lowrank_target(w, q, gram, cfg->lowrank_damp, lw->m, lw->sqrt_h, err);
+}
+
+/* The factors from the SVD in lw, and the layer's error again. */
+static raana_status lowrank_finish(const lowrank_work *lw, const float *w, raana_qlayer *q,
+                                   double *rel, raana_error *err)
+{
+    RAANA_CALL(raana_lowrank_set_factors(q, lw->rank, lw->s, lw->us, lw->vt, lw->sqrt_h, err));
+    return relative_error(q, w, rel, err);
+}
+
+/* Whether a team of ranks computes layer l's SVD (ScaLAPACK, in the round
+ * that encodes it), rather than its quantizer alone (LAPACK). */
+static int lowrank_by_team(const raana_config *cfg, const raana_plan_layer *l, int n_ranks)
+{
+    return n_ranks > 1 && (double)l->d_in * l->d_out >= cfg->lowrank_team_min_weights;
+}
+
+/* Encodes w and measures the error; with low-rank compensation on one rank
+ * the factors too. Saves the layer for a resume unless a team's SVD is
+ * still to come (*pending). */
+static raana_status encode_and_save(const float *w, const float *gram, const raana_config *cfg,
+                                    const raana_plan_layer *l, const raana_qlayer_params *p,
+                                    uint64_t fingerprint, const raana_resume *resume,
+                                    lowrank_work *lw, int n_ranks, raana_qlayer *q, double *rel,
+                                    int *pending, raana_error *err)
+{
+    int r = raana_plan_layer_lowrank(cfg, l);
+    *pending = 0;
     RAANA_CALL(raana_qlayer_quantize(w, l->d_in, l->d_out, p, l->name, q, err));
     RAANA_CALL(relative_error(q, w, rel, err));
+    if (r > 0) {
+        RAANA_CALL(lowrank_prepare(lw, w, gram, cfg, q, r, err));
+        if (lowrank_by_team(cfg, l, n_ranks)) {
+            lw->fingerprint = fingerprint, *pending = 1;
+            return RAANA_OK;
+        }
+        RAANA_CALL(raana_svd_local(lw->m, l->d_in, l->d_out, r, lw->s, lw->us, lw->vt, err));
+        RAANA_CALL(lowrank_finish(lw, w, q, rel, err));
+    }
     if (resume)
         RAANA_CALL(raana_resume_save_layer(resume, l->name, fingerprint, q, *rel, err));
     return RAANA_OK;
 }
 
 /* One layer: from the resume directory when it holds this exact work,
- * else encoded now and saved there. */
+ * else encoded now and saved there (or, *pending, once its team SVD is
+ * done). */
 static raana_status quantize_layer(const float *w, const float *gram, const raana_config *cfg,
                                    const raana_plan_layer *l, double bits, uint64_t fingerprint,
-                                   const raana_resume *resume, raana_qlayer *q, double *rel,
-                                   int *reused, raana_error *err)
+                                   const raana_resume *resume, lowrank_work *lw, int n_ranks,
+                                   raana_qlayer *q, double *rel, int *reused, int *pending,
+                                   raana_error *err)
 {
+    *pending = 0;
     *reused = resume && raana_resume_load_layer(resume, l->name, fingerprint, q, rel);
     if (*reused)
         return RAANA_OK;
@@ -88,9 +167,10 @@ static raana_status quantize_layer(const float *w, const float *gram, const raan
                              raana_rng_layer_key(cfg->seed, l->name),
                              cfg->encoder,
                              raana_quantize_threads(cfg),
-                             gram,
+                             cfg->ldlq ? gram : NULL,
                              cfg->ldlq_damp};
-    if (encode_and_save(w, l, &p, fingerprint, resume, q, rel, err) != RAANA_OK)
+    if (encode_and_save(w, gram, cfg, l, &p, fingerprint, resume, lw, n_ranks, q, rel, pending,
+                        err) != RAANA_OK)
         return raana_error_prefix(err, "%s", l->name);
     return RAANA_OK;
 }
@@ -191,14 +271,6 @@ typedef struct {
  * numbers, are all finished by then). */
 enum { TAG_WEIGHTS = 0x5157, TAG_GRAM = 0x5158 };
 
-/* With [quantize] ldlq, the layers whose input gram the owner's calibration
- * summed (llama.h): every layer of a dense block, the attention of a sparse
- * one; its gram travels with its weights (TAG_GRAM). */
-static int has_gram(const raana_config *cfg, const raana_plan_layer *l)
-{
-    return cfg->ldlq && l->expert == RAANA_EXPERT_NONE && l->kind <= RAANA_LINEAR_DOWN;
-}
-
 static void schedule_free(schedule *sc)
 {
     free(sc->owner);
@@ -244,7 +316,8 @@ cleanup:
 static int too_large_to_move(const raana_config *cfg, const raana_plan_layer *l)
 {
     uint64_t d_in = (uint64_t)l->d_in;
-    return d_in * (uint64_t)l->d_out > INT_MAX || (has_gram(cfg, l) && d_in * d_in > INT_MAX);
+    return d_in * (uint64_t)l->d_out > INT_MAX ||
+           (raana_plan_layer_has_gram(cfg, l) && d_in * d_in > INT_MAX);
 }
 
 /* Layers too large for one MPI message stay with their owner, and so do
@@ -323,7 +396,12 @@ static raana_status plan_rounds(MPI_Comm comm, const raana_stage *s, const raana
             : resumed[i]
                 ? 0
                 : raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder) +
-                      (has_gram(cfg, l) ? raana_ldlq_cost(l->d_in, l->d_out, alloc->bits[i]) : 0);
+                      (cfg->ldlq && raana_plan_layer_has_gram(cfg, l)
+                           ? raana_ldlq_cost(l->d_in, l->d_out, alloc->bits[i])
+                           : 0) +
+                      (raana_plan_layer_lowrank(cfg, l) > 0 && !lowrank_by_team(cfg, l, size)
+                           ? raana_lowrank_cost(l->d_in, l->d_out)
+                           : 0);
     }
     MPI_Bcast(sc->cost, n, MPI_DOUBLE, 0, comm);
     RAANA_CHECK(
@@ -346,7 +424,7 @@ static void send_weights(MPI_Comm comm, const raana_stage *s, const raana_config
         const raana_plan_layer *l = &s->plan.layers[i];
         MPI_Isend(raana_stage_layer_weight(s, i), l->d_in * l->d_out, MPI_FLOAT, k, TAG_WEIGHTS,
                   comm, &reqs[(*n_reqs)++]);
-        if (has_gram(cfg, l)) /* the owner holds it: raana_stage_alloc_grams */
+        if (raana_plan_layer_has_gram(cfg, l)) /* the owner holds it: raana_stage_alloc_grams */
             MPI_Isend(raana_stage_layer_gram(s, i), l->d_in * l->d_in, MPI_FLOAT, k, TAG_GRAM, comm,
                       &reqs[(*n_reqs)++]);
     }
@@ -360,7 +438,7 @@ static raana_status layer_weights(MPI_Comm comm, const raana_stage *s, const raa
                                   const float **w, const float **gram, raana_error *err)
 {
     const raana_plan_layer *l = &s->plan.layers[i];
-    int with_gram = has_gram(cfg, l);
+    int with_gram = raana_plan_layer_has_gram(cfg, l);
     *gram = NULL;
     if (sc->owner[i] == rank) {
         *w = raana_stage_layer_weight(s, i);
@@ -395,7 +473,7 @@ static raana_status receive_buffer(const raana_plan *plan, const raana_config *c
             const raana_plan_layer *l = &plan->layers[i];
             size_t size = (size_t)l->d_in * (size_t)l->d_out, gram = (size_t)l->d_in * l->d_in;
             largest = size > largest ? size : largest;
-            if (has_gram(cfg, l) && gram > largest_gram)
+            if (raana_plan_layer_has_gram(cfg, l) && gram > largest_gram)
                 largest_gram = gram;
         }
     }
@@ -495,45 +573,113 @@ typedef struct {
     double busy; /* seconds receiving and encoding */
     int n_done;  /* layers this rank finished */
     round_report last_round;
+    lowrank_work lw;        /* this rank's compensation; lw.layer: its team SVD to come */
+    const float *pending_w; /* that layer's weights (valid until the round's sends end) */
 } stage_run;
 
-/* Layer i on this rank: its weights (received if another rank owns it),
- * then from the resume directory or encoded. */
-static raana_status encode_one(stage_run *r, int i, raana_quantized *q, raana_error *err)
+/* The end of layer i on this rank: its summary and the round's counts. */
+static void layer_done(stage_run *r, int i, raana_quantized *q, double rel, int reused)
 {
     const raana_plan_layer *l = &r->s->plan.layers[i];
-    const float *w = NULL, *gram = NULL;
-    double rel = 0, t0 = MPI_Wtime();
-    int reused = 0;
-    RAANA_CALL(layer_weights(r->comm, r->s, r->cfg, &r->sc, i, r->rank, r->buf, r->gram_buf, &w,
-                             &gram, err));
-    uint64_t fpl = raana_fingerprint_layer(r->fp, &r->s->model, l->name, r->cfg, r->alloc->bits[i]);
-    q->layers[i] = calloc(1, sizeof *q->layers[i]);
-    if (!q->layers[i])
-        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", l->name);
-    RAANA_CALL(quantize_layer(w, gram, r->cfg, l, r->alloc->bits[i], fpl, r->resume, q->layers[i],
-                              &rel, &reused, err));
-    r->busy += MPI_Wtime() - t0;
-    raana_fault_point("quantize", r->rank);
     r->counts[!reused]++, r->n_done++;
     summarize(q->layers[i], rel, r->mine + (size_t)i * N_FIELDS);
     double weights = (double)l->d_in * l->d_out;
     r->work[R_LAYERS] += 1, r->work[R_WEIGHTS] += weights;
     r->work[R_ENCODED] += reused ? 0 : weights;
     r->last_round = (round_report){l, r->alloc->bits[i], rel, reused};
+}
+
+/* Layer i on this rank: its weights (received if another rank owns it),
+ * then from the resume directory or encoded; with a team SVD to come it
+ * is finished by team_svds. */
+static raana_status encode_one(stage_run *r, int i, raana_quantized *q, int size, raana_error *err)
+{
+    const raana_plan_layer *l = &r->s->plan.layers[i];
+    const float *w = NULL, *gram = NULL;
+    double rel = 0, t0 = MPI_Wtime();
+    int reused = 0, pending = 0;
+    RAANA_CALL(layer_weights(r->comm, r->s, r->cfg, &r->sc, i, r->rank, r->buf, r->gram_buf, &w,
+                             &gram, err));
+    uint64_t fpl = raana_fingerprint_layer(r->fp, &r->s->model, l->name, r->cfg, r->alloc->bits[i]);
+    q->layers[i] = calloc(1, sizeof *q->layers[i]);
+    if (!q->layers[i])
+        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", l->name);
+    RAANA_CALL(quantize_layer(w, gram, r->cfg, l, r->alloc->bits[i], fpl, r->resume, &r->lw, size,
+                              q->layers[i], &rel, &reused, &pending, err));
+    r->busy += MPI_Wtime() - t0;
+    if (pending) {
+        r->lw.layer = i, r->pending_w = w;
+        return RAANA_OK;
+    }
+    raana_fault_point("quantize", r->rank);
+    layer_done(r, i, q, rel, reused);
     return RAANA_OK;
 }
 
+/* This rank's pending layer after the team's SVD: factors, error, save. */
+static raana_status finish_pending(stage_run *r, raana_quantized *q, raana_error *err)
+{
+    int i = r->lw.layer;
+    const raana_plan_layer *l = &r->s->plan.layers[i];
+    double rel = 0;
+    if (lowrank_finish(&r->lw, r->pending_w, q->layers[i], &rel, err) != RAANA_OK ||
+        (r->resume && raana_resume_save_layer(r->resume, l->name, r->lw.fingerprint, q->layers[i],
+                                              rel, err) != RAANA_OK))
+        return raana_error_prefix(err, "%s", l->name);
+    raana_fault_point("quantize", r->rank);
+    layer_done(r, i, q, rel, 0);
+    return RAANA_OK;
+}
+
+/* Collective, after every rank's layer of the round: each pending SVD in
+ * rank order, by a team of all ranks with the layer's quantizer as root
+ * (svd.h; the grid from lowrank_team_min_weights). st is this rank's
+ * status so far; a rank that failed still takes part. */
+static raana_status team_svds(stage_run *r, int round, raana_quantized *q, int size,
+                              raana_status st, raana_error *err)
+{
+    int flag = st == RAANA_OK && r->lw.layer >= 0, *flags = malloc((size_t)size * sizeof *flags);
+    if (!flags) /* every rank allocates the same few bytes: a failure is everyone's */
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    MPI_Allgather(&flag, 1, MPI_INT, flags, 1, MPI_INT, r->comm);
+    for (int k = 0; k < size; k++) {
+        if (!flags[k])
+            continue;
+        const raana_plan_layer *l =
+            &r->s->plan.layers[r->sc.table[(size_t)k * r->sc.rounds + round]];
+        MPI_Comm team;
+        raana_error team_err = {0};
+        MPI_Comm_split(r->comm, 0, (r->rank - k + size) % size, &team);
+        raana_svd_grid g =
+            raana_svd_choose_grid(l->d_in, l->d_out, size, r->cfg->lowrank_team_min_weights, 64);
+        int mine = k == r->rank;
+        raana_status svd = raana_svd_scalapack(
+            team, g, mine ? r->lw.m : NULL, l->d_in, l->d_out, raana_plan_layer_lowrank(r->cfg, l),
+            mine ? r->lw.s : NULL, mine ? r->lw.us : NULL, mine ? r->lw.vt : NULL, &team_err);
+        MPI_Comm_free(&team);
+        if (svd != RAANA_OK && st == RAANA_OK)
+            st = svd, *err = team_err, raana_error_prefix(err, "%s", l->name);
+        if (mine && st == RAANA_OK)
+            st = finish_pending(r, q, err);
+    }
+    r->lw.layer = -1;
+    free(flags);
+    return st;
+}
+
 /* Round `round` on this rank: the sends of its blocks' layers that others
- * encode now, its own layer, then the sends completed (the weights stay in
- * place meanwhile, so nothing is copied). */
-static raana_status run_round(stage_run *r, int round, raana_quantized *q, raana_error *err)
+ * encode now, its own layer, the team SVDs of the round, then the sends
+ * completed (the weights stay in place meanwhile, so nothing is copied). */
+static raana_status run_round(stage_run *r, int round, raana_quantized *q, int size,
+                              raana_error *err)
 {
     int n_reqs = 0;
     send_weights(r->comm, r->s, r->cfg, &r->sc, round, r->rank, r->reqs, &n_reqs);
     int i = r->sc.table[(size_t)r->rank * r->sc.rounds + round];
     r->last_round.layer = NULL;
-    raana_status st = i >= 0 ? encode_one(r, i, q, err) : RAANA_OK;
+    raana_status st = i >= 0 ? encode_one(r, i, q, size, err) : RAANA_OK;
+    if (r->cfg->lowrank_rank > 0)
+        st = team_svds(r, round, q, size, st, err);
     for (int k = 0; k < n_reqs; k++)
         raana_wait_idle(&r->reqs[k], MPI_STATUS_IGNORE);
     return st;
@@ -560,7 +706,7 @@ static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress,
             report_round(progress, &r->last_round, total, &r->s->plan, MPI_Wtime() - t0);
         if (round == r->sc.rounds)
             break;
-        st = run_round(r, round, q, err);
+        st = run_round(r, round, q, size, err);
     }
     return raana_comm_agree(r->comm, st, err);
 }
@@ -603,6 +749,24 @@ cleanup:
     return st;
 }
 
+/* Rank 0's log line on the compensation: how many layers get factors and
+ * who computes their SVDs. */
+static void report_lowrank(FILE *out, const raana_plan *plan, const raana_config *cfg, int size)
+{
+    int layers = 0, team = 0;
+    for (int i = 0; i < plan->n_layers; i++) {
+        const raana_plan_layer *l = &plan->layers[i];
+        if (l->quantize && raana_plan_layer_lowrank(cfg, l) > 0) {
+            layers++;
+            team += lowrank_by_team(cfg, l, size);
+        }
+    }
+    raana_log_line(out,
+                   "quantize: low-rank factors of rank %d on %d layers; %d SVDs by a team of %d "
+                   "ranks (ScaLAPACK), %d on one rank (LAPACK)",
+                   cfg->lowrank_rank, layers, team, size, layers - team);
+}
+
 raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
                                   const raana_allocation *alloc, const raana_fingerprints *fp,
                                   const raana_resume *resume, raana_quantized *q, FILE *progress,
@@ -611,6 +775,7 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
     raana_status st = RAANA_OK;
     int n = s->plan.n_layers, size;
     stage_run r = {.comm = comm, .s = s, .cfg = cfg, .alloc = alloc, .fp = fp, .resume = resume};
+    r.lw.layer = -1;
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &size);
     memset(q, 0, sizeof *q);
@@ -624,11 +789,14 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
              ? RAANA_OK
              : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     RAANA_CHECK(raana_comm_agree(comm, st, err));
+    if (progress && cfg->lowrank_rank > 0)
+        report_lowrank(progress, &s->plan, cfg, size);
     RAANA_CHECK(plan_rounds(comm, s, cfg, alloc, fp, resume, &r.sc, q->quantizer, err));
     RAANA_CHECK(run_rounds(&r, q, progress, size, err));
     RAANA_CHECK(gather_results(&r, q, progress, size, err));
 cleanup:
     schedule_free(&r.sc);
+    lowrank_work_free(&r.lw);
     free(r.buf);
     free(r.gram_buf);
     free(r.reqs);

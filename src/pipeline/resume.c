@@ -21,7 +21,7 @@
 
 #define CALIB_MAGIC   "RAANACAL"
 #define LAYER_MAGIC   "RAANAQLY"
-#define RESUME_FORMAT 1u
+#define RESUME_FORMAT 2u
 
 /* ---- a bounded reader (the buffer: bytebuf.h) ----------------------------- */
 
@@ -687,6 +687,12 @@ raana_status raana_resume_save_layer(const raana_resume *r, const char *name, ui
     raana_bytebuf_put(&b, q->held_values, held * d_in * sizeof *q->held_values);
     raana_bytebuf_put(&b, q->packed, d_out * q->packed_bytes);
     raana_bytebuf_put(&b, q->rescale, d_out * sizeof *q->rescale);
+    int32_t rank = q->lowrank_rank;
+    PUT(&b, rank);
+    if (rank > 0) {
+        raana_bytebuf_put(&b, q->lowrank_a, d_out * (size_t)rank * sizeof *q->lowrank_a);
+        raana_bytebuf_put(&b, q->lowrank_b, (size_t)rank * d_in * sizeof *q->lowrank_b);
+    }
     return buf_commit(&b, r->layers_fd, file, path, err);
 }
 
@@ -760,6 +766,14 @@ int raana_resume_load_layer(const raana_resume *r, const char *name, uint64_t fi
         q->held_values = take_array(&rd, held * d_in * sizeof *q->held_values);
         q->packed = take_array(&rd, d_out * q->packed_bytes);
         q->rescale = take_array(&rd, d_out * sizeof *q->rescale);
+        int32_t rank = -1;
+        TAKE(&rd, rank);
+        sane = !rd.failed && rank >= 0 && rank <= q->d_in && rank <= q->d_out;
+        if (sane && rank > 0) {
+            q->lowrank_rank = rank;
+            q->lowrank_a = take_array(&rd, d_out * (size_t)rank * sizeof *q->lowrank_a);
+            q->lowrank_b = take_array(&rd, (size_t)rank * d_in * sizeof *q->lowrank_b);
+        }
     }
     raana_error ignored;
     int ok = sane && !rd.failed && rd.left == 0 &&

@@ -474,7 +474,7 @@ static raana_status quantization_record(const char *path, const raana_model_conf
     cJSON *r = cJSON_CreateObject(), *bits = cJSON_CreateObject(), *kept = cJSON_CreateArray();
     cJSON_AddStringToObject(r, "quant_method", "raana");
     cJSON_AddStringToObject(r, "format", RAANA_FORMAT_NAME);
-    raana_json_add_number(r, "format_version", RAANA_FORMAT_VERSION);
+    raana_json_add_number(r, "format_version", raana_container_format_version(file));
     cJSON_AddStringToObject(r, "raana_version", RAANA_VERSION);
     add_attr_text(r, "checkpoint_fingerprint", file, "checkpoint_fingerprint");
     cJSON_AddBoolToObject(r, "dequantized", 1);

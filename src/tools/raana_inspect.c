@@ -133,7 +133,7 @@ static raana_status print_summary(const raana_container *c, raana_error *err)
     char *table = NULL;
     size_t len = 0;
     printf("%s: raana container, format version %d\n", raana_container_path(c),
-           RAANA_FORMAT_VERSION);
+           raana_container_format_version(c));
     print_f64_attr(c, "/report", "target_avg_bits", "target average bits");
     print_f64_attr(c, "/report", "achieved_avg_bits", "achieved average bits (codes)");
     print_f64_attr(c, "/report", "effective_bits_quantized", "effective bits per quantized weight");
@@ -286,11 +286,19 @@ static cJSON *bits_breakdown(const raana_container *c, const char *name)
     snprintf(ds, sizeof ds, "%s/row_scale", g);
     raana_layer_bits b = raana_layer_bits_count((int)v[0], (int)v[1], (size_t)v[3], (int)v[2],
                                                 has_mu, raana_container_has(c, ds));
+    int64_t rank = 0;
+    snprintf(ds, sizeof ds, "%s/lowrank_a", g);
+    if (raana_container_has(c, ds) &&
+        raana_container_attr_i64(c, g, "lowrank_rank", &rank, &ignored) == RAANA_OK && rank > 0 &&
+        rank <= (v[0] < v[1] ? v[0] : v[1]))
+        raana_layer_bits_add_factors(&b, (int)v[0], (int)v[1], (int)rank);
     cJSON *o = cJSON_CreateObject();
     raana_json_add_number(o, "codes", b.codes / b.weights);
     raana_json_add_number(o, "rescales", b.rescales / b.weights);
     raana_json_add_number(o, "tricks", raana_layer_bits_tricks(&b));
     raana_json_add_number(o, "signs", b.signs / b.weights);
+    if (b.factors != 0.0)
+        raana_json_add_number(o, "factors", b.factors / b.weights);
     return o;
 }
 

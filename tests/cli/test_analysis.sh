@@ -109,10 +109,10 @@ printf '{"windows": 3}\n' >"$tmp/lonely.eval.json"
 expect_fail 4 "$tmp/lonely.eval.json: no ppl_ratio" "evaluation without a ratio" \
   "$py" "$src/analysis/sweep.py" "$tmp/lonely.h5"
 # a container of a format version these scripts do not know
-cp "$sweep/a3.h5" "$tmp/v2.h5"
-"$py" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["format_version"] = 2' "$tmp/v2.h5"
-expect_fail 4 "$tmp/v2.h5: container format version 2; these scripts read version 1" \
-  "unknown format version" "$py" "$src/analysis/layers.py" "$tmp/v2.h5" --plugin-dir "$plugin_dir"
+cp "$sweep/a3.h5" "$tmp/v3.h5"
+"$py" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["format_version"] = 3' "$tmp/v3.h5"
+expect_fail 4 "$tmp/v3.h5: container format version 3; these scripts read versions 1 to 2" \
+  "unknown format version" "$py" "$src/analysis/layers.py" "$tmp/v3.h5" --plugin-dir "$plugin_dir"
 # an output directory that cannot be made (a file is in the way): exit 5
 run "$py" "$src/analysis/layers.py" "$sweep/a3.h5" --plugin-dir "$plugin_dir" \
   --out "$tmp/other.csv/x"

@@ -97,7 +97,7 @@ expect_rc 0 "rerun after the kill"
 grep -qE "layers: [0-9]+ encoded, [1-9][0-9]* resumed" <<<"$out" && ok ||
   bad "rerun after the kill: no layer reused: $out"
 grep -q "(resumed)" <<<"$out" && bad "calibration resumed without its grams" || ok
-expect_err "calibration.bin not reused: [quantize] ldlq needs the layer inputs' grams" "rerun after the kill"
+expect_err "calibration.bin not reused: [quantize] ldlq and lowrank_rank need the layer inputs' grams" "rerun after the kill"
 same_as "$ref/p1.h5" "$out_h5" "after a kill in quantize"
 rm -f "$out_h5"
 

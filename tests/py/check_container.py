@@ -1,8 +1,8 @@
 """check_container.py — a raana container read with Debian's h5py (and
 hdf5plugin) and numpy alone, against raana and against the checkpoint:
 
-- every quantized layer is rebuilt from its codes, rescales, signs and trick
-  terms following docs/FORMAT.md, and matches raana-inspect's dequantization
+- every quantized layer is rebuilt from its codes, rescales, signs, trick
+  terms and low-rank factors following docs/FORMAT.md, and matches raana-inspect's dequantization
   to 1e-6 relative;
 - the stored rotation signs equal the documented generator (rng attribute)
   re-implemented here in numpy, from the layer's key;
@@ -110,7 +110,7 @@ def unpack_codes(packed, n, bits):
     return (stream << np.arange(bits)).sum(axis=2)
 
 
-def dequantize(g):
+def dequantize(g, factors=True):
     a = g.attrs
     d_in, d_out, bits = int(a["d_in"]), int(a["d_out"]), float(a["bits"])
     cb, n_kept, k = int(a["code_bits"]), int(a["n_kept"]), int(a["rotation_k"])
@@ -132,6 +132,12 @@ def dequantize(g):
         w += g["mu"][...]
     for c, col in zip(g["held_cols"][...], g["held_values"][...]):
         w[c] = col
+    if factors and "lowrank_rank" in a:  # IEEE half bits, added to every row
+        r = int(a["lowrank_rank"])
+        fa = g["lowrank_a"][...].view(np.float16).astype(np.float64)
+        fb = g["lowrank_b"][...].view(np.float16).astype(np.float64)
+        assert fa.shape == (d_out, r) and fb.shape == (r, d_in), "factor shapes"
+        w += fa @ fb
     return w, s1, s2
 
 
@@ -143,7 +149,9 @@ def main():
           f"superblock version {head[8]} (checksummed metadata needs 2 or later)")
     f = h5py.File(container, "r")
     check(f.attrs["format"] == b"raana-container", "format attribute")
-    check(int(f.attrs["format_version"]) == 1, "format_version")
+    factors = any("lowrank_rank" in f["layers"][n].attrs for n in f["layers"])
+    check(int(f.attrs["format_version"]) == (2 if factors else 1),
+          "format_version: 2 with low-rank factors, else 1")
     seed = int(f["provenance"].attrs["seed"])
     weights = read_model(model_dir)
     layers = f["layers"]

@@ -185,7 +185,8 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 2;
     }
-    raana_svd_grid grids[] = {{1, 1, 8}, {2, 1, 8}, {1, 2, 8}, {2, 2, 8}, {2, 2, 5}};
+    raana_svd_grid grids[] = {{1, 1, 8}, {2, 1, 8}, {1, 2, 8}, {2, 2, 8},
+                              {2, 2, 5}, {3, 1, 8}, {1, 3, 8}};
     for (size_t i = 0; i < sizeof grids / sizeof grids[0]; i++) {
         one_case(rank, 77, 45, grids[i]);
         one_case(rank, 45, 77, grids[i]);

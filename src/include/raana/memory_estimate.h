@@ -41,7 +41,11 @@ uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raa
  * the held-out columns in f32. With [quantize] ldlq also LDLQ's working
  * set for the largest layer (ldlq.c: its rotated gram and factor in f32, 8 d_in^2
  * bytes, a copy of the columns and their codes, 5 d_in d_out) and the
- * receive buffer of a layer's gram (4 d_in^2). */
+ * receive buffer of a layer's gram (4 d_in^2). With [quantize]
+ * lowrank_rank the compensation's working set for the largest layer: its
+ * weighted error in double (8 d_in d_out), the dequantized layer (4 d_in
+ * d_out) and dgesvd's copy, U and V^T (8 (d_in d_out + k (d_in + d_out)),
+ * k = min(d_in, d_out)); kept layers hold their factors too. */
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
                                        const raana_config *cfg);
 

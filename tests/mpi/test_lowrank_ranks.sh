@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# test_lowrank_ranks.sh — [quantize] lowrank_rank (low-rank compensation,
+# issue 12) on the fixture job for P = 1, 2, 3, 4, with every layer's SVD
+# by a team of all ranks (ScaLAPACK; lowrank_team_min_weights = 4096) when
+# P > 1 and by LAPACK when P = 1: every container rebuilds to P = 1's
+# weights within 1e-6 relative, with the same codes (tests/py/
+# compare_rebuilt.py). Common checks: the numpy reader rebuilds every
+# compensated layer to 1e-6 of raana's own dequantization and finds format
+# version 2 (check_container.py); the factors are the weighted optimum
+# numpy's SVD gives, their bits are counted and the codes get avg_bits
+# minus them (check_lowrank.py); raana-export's weights are the compensated
+# layers (check_export.py); a rank killed while quantizing, then the same
+# command, gives the same weights with the finished layers reused; a
+# changed lowrank_damp re-encodes every layer; lowrank_rank with
+# [calibration] statistics, and a rank whose factors leave the codes less
+# than the lowest candidate, are refused (exit 3) with nothing written.
+# Under RAANA_TEST_QUICK (the sanitizer build) the export and the damping's
+# re-encode are left to the Release build.
+# Usage: test_lowrank_ranks.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC RAANA_EXPORT RAANA_INSPECT
+set -u
+mpi_bin=$1 plugin_dir=$2 src=$3 mpiexec=$4 export_bin=$5 inspect_bin=$6
+. "$src/tests/cli/lib.sh"
+mpi_test_env
+export HDF5_PLUGIN_PATH=$plugin_dir
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+job=$src/jobs/kjv-tiny.ini
+fixture=$src/tests/data/kjv-tiny
+out_h5=$tmp/kjv.h5
+lowrank=(--set quantize.lowrank_rank=4 --set quantize.lowrank_team_min_weights=4096)
+ref=$(ref_dir "$tmp")
+quick=${RAANA_TEST_QUICK:-0}
+rebuilds_as() { # rebuilds_as REF FILE what
+  "$py" "$src/tests/py/compare_rebuilt.py" "$1" "$2" 1e-6 >"$tmp/cmp.txt" 2>&1 && ok ||
+    bad "$3: $(cat "$tmp/cmp.txt")"
+}
+
+for p in $test_ranks; do
+  run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$out_h5" "${lowrank[@]}"
+  expect_rc 0 "lowrank job P=$p"
+  if [ "$p" = 1 ]; then
+    expect_err "low-rank factors of rank 4 on 28 layers; 0 SVDs by a team of 1 ranks (ScaLAPACK), 28 on one rank (LAPACK)" "P=1"
+    mv "$out_h5" "$ref/p1.h5"
+    continue
+  fi
+  expect_err "low-rank factors of rank 4 on 28 layers; 28 SVDs by a team of $p ranks (ScaLAPACK), 0 on one rank" "P=$p"
+  has_ref "$ref/p1.h5" "P=$p" || continue
+  rebuilds_as "$ref/p1.h5" "$out_h5" "lowrank P=$p"
+  rm -f "$out_h5"
+done
+[ "$test_common" = 1 ] || { finish; exit; }
+has_ref "$ref/p1.h5" "the checks on P=1's container" || { finish; exit; }
+c=$ref/p1.h5
+
+"$py" "$src/tests/py/check_container.py" "$c" "$inspect_bin" "$fixture" \
+  >"$tmp/cc.txt" 2>&1 && ok || bad "check_container.py on a compensated container: $(cat "$tmp/cc.txt")"
+"$py" "$src/tests/py/check_lowrank.py" "$c" "$fixture" 0.01 >"$tmp/cl.txt" 2>&1 && ok ||
+  bad "check_lowrank.py: $(cat "$tmp/cl.txt")"
+
+if [ "$quick" != 1 ]; then
+  run "$export_bin" "$c" "$tmp/f32" --dtype f32
+  expect_rc 0 "export a compensated container"
+  "$py" "$src/tests/py/check_export.py" "$c" "$fixture" "$inspect_bin" "$tmp/f32:F32:1" \
+    >"$tmp/ce.txt" 2>&1 && ok || bad "check_export.py: $(cat "$tmp/ce.txt")"
+fi
+
+# a rank dies in its 10th quantized layer; the rerun reuses the finished ones
+run env RAANA_FAULT_INJECT=quantize:1:10 "$mpiexec" -n 2 "$mpi_bin" "$job" \
+  --set "output.path=$out_h5" "${lowrank[@]}"
+[ "$rc" -ne 0 ] && [ ! -e "$out_h5" ] && ok || bad "kill in quantize: rc $rc, or output exists"
+run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$out_h5" "${lowrank[@]}"
+expect_rc 0 "rerun after the kill"
+grep -qE "layers: [0-9]+ encoded, [1-9][0-9]* resumed" <<<"$out" && ok ||
+  bad "rerun after the kill: no layer reused: $out"
+rebuilds_as "$c" "$out_h5" "after a kill in quantize"
+rm -f "$out_h5"
+
+if [ "$quick" != 1 ]; then
+  # the damping is part of every layer's fingerprint
+  run env RAANA_FAULT_INJECT=write:0:10 "$mpi_bin" "$job" --set "output.path=$out_h5" \
+    "${lowrank[@]}"
+  [ "$rc" -ne 0 ] && ok || bad "kill in writing: exit 0"
+  run "$mpi_bin" "$job" --set "output.path=$out_h5" "${lowrank[@]}" --set quantize.lowrank_damp=1
+  expect_rc 0 "rerun with another damping"
+  expect_out "layers: 28 encoded, 0 resumed" "rerun with another damping"
+  rm -f "$out_h5"
+fi
+
+run "$mpi_bin" "$job" --set "output.path=$tmp/plain.h5"
+expect_rc 0 "the job without compensation"
+run "$mpi_bin" "$job" --set "output.path=$out_h5" "${lowrank[@]}" \
+  --set "calibration.statistics=$tmp/plain.h5"
+expect_rc 3 "lowrank with statistics"
+expect_err "[quantize] lowrank_rank = 4 weights the error by the calibration inputs' second moments" \
+  "lowrank with statistics"
+[ ! -e "$out_h5" ] && ok || bad "lowrank with statistics: output written"
+run "$mpi_bin" "$job" --set "output.path=$out_h5" "${lowrank[@]}" --set quantize.avg_bits=1.2
+expect_rc 3 "factors leaving less than the lowest candidate"
+expect_err "[quantize] lowrank_rank = 4 takes 0.5333 bits per quantized weight of avg_bits = 1.2" \
+  "factors leaving less than the lowest candidate"
+[ ! -e "$out_h5" ] && ok || bad "factors over the budget: output written"
+finish
