@@ -7,6 +7,9 @@ wrong weights (issue 15, "Container reader hardening"):
 - whole-bit layer: bits 4 with 3-bit codes, bits 2.5, packed_bytes off by one,
   codes stored transposed (same element count), a NaN rescale, an infinite mu,
   a held-out column out of range and one held twice;
+- a layer with low-rank factors: lowrank_rank 0 and above min(d_in, d_out), a
+  factor of the wrong shape, a NaN and an infinity in a factor's half bits,
+  a missing factor;
 - a dataset declared far larger than the file (2^40 bytes, chunks never
   written) as /report/table (raana-inspect's summary and --verify) and as an
   extra tensor (raana-export, which reads every tensor).
@@ -83,7 +86,12 @@ def main():
         make_container(mpi_bin, src, sub, ["quantize.bits=0.5,0.75,1,2", "quantize.avg_bits=0.9",
                                            "quantize.tricks=centralize,norm_col,norm_row",
                                            "quantize.encoder=fast"])
+        lowrank = os.path.join(tmp, "lowrank.h5")
+        make_container(mpi_bin, src, lowrank, ["quantize.lowrank_rank=2"])
         out = os.path.join(tmp, "w.f32")
+        with h5py.File(lowrank, "r") as f:
+            lr_layer = next(n for n in f["layers"] if f["layers"][n].attrs["d_out"] == 64)
+            lr_a = f["layers"][lr_layer]["lowrank_a"][...]
         with h5py.File(sub, "r") as f:
             sub_layer = next(n for n in f["layers"] if f["layers"][n].attrs["bits"] < 1
                              and f["layers"][n].attrs["d_in"] == 192)
@@ -100,6 +108,7 @@ def main():
         # controls: the originals decode
         expect([inspect, sub, "--dequantize", sub_layer, out], 0, "", "control sub-bit")
         expect([inspect, whole, "--dequantize", held_layer, out], 0, "", "control whole-bit")
+        expect([inspect, lowrank, "--dequantize", lr_layer, out], 0, "", "control low-rank")
 
         out_of_range = "n_held or packed_bytes out of range"
         disagree = "disagree with bits"
@@ -142,6 +151,27 @@ def main():
 
         cases.append((whole, "held_twice", held_layer, held_twice,
                       f"held_cols: column {held_col} held twice"))
+        rank_range = "lowrank_rank is unreadable or outside 1..min(d_in, d_out)"
+
+        def half_at(bits):
+            return lambda f: replace(f, f"layers/{lr_layer}/lowrank_a",
+                                     np.where(np.arange(lr_a.size).reshape(lr_a.shape) == 9,
+                                              np.uint16(bits), lr_a).astype(np.uint16))
+
+        cases += [
+            (lowrank, "rank_zero", lr_layer, set_attr(lr_layer, "lowrank_rank", np.int64(0)),
+             rank_range),
+            (lowrank, "rank_huge", lr_layer, set_attr(lr_layer, "lowrank_rank", np.int64(65)),
+             rank_range),
+            (lowrank, "factor_shape", lr_layer,
+             lambda f: replace(f, f"layers/{lr_layer}/lowrank_a", lr_a.T.copy()),
+             f"lowrank_a has shape [2, 64], the layer's attributes imply [64, 2]"),
+            (lowrank, "factor_nan", lr_layer, half_at(0x7E00), "lowrank_a holds NaN at index 9"),
+            (lowrank, "factor_inf", lr_layer, half_at(0xFC00),
+             "lowrank_a holds an infinite value at index 9"),
+            (lowrank, "factor_missing", lr_layer,
+             lambda f: f["layers"][lr_layer].__delitem__("lowrank_b"), "lowrank_b is missing"),
+        ]
         for base, name, layer, edit, text in cases:
             path = edited(base, tmp, name, edit)
             expect([inspect, path, "--dequantize", layer, out], 4, text, name)
