@@ -9,13 +9,14 @@
 # version 2 (check_container.py); the factors are the weighted optimum
 # numpy's SVD gives, their bits are counted and the codes get avg_bits
 # minus them (check_lowrank.py); raana-export's weights are the compensated
-# layers (check_export.py); a rank killed while quantizing, then the same
+# layers (check_export.py); on the Mixtral fixture only the attention gets
+# factors, and 3 ranks rebuild as 1; a rank killed while quantizing, then the same
 # command, gives the same weights with the finished layers reused; a
 # changed lowrank_damp re-encodes every layer; lowrank_rank with
 # [calibration] statistics, and a rank whose factors leave the codes less
 # than the lowest candidate, are refused (exit 3) with nothing written.
-# Under RAANA_TEST_QUICK (the sanitizer build) the export and the damping's
-# re-encode are left to the Release build.
+# Under RAANA_TEST_QUICK (the sanitizer build) the export, Mixtral and the
+# damping's re-encode are left to the Release build.
 # Usage: test_lowrank_ranks.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC RAANA_EXPORT RAANA_INSPECT
 set -u
 mpi_bin=$1 plugin_dir=$2 src=$3 mpiexec=$4 export_bin=$5 inspect_bin=$6
@@ -63,6 +64,26 @@ if [ "$quick" != 1 ]; then
   expect_rc 0 "export a compensated container"
   "$py" "$src/tests/py/check_export.py" "$c" "$fixture" "$inspect_bin" "$tmp/f32:F32:1" \
     >"$tmp/ce.txt" 2>&1 && ok || bad "check_export.py: $(cat "$tmp/ce.txt")"
+fi
+
+if [ "$quick" != 1 ]; then
+  # a mixture of experts: the attention gets factors, no expert does (its
+  # inputs are routed tokens); 3 ranks' ScaLAPACK teams rebuild as 1 rank's LAPACK
+  moe_window_job "$tmp/moe.ini" "$src/tests/data/mixtral-tiny-random" 3 "$tmp/moe.h5"
+  for p in 1 3; do
+    run "$mpiexec" -n "$p" "$mpi_bin" "$tmp/moe.ini" --set quantize.lowrank_rank=2 \
+      --set quantize.lowrank_team_min_weights=1024
+    expect_rc 0 "Mixtral with factors, P=$p"
+    expect_err "low-rank factors of rank 2 on 8 layers" "Mixtral with factors, P=$p"
+    mv "$tmp/moe.h5" "$tmp/moe$p.h5"
+  done
+  rebuilds_as "$tmp/moe1.h5" "$tmp/moe3.h5" "Mixtral P=3"
+  "$py" - "$tmp/moe1.h5" <<'PY' && ok || bad "Mixtral: factors on the attention only"
+import sys, h5py
+layers = h5py.File(sys.argv[1], "r")["layers"]
+with_factors = [n for n in layers if "lowrank_rank" in layers[n].attrs]
+sys.exit(0 if len(with_factors) == 8 and all("self_attn" in n for n in with_factors) else 1)
+PY
 fi
 
 # a rank dies in its 10th quantized layer; the rerun reuses the finished ones
