@@ -68,7 +68,7 @@ typedef struct {
     int layer, rank; /* plan index (-1: none pending), factor rank */
     uint64_t fingerprint;
     double *m, *sqrt_h, *s, *us, *vt;
-    size_t m_cap, h_cap, f_cap;
+    size_t m_cap, h_cap, s_cap, us_cap, vt_cap; /* elements allocated */
 } lowrank_work;
 
 static void lowrank_work_free(lowrank_work *lw)
@@ -96,11 +96,9 @@ static raana_status lowrank_prepare(lowrank_work *lw, const float *w, const floa
                                     raana_error *err)
 {
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out;
-    size_t f = (size_t)r * (d_in > d_out ? d_in : d_out);
-    size_t s_cap = lw->f_cap, us_cap = lw->f_cap;
     if (!grow(&lw->m, &lw->m_cap, d_in * d_out) || !grow(&lw->sqrt_h, &lw->h_cap, d_in) ||
-        !grow(&lw->s, &s_cap, (size_t)r) || !grow(&lw->us, &us_cap, f) ||
-        !grow(&lw->vt, &lw->f_cap, f))
+        !grow(&lw->s, &lw->s_cap, (size_t)r) || !grow(&lw->us, &lw->us_cap, (size_t)r * d_in) ||
+        !grow(&lw->vt, &lw->vt_cap, (size_t)r * d_out))
         return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the low-rank compensation");
     lw->rank = r;
     return raana_lowrank_target(w, q, gram, cfg->lowrank_damp, lw->m, lw->sqrt_h, err);
