@@ -363,7 +363,13 @@ static raana_status print_json(const raana_container *c, raana_error *err)
     cJSON_AddItemToObject(o, "report", group_json(c, "/report", report, 4));
     cJSON_AddItemToObject(o, "blas", raana_blas_json()); /* the reader's BLAS, not the file's */
     cJSON_AddItemToObject(o, "calibration", calibration_json(c));
-    cJSON_AddItemToObject(o, "allocation", group_json(c, "/allocation", allocation, 6));
+    cJSON *alloc = group_json(c, "/allocation", allocation, 6);
+    raana_error absent;
+    double factor_bits;
+    if (raana_container_attr_f64(c, "/allocation", "factor_bits", &factor_bits, &absent) ==
+        RAANA_OK)
+        cJSON_AddItemToObject(alloc, "factor_bits", attr_json(c, "/allocation", "factor_bits"));
+    cJSON_AddItemToObject(o, "allocation", alloc);
     cJSON *layers = cJSON_AddArrayToObject(o, "layers");
     for (int i = 0; i < t.n; i++)
         cJSON_AddItemToArray(layers, layer_json(c, &t, i));
