@@ -59,6 +59,18 @@ c=$ref/p1.h5
 "$py" "$src/tests/py/check_lowrank.py" "$c" "$fixture" 0.01 >"$tmp/cl.txt" 2>&1 && ok ||
   bad "check_lowrank.py: $(cat "$tmp/cl.txt")"
 
+# raana-inspect --json: the factors in every layer's breakdown and in the allocation
+"$inspect_bin" --json "$c" >"$tmp/c.json" && "$py" - "$tmp/c.json" "$c" <<'PY' && ok ||
+import json, sys, h5py
+d, f = json.load(open(sys.argv[1])), h5py.File(sys.argv[2], "r")
+layers = [l for l in d["layers"] if l["quantized"]]
+sums = all(abs(sum(l["bits_breakdown"].values()) - l["effective_bits"]) < 1e-9 for l in layers)
+factors = all(l["bits_breakdown"]["factors"] > 0 for l in layers)
+same = d["allocation"]["factor_bits"] == f["allocation"].attrs["factor_bits"]
+sys.exit(0 if sums and factors and same and d["format_version"] == 2 else 1)
+PY
+  bad "raana-inspect --json on a compensated container"
+
 if [ "$quick" != 1 ]; then
   run "$export_bin" "$c" "$tmp/f32" --dtype f32
   expect_rc 0 "export a compensated container"
