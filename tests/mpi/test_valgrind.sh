@@ -2,7 +2,8 @@
 # test_valgrind.sh — raana-eval (two sides, sliding windows), raana-mpi
 # --calibrate-only (forward and backward through every block), the whole job
 # (quantize, the HDF5 container) and raana-eval on that container, on the
-# small model under valgrind memcheck: no invalid access, no use of
+# small model, and a job with low-rank factors on the Mixtral fixture, under
+# valgrind memcheck: no invalid access, no use of
 # uninitialized values, no leak outside Open MPI's own (tests/valgrind.supp). Indirect leaks are not counted: those
 # here hang off Open MPI's suppressed blocks (an indirect leak of raana's
 # would hang off a definite one, which is). Usage: test_valgrind.sh RAANA_MPI RAANA_EVAL SOURCE_DIR
@@ -24,15 +25,21 @@ run "${vg[@]}" "$mpi_bin" --calibrate-only --set calibration.n_samples=1 \
   --set calibration.seq_len=48 --set output.path="$tmp/out.h5" "$src/jobs/kjv-tiny.ini"
 expect_rc 0 "calibrate under valgrind"; expect_out "1 windows of 48 tokens" "calibrate under valgrind"
 # the whole job: calibrate (with LDLQ's grams), allocate, quantize (the exact
-# codes, then LDLQ's, then rank-2 factors from LAPACK's SVD), write the
-# container, verify; then raana-eval rebuilds the layers with their factors
+# codes, then LDLQ's), write the container, verify
 run "${vg[@]}" "$mpi_bin" --set calibration.n_samples=1 --set calibration.seq_len=48 \
-  --set quantize.ldlq=true --set quantize.lowrank_rank=2 --set output.path="$tmp/full.h5" \
-  "$src/jobs/kjv-tiny.ini"
+  --set quantize.ldlq=true --set output.path="$tmp/full.h5" "$src/jobs/kjv-tiny.ini"
 expect_rc 0 "whole job under valgrind"; expect_out "wrote $tmp/full.h5" "whole job under valgrind"
 # both sides, the quantized one from that container alone (fingerprint check too)
 run "${vg[@]}" "$eval_bin" --model "$fixture" --container "$tmp/full.h5" --text "$tmp/small.txt" \
   --seq-len 32 --max-windows 2 --json --quiet
 expect_rc 0 "raana-eval --container under valgrind"
 expect_out '"kl":{"mean":' "raana-eval --container under valgrind"
+# low-rank compensation on the Mixtral fixture (small: its 8 attention layers get
+# rank-2 factors from LAPACK's SVD, written, read back and verified; the experts
+# and the router go through the sparse path)
+moe_window_job "$tmp/moe.ini" "$src/tests/data/mixtral-tiny-random" 3 "$tmp/moe.h5"
+run "${vg[@]}" "$mpi_bin" "$tmp/moe.ini" --set calibration.seq_len=48 \
+  --set quantize.lowrank_rank=2
+expect_rc 0 "low-rank job under valgrind"
+expect_err "low-rank factors of rank 2 on 8 layers" "low-rank job under valgrind"
 finish
