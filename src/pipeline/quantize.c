@@ -573,6 +573,7 @@ typedef struct {
     round_report last_round;
     lowrank_work lw;        /* this rank's compensation; lw.layer: its team SVD to come */
     const float *pending_w; /* that layer's weights (valid until the round's sends end) */
+    int *flags;             /* [n_ranks]: which ranks have a team SVD this round */
 } stage_run;
 
 /* The end of layer i on this rank: its summary and the round's counts. */
@@ -636,9 +637,7 @@ static raana_status finish_pending(stage_run *r, raana_quantized *q, raana_error
 static raana_status team_svds(stage_run *r, int round, raana_quantized *q, int size,
                               raana_status st, raana_error *err)
 {
-    int flag = st == RAANA_OK && r->lw.layer >= 0, *flags = malloc((size_t)size * sizeof *flags);
-    if (!flags) /* every rank allocates the same few bytes: a failure is everyone's */
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    int flag = st == RAANA_OK && r->lw.layer >= 0, *flags = r->flags;
     MPI_Allgather(&flag, 1, MPI_INT, flags, 1, MPI_INT, r->comm);
     for (int k = 0; k < size; k++) {
         if (!flags[k])
@@ -661,7 +660,6 @@ static raana_status team_svds(stage_run *r, int round, raana_quantized *q, int s
             st = finish_pending(r, q, err);
     }
     r->lw.layer = -1;
-    free(flags);
     return st;
 }
 
@@ -783,7 +781,8 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
     q->quantizer = calloc((size_t)n, sizeof *q->quantizer);
     r.mine = calloc((size_t)n * N_FIELDS, sizeof *r.mine);
     r.reqs = calloc(2 * (size_t)size, sizeof *r.reqs); /* weights and gram per rank */
-    st = q->layers && q->summary && q->quantizer && r.mine && r.reqs
+    r.flags = calloc((size_t)size, sizeof *r.flags);
+    st = q->layers && q->summary && q->quantizer && r.mine && r.reqs && r.flags
              ? RAANA_OK
              : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     RAANA_CHECK(raana_comm_agree(comm, st, err));
@@ -795,6 +794,7 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
 cleanup:
     schedule_free(&r.sc);
     lowrank_work_free(&r.lw);
+    free(r.flags);
     free(r.buf);
     free(r.gram_buf);
     free(r.reqs);
