@@ -76,7 +76,7 @@ static raana_status predict_quantize(const raana_plan *plan, const raana_config 
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         int gram = cfg->ldlq && raana_plan_layer_has_gram(cfg, l);
-        int team = (double)l->d_in * l->d_out >= cfg->lowrank_team_min_weights ? plan->n_ranks : 1;
+        int team = raana_plan_lowrank_by_team(cfg, l, plan->n_ranks) ? plan->n_ranks : 1;
         double svd =
             raana_plan_layer_lowrank(cfg, l) > 0 ? raana_lowrank_cost(l->d_in, l->d_out) / team : 0;
         layer[i] =

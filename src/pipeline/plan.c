@@ -199,6 +199,11 @@ int raana_plan_layer_lowrank(const raana_config *cfg, const raana_plan_layer *l)
     return r < k ? r : k;
 }
 
+int raana_plan_lowrank_by_team(const raana_config *cfg, const raana_plan_layer *l, int n_ranks)
+{
+    return n_ranks > 1 && (double)l->d_in * l->d_out >= cfg->lowrank_team_min_weights;
+}
+
 int raana_plan_block_owner(const raana_plan *plan, int block)
 {
     for (int r = 0; r < plan->n_ranks; r++)

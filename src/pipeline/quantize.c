@@ -112,13 +112,6 @@ static raana_status lowrank_finish(const lowrank_work *lw, const float *w, raana
     return relative_error(q, w, rel, err);
 }
 
-/* Whether a team of ranks computes layer l's SVD (ScaLAPACK, in the round
- * that encodes it), rather than its quantizer alone (LAPACK). */
-static int lowrank_by_team(const raana_config *cfg, const raana_plan_layer *l, int n_ranks)
-{
-    return n_ranks > 1 && (double)l->d_in * l->d_out >= cfg->lowrank_team_min_weights;
-}
-
 /* Encodes w and measures the error; with low-rank compensation on one rank
  * the factors too. Saves the layer for a resume unless a team's SVD is
  * still to come (*pending). */
@@ -131,10 +124,11 @@ static raana_status encode_and_save(const float *w, const float *gram, const raa
     int r = raana_plan_layer_lowrank(cfg, l);
     *pending = 0;
     RAANA_CALL(raana_qlayer_quantize(w, l->d_in, l->d_out, p, l->name, q, err));
-    RAANA_CALL(relative_error(q, w, rel, err));
-    if (r > 0) {
+    if (r == 0) {
+        RAANA_CALL(relative_error(q, w, rel, err));
+    } else { /* the error is measured once the factors are in */
         RAANA_CALL(lowrank_prepare(lw, w, gram, cfg, q, r, err));
-        if (lowrank_by_team(cfg, l, n_ranks)) {
+        if (raana_plan_lowrank_by_team(cfg, l, n_ranks)) {
             lw->fingerprint = fingerprint, *pending = 1;
             return RAANA_OK;
         }
@@ -389,17 +383,17 @@ static raana_status plan_rounds(MPI_Comm comm, const raana_stage *s, const raana
     MPI_Bcast(resumed, n, MPI_INT, 0, comm);
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
-        sc->cost[i] =
-            !l->quantize ? -1
-            : resumed[i]
-                ? 0
-                : raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder) +
-                      (cfg->ldlq && raana_plan_layer_has_gram(cfg, l)
-                           ? raana_ldlq_cost(l->d_in, l->d_out, alloc->bits[i])
-                           : 0) +
-                      (raana_plan_layer_lowrank(cfg, l) > 0 && !lowrank_by_team(cfg, l, size)
-                           ? raana_lowrank_cost(l->d_in, l->d_out)
-                           : 0);
+        sc->cost[i] = !l->quantize ? -1
+                      : resumed[i]
+                          ? 0
+                          : raana_quantize_cost(l->d_in, l->d_out, alloc->bits[i], cfg->encoder) +
+                                (cfg->ldlq && raana_plan_layer_has_gram(cfg, l)
+                                     ? raana_ldlq_cost(l->d_in, l->d_out, alloc->bits[i])
+                                     : 0) +
+                                (raana_plan_layer_lowrank(cfg, l) > 0 &&
+                                         !raana_plan_lowrank_by_team(cfg, l, size)
+                                     ? raana_lowrank_cost(l->d_in, l->d_out)
+                                     : 0);
     }
     MPI_Bcast(sc->cost, n, MPI_DOUBLE, 0, comm);
     RAANA_CHECK(
@@ -754,7 +748,7 @@ static void report_lowrank(FILE *out, const raana_plan *plan, const raana_config
         const raana_plan_layer *l = &plan->layers[i];
         if (l->quantize && raana_plan_layer_lowrank(cfg, l) > 0) {
             layers++;
-            team += lowrank_by_team(cfg, l, size);
+            team += raana_plan_lowrank_by_team(cfg, l, size);
         }
     }
     raana_log_line(out,

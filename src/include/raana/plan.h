@@ -79,6 +79,11 @@ int raana_plan_layer_has_gram(const raana_config *cfg, const raana_plan_layer *l
  * capped at min(d_in, d_out) for a layer with a gram, else 0. */
 int raana_plan_layer_lowrank(const raana_config *cfg, const raana_plan_layer *l);
 
+/* Whether a team of all n_ranks ranks computes layer l's SVD (ScaLAPACK),
+ * rather than the rank that quantizes it (LAPACK): more than one rank and
+ * at least [quantize] lowrank_team_min_weights weights. */
+int raana_plan_lowrank_by_team(const raana_config *cfg, const raana_plan_layer *l, int n_ranks);
+
 /* The rank that owns decoder block b. */
 int raana_plan_block_owner(const raana_plan *plan, int block);
 
