@@ -24,6 +24,7 @@
 void raana_mpiio_defaults(void)
 {
     setenv("OMPI_MCA_sharedfp", "individual", 0);
+    setenv("OMPI_MCA_fcoll", "individual", 0);
 }
 
 /* 1 when the user's OMPI_MCA_sharedfp can select the lockedfile component. */

@@ -24,10 +24,13 @@
  * fixed buffer inside MPI_File_open (docs/DECISIONS.md). */
 #define RAANA_LOCKEDFILE_PATH_MAX 220
 
-/* Before MPI_Init: selects Open MPI's "individual" shared-file-pointer
- * component (OMPI_MCA_sharedfp=individual) unless the user chose one.
- * raana never uses the shared file pointer; the default "lockedfile"
- * component overflows a buffer on paths of about 238 characters. */
+/* Before MPI_Init, unless the user chose them: selects Open MPI's
+ * "individual" shared-file-pointer component (OMPI_MCA_sharedfp=individual;
+ * raana never uses the shared file pointer, and the default "lockedfile"
+ * component overflows a buffer on paths of about 238 characters) and its
+ * "individual" collective-write component (OMPI_MCA_fcoll=individual: every
+ * layer's data comes from one rank, so aggregating it on other ranks only
+ * adds rounds of communication; docs/DECISIONS.md). */
 void raana_mpiio_defaults(void);
 
 /* Fails (RAANA_ERR_CONFIG) when OUTPUT's name plus raana's suffixes does
