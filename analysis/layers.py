@@ -26,10 +26,11 @@ from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
-PART_COLORS = {"codes": "#4c72b0", "rescales": "#dd8452", "tricks": "#55a868", "signs": "#c44e52"}
-PART_LABELS = {"codes": "codes", "rescales": "rescales (32 bits per column)",
+PART_COLORS = {"codes": "#4c72b0", "rescales": "#dd8452", "tricks": "#55a868", "signs": "#c44e52",
+               "factors": "#8172b3"}
+PART_LABELS = {"codes": "codes", "rescales": "rescales ({} bits per column)",
                "tricks": "trick terms (mu, row_scale, held-out columns)",
-               "signs": "rotation signs"}
+               "signs": "rotation signs", "factors": "low-rank factors"}
 REL_ERROR_LABEL = r"relative error $\Vert\hat W - W\Vert_F \,/\, \Vert W\Vert_F$ (ratio; 0 = exact)"
 
 
@@ -200,9 +201,18 @@ def plot_rel_error(c, name):
     return fig
 
 
+def rescale_widths(layers):
+    """The rescales' stored bits per column (32, or 16 in a version-3
+    container), from the breakdown: rescales = width * d_out / (d_in * d_out)."""
+    widths = sorted({round(la["bits_breakdown"]["rescales"] * la["d_in"])
+                     for la in layers if la["quantized"]})
+    return " or ".join(str(w) for w in widths) or "32"
+
+
 def plot_effective_bits(c, name, total):
     layers = c["layers"]
     n = len(layers)
+    labels = dict(PART_LABELS, rescales=PART_LABELS["rescales"].format(rescale_widths(layers)))
     main_w = per_layer_width(n)
     # the per-layer bars, and the total on a narrow axis of its own beside them
     fig, (ax, ax_total) = plt.subplots(
@@ -210,9 +220,10 @@ def plot_effective_bits(c, name, total):
         gridspec_kw={"width_ratios": [main_w, 0.9]})
     bottom = np.zeros(n)
     bottom_total = 0.0
-    for part in ra.BREAKDOWN_PARTS:
-        vals = np.array([la["bits_breakdown"][part] if la["quantized"] else 0.0 for la in layers])
-        ax.bar(range(n), vals, bottom=bottom, color=PART_COLORS[part], label=PART_LABELS[part],
+    for part in ra.breakdown_parts(layers):
+        vals = np.array([la["bits_breakdown"].get(part, 0.0) if la["quantized"] else 0.0
+                         for la in layers])
+        ax.bar(range(n), vals, bottom=bottom, color=PART_COLORS[part], label=labels[part],
                zorder=3, **bar_edges(n))
         bottom += vals
         if total:
@@ -241,6 +252,7 @@ def plot_effective_bits(c, name, total):
 def summary_markdown(c, name, total, pngs):
     rep, alloc, cal = c["report"], c["allocation"], c.get("calibration", {})
     q = [la for la in c["layers"] if la["quantized"]]
+    parts = ra.breakdown_parts(c["layers"])
     lines = [
         f"# Layers of {name}",
         "",
@@ -256,15 +268,15 @@ def summary_markdown(c, name, total, pngs):
     ]
     if total:
         lines.append("- the quantized layers' bits per weight, by what is stored: " +
-                     ", ".join(f"{p} {total[p]:.4f}" for p in ra.BREAKDOWN_PARTS))
+                     ", ".join(f"{p} {total[p]:.4f}" for p in parts))
     if "loss" in cal:
         extra = (f", {cal['windows']} windows of {cal['seq_len']} tokens"
                  if "windows" in cal else "")
         lines.append(f"- calibration: source {cal['source']}{extra}, loss {cal['loss']:.6f}")
     lines.append(f"- {len(q)} of {len(c['layers'])} layers quantized")
     lines += ["", "| layer | block | type | d_out × d_in | bits | coef c_l | rel. error | "
-              "eff. bits | codes | rescales | tricks | signs |",
-              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "eff. bits | " + " | ".join(parts) + " |",
+              "|---|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(parts)]
     for la in c["layers"]:
         b = la["bits_breakdown"] or {}
         lines.append(
@@ -272,11 +284,11 @@ def summary_markdown(c, name, total, pngs):
             f"{la['d_out']} × {la['d_in']} | "
             f"{la['bits']:g}{unquantized_note(la)} | {la['coef']:.4e} | "
             f"{la['rel_error']:.6f} | {la['effective_bits']:.4f} | "
-            + " | ".join(ra.fmt(b.get(p), ".4f") for p in ra.BREAKDOWN_PARTS) + " |")
+            + " | ".join(ra.fmt(b.get(p), ".4f") for p in parts) + " |")
     if total:
         lines.append(f"| **all quantized (size-weighted)** | | | | {rep['achieved_avg_bits']:.4f} "
                      f"| | | **{sum(total.values()):.4f}** | " +
-                     " | ".join(f"{total[p]:.4f}" for p in ra.BREAKDOWN_PARTS) + " |")
+                     " | ".join(f"{total[p]:.4f}" for p in parts) + " |")
     lines += ["", "## Plots", ""]
     lines += [f"![{title}]({png})" for png, title in pngs]
     return "\n".join(lines) + "\n"

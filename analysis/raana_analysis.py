@@ -45,7 +45,10 @@ except ImportError:  # pragma: no cover - the scripts still work with raana's pl
 
 ZSTD_FILTER_ID = 32015
 PLUGIN_FILE = "libraana_h5zstd.so"
-FORMAT_VERSION = 2  # the newest; 1 has no low-rank factors and reads the same
+# the newest: 1 is plain, 2 adds low-rank factors, 3 stores the side vectors
+# (rescale, mu, row_scale) in 16 bits; all read the same here, the side
+# vectors counted at their stored width (no side vector's values are read)
+FORMAT_VERSION = 3
 
 # the plan's order of the linear layers inside a decoder block
 KIND_ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -193,19 +196,41 @@ def short_kind(kind):
     return kind[:-len("_proj")] if kind.endswith("_proj") else kind
 
 
+def side_bits(group, name, path):
+    """Stored bits per value of a side vector (rescale, mu, row_scale): 32
+    for float32, 16 for IEEE half bits (uint16) times 2^exponent (the
+    dataset's attribute); from the dataset's type, no data is read."""
+    dset = group[name]
+    if not isinstance(dset, h5py.Dataset):
+        raise AnalysisError(f"{path}: {group.name}/{name} is not a dataset")
+    if dset.dtype == np.float32:
+        return 32
+    if dset.dtype == np.uint16 and "exponent" in dset.attrs:
+        return 16
+    raise AnalysisError(f"{path}: {dset.name} has type {dset.dtype}, expected float32 or "
+                        "uint16 with an exponent attribute")
+
+
 def bits_breakdown(group, d_in, d_out, path):
     """Stored bits per weight of one quantized layer, by what they store
-    (docs/FORMAT.md "Bits, honestly counted"), from its /layers attributes."""
+    (docs/FORMAT.md "Bits, honestly counted"), from its /layers attributes
+    and the side vectors' stored widths."""
     packed = _attr(group, "packed_bytes", path)
     n_held = _attr(group, "n_held", path)
-    per_input = 32 * d_in * sum(1 for t in ("mu", "row_scale") if t in group)
+    if "rescale" not in group:
+        raise AnalysisError(f"{path}: {group.name} has no rescale dataset")
+    per_input = d_in * sum(side_bits(group, t, path) for t in ("mu", "row_scale") if t in group)
     weights = d_in * d_out
-    return {
+    out = {
         "codes": 8 * packed * d_out / weights,
-        "rescales": 32 * d_out / weights,
+        "rescales": side_bits(group, "rescale", path) * d_out / weights,
         "tricks": (per_input + n_held * (32 * d_in + 32)) / weights,
         "signs": 16 * math.ceil(d_in / 8) / weights,
     }
+    rank = int(group.attrs.get("lowrank_rank", 0))
+    if rank > 0:  # low-rank factors A, B: 16 bits per entry
+        out["factors"] = 16 * rank * (d_in + d_out) / weights
+    return out
 
 
 def _open(path):
@@ -222,7 +247,7 @@ def _check_format(f, path):
     if fmt != "raana-container":
         raise AnalysisError(f"{path}: not a raana container (format attribute '{fmt}')")
     version = _attr(f, "format_version", path)
-    if version not in (1, FORMAT_VERSION):
+    if version not in range(1, FORMAT_VERSION + 1):
         raise AnalysisError(f"{path}: container format version {version}; these scripts "
                             f"read versions 1 to {FORMAT_VERSION}")
 
@@ -305,15 +330,21 @@ def read_layers(f, path):
     return layers
 
 
+def breakdown_parts(layers):
+    """BREAKDOWN_PARTS, plus "factors" when a layer has low-rank factors."""
+    has_factors = any(la["quantized"] and "factors" in la["bits_breakdown"] for la in layers)
+    return BREAKDOWN_PARTS + (["factors"] if has_factors else [])
+
+
 def total_breakdown(layers):
-    """The size-weighted mean breakdown over the quantized layers: the four
-    parts of /report effective_bits_quantized."""
+    """The size-weighted mean breakdown over the quantized layers: the parts
+    of /report effective_bits_quantized (breakdown_parts)."""
     q = [la for la in layers if la["quantized"]]
     weights = sum(la["d_in"] * la["d_out"] for la in q)
     if weights == 0:
         return None
-    return {p: sum(la["bits_breakdown"][p] * la["d_in"] * la["d_out"] for la in q) / weights
-            for p in BREAKDOWN_PARTS}
+    return {p: sum(la["bits_breakdown"].get(p, 0.0) * la["d_in"] * la["d_out"] for la in q)
+            / weights for p in breakdown_parts(layers)}
 
 
 def read_container(path, with_layers=True):

@@ -33,7 +33,7 @@ int main(void)
     printf("|---|---|---|---|---|---|\n");
     for (int s = 0; s < 2; s++)
         for (double avg = 2.1; avg < 4.2; avg += 1.0) {
-            raana_alloc_problem p = {560, size, coef, n_sets[s], sets[s], avg};
+            raana_alloc_problem p = {560, size, coef, n_sets[s], sets[s], avg, NULL};
             raana_alloc_result dp, lag;
             raana_error err;
             double t0 = now();

@@ -92,7 +92,8 @@ static int bench_bits(int bits, const float *w, const float *x, int n, int d_in,
                              RAANA_ENCODER_FAST,
                              1,
                              NULL,
-                             0};
+                             0,
+                             32};
     raana_qlayer q;
     raana_error err;
     if (raana_qlayer_quantize(w, d_in, d_out, &p, "bench.qmatmul", &q, &err) != RAANA_OK) {

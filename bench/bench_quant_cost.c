@@ -49,7 +49,7 @@ static double sgemm_gflops(void)
 /* Nanoseconds per weight of one layer through the stage's steps. */
 static double layer_ns(const float *w, int d_in, int d_out, int bits, raana_encoder enc)
 {
-    raana_qlayer_params p = {bits, RAANA_TRICK_CENTRALIZE | RAANA_TRICK_NORM_COL, 0.003, 7, enc, 1, NULL, 0};
+    raana_qlayer_params p = {bits, RAANA_TRICK_CENTRALIZE | RAANA_TRICK_NORM_COL, 0.003, 7, enc, 1, NULL, 0, 32};
     float *what = malloc((size_t)d_in * d_out * sizeof *what);
     double best = 1e30;
     for (int r = 0; what && r < REPEATS; r++) {

@@ -25,10 +25,13 @@
 #include "raana/qlayer.h"
 
 #define RAANA_FORMAT_NAME    "raana-container"
-#define RAANA_FORMAT_VERSION 2
-/* Written when no layer has low-rank factors: such a file is exactly a
- * version-1 container, which older readers read correctly. */
-#define RAANA_FORMAT_VERSION_PLAIN 1
+#define RAANA_FORMAT_VERSION 3
+/* A writer writes the lowest version that describes its file, so older
+ * readers read what they can: 1 when no layer has low-rank factors and the
+ * side vectors are float32, 2 with low-rank factors (and float32 side
+ * vectors), 3 with 16-bit side vectors ([quantize] side_bits = 16). */
+#define RAANA_FORMAT_VERSION_PLAIN   1
+#define RAANA_FORMAT_VERSION_LOWRANK 2
 
 typedef struct raana_container raana_container;
 
@@ -42,7 +45,7 @@ void raana_container_close(raana_container *c);
 /* The path it was opened with. */
 const char *raana_container_path(const raana_container *c);
 
-/* Its format version (RAANA_FORMAT_VERSION_PLAIN or RAANA_FORMAT_VERSION). */
+/* Its format version (RAANA_FORMAT_VERSION_PLAIN .. RAANA_FORMAT_VERSION). */
 int raana_container_format_version(const raana_container *c);
 
 /* 1 if the group or dataset `object` (an absolute path) exists. */

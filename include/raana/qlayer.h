@@ -58,6 +58,10 @@ typedef struct {
     int lowrank_rank;
     uint16_t *lowrank_a; /* [d_out][lowrank_rank] */
     uint16_t *lowrank_b; /* [lowrank_rank][d_in] */
+    /* stored width of rescale, mu and row_scale: 32 (float32) or 16 (half
+     * times a power of two per vector, half_scaled.h; the values in memory
+     * are then exactly the stored ones) */
+    int side_bits;
 } raana_qlayer;
 
 typedef struct {
@@ -72,6 +76,9 @@ typedef struct {
      * and the damping (> 0); NULL: RaBitQ-H's per-column optimum alone. */
     const float *gram;
     double ldlq_damp;
+    /* 16: round rescale, mu and row_scale to 16-bit storage (mu and the
+     * row scales before the codes are chosen); 32 or 0: float32 */
+    int side_bits;
 } raana_qlayer_params;
 
 /* Quantizes weight[d_out][d_in]. Fails on NaN/Inf (naming `name`) or
@@ -105,9 +112,9 @@ void raana_qlayer_sub_bit_layout(int d_in, int k, double bits, int *m_a, int *m_
 /* The kept-coordinate scale g_i for rotated coordinate i (0 if not kept). */
 float raana_qlayer_coord_scale(const raana_qlayer *q, int i);
 
-/* Stored bits per weight, everything counted: codes, rescales (32 bits per
- * column), trick terms (mu, row scales, held-out columns and indices, 32
- * bits each), the two rotation sign vectors (one bit per entry, padded
+/* Stored bits per weight, everything counted: codes, rescales (side_bits
+ * per column), trick terms (mu and row scales, side_bits each; held-out
+ * columns and indices, 32 bits each), the two rotation sign vectors (one bit per entry, padded
  * to whole bytes) and low-rank factors (16 bits per entry), as the
  * container stores them. */
 double raana_qlayer_effective_bits(const raana_qlayer *q);

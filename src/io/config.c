@@ -28,6 +28,7 @@ typedef enum {
     KEY_U64,
     KEY_SOURCE,
     KEY_ENCODER,
+    KEY_ERROR_MODEL,
     KEY_BITS,
     KEY_TRICKS,
     KEY_GLOBS
@@ -60,11 +61,13 @@ static const config_key config_keys[] = {
     {"quantize", "norm_col_rate", KEY_DOUBLE, FIELD(norm_col_rate), "0.003", 0, 0.5},
     {"quantize", "seed", KEY_U64, FIELD(seed), "0", 0, 0},
     {"quantize", "encoder", KEY_ENCODER, FIELD(encoder), "exact", 0, 0},
+    {"quantize", "error_model", KEY_ERROR_MODEL, FIELD(error_model), "paper", 0, 0},
     {"quantize", "exclude", KEY_GLOBS, FIELD(exclude), "", 0, 0},
     {"quantize", "ldlq", KEY_BOOL, FIELD(ldlq), "false", 0, 0},
     {"quantize", "ldlq_damp", KEY_DOUBLE, FIELD(ldlq_damp), "1", 1e-6, 1e6},
     {"quantize", "lowrank_rank", KEY_INT, FIELD(lowrank_rank), "0", 0, 4096},
     {"quantize", "lowrank_damp", KEY_DOUBLE, FIELD(lowrank_damp), "0.01", 1e-9, 1e6},
+    {"quantize", "side_bits", KEY_INT, FIELD(side_bits), "32", 16, 32},
     {"quantize", "lowrank_team_min_weights", KEY_INT, FIELD(lowrank_team_min_weights), "16777216",
      1, 2147483647},
     {"output", "path", KEY_PATH, FIELD(output_path), "quantized.h5", 0, 0},
@@ -299,6 +302,13 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
                      "(0 = automatic, or 2 and more)");
             return -1;
         }
+        if (key->offset == FIELD(side_bits) && v != 16 && v != 32) {
+            snprintf(why, why_size,
+                     "%ld is not a stored width: 32 (float32) or 16 (half precision times a "
+                     "power of two per vector)",
+                     v);
+            return -1;
+        }
         *(int *)field = (int)v;
         return 0;
     }
@@ -351,18 +361,25 @@ static int set_key(raana_config *cfg, const config_key *key, const char *value,
         return 0;
     }
     case KEY_SOURCE:
-    case KEY_ENCODER: {
-        /* each list is in its enum's order (raana_calib_source, raana_encoder) */
-        static const char *const sources[] = {"zeroshot", "text"}, *const encoders[] = {"exact",
-                                                                                        "fast"};
-        int is_source = key->type == KEY_SOURCE;
-        int i = choice_index(value, is_source ? sources : encoders, 2, why, why_size);
+    case KEY_ENCODER:
+    case KEY_ERROR_MODEL: {
+        /* each list is in its enum's order (raana_calib_source, raana_encoder,
+         * raana_error_model) */
+        static const char *const sources[] = {"zeroshot", "text"},
+                                 *const encoders[] = {"exact", "fast"},
+                                 *const models[] = {"paper", "calibrated"};
+        const char *const *names = key->type == KEY_SOURCE    ? sources
+                                   : key->type == KEY_ENCODER ? encoders
+                                                              : models;
+        int i = choice_index(value, names, 2, why, why_size);
         if (i < 0)
             return -1;
-        if (is_source)
+        if (key->type == KEY_SOURCE)
             cfg->calib_source = (raana_calib_source)i;
-        else
+        else if (key->type == KEY_ENCODER)
             cfg->encoder = (raana_encoder)i;
+        else
+            cfg->error_model = (raana_error_model)i;
         return 0;
     }
     case KEY_BITS:
@@ -605,6 +622,11 @@ const char *raana_encoder_name(raana_encoder e)
     return e == RAANA_ENCODER_FAST ? "fast" : "exact";
 }
 
+const char *raana_error_model_name(raana_error_model m)
+{
+    return m == RAANA_ERROR_MODEL_CALIBRATED ? "calibrated" : "paper";
+}
+
 const char *raana_calib_source_name(raana_calib_source s)
 {
     return s == RAANA_CALIB_TEXT ? "text" : "zeroshot";
@@ -659,6 +681,7 @@ static void write_value(FILE *out, const raana_config *cfg, const config_key *ke
     case KEY_U64: fprintf(out, "%" PRIu64, *(const uint64_t *)field); break;
     case KEY_SOURCE: fprintf(out, "%s", raana_calib_source_name(cfg->calib_source)); break;
     case KEY_ENCODER: fprintf(out, "%s", raana_encoder_name(cfg->encoder)); break;
+    case KEY_ERROR_MODEL: fprintf(out, "%s", raana_error_model_name(cfg->error_model)); break;
     case KEY_BITS:
         for (int i = 0; i < cfg->n_bits; i++)
             fprintf(out, "%s%g", i ? ", " : "", cfg->bits[i]);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "raana/comm.h"
+#include "raana/error_table.h"
 #include "raana/layer_norms.h"
 
 void raana_allocation_free(raana_allocation *a)
@@ -14,6 +15,7 @@ void raana_allocation_free(raana_allocation *a)
     free(a->w_fro);
     free(a->coef);
     free(a->bits);
+    free(a->unit_error);
     raana_alloc_result_free(&a->result);
     memset(a, 0, sizeof *a);
 }
@@ -139,8 +141,15 @@ raana_status raana_stage_allocate(MPI_Comm comm, raana_stage *s, const raana_con
     int nq = describe_problem(s, stats, a, size, coef);
     RAANA_CHECK(check_statistics(&s->plan, stats, a->w_fro, a->coef, err));
     RAANA_CHECK(code_budget(&s->plan, cfg, &a->factor_bits, err));
-    raana_alloc_problem p = {nq,          size,      coef,
-                             cfg->n_bits, cfg->bits, cfg->avg_bits - a->factor_bits};
+    if (cfg->error_model == RAANA_ERROR_MODEL_CALIBRATED) {
+        a->unit_error = malloc((size_t)cfg->n_bits * sizeof *a->unit_error);
+        if (!a->unit_error)
+            RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory");
+        RAANA_CHECK(
+            raana_error_table_measure(cfg->bits, cfg->n_bits, cfg->encoder, a->unit_error, err));
+    }
+    raana_alloc_problem p = {
+        nq, size, coef, cfg->n_bits, cfg->bits, cfg->avg_bits - a->factor_bits, a->unit_error};
     RAANA_CHECK(raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &a->result, err));
     for (int i = 0, q = 0; i < n; i++)
         if (s->plan.layers[i].quantize)
@@ -197,6 +206,8 @@ void raana_allocation_print(FILE *out, const raana_plan *plan, const raana_confi
     if (a->result.method != RAANA_ALLOC_EXACT_DP)
         fprintf(out, ", optimality gap <= %.2e",
                 (a->result.cost - a->result.lower_bound) / a->result.cost);
+    if (a->unit_error)
+        fprintf(out, ", calibrated error model");
     fprintf(out, ")\n");
     const raana_table_column cols[] = {{"bits", 5, 6, 'g', a->bits, sizeof *a->bits},
                                        {"coef", 12, 4, 'e', a->coef, sizeof *a->coef},

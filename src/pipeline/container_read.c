@@ -17,6 +17,7 @@
 #include "raana/fault.h"
 #include "raana/h5release.h"
 #include "raana/h5zstd.h"
+#include "raana/half_scaled.h"
 #include "raana/rng.h"
 
 struct raana_container {
@@ -526,6 +527,24 @@ const char *raana_container_layer_name(const raana_container *c, int i)
     return i >= 0 && (size_t)i < c->n_layers ? c->layers[i] : "";
 }
 
+/* The stored width of side vector g/name: 32 (a float), 16 (uint16 half
+ * bits, format version 3 and later), or 0 (missing, or another type). */
+static int side_width(const raana_container *c, const char *g, const char *name)
+{
+    char ds[400];
+    snprintf(ds, sizeof ds, "%s/%s", g, name);
+    hid_t d = open_dataset(c->file, ds), t = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    int width = 0;
+    if (t >= 0 && H5Tget_class(t) == H5T_FLOAT)
+        width = 32;
+    else if (t >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 2 &&
+             H5Tget_sign(t) == H5T_SGN_NONE && c->version >= RAANA_FORMAT_VERSION)
+        width = 16;
+    raana_h5_release(t);
+    raana_h5_release(d);
+    return width;
+}
+
 /* The layer's lowrank_rank attribute: 0 when absent, else within
  * 1..min(d_in, d_out). */
 static raana_status read_lowrank_rank(const raana_container *c, const char *g, int d_in, int d_out,
@@ -576,6 +595,7 @@ raana_status raana_container_layer_info(const raana_container *c, int i,
     info->stored = raana_layer_bits_count(info->d_in, info->d_out, info->packed_bytes, info->n_held,
                                           info->has_mu, info->has_row_scale);
     raana_layer_bits_add_factors(&info->stored, info->d_in, info->d_out, info->lowrank_rank);
+    raana_layer_bits_set_side(&info->stored, info->d_in, info->d_out, side_width(c, g, "rescale"));
     return RAANA_OK;
 }
 
@@ -681,6 +701,44 @@ static raana_status check_finite_half(const uint16_t *v, size_t n, const char *p
     return RAANA_OK;
 }
 
+/* Side vector g/name of n values into *out (malloc'd) at the layer's
+ * width: float32, or 16-bit half times 2^exponent (half_scaled.h); every
+ * value finite. */
+static raana_status read_side(const raana_container *c, const char *g, const char *name, size_t n,
+                              int side_bits, float **out, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    uint16_t *half = NULL;
+    int64_t e = 0;
+    char ds[400];
+    snprintf(ds, sizeof ds, "%s/%s", g, name);
+    *out = NULL;
+    if (side_width(c, g, name) != side_bits)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: %s is not stored as %s like the layer's rescale",
+                        c->path, ds, side_bits == 16 ? "16-bit halves" : "float32");
+    if (side_bits == 32) {
+        RAANA_CHECK(read_member(c, g, name, H5T_NATIVE_FLOAT, n, 0, (void **)out, err));
+        RAANA_CHECK(check_finite(*out, n, c->path, g, name, err));
+        return RAANA_OK;
+    }
+    if (!read_attr(c->file, ds, "exponent", H5T_NATIVE_INT64, &e) ||
+        e < -RAANA_HALF_SCALED_EXP_MAX || e > RAANA_HALF_SCALED_EXP_MAX)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT,
+                        "%s: %s: its exponent attribute is missing, unreadable or outside "
+                        "-%d..%d",
+                        c->path, ds, RAANA_HALF_SCALED_EXP_MAX, RAANA_HALF_SCALED_EXP_MAX);
+    RAANA_CHECK(read_member(c, g, name, H5T_NATIVE_UINT16, n, 0, (void **)&half, err));
+    RAANA_CHECK(check_finite_half(half, n, c->path, g, name, err));
+    *out = malloc((n ? n : 1) * sizeof **out);
+    if (!*out)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory");
+    raana_half_scaled_decode(half, n, (int)e, *out);
+    RAANA_CHECK(check_finite(*out, n, c->path, g, name, err));
+cleanup:
+    free(half);
+    return st;
+}
+
 /* The low-rank factors, when the layer has a lowrank_rank. */
 static raana_status read_factors(const raana_container *c, const char *g, raana_qlayer *q,
                                  raana_error *err)
@@ -704,25 +762,29 @@ static raana_status read_layer_arrays(const raana_container *c, const char *g, r
 {
     const char *path = c->path;
     size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out, held = (size_t)q->n_held;
+    char ds_rescale[400];
+    snprintf(ds_rescale, sizeof ds_rescale, "%s/rescale", g);
     RAANA_CALL(read_member(c, g, "codes", H5T_NATIVE_UINT8, d_out, q->packed_bytes,
                            (void **)&q->packed, err));
-    RAANA_CALL(read_member(c, g, "rescale", H5T_NATIVE_FLOAT, d_out, 0, (void **)&q->rescale, err));
-    RAANA_CALL(check_finite(q->rescale, d_out, path, g, "rescale", err));
+    q->side_bits = side_width(c, g, "rescale");
+    if (q->side_bits == 0 && path_exists(c->file, ds_rescale))
+        return raana_fail(err, RAANA_ERR_INPUT,
+                          "%s: %s is neither float32 nor 16-bit halves (uint16, format version "
+                          "3 and later; this file is version %d)",
+                          path, ds_rescale, c->version);
+    if (q->side_bits == 0)
+        q->side_bits = 32; /* read_side names the missing dataset */
+    RAANA_CALL(read_side(c, g, "rescale", d_out, q->side_bits, &q->rescale, err));
     RAANA_CALL(
         read_member(c, g, "held_cols", H5T_NATIVE_INT32, held, 0, (void **)&q->held_cols, err));
     RAANA_CALL(check_held(q, path, g, err));
     RAANA_CALL(read_member(c, g, "held_values", H5T_NATIVE_FLOAT, held, d_in,
                            (void **)&q->held_values, err));
     RAANA_CALL(check_finite(q->held_values, held * d_in, path, g, "held_values", err));
-    if (q->tricks & RAANA_TRICK_CENTRALIZE) {
-        RAANA_CALL(read_member(c, g, "mu", H5T_NATIVE_FLOAT, d_in, 0, (void **)&q->mu, err));
-        RAANA_CALL(check_finite(q->mu, d_in, path, g, "mu", err));
-    }
-    if (q->tricks & RAANA_TRICK_NORM_ROW) {
-        RAANA_CALL(
-            read_member(c, g, "row_scale", H5T_NATIVE_FLOAT, d_in, 0, (void **)&q->row_scale, err));
-        RAANA_CALL(check_finite(q->row_scale, d_in, path, g, "row_scale", err));
-    }
+    if (q->tricks & RAANA_TRICK_CENTRALIZE)
+        RAANA_CALL(read_side(c, g, "mu", d_in, q->side_bits, &q->mu, err));
+    if (q->tricks & RAANA_TRICK_NORM_ROW)
+        RAANA_CALL(read_side(c, g, "row_scale", d_in, q->side_bits, &q->row_scale, err));
     return read_factors(c, g, q, err);
 }
 

@@ -62,3 +62,10 @@ unsigned raana_schema_parse_tricks(const char *text)
            (strstr(text, "norm_col") ? RAANA_TRICK_NORM_COL : 0) |
            (strstr(text, "norm_row") ? RAANA_TRICK_NORM_ROW : 0);
 }
+
+int raana_schema_format_version(int lowrank, int side_half)
+{
+    if (side_half)
+        return RAANA_FORMAT_VERSION;
+    return lowrank ? RAANA_FORMAT_VERSION_LOWRANK : RAANA_FORMAT_VERSION_PLAIN;
+}

@@ -28,7 +28,9 @@ uint64_t raana_container_size_bound(const raana_container_content *c)
         uint64_t d_in = (uint64_t)p->layers[i].d_in, d_out = (uint64_t)p->layers[i].d_out;
         bytes += d_out * s->packed_bytes + 4 * d_out + 2 * ((d_in + 7) / 8);
         bytes += 8 * d_in + (uint64_t)s->n_held * (4 + 4 * d_in); /* mu, row scales, held */
-        datasets += 8;
+        /* low-rank factors: 16 bits per entry of A and B */
+        bytes += 2 * (uint64_t)raana_plan_layer_lowrank(c->cfg, &p->layers[i]) * (d_in + d_out);
+        datasets += 10;
     }
     for (size_t i = 0; i < m->n_entries; i++)
         if (!raana_schema_is_quantized_weight(p, m->entries[i].name))

@@ -10,6 +10,7 @@
 #include "raana/container_schema.h"
 #include "raana/fault.h"
 #include "raana/h5file.h"
+#include "raana/half_scaled.h"
 #include "raana/qlayer.h"
 
 /* Reads dataset path (n elements of native type) back and compares its
@@ -31,6 +32,24 @@ cleanup:
     return st;
 }
 
+/* A side vector as stored: float32, or the half bits of
+ * [quantize] side_bits = 16 (half_scaled.h; the exponent is recomputed
+ * from the values, which it reproduces). */
+static raana_status verify_side(raana_h5 *h, const char *path, const raana_qlayer *q,
+                                const float *v, size_t n, raana_error *err)
+{
+    if (q->side_bits != 16)
+        return verify_dataset(h, path, H5T_NATIVE_FLOAT, v, n, err);
+    raana_status st = RAANA_OK;
+    uint16_t *half = raana_malloc((n ? n : 1) * sizeof *half);
+    if (!half)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory verifying %s", path);
+    raana_half_scaled_encode(v, n, raana_half_scaled_exponent(v, n), half);
+    st = verify_dataset(h, path, H5T_NATIVE_UINT16, half, n, err);
+    free(half);
+    return st;
+}
+
 static raana_status verify_own(raana_h5 *h, const raana_container_content *c, raana_error *err)
 {
     const raana_plan *p = &c->stage->plan;
@@ -44,7 +63,7 @@ static raana_status verify_own(raana_h5 *h, const raana_container_content *c, ra
         RAANA_CALL(verify_dataset(h, path, H5T_NATIVE_UINT8, q->packed,
                                   q->packed_bytes * (size_t)q->d_out, err));
         snprintf(path, sizeof path, "/layers/%s/rescale", p->layers[i].name);
-        RAANA_CALL(verify_dataset(h, path, H5T_NATIVE_FLOAT, q->rescale, (size_t)q->d_out, err));
+        RAANA_CALL(verify_side(h, path, q, q->rescale, (size_t)q->d_out, err));
         if (q->lowrank_rank > 0) {
             size_t r = (size_t)q->lowrank_rank;
             snprintf(path, sizeof path, "/layers/%s/lowrank_a", p->layers[i].name);

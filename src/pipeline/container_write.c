@@ -15,6 +15,7 @@
 #include "raana/fault.h"
 #include "raana/file.h"
 #include "raana/h5file.h"
+#include "raana/half_scaled.h"
 #include "raana/joblog.h"
 #include "raana/qlayer.h"
 #include "raana/rng.h"
@@ -29,7 +30,7 @@ static raana_status write_root(raana_h5 *h, const raana_container_content *c, ra
     RAANA_CALL(raana_h5_attr_str(h, "/", "format", RAANA_FORMAT_NAME, err));
     RAANA_CALL(raana_h5_attr_i64(
         h, "/", "format_version",
-        c->cfg->lowrank_rank > 0 ? RAANA_FORMAT_VERSION : RAANA_FORMAT_VERSION_PLAIN, err));
+        raana_schema_format_version(c->cfg->lowrank_rank > 0, c->cfg->side_bits == 16), err));
     RAANA_CALL(raana_h5_attr_str(h, "/", "rng", RAANA_RNG_ID, err));
     RAANA_CALL(raana_h5_attr_str(h, "/", "model_type", c->stage->model.config.model_type, err));
     char fp[32];
@@ -163,6 +164,9 @@ static raana_status allocation_attrs(raana_h5 *h, const raana_container_content 
     RAANA_CALL(raana_h5_attr_f64(h, g, "lower_bound", &r->lower_bound, 1, err));
     if (c->cfg->lowrank_rank > 0)
         RAANA_CALL(raana_h5_attr_f64(h, g, "factor_bits", &c->alloc->factor_bits, 1, err));
+    if (c->alloc->unit_error) /* only then: the default file is as it was */
+        RAANA_CALL(
+            raana_h5_attr_f64(h, g, "unit_errors", c->alloc->unit_error, c->cfg->n_bits, err));
     return raana_h5_attr_str(h, g, "method",
                              r->method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian", err);
 }
@@ -254,6 +258,32 @@ static raana_status layer_dataset(raana_h5 *h, const char *g, const char *name, 
     return raana_h5_dataset(h, path, type, ndim, dims, writer, data, err);
 }
 
+/* A side vector (rescale, mu, row_scale): float32, or with [quantize]
+ * side_bits = 16 the half bits of v 2^-e as uint16 with the exponent e in
+ * the dataset's attribute "exponent" (half_scaled.h). v is NULL on every
+ * rank but the writer; e is the same on every rank (the layer summary). */
+static raana_status side_dataset(raana_h5 *h, const raana_container_content *c, const char *g,
+                                 const char *name, hsize_t n, int writer, const float *v, int e,
+                                 raana_error *err)
+{
+    if (c->cfg->side_bits != 16)
+        return layer_dataset(h, g, name, H5T_NATIVE_FLOAT, 1, n, 0, writer, v, err);
+    raana_status st = RAANA_OK;
+    uint16_t *half = v ? malloc((size_t)n * sizeof *half + 1) : NULL;
+    if (v && !half)
+        st = raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
+    else if (v)
+        raana_half_scaled_encode(v, (size_t)n, e, half);
+    RAANA_CHECK(raana_comm_agree(h->comm, st, err));
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", g, name);
+    RAANA_CHECK(layer_dataset(h, g, name, H5T_NATIVE_UINT16, 1, n, 0, writer, half, err));
+    RAANA_CHECK(raana_h5_attr_i64(h, path, "exponent", e, err));
+cleanup:
+    free(half);
+    return st;
+}
+
 static raana_status write_layer_datasets(raana_h5 *h, const raana_container_content *c, int i,
                                          const char *g, const uint8_t *signs, raana_error *err)
 {
@@ -265,16 +295,15 @@ static raana_status write_layer_datasets(raana_h5 *h, const raana_container_cont
     hsize_t d_in = (hsize_t)l->d_in, d_out = (hsize_t)l->d_out;
     RAANA_CALL(layer_dataset(h, g, "codes", H5T_NATIVE_UINT8, 2, d_out, s->packed_bytes, writer,
                              q ? q->packed : NULL, err));
-    RAANA_CALL(layer_dataset(h, g, "rescale", H5T_NATIVE_FLOAT, 1, d_out, 0, writer,
-                             q ? q->rescale : NULL, err));
+    RAANA_CALL(side_dataset(h, c, g, "rescale", d_out, writer, q ? q->rescale : NULL,
+                            s->rescale_exp, err));
     RAANA_CALL(
         layer_dataset(h, g, "signs", H5T_NATIVE_UINT8, 2, 2, (d_in + 7) / 8, writer, signs, err));
     if (c->cfg->tricks & RAANA_TRICK_CENTRALIZE)
-        RAANA_CALL(
-            layer_dataset(h, g, "mu", H5T_NATIVE_FLOAT, 1, d_in, 0, writer, q ? q->mu : NULL, err));
+        RAANA_CALL(side_dataset(h, c, g, "mu", d_in, writer, q ? q->mu : NULL, s->mu_exp, err));
     if (c->cfg->tricks & RAANA_TRICK_NORM_ROW)
-        RAANA_CALL(layer_dataset(h, g, "row_scale", H5T_NATIVE_FLOAT, 1, d_in, 0, writer,
-                                 q ? q->row_scale : NULL, err));
+        RAANA_CALL(side_dataset(h, c, g, "row_scale", d_in, writer, q ? q->row_scale : NULL,
+                                s->row_scale_exp, err));
     RAANA_CALL(layer_dataset(h, g, "held_cols", H5T_NATIVE_INT32, 1, (hsize_t)s->n_held, 0, writer,
                              q ? q->held_cols : NULL, err));
     hsize_t rank = (hsize_t)raana_plan_layer_lowrank(c->cfg, l);

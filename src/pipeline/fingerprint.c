@@ -106,12 +106,13 @@ uint64_t raana_fingerprint_layer(const raana_fingerprints *f, const raana_model 
     struct {
         uint64_t tensor, seed, calibration;
         double bits, rate, ldlq_damp, lowrank_damp;
-        uint32_t tricks, encoder, lowrank_rank, pad;
+        uint32_t tricks, encoder, lowrank_rank, side_half;
     } key;
     memset(&key, 0, sizeof key);
     key.tensor = tensor, key.seed = cfg->seed, key.bits = bits, key.rate = cfg->norm_col_rate;
     key.tricks = cfg->tricks, key.encoder = (uint32_t)cfg->encoder;
-    if (cfg->ldlq) /* the codes then depend on the calibration data too */
+    key.side_half = cfg->side_bits == 16; /* 0 as before for float32 */
+    if (cfg->ldlq)                        /* the codes then depend on the calibration data too */
         key.calibration = f->calibration, key.ldlq_damp = cfg->ldlq_damp;
     if (cfg->lowrank_rank > 0) /* and so do the factors */
         key.calibration = f->calibration, key.lowrank_damp = cfg->lowrank_damp,

@@ -220,6 +220,8 @@ static void print_summary(FILE *out, const raana_config *cfg, const raana_stage 
             r->achieved_avg_bits, r->method == RAANA_ALLOC_EXACT_DP ? "exact DP" : "Lagrangian");
     if (r->method != RAANA_ALLOC_EXACT_DP)
         fprintf(out, ", optimality gap <= %.2e", (r->cost - r->lower_bound) / r->cost);
+    if (cfg->error_model == RAANA_ERROR_MODEL_CALIBRATED)
+        fprintf(out, ", calibrated error model");
     fprintf(out, "), modelled error %.6g\n", r->cost);
     fprintf(out,
             "effective bits: %.4f per quantized weight, %.4f per model parameter "

@@ -9,6 +9,7 @@
 #include "raana/balance.h"
 #include "raana/comm.h"
 #include "raana/fault.h"
+#include "raana/half_scaled.h"
 #include "raana/huge_alloc.h"
 #include "raana/joblog.h"
 #include "raana/lowrank.h"
@@ -151,8 +152,10 @@ static raana_status quantize_layer(const float *w, const float *gram, const raan
 {
     *pending = 0;
     *reused = resume && raana_resume_load_layer(resume, l->name, fingerprint, q, rel);
-    if (*reused)
+    if (*reused) {
+        q->side_bits = cfg->side_bits == 16 ? 16 : 32; /* part of the fingerprint */
         return RAANA_OK;
+    }
     raana_qlayer_params p = {bits,
                              cfg->tricks,
                              cfg->norm_col_rate,
@@ -160,20 +163,44 @@ static raana_status quantize_layer(const float *w, const float *gram, const raan
                              cfg->encoder,
                              raana_quantize_threads(cfg),
                              cfg->ldlq ? gram : NULL,
-                             cfg->ldlq_damp};
+                             cfg->ldlq_damp,
+                             cfg->side_bits};
     if (encode_and_save(w, gram, cfg, l, &p, fingerprint, resume, lw, n_ranks, q, rel, pending,
                         err) != RAANA_OK)
         return raana_error_prefix(err, "%s", l->name);
     return RAANA_OK;
 }
 
-enum { F_REL, F_COS, F_EFF, F_CODE, F_KEPT, F_MA, F_MB, F_HELD, F_PACKED, N_FIELDS };
+enum {
+    F_REL,
+    F_COS,
+    F_EFF,
+    F_CODE,
+    F_KEPT,
+    F_MA,
+    F_MB,
+    F_HELD,
+    F_PACKED,
+    F_EXP_RESCALE,
+    F_EXP_MU,
+    F_EXP_ROW_SCALE,
+    N_FIELDS
+};
+
+/* The exponent of a 16-bit side vector (half_scaled.h); 0 when absent. */
+static double side_exponent(const raana_qlayer *q, const float *v, int n)
+{
+    return q->side_bits == 16 && v ? raana_half_scaled_exponent(v, (size_t)n) : 0;
+}
 
 static void summarize(const raana_qlayer *q, double rel, double *row)
 {
     row[F_REL] = rel, row[F_COS] = q->mean_cosine, row[F_EFF] = raana_qlayer_effective_bits(q);
     row[F_CODE] = q->code_bits, row[F_KEPT] = q->n_kept, row[F_MA] = q->m_a, row[F_MB] = q->m_b;
     row[F_HELD] = q->n_held, row[F_PACKED] = (double)q->packed_bytes;
+    row[F_EXP_RESCALE] = side_exponent(q, q->rescale, q->d_out);
+    row[F_EXP_MU] = side_exponent(q, q->mu, q->d_in);
+    row[F_EXP_ROW_SCALE] = side_exponent(q, q->row_scale, q->d_in);
 }
 
 static void unpack_summary(const double *row, raana_layer_summary *out)
@@ -182,6 +209,8 @@ static void unpack_summary(const double *row, raana_layer_summary *out)
     out->code_bits = (int)row[F_CODE], out->n_kept = (int)row[F_KEPT];
     out->m_a = (int)row[F_MA], out->m_b = (int)row[F_MB], out->n_held = (int)row[F_HELD];
     out->packed_bytes = (uint64_t)row[F_PACKED];
+    out->rescale_exp = (int)row[F_EXP_RESCALE], out->mu_exp = (int)row[F_EXP_MU];
+    out->row_scale_exp = (int)row[F_EXP_ROW_SCALE];
 }
 
 /* The rounds of the stage: in round r every rank encodes (or reuses) its

@@ -68,6 +68,11 @@ static void add_allocation(cJSON *root, const raana_statistics_output *o)
     raana_json_add_number(a, "lower_bound", r->lower_bound);
     cJSON_AddStringToObject(a, "method",
                             r->method == RAANA_ALLOC_EXACT_DP ? "exact-dp" : "lagrangian");
+    if (o->alloc->unit_error) { /* [quantize] error_model = calibrated */
+        cJSON *f = cJSON_AddArrayToObject(a, "unit_errors");
+        for (int i = 0; i < o->cfg->n_bits; i++)
+            cJSON_AddItemToArray(f, raana_json_number(o->alloc->unit_error[i]));
+    }
 }
 
 raana_status raana_statistics_write_json(const char *path, const raana_statistics_output *o,

@@ -13,6 +13,12 @@ double raana_alloc_error_model(double bits)
     return bits >= 1 ? exp2(-bits) : 0.5 / sqrt(bits);
 }
 
+/* f(b_k): the problem's measured table, else the paper's model. */
+static double unit_error(const raana_alloc_problem *p, int k)
+{
+    return p->unit_error ? p->unit_error[k] : raana_alloc_error_model(p->bits[k]);
+}
+
 static uint64_t gcd64(uint64_t a, uint64_t b)
 {
     while (b) {
@@ -44,6 +50,11 @@ static raana_status check_problem(const raana_alloc_problem *p, raana_error *err
         return raana_fail(err, RAANA_ERR_CONFIG,
                           "AllocateBits: avg_bits = %g is outside the candidate bits [%g, %g]",
                           p->avg_bits, p->bits[0], p->bits[p->n_bits - 1]);
+    for (int k = 0; p->unit_error && k < p->n_bits; k++)
+        if (!(p->unit_error[k] >= 0) || !isfinite(p->unit_error[k]))
+            return raana_fail(err, RAANA_ERR_NUMERIC,
+                              "AllocateBits: the error of candidate %g bits is %g", p->bits[k],
+                              p->unit_error[k]);
     for (int l = 0; l < p->n_layers; l++)
         if (p->size[l] == 0 || !(p->coef[l] >= 0) || !isfinite(p->coef[l]))
             return raana_fail(err, RAANA_ERR_NUMERIC,
@@ -74,7 +85,7 @@ static void finish(const raana_alloc_problem *p, raana_alloc_result *r)
     double cost = 0, bits = 0;
     for (int l = 0; l < p->n_layers; l++) {
         double b = p->bits[r->choice[l]];
-        cost += p->coef[l] * raana_alloc_error_model(b);
+        cost += p->coef[l] * unit_error(p, r->choice[l]);
         bits += b * (double)p->size[l];
     }
     r->cost = cost;
@@ -131,7 +142,7 @@ static raana_status solve_dp(const raana_alloc_problem *p, const scaled_problem 
                           (size_t)L, R);
     }
     for (int k = 0; k < K; k++)
-        unit_cost[k] = raana_alloc_error_model(p->bits[k]);
+        unit_cost[k] = unit_error(p, k);
     for (size_t x = 0; x < R; x++)
         prev[x] = 0; /* no layer: cost 0 within any budget */
     for (int l = 0; l < L; l++) {
@@ -171,8 +182,7 @@ static double price_choice(const raana_alloc_problem *p, double lambda, int *cho
         double best = INFINITY;
         int arg = 0;
         for (int k = 0; k < p->n_bits; k++) {
-            double v = p->coef[l] * raana_alloc_error_model(p->bits[k]) +
-                       lambda * (double)p->size[l] * p->bits[k];
+            double v = p->coef[l] * unit_error(p, k) + lambda * (double)p->size[l] * p->bits[k];
             if (v < best)
                 best = v, arg = k;
         }
@@ -200,8 +210,7 @@ static void repair(const raana_alloc_problem *p, double budget_bits, int *choice
             if (k + 1 >= p->n_bits)
                 continue;
             double add = (double)p->size[l] * (p->bits[k + 1] - p->bits[k]);
-            double gain = p->coef[l] * (raana_alloc_error_model(p->bits[k]) -
-                                        raana_alloc_error_model(p->bits[k + 1]));
+            double gain = p->coef[l] * (unit_error(p, k) - unit_error(p, k + 1));
             if (used + add <= budget_bits && gain / add > best_ratio)
                 best_ratio = gain / add, best_l = l;
         }

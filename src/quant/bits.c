@@ -21,6 +21,14 @@ void raana_layer_bits_add_factors(raana_layer_bits *b, int d_in, int d_out, int 
     b->factors = rank > 0 ? 16.0 * rank * ((double)d_in + d_out) : 0.0;
 }
 
+void raana_layer_bits_set_side(raana_layer_bits *b, int d_in, int d_out, int side_bits)
+{
+    double w = side_bits == 16 ? 16.0 : 32.0;
+    b->rescales = w * d_out;
+    b->mu = b->mu != 0.0 ? w * d_in : 0.0;
+    b->row_scale = b->row_scale != 0.0 ? w * d_in : 0.0;
+}
+
 /* The order of the sums is part of the format: effective_bits attributes
  * written by earlier versions must come out bit for bit the same. */
 double raana_layer_bits_per_weight(const raana_layer_bits *b)

@@ -10,6 +10,7 @@
 
 #include "raana/bitpack.h"
 #include "raana/bits.h"
+#include "raana/half_scaled.h"
 #include "raana/huge_alloc.h"
 #include "raana/ldlq.h"
 #include "raana/lowrank.h"
@@ -109,10 +110,17 @@ static raana_status apply_tricks(raana_qlayer *q, const float *weight, float *w,
                                  raana_error *err)
 {
     int d_in = q->d_in, d_out = q->d_out;
-    if (q->mu)
+    int half = q->side_bits == 16; /* the stored values are the ones used */
+    if (q->mu) {
         RAANA_CALL(raana_trick_means(weight, d_in, d_out, q->mu, err));
-    if (q->row_scale)
+        if (half)
+            raana_half_scaled_round(q->mu, (size_t)d_in);
+    }
+    if (q->row_scale) {
         RAANA_CALL(raana_trick_row_scales(weight, d_in, d_out, q->mu, q->row_scale, err));
+        if (half)
+            raana_half_scaled_round(q->row_scale, (size_t)d_in);
+    }
     raana_trick_terms t = {d_in, d_out, q->mu, q->row_scale};
     for (int j = 0; j < d_out; j++)
         for (int i = 0; i < d_in; i++)
@@ -236,8 +244,13 @@ static raana_status encode_layer(raana_qlayer *q, const float *weight, float *w,
     for (int j = 0; j < d_out; j++)
         raana_rotation_apply(&q->rot, w + (size_t)j * d_in, 1);
     RAANA_CALL(encode_columns(q, w, p->encoder, p->threads, err));
-    if (p->gram)
+    if (q->side_bits == 16) /* LDLQ's grid is the stored rescale */
+        raana_half_scaled_round(q->rescale, (size_t)d_out);
+    if (p->gram) {
         RAANA_CALL(raana_ldlq_refine(q, w, p->gram, p->ldlq_damp, p->threads, err));
+        if (q->side_bits == 16) /* LDLQ sets each column's unbiased rescale */
+            raana_half_scaled_round(q->rescale, (size_t)d_out);
+    }
     return RAANA_OK;
 }
 
@@ -251,6 +264,7 @@ raana_status raana_qlayer_quantize(const float *weight, int d_in, int d_out,
     RAANA_CHECK(check_finite(weight, d_in, d_out, name, err));
     q->d_in = d_in, q->d_out = d_out, q->bits = p->bits, q->tricks = p->tricks, q->key = p->key;
     q->code_bits = p->bits < 1 ? 1 : (int)p->bits;
+    q->side_bits = p->side_bits == 16 ? 16 : 32;
     RAANA_CHECK(raana_rotation_create(&q->rot, d_in, p->key, err));
     q->n_kept = d_in;
     if (p->bits < 1) {
@@ -391,5 +405,6 @@ double raana_qlayer_effective_bits(const raana_qlayer *q)
     raana_layer_bits b = raana_layer_bits_count(q->d_in, q->d_out, q->packed_bytes, q->n_held,
                                                 q->mu != NULL, q->row_scale != NULL);
     raana_layer_bits_add_factors(&b, q->d_in, q->d_out, q->lowrank_rank);
+    raana_layer_bits_set_side(&b, q->d_in, q->d_out, q->side_bits);
     return raana_layer_bits_per_weight(&b);
 }

@@ -267,38 +267,26 @@ static cJSON *attr_json(const raana_container *c, const char *obj, const char *n
     return cJSON_CreateNull();
 }
 
-/* Bits per weight of a stored layer by kind (bits.h); they sum to its
- * effective bits. */
+/* Bits per weight of a stored layer by kind (bits.h, as the reader counts
+ * them: raana_container_layer_info); they sum to its effective bits. null
+ * when the layer's attributes do not describe a layer. */
 static cJSON *bits_breakdown(const raana_container *c, const char *name)
 {
     raana_error ignored;
-    char g[300], ds[340];
-    const char *names[4] = {"d_in", "d_out", "n_held", "packed_bytes"};
-    int64_t v[4] = {0, 0, 0, 0};
-    snprintf(g, sizeof g, "/layers/%s", name);
-    if (!raana_container_has(c, g))
+    raana_container_layer info;
+    int i = 0, n = raana_container_layer_count(c);
+    while (i < n && strcmp(raana_container_layer_name(c, i), name) != 0)
+        i++;
+    if (i == n || raana_container_layer_info(c, i, &info, &ignored) != RAANA_OK)
         return cJSON_CreateNull();
-    for (int k = 0; k < 4; k++)
-        if (raana_container_attr_i64(c, g, names[k], &v[k], &ignored) != RAANA_OK)
-            v[k] = 0;
-    snprintf(ds, sizeof ds, "%s/mu", g);
-    int has_mu = raana_container_has(c, ds);
-    snprintf(ds, sizeof ds, "%s/row_scale", g);
-    raana_layer_bits b = raana_layer_bits_count((int)v[0], (int)v[1], (size_t)v[3], (int)v[2],
-                                                has_mu, raana_container_has(c, ds));
-    int64_t rank = 0;
-    snprintf(ds, sizeof ds, "%s/lowrank_a", g);
-    if (raana_container_has(c, ds) &&
-        raana_container_attr_i64(c, g, "lowrank_rank", &rank, &ignored) == RAANA_OK && rank > 0 &&
-        rank <= (v[0] < v[1] ? v[0] : v[1]))
-        raana_layer_bits_add_factors(&b, (int)v[0], (int)v[1], (int)rank);
+    const raana_layer_bits *b = &info.stored;
     cJSON *o = cJSON_CreateObject();
-    raana_json_add_number(o, "codes", b.codes / b.weights);
-    raana_json_add_number(o, "rescales", b.rescales / b.weights);
-    raana_json_add_number(o, "tricks", raana_layer_bits_tricks(&b));
-    raana_json_add_number(o, "signs", b.signs / b.weights);
-    if (b.factors != 0.0)
-        raana_json_add_number(o, "factors", b.factors / b.weights);
+    raana_json_add_number(o, "codes", b->codes / b->weights);
+    raana_json_add_number(o, "rescales", b->rescales / b->weights);
+    raana_json_add_number(o, "tricks", raana_layer_bits_tricks(b));
+    raana_json_add_number(o, "signs", b->signs / b->weights);
+    if (b->factors != 0.0)
+        raana_json_add_number(o, "factors", b->factors / b->weights);
     return o;
 }
 
@@ -369,6 +357,8 @@ static raana_status print_json(const raana_container *c, raana_error *err)
     if (raana_container_attr_f64(c, "/allocation", "factor_bits", &factor_bits, &absent) ==
         RAANA_OK)
         cJSON_AddItemToObject(alloc, "factor_bits", attr_json(c, "/allocation", "factor_bits"));
+    if (raana_container_attr_kind(c, "/allocation", "unit_errors") != RAANA_ATTR_ABSENT)
+        cJSON_AddItemToObject(alloc, "unit_errors", attr_json(c, "/allocation", "unit_errors"));
     cJSON_AddItemToObject(o, "allocation", alloc);
     cJSON *layers = cJSON_AddArrayToObject(o, "layers");
     for (int i = 0; i < t.n; i++)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_analysis.sh — analysis/layers.py and analysis/sweep.py on a real sweep
-# of the fixture (jobs/kjv-tiny.ini at avg_bits 2, 3, 4 and uniform 3 bits),
-# each container evaluated into X.eval.json:
+# of the fixture (jobs/kjv-tiny.ini at avg_bits 2, 3, 4 and uniform 3 bits,
+# the last with 16-bit side vectors), each container evaluated into
+# X.eval.json, and layers.py on a container with low-rank factors:
 #  - both scripts exit 0 and write their PNGs, summary.md and numbers.json;
 #    tests/py/test_analysis.py checks the PNGs and that numbers.json equals
 #    the containers read independently with h5py (and raana-inspect --json
@@ -51,7 +52,7 @@ make_point() { # make_point NAME --set ...: one container of the sweep and its e
 make_point a2 --set quantize.avg_bits=2
 make_point a3 --set quantize.avg_bits=3
 make_point a4 --set quantize.avg_bits=4
-make_point u3 --set quantize.bits=3 --set quantize.avg_bits=3
+make_point u3 --set quantize.bits=3 --set quantize.avg_bits=3 --set quantize.side_bits=16
 containers=("$sweep/a2.h5" "$sweep/a3.h5" "$sweep/a4.h5" "$sweep/u3.h5")
 
 extra_name="other tool (example)"
@@ -73,6 +74,19 @@ run env HDF5_PLUGIN_PATH="$plugin_dir" "$py" "$src/tests/py/test_analysis.py" "$
   "$tmp/layers" "$sweep/a3.h5" "$tmp/sweep-out" "$tmp/other.csv" "$extra_name" "${containers[@]}"
 expect_rc 0 "test_analysis.py"
 printf '%s\n%s\n' "$out" "$errout" | grep -v '^$'
+
+# layers.py on a container with low-rank factors and 16-bit side vectors
+# (format version 3; it calibrates: factors need the inputs' second moments)
+run "$mpiexec" -n 2 "$mpi_bin" "$src/jobs/kjv-tiny.ini" --set "output.path=$sweep/lr.h5" \
+  --set quantize.lowrank_rank=1 --set quantize.side_bits=16
+expect_rc 0 "raana-mpi with factors and 16-bit side vectors"
+run "$py" "$src/analysis/layers.py" "$sweep/lr.h5" --out "$tmp/layers-lr" --plugin-dir "$plugin_dir"
+expect_rc 0 "layers.py, factors"
+grep -q '| signs | factors |' "$tmp/layers-lr/summary.md" && ok ||
+  bad "summary.md of a container with factors has no factors column"
+run env HDF5_PLUGIN_PATH="$plugin_dir" "$py" "$src/tests/py/test_analysis.py" --layers-only \
+  "$inspect_bin" "$tmp/layers-lr" "$sweep/lr.h5"
+expect_rc 0 "test_analysis.py, factors"
 
 # the plugin found on its own: next to raana-mpi on PATH (the scripts copied
 # away from this checkout, so its build trees are not where they look)
@@ -109,10 +123,10 @@ printf '{"windows": 3}\n' >"$tmp/lonely.eval.json"
 expect_fail 4 "$tmp/lonely.eval.json: no ppl_ratio" "evaluation without a ratio" \
   "$py" "$src/analysis/sweep.py" "$tmp/lonely.h5"
 # a container of a format version these scripts do not know
-cp "$sweep/a3.h5" "$tmp/v3.h5"
-"$py" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["format_version"] = 3' "$tmp/v3.h5"
-expect_fail 4 "$tmp/v3.h5: container format version 3; these scripts read versions 1 to 2" \
-  "unknown format version" "$py" "$src/analysis/layers.py" "$tmp/v3.h5" --plugin-dir "$plugin_dir"
+cp "$sweep/a3.h5" "$tmp/v4.h5"
+"$py" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["format_version"] = 4' "$tmp/v4.h5"
+expect_fail 4 "$tmp/v4.h5: container format version 4; these scripts read versions 1 to 3" \
+  "unknown format version" "$py" "$src/analysis/layers.py" "$tmp/v4.h5" --plugin-dir "$plugin_dir"
 # an output directory that cannot be made (a file is in the way): exit 5
 run "$py" "$src/analysis/layers.py" "$sweep/a3.h5" --plugin-dir "$plugin_dir" \
   --out "$tmp/other.csv/x"

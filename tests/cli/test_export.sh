@@ -115,10 +115,10 @@ no_temporaries "after the directory cases"
 import shutil, sys
 import h5py, numpy as np
 c, tmp = sys.argv[1:]
-for name in ("v3", "nolayers", "nan"):
+for name in ("v4", "nolayers", "nan"):
     shutil.copyfile(c, f"{tmp}/{name}.h5")
-with h5py.File(f"{tmp}/v3.h5", "a") as f:
-    f.attrs["format_version"] = np.int64(3)
+with h5py.File(f"{tmp}/v4.h5", "a") as f:
+    f.attrs["format_version"] = np.int64(4)
 with h5py.File(f"{tmp}/nolayers.h5", "a") as f:
     del f["layers"]
 with h5py.File(f"{tmp}/nan.h5", "a") as f:
@@ -137,7 +137,7 @@ bad_case() { # bad_case FILE RC TEXT what
   one_line "$4"
   [ ! -e "$tmp/out-$1" ] && ok || bad "$4: something at OUTDIR"
 }
-bad_case v3.h5 8 "container format version 3; this raana reads versions 1 to 2" "unknown format version"
+bad_case v4.h5 8 "container format version 4; this raana reads versions 1 to 3" "unknown format version"
 bad_case cut.h5 4 "cut.h5: truncated: " "truncated container"
 bad_case nolayers.h5 4 "holds no quantized layers" "no /layers"
 bad_case nan.h5 9 "'model.norm.weight' holds NaN" "NaN in a tensor (fails mid-write)"

@@ -68,6 +68,21 @@ for p in $test_ranks; do
 done
 [ "$test_common" = 1 ] || { finish; exit; }
 
+# the calibrated error model (AllocateBits' f(b) measured on the quantizer),
+# with sub-bit candidates: optimal for its table, the table checked, and the
+# same for 1 and 3 ranks
+for p in 1 3; do
+  run "$mpiexec" -n "$p" "$mpi_bin" --allocate-only --set output.path="$tmp/cal$p.h5" \
+    --set quantize.avg_bits=2.5 --set quantize.error_model=calibrated \
+    --set quantize.bits=0.5,0.75,1,2,3,4,8 "$src/jobs/kjv-tiny.ini"
+  expect_rc 0 "allocate, calibrated error model, P=$p"
+  expect_out "calibrated error model" "allocate, calibrated error model, P=$p"
+  "$py" "$src/tests/py/check_allocation.py" "$fixture" "$tmp/cal$p.h5.allocation.json" && ok ||
+    bad "allocation check, calibrated error model, P=$p"
+done
+cmp -s "$tmp/cal1.h5.allocation.json" "$tmp/cal3.h5.allocation.json" && ok ||
+  bad "calibrated error model: P=3's allocation differs from P=1's"
+
 # a text shorter than one window
 printf 'In the beginning God created the heaven and the earth.\n' >"$tmp/short.txt"
 run "$mpiexec" -n 2 "$mpi_bin" --calibrate-only --set calibration.text_file="$tmp/short.txt" "$src/jobs/kjv-tiny.ini"

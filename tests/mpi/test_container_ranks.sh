@@ -9,7 +9,9 @@
 # installed-style plugin prints a dataset's numbers (and without the plugin
 # it cannot, but metadata such as /config.ini reads in h5dump and h5py
 # without it: tests/py/check_no_plugin.py); raana-inspect reads the report back, and refuses a container
-# with a corrupted chunk (Fletcher-32) or truncated.
+# with a corrupted chunk (Fletcher-32) or truncated. With [quantize]
+# side_bits = 16, P = 3 gives P = 1's container, numpy rebuilds it, a
+# resumed job gives it again and another width encodes again.
 # Usage: test_container_ranks.sh RAANA_MPI RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
 # (RAANA_TEST_RANKS, RAANA_TEST_COMMON, RAANA_TEST_REF: tests/cli/lib.sh)
 set -u
@@ -109,6 +111,61 @@ run "$mpiexec" -n 3 "$mpi_bin" "$job" --set "output.path=$tmp/sub.h5" \
 expect_rc 0 "sub-bit variant"
 HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/sub.h5" \
   "$inspect_bin" "$fixture" && ok || bad "check_container on the sub-bit variant"
+
+# 16-bit side vectors ([quantize] side_bits = 16): the same container from 1
+# and 3 ranks, version 3, rebuilt by numpy (uint16 halves times 2^exponent)
+# to raana's dequantization; 16 bits counted per rescale, mean and row scale
+side16=(--set quantize.side_bits=16 --set quantize.tricks=centralize,norm_col,norm_row)
+for p in 1 3; do
+  run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$tmp/side16_$p.h5" "${side16[@]}"
+  expect_rc 0 "side_bits = 16, P=$p"
+done
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/side16_1.h5" \
+  "$tmp/side16_3.h5" --ignore config.ini && ok || bad "side_bits = 16: P=3 differs from P=1"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/side16_3.h5" \
+  "$inspect_bin" "$fixture" && ok || bad "check_container with side_bits = 16"
+HDF5_PLUGIN_PATH=$plugin_dir "$py" - "$tmp/side16_1.h5" "$tmp/p1.h5" <<'PY' && ok ||
+import sys, h5py
+# every side vector uint16 with an exponent; the effective bits are P=1's
+# float32 ones minus 16 bits per rescale, mean and row scale (P=1 has no
+# row scales: its tricks are centralize, norm_col)
+compared = 0
+with h5py.File(sys.argv[1], "r") as h, h5py.File(sys.argv[2], "r") as f:
+    assert int(h.attrs["format_version"]) == 3
+    for name, g in h["layers"].items():
+        for ds in ("rescale", "mu", "row_scale"):
+            assert g[ds].dtype == "uint16" and "exponent" in g[ds].attrs, (name, ds)
+        d_in, d_out = int(g.attrs["d_in"]), int(g.attrs["d_out"])
+        if int(g.attrs["n_held"]) != int(f["layers"][name].attrs["n_held"]) or \
+                g.attrs["bits"] != f["layers"][name].attrs["bits"]:
+            continue
+        want = f["layers"][name].attrs["effective_bits"] - 16 * (d_out + d_in) / (d_in * d_out) \
+            + 16 * d_in / (d_in * d_out)
+        assert abs(g.attrs["effective_bits"] - want) < 1e-12, (name, g.attrs["effective_bits"], want)
+        compared += 1
+assert compared >= 10, compared  # layers of the same bits in both jobs
+PY
+  bad "side_bits = 16: dtypes, exponents or effective bits"
+# killed while writing, the rerun reuses every 16-bit layer and writes the
+# same container; the width is part of each layer's fingerprint, so a rerun
+# in float32 encodes every layer again
+for width in 16 32; do
+  run env RAANA_FAULT_INJECT=write:0:10 "$mpiexec" -n 2 "$mpi_bin" "$job" \
+    --set "output.path=$tmp/side_resume.h5" "${side16[@]}"
+  [ "$rc" -ne 0 ] && [ ! -e "$tmp/side_resume.h5" ] && ok || bad "side_bits = 16: kill in writing"
+  run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$tmp/side_resume.h5" "${side16[@]}" \
+    --set "quantize.side_bits=$width"
+  expect_rc 0 "side_bits = $width after a kill"
+  if [ "$width" = 16 ]; then
+    expect_out "layers: 0 encoded, 28 resumed" "side_bits = 16 after a kill"
+    HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" \
+      "$tmp/side16_1.h5" "$tmp/side_resume.h5" --ignore config.ini && ok ||
+      bad "side_bits = 16: the resumed container differs"
+  else
+    expect_out "layers: 28 encoded, 0 resumed" "side_bits = 32 after a 16-bit kill"
+  fi
+  rm -f "$tmp/side_resume.h5"
+done
 
 # h5dump reads the zstd datasets only through the plugin; without it, it
 # prints DATA { } and exits 1

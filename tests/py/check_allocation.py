@@ -3,8 +3,10 @@ independent recomputation: ||W after tricks|| with numpy from the
 safetensors bytes (centralize: subtract the mean over output channels;
 norm_col: zero the floor(rate * d_out) largest columns), the coefficients
 c = grad_rms * x_rms * w_fro / sqrt(d_in), and the optimum of the
-multiple-choice knapsack by a separate dynamic program. The allocation must
-meet the budget and reach that optimum.
+multiple-choice knapsack by a separate dynamic program, with the paper's
+error model or the job's measured table (error_model = calibrated, whose
+entries are checked against closed forms and independent measurements). The
+allocation must meet the budget and reach that optimum.
 
 Usage: check_allocation.py MODEL_DIR ALLOCATION_JSON [NORM_COL_RATE]"""
 import json
@@ -45,6 +47,25 @@ def error_model(b):
     return 2.0 ** -b if b >= 1 else 0.5 / math.sqrt(b)
 
 
+def calibrated_model(cands, table):
+    """f(b) from the job's measured table ([quantize] error_model =
+    calibrated), after checking it against what is known without the
+    quantizer: it falls with every width, the kept width 16 costs nothing,
+    1-bit sign codes with RaBitQ's unbiased rescale on Gaussian columns lose
+    sqrt(pi/2 - 1), and 0.5 / 0.75 bits cost 1.94x / 1.38x the 1-bit error
+    (bench/RESULTS.md, kjv-tiny's layers)."""
+    f = dict(zip(cands, table))
+    assert all(a > b for a, b in zip(table, table[1:])), table
+    assert f.get(16, 0.0) == 0.0
+    if 1 in f:
+        assert abs(f[1] - math.sqrt(math.pi / 2 - 1)) < 0.02, f[1]
+        if 0.5 in f:
+            assert 1.85 < f[0.5] / f[1] < 2.05, f[0.5] / f[1]
+        if 0.75 in f:
+            assert 1.32 < f[0.75] / f[1] < 1.45, f[0.75] / f[1]
+    return lambda b: f[b]
+
+
 def optimum(sizes, coefs, cands, avg):
     units = [[int(4 * b) * n for b in cands] for n in sizes]
     base = sum(u[0] for u in units)
@@ -77,6 +98,9 @@ def main():
         coefs.append(l["coef"])
         bits.append(l["bits"])
     a = got["allocation"]
+    global error_model
+    if "unit_errors" in a:
+        error_model = calibrated_model(a["candidates"], a["unit_errors"])
     used = sum(n * b for n, b in zip(sizes, bits)) / sum(sizes)
     if used > a["avg_bits"] + 1e-12 or abs(used - a["achieved_avg_bits"]) > 1e-12:
         bad.append(f"budget: {used} vs target {a['avg_bits']}")

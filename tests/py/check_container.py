@@ -3,7 +3,11 @@ hdf5plugin) and numpy alone, against raana and against the checkpoint:
 
 - every quantized layer is rebuilt from its codes, rescales, signs, trick
   terms and low-rank factors following docs/FORMAT.md, and matches raana-inspect's dequantization
-  to 1e-6 relative;
+  to 1e-6 relative; the side vectors (rescale, mu, row_scale) are float32, or
+  with [quantize] side_bits = 16 IEEE half bits (uint16) times 2^exponent
+  (the dataset's attribute), the largest |half| in [2^14, 2^15);
+- format_version is 3 with 16-bit side vectors, else 2 with low-rank
+  factors, else 1;
 - the stored rotation signs equal the documented generator (rng attribute)
   re-implemented here in numpy, from the layer's key;
 - each layer's stored rel_error equals ||What - W|| / ||W|| computed here
@@ -110,13 +114,67 @@ def unpack_codes(packed, n, bits):
     return (stream << np.arange(bits)).sum(axis=2)
 
 
+SIDE_VECTORS = ("rescale", "mu", "row_scale")
+EXPONENT_MAX = 200  # readers refuse |exponent| above this
+
+
+def side_vector(g, name):
+    """A side vector as float32: stored float32 as is, or uint16 half bits
+    h with the dataset attribute exponent e as h * 2^e (exact in float32)."""
+    ds = g[name]
+    if ds.dtype == np.uint16:
+        e = int(ds.attrs["exponent"])
+        return np.ldexp(ds[...].view(np.float16).astype(np.float32), e)
+    return ds[...].astype(np.float32)
+
+
+def side_rounding(g, name):
+    """Half a unit in the last place of each stored value of a side vector:
+    what 16-bit storage may have rounded away (0 for float32)."""
+    ds = g[name]
+    if ds.dtype != np.uint16:
+        return np.zeros(ds.shape)
+    h = np.abs(ds[...].view(np.float16))
+    return np.ldexp(np.spacing(h).astype(np.float64) / 2, int(ds.attrs["exponent"]))
+
+
+def check_side_vectors(g, name):
+    """16-bit side vectors: an int64 exponent within the readers' bound that
+    puts the largest |half| in [2^14, 2^15) (0 when all are zero), finite
+    halves; float32 ones carry no exponent. Returns the stored types' names."""
+    types = set()
+    for t in SIDE_VECTORS:
+        if t not in g:
+            continue
+        ds = g[t]
+        types.add(str(ds.dtype))
+        if ds.dtype == np.float32:
+            check("exponent" not in ds.attrs, f"{name}/{t}: float32 with an exponent")
+            continue
+        check(ds.dtype == np.uint16, f"{name}/{t}: dtype {ds.dtype}, expected float32 or uint16")
+        if ds.dtype != np.uint16:
+            continue
+        check("exponent" in ds.attrs and ds.attrs["exponent"].dtype == np.int64,
+              f"{name}/{t}: an int64 exponent attribute")
+        if "exponent" not in ds.attrs:
+            continue
+        e = int(ds.attrs["exponent"])
+        h = np.abs(ds[...].view(np.float16).astype(np.float32))
+        check(abs(e) <= EXPONENT_MAX, f"{name}/{t}: exponent {e} beyond +-{EXPONENT_MAX}")
+        check(np.all(np.isfinite(h)), f"{name}/{t}: non-finite halves")
+        top = float(h.max(initial=0))
+        check((2.0 ** 14 <= top < 2.0 ** 15) if top else e == 0,
+              f"{name}/{t}: largest |half| {top} with exponent {e}, expected in [2^14, 2^15)")
+    return types
+
+
 def dequantize(g, factors=True):
     a = g.attrs
     d_in, d_out, bits = int(a["d_in"]), int(a["d_out"]), float(a["bits"])
     cb, n_kept, k = int(a["code_bits"]), int(a["n_kept"]), int(a["rotation_k"])
     m_a, m_b = int(a["m_a"]), int(a["m_b"])
     codes = unpack_codes(g["codes"][...], n_kept, cb)
-    vals = (codes - (2 ** cb - 1) / 2.0) * g["rescale"][...][:, None].astype(np.float64)
+    vals = (codes - (2 ** cb - 1) / 2.0) * side_vector(g, "rescale")[:, None].astype(np.float64)
     rot = np.zeros((d_out, d_in))
     if bits >= 1:
         rot[:, :] = vals
@@ -127,9 +185,9 @@ def dequantize(g, factors=True):
     s1, s2 = 1.0 - 2.0 * signs[0], 1.0 - 2.0 * signs[1]
     w = unrotate(rot, s1, s2, k)
     if "row_scale" in g:
-        w *= g["row_scale"][...]
+        w *= side_vector(g, "row_scale")
     if "mu" in g:
-        w += g["mu"][...]
+        w += side_vector(g, "mu")
     for c, col in zip(g["held_cols"][...], g["held_values"][...]):
         w[c] = col
     if factors and "lowrank_rank" in a:  # IEEE half bits, added to every row
@@ -150,8 +208,12 @@ def main():
     f = h5py.File(container, "r")
     check(f.attrs["format"] == b"raana-container", "format attribute")
     factors = any("lowrank_rank" in f["layers"][n].attrs for n in f["layers"])
-    check(int(f.attrs["format_version"]) == (2 if factors else 1),
-          "format_version: 2 with low-rank factors, else 1")
+    types = set().union(*(check_side_vectors(f["layers"][n], n) for n in f["layers"]))
+    check(len(types) <= 1, f"side vectors all 16-bit or all float32: {sorted(types)}")
+    version = 3 if "uint16" in types else 2 if factors else 1
+    check(int(f.attrs["format_version"]) == version,
+          f"format_version {int(f.attrs['format_version'])}: expected {version} (3 with 16-bit "
+          "side vectors, else 2 with low-rank factors, else 1)")
     seed = int(f["provenance"].attrs["seed"])
     weights = read_model(model_dir)
     layers = f["layers"]

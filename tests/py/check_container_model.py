@@ -9,7 +9,7 @@
   root attribute read by h5py;
 - the whole network loads through raana_stage_open_model;
 - bad containers (made with h5py from a copy) fail with one message and the
-  documented exit: no /layers (4), format_version 3 (8), truncated (4), a
+  documented exit: no /layers (4), format_version 4 (8), truncated (4), a
   required tensor missing (4), a NaN in a tensor (9, named).
 
 Two containers of jobs/kjv-tiny.ini: the default job, and a sub-bit variant
@@ -115,10 +115,11 @@ def check_bad(tool, good, tmp):
     with h5py.File(c, "a") as f:
         del f["layers"]
     expect_failure(tool, c, tmp, 4, "holds no quantized layers", "no /layers")
-    c = copy("v3.h5")
+    c = copy("v4.h5")
     with h5py.File(c, "a") as f:
-        f.attrs["format_version"] = np.int64(3)
-    expect_failure(tool, c, tmp, 8, "container format version 3", "format version 3")
+        f.attrs["format_version"] = np.int64(4)
+    expect_failure(tool, c, tmp, 8, "container format version 4; this raana reads versions 1 to 3",
+                   "format version 4")
     c = copy("missing.h5")
     with h5py.File(c, "a") as f:
         del f["tensors/model.norm.weight"]

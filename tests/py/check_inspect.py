@@ -4,8 +4,9 @@ containers:
 
 - every value of --json equals the container's attribute or /allocation
   column (exactly: JSON keeps 17 significant digits); bits_breakdown is
-  recomputed here from the stored datasets' shapes (codes, rescale, mu,
-  row_scale, held columns, signs) and sums to the layer's effective_bits;
+  recomputed here from the stored datasets' shapes and types (codes,
+  rescale, mu, row_scale, held columns, signs) and sums to the layer's
+  effective_bits;
   unquantized layers have no breakdown and bits 0 (excluded) or 16 (kept
   in 16 bits by AllocateBits, as /allocation says); options in any order;
 - --verify passes on the good container and names the damaged object on:
@@ -13,8 +14,10 @@ containers:
   codes (Fletcher-32), a layer whose d_in disagrees with config.json, and a
   layer group that is not a linear layer of the architecture.
 
-Two containers of jobs/kjv-tiny.ini: the default job and a sub-bit variant
-with every trick and k_proj excluded.
+Three containers of jobs/kjv-tiny.ini: the default job, a sub-bit variant
+with every trick and k_proj excluded, and one with every trick and 16-bit
+side vectors ([quantize] side_bits = 16: rescale, mu and row_scale stored as
+uint16 halves, counted 16 bits each).
 
 Usage: /usr/bin/python3 check_inspect.py RAANA_MPI RAANA_INSPECT SOURCE_DIR
 HDF5_PLUGIN_PATH must name the directory of raana's zstd plugin."""
@@ -102,9 +105,11 @@ def check_json(inspect, path):
             check(l["bits"] == float(g.attrs["bits"]), l["name"] + " bits")
             d_in, d_out = int(g.attrs["d_in"]), int(g.attrs["d_out"])
             n = d_in * d_out
-            tricks = sum(32 * d_in for t in ("mu", "row_scale") if t in g)
+            # side vectors at their stored width: float32, or 16-bit halves
+            tricks = sum(8 * g[t].dtype.itemsize * d_in for t in ("mu", "row_scale") if t in g)
             tricks += g["held_cols"].shape[0] * (32 * d_in + 32)
-            want = {"codes": 8 * g["codes"].size / n, "rescales": 32 * g["rescale"].size / n,
+            want = {"codes": 8 * g["codes"].size / n,
+                    "rescales": 8 * g["rescale"].dtype.itemsize * g["rescale"].size / n,
                     "tricks": tricks / n, "signs": 8 * g["signs"].size / n}
             b = l["bits_breakdown"]
             check(all(math.isclose(b[k], want[k], rel_tol=1e-12) for k in want),
@@ -213,9 +218,16 @@ def main():
         j = check_json(inspect, sub)
         check(sum(not l["quantized"] for l in j["layers"]) == 4, "4 k_proj unquantized")
         check(any(l["bits"] < 1 for l in j["layers"] if l["quantized"]), "sub-bit layers")
+        half = os.path.join(tmp, "half.h5")
+        make_container(mpi_bin, src, half, ["quantize.side_bits=16",
+                                            "quantize.tricks=centralize,norm_col,norm_row"])
+        j = check_json(inspect, half)
+        check(j["format_version"] == 3, "16-bit side vectors: format_version 3")
         check_verify(inspect, default, tmp)
         r = run([inspect, "--verify", sub])
         check(r.returncode == 0, "verify the sub-bit container: " + r.stderr)
+        r = run([inspect, "--verify", half])
+        check(r.returncode == 0, "verify the 16-bit side vectors' container: " + r.stderr)
         check_fuzz_corpus(inspect, src, tmp)
     print(f"check_inspect: {passed} passed, {failed} failed")
     return 1 if failed else 0

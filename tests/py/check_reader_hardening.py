@@ -10,6 +10,10 @@ wrong weights (issue 15, "Container reader hardening"):
 - a layer with low-rank factors: lowrank_rank 0 and above min(d_in, d_out), a
   factor of the wrong shape, a NaN and an infinity in a factor's half bits,
   a missing factor;
+- 16-bit side vectors ([quantize] side_bits = 16): a NaN and an infinity in
+  their half bits, an exponent missing or out of range, a row_scale left in
+  float32 beside 16-bit rescales, and 16-bit halves in a file that says it is
+  format version 2;
 - a dataset declared far larger than the file (2^40 bytes, chunks never
   written) as /report/table (raana-inspect's summary and --verify) and as an
   extra tensor (raana-export, which reads every tensor).
@@ -88,6 +92,9 @@ def main():
                                            "quantize.encoder=fast"])
         lowrank = os.path.join(tmp, "lowrank.h5")
         make_container(mpi_bin, src, lowrank, ["quantize.lowrank_rank=2"])
+        half = os.path.join(tmp, "half.h5")
+        make_container(mpi_bin, src, half, ["quantize.side_bits=16",
+                                            "quantize.tricks=centralize,norm_col,norm_row"])
         out = os.path.join(tmp, "w.f32")
         with h5py.File(lowrank, "r") as f:
             lr_layer = next(n for n in f["layers"] if f["layers"][n].attrs["d_out"] == 64)
@@ -109,6 +116,7 @@ def main():
         expect([inspect, sub, "--dequantize", sub_layer, out], 0, "", "control sub-bit")
         expect([inspect, whole, "--dequantize", held_layer, out], 0, "", "control whole-bit")
         expect([inspect, lowrank, "--dequantize", lr_layer, out], 0, "", "control low-rank")
+        expect([inspect, half, "--dequantize", lr_layer, out], 0, "", "control 16-bit sides")
 
         out_of_range = "n_held or packed_bytes out of range"
         disagree = "disagree with bits"
@@ -171,6 +179,43 @@ def main():
              "lowrank_a holds an infinite value at index 9"),
             (lowrank, "factor_missing", lr_layer,
              lambda f: f["layers"][lr_layer].__delitem__("lowrank_b"), "lowrank_b is missing"),
+        ]
+        def side_half_at(name, index, bits):
+            def edit(f):
+                d = f[f"layers/{lr_layer}/{name}"]
+                v, e = d[...], d.attrs["exponent"]
+                v[index] = bits
+                replace(f, f"layers/{lr_layer}/{name}", v)
+                f[f"layers/{lr_layer}/{name}"].attrs["exponent"] = e
+            return edit
+
+        def set_exponent(e):
+            def edit(f):
+                f[f"layers/{lr_layer}/rescale"].attrs["exponent"] = np.int64(e)
+            return edit
+
+        def row_scale_f32(f):
+            d = f[f"layers/{lr_layer}/row_scale"]
+            v = np.ldexp(d[...].view(np.float16).astype(np.float32), int(d.attrs["exponent"]))
+            replace(f, f"layers/{lr_layer}/row_scale", v.astype(np.float32))
+
+        def version_2(f):
+            f.attrs["format_version"] = np.int64(2)
+
+        exponent = "its exponent attribute is missing, unreadable or outside -200..200"
+        cases += [
+            (half, "side_nan", lr_layer, side_half_at("rescale", 5, 0x7E00),
+             "rescale holds NaN at index 5"),
+            (half, "side_inf", lr_layer, side_half_at("mu", 7, 0xFC00),
+             "mu holds an infinite value at index 7"),
+            (half, "exponent_missing", lr_layer,
+             lambda f: f[f"layers/{lr_layer}/rescale"].attrs.__delitem__("exponent"), exponent),
+            (half, "exponent_huge", lr_layer, set_exponent(201), exponent),
+            (half, "side_mixed", lr_layer, row_scale_f32,
+             "row_scale is not stored as 16-bit halves like the layer's rescale"),
+            (half, "side_version_2", lr_layer, version_2,
+             "rescale is neither float32 nor 16-bit halves (uint16, format version 3 and later; "
+             "this file is version 2)"),
         ]
         for base, name, layer, edit, text in cases:
             path = edited(base, tmp, name, edit)

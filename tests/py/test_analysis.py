@@ -8,8 +8,9 @@ scripts' reader):
 - layers.py's numbers.json holds, for every row of /allocation in order, the
   stored name, d_in, d_out, quantized, bits, coef, rel_error, effective_bits;
   block and kind parsed from the name; and a bit breakdown equal to one
-  computed here from the stored datasets' sizes (codes, rescale, mu,
-  row_scale, held_cols + held_values, signs), which also sums to the stored
+  computed here from the stored datasets' sizes and types (codes, rescale,
+  mu, row_scale, held_cols + held_values, signs; 16-bit side vectors count
+  16 bits each), which also sums to the stored
   effective_bits; its size-weighted total sums to /report
   effective_bits_quantized; summary.md has one row per layer;
 - sweep.py's numbers.json has one point per container with /report
@@ -87,19 +88,24 @@ def text(v):
 
 
 def breakdown_from_datasets(group, d_in, d_out):
-    """Bits per weight from what is actually stored (dataset sizes)."""
+    """Bits per weight from what is actually stored (dataset sizes times
+    their types' widths: rescale, mu and row_scale are float32, or uint16
+    halves with [quantize] side_bits = 16)."""
     n = d_in * d_out
 
     def bits(key):
         ds = group[key] if key in group else None
         return 0 if ds is None else 8 * ds.size * ds.dtype.itemsize
 
-    return {
+    out = {
         "codes": bits("codes") / n,
         "rescales": bits("rescale") / n,
         "tricks": (bits("mu") + bits("row_scale") + bits("held_cols") + bits("held_values")) / n,
         "signs": bits("signs") / n,
     }
+    if "lowrank_a" in group:  # low-rank factors, uint16 halves
+        out["factors"] = (bits("lowrank_a") + bits("lowrank_b")) / n
+    return out
 
 
 def check_layers(numbers_path, container):
@@ -110,6 +116,8 @@ def check_layers(numbers_path, container):
     layers = nums["layers"]
     check([la["name"] for la in layers] == names, "numbers.json layers are /allocation's, in order")
     weighted = {"codes": 0.0, "rescales": 0.0, "tricks": 0.0, "signs": 0.0}
+    if any(k == "factors" for k in nums["total_bits_breakdown"]):
+        weighted["factors"] = 0.0
     total_weights = 0
     for i, la in enumerate(layers[:len(names)]):
         name = names[i]
@@ -223,6 +231,14 @@ def check_sweep(numbers_path, containers, extra_csv, extra_name):
 
 
 def main():
+    if sys.argv[1] == "--layers-only":  # layers.py's output for one more container
+        inspect_bin, layers_out, container = sys.argv[2:5]
+        for png in ("bits_heatmap.png", "coef_vs_bits.png", "rel_error.png", "effective_bits.png"):
+            check_png(os.path.join(layers_out, png))
+        nums = check_layers(os.path.join(layers_out, "numbers.json"), container)
+        check_against_inspect(nums, inspect_bin, container)
+        print(f"test_analysis.py: {passed} passed, {failed} failed")
+        sys.exit(1 if failed else 0)
     inspect_bin, layers_out, container, sweep_out, extra_csv, extra_name = sys.argv[1:7]
     containers = sys.argv[7:]
     for png in ("bits_heatmap.png", "coef_vs_bits.png", "rel_error.png", "effective_bits.png"):

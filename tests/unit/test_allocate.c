@@ -59,7 +59,7 @@ static void test_exhaustive(void)
             coef[l] = exp(8 * raana_rng_uniform(mask, 2, (uint64_t)l) - 4);
         }
         double avg = bits[0] + (bits[K - 1] - bits[0]) * raana_rng_uniform(mask, 3, 0);
-        raana_alloc_problem p = {L, size, coef, K, bits, avg};
+        raana_alloc_problem p = {L, size, coef, K, bits, avg, NULL};
         raana_alloc_result r, g;
         raana_error err;
         double want = brute_force(&p);
@@ -95,7 +95,7 @@ static void test_llama2_70b(void)
     const int n_sets[2] = {8, 10};
     for (int s = 0; s < 2; s++)
         for (double avg = 1.1; avg < 4.2; avg += 1.0) {
-            raana_alloc_problem p = {L, size, coef, n_sets[s], sets[s], avg};
+            raana_alloc_problem p = {L, size, coef, n_sets[s], sets[s], avg, NULL};
             raana_alloc_result dp, lag;
             raana_error err;
             CHECK_INT(raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &dp, &err), RAANA_OK);
@@ -123,7 +123,7 @@ static void test_bad_budgets(void)
 {
     uint64_t size[2] = {100, 200};
     double coef[2] = {1, 2}, bits[3] = {2, 3, 4};
-    raana_alloc_problem p = {2, size, coef, 3, bits, 1.5};
+    raana_alloc_problem p = {2, size, coef, 3, bits, 1.5, NULL};
     raana_alloc_result r;
     raana_error err;
     CHECK_INT(raana_allocate_bits(&p, RAANA_ALLOC_DEFAULT_MAX_CELLS, &r, &err), RAANA_ERR_CONFIG);

@@ -155,6 +155,22 @@ static void test_cross_checks(void)
     CHECK_INT(parse(&cfg, "[quantize]\nlowrank_rank = 4097\n", &err), RAANA_ERR_CONFIG);
     CHECK_INT(parse(&cfg, "[quantize]\nlowrank_damp = 0\n", &err), RAANA_ERR_CONFIG);
     CHECK_INT(parse(&cfg, "[quantize]\nlowrank_team_min_weights = 0\n", &err), RAANA_ERR_CONFIG);
+    /* the side vectors' stored width: 32 (the default) or 16, nothing between */
+    CHECK_INT(parse(&cfg, "[quantize]\n", &err), RAANA_OK);
+    CHECK_INT(cfg.side_bits, 32);
+    CHECK_INT(parse(&cfg, "[quantize]\nside_bits = 16\n", &err), RAANA_OK);
+    CHECK_INT(cfg.side_bits, 16);
+    CHECK_INT(parse(&cfg, "[quantize]\nside_bits = 24\n", &err), RAANA_ERR_CONFIG);
+    CHECK_MSG(err, "side_bits", "24 is not a stored width: 32 (float32) or 16");
+    CHECK_INT(parse(&cfg, "[quantize]\nside_bits = 8\n", &err), RAANA_ERR_CONFIG);
+    /* AllocateBits' error model: paper (the default) or calibrated */
+    CHECK_INT(parse(&cfg, "[quantize]\n", &err), RAANA_OK);
+    CHECK_INT(cfg.error_model, RAANA_ERROR_MODEL_PAPER);
+    CHECK_INT(parse(&cfg, "[quantize]\nerror_model = calibrated\n", &err), RAANA_OK);
+    CHECK_INT(cfg.error_model, RAANA_ERROR_MODEL_CALIBRATED);
+    CHECK(strcmp(raana_error_model_name(cfg.error_model), "calibrated") == 0);
+    CHECK_INT(parse(&cfg, "[quantize]\nerror_model = measured\n", &err), RAANA_ERR_CONFIG);
+    CHECK_MSG(err, "error_model", "measured");
 }
 
 static void test_set_and_files(void)

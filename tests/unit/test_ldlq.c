@@ -49,7 +49,8 @@ static float *correlated_gram(int d, int t, int r, double noise, uint64_t seed)
 static raana_qlayer_params params(double bits, unsigned tricks, const float *gram, double damp,
                                   int threads)
 {
-    raana_qlayer_params p = {bits, tricks, 0.02, 4242, RAANA_ENCODER_EXACT, threads, gram, damp};
+    raana_qlayer_params p = {bits,    tricks, 0.02, 4242, RAANA_ENCODER_EXACT,
+                             threads, gram,   damp, 32};
     return p;
 }
 

@@ -34,7 +34,7 @@ static float *diag_gram(double heavy)
 
 static void quantize(const float *w, raana_qlayer *q)
 {
-    raana_qlayer_params p = {2, RAANA_TRICK_CENTRALIZE, 0, 77, RAANA_ENCODER_EXACT, 1, NULL, 0};
+    raana_qlayer_params p = {2, RAANA_TRICK_CENTRALIZE, 0, 77, RAANA_ENCODER_EXACT, 1, NULL, 0, 32};
     raana_error err;
     CHECK_INT(raana_qlayer_quantize(w, D_IN, D_OUT, &p, "lowrank", q, &err), RAANA_OK);
 }

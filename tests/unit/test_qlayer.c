@@ -22,7 +22,7 @@ static float *gaussian(size_t n, uint64_t seed)
 
 static raana_qlayer_params params(double bits, unsigned tricks, uint64_t key)
 {
-    raana_qlayer_params p = {bits, tricks, 0.003, key, RAANA_ENCODER_EXACT, 1, NULL, 0};
+    raana_qlayer_params p = {bits, tricks, 0.003, key, RAANA_ENCODER_EXACT, 1, NULL, 0, 32};
     return p;
 }
 

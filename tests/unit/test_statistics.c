@@ -109,7 +109,7 @@ static void test_round_trip(const char *dir)
     double w_fro[N_LAYERS], coef[N_LAYERS], bits[N_LAYERS];
     for (int i = 0; i < N_LAYERS; i++)
         w_fro[i] = 1.0 / (i + 3), coef[i] = 0.1 * (i + 1), bits[i] = 1 + i % 4;
-    raana_allocation alloc = {N_LAYERS, w_fro, coef, bits, {0}, 0};
+    raana_allocation alloc = {N_LAYERS, w_fro, coef, bits, {0}, 0, NULL};
     alloc.result.achieved_avg_bits = 2.75, alloc.result.cost = 0.1 + 0.2;
     o.alloc = &alloc;
     snprintf(path, sizeof path, "%s/s.allocation.json", dir);

@@ -2,7 +2,8 @@
  * minimizing the modelled error sum_l c_l f(b_l) subject to
  * sum_l n_l b_l <= avg_bits * sum_l n_l, where n_l is the layer's number of
  * weights, c_l its sensitivity coefficient and f(b) = 2^-b for b >= 1,
- * 1 / (2 sqrt(b)) below one bit (DESIGN section 4). The candidate
+ * 1 / (2 sqrt(b)) below one bit (DESIGN section 4), or a table of f per
+ * candidate measured on the quantizer itself (error_table.h). The candidate
  * RAANA_BITS_KEEP (16) is not a code width: the layer keeps the checkpoint's
  * own BF16/F16 weight, which costs 16 bits per weight and no error, f = 0
  * (docs/DECISIONS.md, "Keeping a layer in 16 bits").
@@ -31,6 +32,9 @@ typedef struct {
     int n_bits;
     const double *bits; /* candidates, ascending, from {0.5, 0.75, 1, ..., 8, 16} */
     double avg_bits;
+    /* f(bits[k]) for every candidate (>= 0), or NULL for the paper's model
+     * raana_alloc_error_model */
+    const double *unit_error;
 } raana_alloc_problem;
 
 typedef enum { RAANA_ALLOC_EXACT_DP, RAANA_ALLOC_LAGRANGIAN } raana_alloc_method;
@@ -47,7 +51,7 @@ typedef struct {
 /* The candidate that keeps a layer's 16-bit checkpoint weight unquantized. */
 #define RAANA_BITS_KEEP 16.0
 
-/* f(b) */
+/* The paper's f(b) */
 double raana_alloc_error_model(double bits);
 
 /* Solves exactly when L x (scaled budget + 1) <= max_dp_cells, else with the

@@ -22,6 +22,9 @@ typedef struct {
     /* bits per quantized weight of the low-rank factors; the codes' budget
      * is avg_bits minus this */
     double factor_bits;
+    /* [quantize] error_model = calibrated: f(b) per candidate (cfg->bits
+     * order, error_table.h); NULL for the paper's model */
+    double *unit_error;
 } raana_allocation;
 
 /* Collective. stats come from raana_pipeline_calibrate. A layer given the

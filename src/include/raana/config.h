@@ -19,6 +19,7 @@
 #define RAANA_PATTERN_MAX        256
 
 typedef enum { RAANA_CALIB_ZEROSHOT = 0, RAANA_CALIB_TEXT = 1 } raana_calib_source;
+typedef enum { RAANA_ERROR_MODEL_PAPER = 0, RAANA_ERROR_MODEL_CALIBRATED = 1 } raana_error_model;
 
 typedef struct raana_config {
     char source[RAANA_PATH_MAX]; /* the config file read ("" if none) */
@@ -46,6 +47,9 @@ typedef struct raana_config {
     double norm_col_rate;
     uint64_t seed;
     raana_encoder encoder;
+    /* AllocateBits' f(b): the paper's 2^-b, or measured per width
+     * (error_table.h) */
+    raana_error_model error_model;
     /* LDLQ codes from the calibration inputs' second moments (ldlq.h) */
     int ldlq;
     double ldlq_damp; /* > 0 */
@@ -55,6 +59,9 @@ typedef struct raana_config {
     int lowrank_rank;
     double lowrank_damp;
     int lowrank_team_min_weights;
+    /* stored width of the per-column rescales and the trick vectors (mu,
+     * row scales): 32 (float32) or 16 (half_scaled.h) */
+    int side_bits;
     int n_exclude;
     char exclude[RAANA_MAX_EXCLUDE][RAANA_PATTERN_MAX];
     /* [output] */
@@ -96,6 +103,7 @@ void raana_config_write(FILE *out, const raana_config *cfg);
 /* Names for printing. */
 const char *raana_encoder_name(raana_encoder e);
 const char *raana_calib_source_name(raana_calib_source s);
+const char *raana_error_model_name(raana_error_model m);
 /* "centralize,norm_col" or "none" into buf. */
 void raana_tricks_format(unsigned tricks, char *buf, size_t size);
 

@@ -49,6 +49,11 @@ hid_t raana_schema_tensor_type(raana_dtype d);
  * malloc'd, NULL when out of memory. */
 uint8_t *raana_schema_pack_signs(const raana_rotation *rot);
 
+/* The format version a writer gives its file (container.h): the lowest
+ * that has low-rank factors (when lowrank) and 16-bit side vectors (when
+ * side_half). */
+int raana_schema_format_version(int lowrank, int side_half);
+
 /* The tricks bit set named by a layer's "tricks" attribute. */
 unsigned raana_schema_parse_tricks(const char *text);
 

@@ -26,6 +26,9 @@ typedef struct {
     double effective_bits; /* stored bits per weight, raana_qlayer_effective_bits */
     int code_bits, n_kept, m_a, m_b, n_held;
     uint64_t packed_bytes; /* per column */
+    /* [quantize] side_bits = 16: the exponents of the stored rescale, mu and
+     * row_scale (half_scaled.h); 0 otherwise */
+    int rescale_exp, mu_exp, row_scale_exp;
 } raana_layer_summary;
 
 typedef struct {
