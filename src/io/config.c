@@ -68,6 +68,7 @@ static const config_key config_keys[] = {
     {"quantize", "lowrank_rank", KEY_INT, FIELD(lowrank_rank), "0", 0, 4096},
     {"quantize", "lowrank_damp", KEY_DOUBLE, FIELD(lowrank_damp), "0.01", 1e-9, 1e6},
     {"quantize", "side_bits", KEY_INT, FIELD(side_bits), "32", 16, 32},
+    {"quantize", "pca_rank", KEY_INT, FIELD(pca_rank), "0", 0, 4096},
     {"quantize", "lowrank_team_min_weights", KEY_INT, FIELD(lowrank_team_min_weights), "16777216",
      1, 2147483647},
     {"output", "path", KEY_PATH, FIELD(output_path), "quantized.h5", 0, 0},
@@ -606,6 +607,11 @@ raana_status raana_config_validate(const raana_config *cfg, raana_error *err)
                           "moments, which [calibration] statistics does not store: calibrate in "
                           "this job (statistics empty) or set ldlq = false",
                           where);
+    if (cfg->lowrank_rank > 0 && cfg->pca_rank > 0)
+        return raana_fail(err, RAANA_ERR_CONFIG,
+                          "%s: [quantize] lowrank_rank = %d and pca_rank = %d both store a layer's "
+                          "low-rank factors, in the same two datasets: set one of them to 0",
+                          where, cfg->lowrank_rank, cfg->pca_rank);
     if (cfg->lowrank_rank > 0 && cfg->statistics[0])
         return raana_fail(err, RAANA_ERR_CONFIG,
                           "%s: [quantize] lowrank_rank = %d weights the error by the calibration "

@@ -109,11 +109,13 @@ static raana_status code_budget(const raana_plan *plan, const raana_config *cfg,
     *factor_bits = weights > 0 ? factors / weights : 0;
     if (cfg->avg_bits - *factor_bits < cfg->bits[0])
         return raana_fail(err, RAANA_ERR_CONFIG,
-                          "[quantize] lowrank_rank = %d takes %.4g bits per quantized weight of "
+                          "[quantize] %s = %d takes %.4g bits per quantized weight of "
                           "avg_bits = %g, which leaves %.4g for the codes, below the lowest "
-                          "candidate %g: lower lowrank_rank or raise avg_bits",
-                          cfg->lowrank_rank, *factor_bits, cfg->avg_bits,
-                          cfg->avg_bits - *factor_bits, cfg->bits[0]);
+                          "candidate %g: lower %s or raise avg_bits",
+                          cfg->pca_rank > 0 ? "pca_rank" : "lowrank_rank",
+                          cfg->pca_rank > 0 ? cfg->pca_rank : cfg->lowrank_rank, *factor_bits,
+                          cfg->avg_bits, cfg->avg_bits - *factor_bits, cfg->bits[0],
+                          cfg->pca_rank > 0 ? "pca_rank" : "lowrank_rank");
     return RAANA_OK;
 }
 

@@ -30,7 +30,8 @@ static raana_status write_root(raana_h5 *h, const raana_container_content *c, ra
     RAANA_CALL(raana_h5_attr_str(h, "/", "format", RAANA_FORMAT_NAME, err));
     RAANA_CALL(raana_h5_attr_i64(
         h, "/", "format_version",
-        raana_schema_format_version(c->cfg->lowrank_rank > 0, c->cfg->side_bits == 16), err));
+        raana_schema_format_version(raana_config_has_factors(c->cfg), c->cfg->side_bits == 16),
+        err));
     RAANA_CALL(raana_h5_attr_str(h, "/", "rng", RAANA_RNG_ID, err));
     RAANA_CALL(raana_h5_attr_str(h, "/", "model_type", c->stage->model.config.model_type, err));
     char fp[32];
@@ -162,7 +163,7 @@ static raana_status allocation_attrs(raana_h5 *h, const raana_container_content 
     RAANA_CALL(raana_h5_attr_f64(h, g, "achieved_avg_bits", &r->achieved_avg_bits, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, g, "modelled_error", &r->cost, 1, err));
     RAANA_CALL(raana_h5_attr_f64(h, g, "lower_bound", &r->lower_bound, 1, err));
-    if (c->cfg->lowrank_rank > 0)
+    if (raana_config_has_factors(c->cfg))
         RAANA_CALL(raana_h5_attr_f64(h, g, "factor_bits", &c->alloc->factor_bits, 1, err));
     if (c->alloc->unit_error) /* only then: the default file is as it was */
         RAANA_CALL(

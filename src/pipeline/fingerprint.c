@@ -114,6 +114,8 @@ uint64_t raana_fingerprint_layer(const raana_fingerprints *f, const raana_model 
     key.side_half = cfg->side_bits == 16; /* 0 as before for float32 */
     if (cfg->ldlq)                        /* the codes then depend on the calibration data too */
         key.calibration = f->calibration, key.ldlq_damp = cfg->ldlq_damp;
+    if (cfg->pca_rank > 0) /* the PCA trick's factors: from the weight alone */
+        key.lowrank_rank = (uint32_t)cfg->pca_rank | 0x80000000u;
     if (cfg->lowrank_rank > 0) /* and so do the factors */
         key.calibration = f->calibration, key.lowrank_damp = cfg->lowrank_damp,
         key.lowrank_rank = (uint32_t)cfg->lowrank_rank;

@@ -33,9 +33,10 @@ static void ldlq_bytes(const raana_plan_layer *l, const raana_config *cfg, uint6
     *gram = has ? 4 * d_in * d_in : 0;
 }
 
-/* Low-rank compensation's working set for a layer (lowrank.h): the
- * weighted error M in double (kept between layers), the dequantized layer
- * it comes from, and dgesvd's copy of M, U and V^T. */
+/* Low-rank factors' working set for a layer (lowrank.h): the weighted
+ * error M in double (kept between layers), the dequantized layer it comes
+ * from (the PCA trick: W in double, and W less its factors in float), and
+ * dgesvd's copy of M, U and V^T. */
 static uint64_t lowrank_bytes(const raana_plan_layer *l, const raana_config *cfg)
 {
     uint64_t m = (uint64_t)l->d_in, n = (uint64_t)l->d_out, k = m < n ? m : n;

@@ -191,17 +191,25 @@ int raana_plan_layer_has_gram(const raana_config *cfg, const raana_plan_layer *l
            l->kind <= RAANA_LINEAR_DOWN;
 }
 
+int raana_config_has_factors(const raana_config *cfg)
+{
+    return cfg->lowrank_rank > 0 || cfg->pca_rank > 0;
+}
+
 int raana_plan_layer_lowrank(const raana_config *cfg, const raana_plan_layer *l)
 {
-    int r = cfg->lowrank_rank, k = l->d_in < l->d_out ? l->d_in : l->d_out;
-    if (r <= 0 || !raana_plan_layer_has_gram(cfg, l))
+    int k = l->d_in < l->d_out ? l->d_in : l->d_out;
+    int r = cfg->pca_rank > 0 ? cfg->pca_rank : cfg->lowrank_rank;
+    /* the PCA trick needs no calibration inputs: every quantized layer */
+    if (r <= 0 || (cfg->pca_rank <= 0 && !raana_plan_layer_has_gram(cfg, l)))
         return 0;
     return r < k ? r : k;
 }
 
 int raana_plan_lowrank_by_team(const raana_config *cfg, const raana_plan_layer *l, int n_ranks)
 {
-    return n_ranks > 1 && (double)l->d_in * l->d_out >= cfg->lowrank_team_min_weights;
+    return cfg->pca_rank <= 0 && n_ranks > 1 &&
+           (double)l->d_in * l->d_out >= cfg->lowrank_team_min_weights;
 }
 
 int raana_plan_block_owner(const raana_plan *plan, int block)

@@ -1,6 +1,7 @@
 /* quantize.c — the quantize stage (see quantize.h). */
 #include "raana/quantize.h"
 
+#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -91,18 +92,61 @@ static int grow(double **p, size_t *cap, size_t n)
     return 1;
 }
 
+/* Room in lw for a d_out x d_in matrix and its rank-r SVD. */
+static raana_status lowrank_grow(lowrank_work *lw, size_t d_in, size_t d_out, int r,
+                                 raana_error *err)
+{
+    if (!grow(&lw->m, &lw->m_cap, d_in * d_out) || !grow(&lw->sqrt_h, &lw->h_cap, d_in) ||
+        !grow(&lw->s, &lw->s_cap, (size_t)r) || !grow(&lw->us, &lw->us_cap, (size_t)r * d_in) ||
+        !grow(&lw->vt, &lw->vt_cap, (size_t)r * d_out))
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for rank-%d factors", r);
+    lw->rank = r;
+    return RAANA_OK;
+}
+
 /* M and sqrt h of q's error, with room for a rank-r SVD. */
 static raana_status lowrank_prepare(lowrank_work *lw, const float *w, const float *gram,
                                     const raana_config *cfg, const raana_qlayer *q, int r,
                                     raana_error *err)
 {
-    size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out;
-    if (!grow(&lw->m, &lw->m_cap, d_in * d_out) || !grow(&lw->sqrt_h, &lw->h_cap, d_in) ||
-        !grow(&lw->s, &lw->s_cap, (size_t)r) || !grow(&lw->us, &lw->us_cap, (size_t)r * d_in) ||
-        !grow(&lw->vt, &lw->vt_cap, (size_t)r * d_out))
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the low-rank compensation");
-    lw->rank = r;
+    RAANA_CALL(lowrank_grow(lw, (size_t)q->d_in, (size_t)q->d_out, r, err));
     return raana_lowrank_target(w, q, gram, cfg->lowrank_damp, lw->m, lw->sqrt_h, err);
+}
+
+/* The PCA trick: w's top r singular directions (LAPACK on this rank) as
+ * 16-bit factors, the codes for w minus their product (rounded factors,
+ * so the codes take exactly what the factors leave), and the layer's
+ * error with both. */
+static raana_status pca_encode(const float *w, const raana_plan_layer *l, int r,
+                               const raana_qlayer_params *p, lowrank_work *lw, raana_qlayer *q,
+                               double *rel, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    size_t d_in = (size_t)l->d_in, d_out = (size_t)l->d_out, n = d_in * d_out;
+    raana_qlayer held = {.d_in = l->d_in, .d_out = l->d_out}; /* the factors alone */
+    float *rest = raana_malloc_large(n * sizeof *rest);
+    float *ab = malloc(((size_t)r * (d_in + d_out)) * sizeof *ab);
+    if (!rest || !ab)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the PCA trick");
+    RAANA_CHECK(lowrank_grow(lw, d_in, d_out, r, err));
+    for (size_t i = 0; i < n; i++)
+        lw->m[i] = w[i];
+    for (size_t i = 0; i < d_in; i++)
+        lw->sqrt_h[i] = 1; /* unweighted */
+    RAANA_CHECK(raana_svd_local(lw->m, l->d_in, l->d_out, r, lw->s, lw->us, lw->vt, err));
+    RAANA_CHECK(raana_lowrank_set_factors(&held, r, lw->s, lw->us, lw->vt, lw->sqrt_h, err));
+    raana_lowrank_factors_f32(&held, ab, ab + (size_t)r * d_out);
+    memcpy(rest, w, n * sizeof *rest);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->d_out, l->d_in, r, -1.0f, ab, r,
+                ab + (size_t)r * d_out, l->d_in, 1.0f, rest, l->d_in);
+    RAANA_CHECK(raana_qlayer_quantize(rest, l->d_in, l->d_out, p, l->name, q, err));
+    q->lowrank_rank = r, q->lowrank_a = held.lowrank_a, q->lowrank_b = held.lowrank_b;
+    held.lowrank_a = held.lowrank_b = NULL;
+    RAANA_CHECK(relative_error(q, w, rel, err));
+cleanup:
+    free(held.lowrank_a), free(held.lowrank_b);
+    free(rest), free(ab);
+    return st;
 }
 
 /* The factors from the SVD in lw, and the layer's error again. */
@@ -124,6 +168,12 @@ static raana_status encode_and_save(const float *w, const float *gram, const raa
 {
     int r = raana_plan_layer_lowrank(cfg, l);
     *pending = 0;
+    if (cfg->pca_rank > 0 && r > 0) {
+        RAANA_CALL(pca_encode(w, l, r, p, lw, q, rel, err));
+        if (resume)
+            RAANA_CALL(raana_resume_save_layer(resume, l->name, fingerprint, q, *rel, err));
+        return RAANA_OK;
+    }
     RAANA_CALL(raana_qlayer_quantize(w, l->d_in, l->d_out, p, l->name, q, err));
     if (r == 0) {
         RAANA_CALL(relative_error(q, w, rel, err));
@@ -780,10 +830,16 @@ static void report_lowrank(FILE *out, const raana_plan *plan, const raana_config
             team += raana_plan_lowrank_by_team(cfg, l, size);
         }
     }
-    raana_log_line(out,
-                   "quantize: low-rank factors of rank %d on %d layers; %d SVDs by a team of %d "
-                   "ranks (ScaLAPACK), %d on one rank (LAPACK)",
-                   cfg->lowrank_rank, layers, team, size, layers - team);
+    if (cfg->pca_rank > 0)
+        raana_log_line(out,
+                       "quantize: the PCA trick holds out the top %d singular directions of %d "
+                       "layers (LAPACK on the rank that quantizes each)",
+                       cfg->pca_rank, layers);
+    else
+        raana_log_line(out,
+                       "quantize: low-rank factors of rank %d on %d layers; %d SVDs by a team "
+                       "of %d ranks (ScaLAPACK), %d on one rank (LAPACK)",
+                       cfg->lowrank_rank, layers, team, size, layers - team);
 }
 
 raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raana_config *cfg,
@@ -809,7 +865,7 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
              ? RAANA_OK
              : raana_fail(err, RAANA_ERR_NOMEM, "out of memory");
     RAANA_CHECK(raana_comm_agree(comm, st, err));
-    if (progress && cfg->lowrank_rank > 0)
+    if (progress && raana_config_has_factors(cfg))
         report_lowrank(progress, &s->plan, cfg, size);
     RAANA_CHECK(plan_rounds(comm, s, cfg, alloc, fp, resume, &r.sc, q->quantizer, err));
     RAANA_CHECK(run_rounds(&r, q, progress, size, err));

@@ -163,6 +163,15 @@ static void test_cross_checks(void)
     CHECK_INT(parse(&cfg, "[quantize]\nside_bits = 24\n", &err), RAANA_ERR_CONFIG);
     CHECK_MSG(err, "side_bits", "24 is not a stored width: 32 (float32) or 16");
     CHECK_INT(parse(&cfg, "[quantize]\nside_bits = 8\n", &err), RAANA_ERR_CONFIG);
+    /* the PCA trick and the compensation store the same factors: one of them */
+    CHECK_INT(parse(&cfg, "[model]\npath=m\n[quantize]\npca_rank = 2\n", &err), RAANA_OK);
+    CHECK_INT(raana_config_validate(&cfg, &err), RAANA_OK);
+    CHECK_INT(cfg.pca_rank, 2);
+    CHECK_INT(parse(&cfg, "[model]\npath=m\n[quantize]\npca_rank = 2\nlowrank_rank = 1\n", &err),
+              RAANA_OK);
+    CHECK_INT(raana_config_validate(&cfg, &err), RAANA_ERR_CONFIG);
+    CHECK_MSG(err, "lowrank_rank = 1 and pca_rank = 2", "set one of them to 0");
+    CHECK_INT(parse(&cfg, "[quantize]\npca_rank = -1\n", &err), RAANA_ERR_CONFIG);
     /* AllocateBits' error model: paper (the default) or calibrated */
     CHECK_INT(parse(&cfg, "[quantize]\n", &err), RAANA_OK);
     CHECK_INT(cfg.error_model, RAANA_ERROR_MODEL_PAPER);

@@ -59,6 +59,10 @@ typedef struct raana_config {
     int lowrank_rank;
     double lowrank_damp;
     int lowrank_team_min_weights;
+    /* the PCA trick (quantize.c): the top pca_rank singular directions of
+     * each quantized weight kept as the same 16-bit factors, the codes for
+     * the rest; 0 = off. Not with lowrank_rank. */
+    int pca_rank;
     /* stored width of the per-column rescales and the trick vectors (mu,
      * row scales): 32 (float32) or 16 (half_scaled.h) */
     int side_bits;

@@ -75,13 +75,19 @@ int raana_config_wants_grams(const raana_config *cfg);
  * expert's inputs are routed tokens). Its gram travels with its weights. */
 int raana_plan_layer_has_gram(const raana_config *cfg, const raana_plan_layer *l);
 
-/* The rank of layer l's low-rank compensation: [quantize] lowrank_rank
- * capped at min(d_in, d_out) for a layer with a gram, else 0. */
+/* Whether layers store low-rank factors: [quantize] lowrank_rank (the
+ * compensation) or pca_rank (the PCA trick) above 0. */
+int raana_config_has_factors(const raana_config *cfg);
+
+/* The rank of layer l's low-rank factors, capped at min(d_in, d_out):
+ * [quantize] pca_rank for every layer, else lowrank_rank for a layer with a
+ * gram, else 0. */
 int raana_plan_layer_lowrank(const raana_config *cfg, const raana_plan_layer *l);
 
 /* Whether a team of all n_ranks ranks computes layer l's SVD (ScaLAPACK),
- * rather than the rank that quantizes it (LAPACK): more than one rank and
- * at least [quantize] lowrank_team_min_weights weights. */
+ * rather than the rank that quantizes it (LAPACK): the compensation, more
+ * than one rank and at least [quantize] lowrank_team_min_weights weights
+ * (the PCA trick's SVD is always the quantizing rank's). */
 int raana_plan_lowrank_by_team(const raana_config *cfg, const raana_plan_layer *l, int n_ranks);
 
 /* The rank that owns decoder block b. */
