@@ -713,6 +713,8 @@ static raana_status read_side(const raana_container *c, const char *g, const cha
     char ds[400];
     snprintf(ds, sizeof ds, "%s/%s", g, name);
     *out = NULL;
+    if (!path_exists(c->file, ds))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: %s is missing", c->path, ds);
     if (side_width(c, g, name) != side_bits)
         RAANA_FAIL_GOTO(err, RAANA_ERR_INPUT, "%s: %s is not stored as %s like the layer's rescale",
                         c->path, ds, side_bits == 16 ? "16-bit halves" : "float32");
@@ -773,7 +775,7 @@ static raana_status read_layer_arrays(const raana_container *c, const char *g, r
                           "3 and later; this file is version %d)",
                           path, ds_rescale, c->version);
     if (q->side_bits == 0)
-        q->side_bits = 32; /* read_side names the missing dataset */
+        q->side_bits = 32; /* missing: read_side says so */
     RAANA_CALL(read_side(c, g, "rescale", d_out, q->side_bits, &q->rescale, err));
     RAANA_CALL(
         read_member(c, g, "held_cols", H5T_NATIVE_INT32, held, 0, (void **)&q->held_cols, err));

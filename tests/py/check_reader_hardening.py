@@ -6,12 +6,13 @@ wrong weights (issue 15, "Container reader hardening"):
 - sub-bit layer: m_a = -1000, m_a = 0, m_a = 10^6, m_b = -50, bits = NaN;
 - whole-bit layer: bits 4 with 3-bit codes, bits 2.5, packed_bytes off by one,
   codes stored transposed (same element count), a NaN rescale, an infinite mu,
+  a missing rescale,
   a held-out column out of range and one held twice;
 - a layer with low-rank factors: lowrank_rank 0 and above min(d_in, d_out), a
   factor of the wrong shape, a NaN and an infinity in a factor's half bits,
   a missing factor;
 - 16-bit side vectors ([quantize] side_bits = 16): a NaN and an infinity in
-  their half bits, an exponent missing or out of range, a row_scale left in
+  their half bits, a missing mean, an exponent missing or out of range, a row_scale left in
   float32 beside 16-bit rescales, and 16-bit halves in a file that says it is
   format version 2;
 - a dataset declared far larger than the file (2^40 bytes, chunks never
@@ -211,6 +212,11 @@ def main():
             (half, "exponent_missing", lr_layer,
              lambda f: f[f"layers/{lr_layer}/rescale"].attrs.__delitem__("exponent"), exponent),
             (half, "exponent_huge", lr_layer, set_exponent(201), exponent),
+            (half, "side_missing", lr_layer,
+             lambda f: f[f"layers/{lr_layer}"].__delitem__("mu"), f"layers/{lr_layer}/mu is missing"),
+            (whole, "rescale_missing", held_layer,
+             lambda f: f[f"layers/{held_layer}"].__delitem__("rescale"),
+             f"layers/{held_layer}/rescale is missing"),
             (half, "side_mixed", lr_layer, row_scale_f32,
              "row_scale is not stored as 16-bit halves like the layer's rescale"),
             (half, "side_version_2", lr_layer, version_2,
