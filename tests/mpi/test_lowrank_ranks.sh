@@ -17,7 +17,8 @@
 # than the lowest candidate, are refused (exit 3) with nothing written. The
 # PCA trick (pca_rank = 2): P = 3 gives P = 1's container, numpy's reader
 # rebuilds it and numpy's truncated SVD gives its factors (check_pca.py);
-# with lowrank_rank it is refused (exit 3).
+# with lowrank_rank it is refused (exit 3). Under RAANA_TEST_QUICK the PCA
+# trick runs at P = 3 and is read back by numpy; the rest is Release's.
 # Under RAANA_TEST_QUICK (the sanitizer build) the export, Mixtral, the numpy
 # SVD check and the damping's re-encode are left to the Release build.
 # Usage: test_lowrank_ranks.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC RAANA_EXPORT RAANA_INSPECT
@@ -146,17 +147,23 @@ expect_err "[quantize] lowrank_rank = 4 takes 0.5333 bits per quantized weight o
 # the PCA trick (pca_rank): W's top singular directions as the same factors,
 # the codes for the rest; every layer, SVD on its quantizer, so 3 ranks give
 # 1 rank's container byte for byte; numpy's truncated SVD (check_pca.py)
-for p in 1 3; do
+# (under the sanitizers P = 3 only; the comparison with P = 1 and numpy's SVD
+# are left to the Release build)
+pca_ranks="1 3"
+[ "$quick" = 1 ] && pca_ranks=3
+for p in $pca_ranks; do
   run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$tmp/pca$p.h5" \
     --set quantize.pca_rank=2 --set quantize.avg_bits=3.2
   expect_rc 0 "pca_rank = 2, P=$p"
   expect_err "the PCA trick holds out the top 2 singular directions of 28 layers" "pca_rank, P=$p"
 done
-"$py" "$src/tests/py/compare_containers.py" "$tmp/pca1.h5" "$tmp/pca3.h5" --ignore config.ini &&
-  ok || bad "pca_rank: P=3 differs from P=1"
 "$py" "$src/tests/py/check_container.py" "$tmp/pca3.h5" "$inspect_bin" "$fixture" && ok ||
   bad "check_container with pca_rank"
-"$py" "$src/tests/py/check_pca.py" "$tmp/pca1.h5" "$fixture" 2 && ok || bad "check_pca.py"
+if [ "$quick" != 1 ]; then
+  "$py" "$src/tests/py/compare_containers.py" "$tmp/pca1.h5" "$tmp/pca3.h5" --ignore config.ini &&
+    ok || bad "pca_rank: P=3 differs from P=1"
+  "$py" "$src/tests/py/check_pca.py" "$tmp/pca1.h5" "$fixture" 2 && ok || bad "check_pca.py"
+fi
 run "$mpi_bin" "$job" --set "output.path=$out_h5" --set quantize.pca_rank=2 "${lowrank[@]}"
 expect_rc 3 "pca_rank with lowrank_rank"
 expect_err "lowrank_rank = 4 and pca_rank = 2 both store a layer's low-rank factors" \
