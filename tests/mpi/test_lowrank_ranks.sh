@@ -62,8 +62,11 @@ done
 has_ref "$ref/p1.h5" "the checks on P=1's container" || { finish; exit; }
 c=$ref/p1.h5
 
-"$py" "$src/tests/py/check_container.py" "$c" "$inspect_bin" "$fixture" \
-  >"$tmp/cc.txt" 2>&1 && ok || bad "check_container.py on a compensated container: $(cat "$tmp/cc.txt")"
+# (raana-inspect --dequantize of every layer kept for check_export.py below:
+# tests/py/dequantized_cache.py)
+RAANA_DEQUANTIZED_DIR=$tmp/dequantized "$py" "$src/tests/py/check_container.py" "$c" \
+  "$inspect_bin" "$fixture" >"$tmp/cc.txt" 2>&1 && ok ||
+  bad "check_container.py on a compensated container: $(cat "$tmp/cc.txt")"
 if [ "$quick" != 1 ]; then # numpy alone: nothing for the sanitizers to see
   "$py" "$src/tests/py/check_lowrank.py" "$c" "$fixture" 0.01 >"$tmp/cl.txt" 2>&1 && ok ||
     bad "check_lowrank.py: $(cat "$tmp/cl.txt")"
@@ -84,8 +87,8 @@ PY
 if [ "$quick" != 1 ]; then
   run "$export_bin" "$c" "$tmp/f32" --dtype f32
   expect_rc 0 "export a compensated container"
-  "$py" "$src/tests/py/check_export.py" "$c" "$fixture" "$inspect_bin" "$tmp/f32:F32:1" \
-    >"$tmp/ce.txt" 2>&1 && ok || bad "check_export.py: $(cat "$tmp/ce.txt")"
+  RAANA_DEQUANTIZED_DIR=$tmp/dequantized "$py" "$src/tests/py/check_export.py" "$c" "$fixture" \
+    "$inspect_bin" "$tmp/f32:F32:1" >"$tmp/ce.txt" 2>&1 && ok || bad "check_export.py: $(cat "$tmp/ce.txt")"
 fi
 
 if [ "$quick" != 1 ]; then

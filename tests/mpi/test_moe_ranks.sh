@@ -72,7 +72,10 @@ for name in mixtral-tiny-random qwen3-moe-tiny-random; do
   "$py" -c "import sys; sys.exit(abs($ppl / $ref_ppl - 1) > 2e-3)" && ok ||
     bad "$name: perplexity $ppl, reference $ref_ppl"
 
-  "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" "$inspect_bin" "$fixture" && ok ||
+  # (its raana-inspect --dequantize of every layer kept for check_export.py
+  # below, on the same container: tests/py/dequantized_cache.py)
+  RAANA_DEQUANTIZED_DIR=$tmp/dequantized \
+    "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" "$inspect_bin" "$fixture" && ok ||
     bad "$name: check_container (numpy rebuild of every expert)"
   run "$inspect_bin" "$tmp/p1.h5"
   expect_rc 0 "$name: raana-inspect"
@@ -83,8 +86,9 @@ for name in mixtral-tiny-random qwen3-moe-tiny-random; do
   # the export evaluated as a plain checkpoint equals the container
   run "$export_bin" "$tmp/p1.h5" "$tmp/export" --dtype f32
   expect_rc 0 "$name: raana-export"
-  "$py" "$src/tests/py/check_export.py" "$tmp/p1.h5" "$fixture" "$inspect_bin" \
-    "$tmp/export:F32:1" && ok || bad "$name: check_export.py"
+  RAANA_DEQUANTIZED_DIR=$tmp/dequantized "$py" "$src/tests/py/check_export.py" "$tmp/p1.h5" \
+    "$fixture" "$inspect_bin" "$tmp/export:F32:1" && ok || bad "$name: check_export.py"
+  rm -rf "$tmp/dequantized"
   run "$eval_bin" --container "$tmp/p1.h5" --text "$fixture/window.txt" --seq-len 96 --json --quiet
   from_container=$(json_field "$out" "['quantized']['perplexity']")
   run "$eval_bin" --compare "$tmp/export" --text "$fixture/window.txt" --seq-len 96 --json --quiet

@@ -18,7 +18,10 @@ hdf5plugin) and numpy alone, against raana and against the checkpoint:
   object headers are version 2 with checksums).
 
 Usage: /usr/bin/python3 check_container.py CONTAINER RAANA_INSPECT MODEL_DIR
-HDF5_PLUGIN_PATH must name the directory of raana's zstd plugin."""
+HDF5_PLUGIN_PATH must name the directory of raana's zstd plugin.
+RAANA_DEQUANTIZED_DIR=DIR (optional): raana-inspect's --dequantize output of
+every layer is kept there (dequantized_cache.py), for check_export.py on the
+same container to read instead of running raana-inspect once per layer again."""
 import json
 import os
 import subprocess
@@ -31,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_tensors_numpy import read_model  # noqa: E402
+import dequantized_cache  # noqa: E402
 
 passed = failed = 0
 
@@ -218,11 +222,14 @@ def main():
     weights = read_model(model_dir)
     layers = f["layers"]
     worst = 0.0
+    keep = os.environ.get("RAANA_DEQUANTIZED_DIR")
+    if keep:
+        dequantized_cache.start(keep)
     with tempfile.TemporaryDirectory() as tmp:
         for name in layers:
             g = layers[name]
             w, s1, s2 = dequantize(g)
-            out = os.path.join(tmp, "w.f32")
+            out = dequantized_cache.path(keep, name) if keep else os.path.join(tmp, "w.f32")
             subprocess.run([inspect, container, "--dequantize", name, out], check=True,
                            stdout=subprocess.DEVNULL)
             ref = np.fromfile(out, dtype="<f4").reshape(w.shape).astype(np.float64)
@@ -239,6 +246,8 @@ def main():
             check(abs(err - g.attrs["rel_error"]) <= 1e-5 * max(err, 1e-3),
                   f"{name}: rel_error {g.attrs['rel_error']:.6g} vs numpy {err:.6g}")
     print(f"{len(layers)} layers rebuilt with numpy; worst relative difference {worst:.2e}")
+    if keep:
+        dequantized_cache.finish(keep, container, inspect, list(layers))
     # unquantized tensors: the checkpoint's values
     tensors = f["tensors"]
     for name in tensors:

@@ -18,7 +18,11 @@ the container (h5py), raana-inspect --dequantize and the original checkpoint:
 
 Usage: /usr/bin/python3 check_export.py CONTAINER MODEL_DIR RAANA_INSPECT \
            OUTDIR:DTYPE:MIN_FILES [...]
-HDF5_PLUGIN_PATH must name the directory of raana's zstd plugin."""
+HDF5_PLUGIN_PATH must name the directory of raana's zstd plugin.
+RAANA_DEQUANTIZED_DIR=DIR (optional): raana-inspect --dequantize's output of
+every layer as check_container.py kept it for this container and this
+raana-inspect (dequantized_cache.py) is read from there instead of running
+raana-inspect again; without it, or for another container, it is run here."""
 import json
 import os
 import re
@@ -32,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_tensors_numpy import read_model  # noqa: E402
+import dequantized_cache  # noqa: E402
 
 passed = failed = 0
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
@@ -182,11 +187,21 @@ def dequantized(container, inspect, ckpt):
     """name.weight -> raana-inspect --dequantize, [d_out, d_in]."""
     out = {}
     with h5py.File(container, "r") as h5, tempfile.TemporaryDirectory() as tmp:
-        for layer in h5["layers"]:
-            path = os.path.join(tmp, "w.f32")
-            r = subprocess.run([inspect, container, "--dequantize", layer, path],
-                               capture_output=True, text=True)
-            check(r.returncode == 0, "raana-inspect --dequantize " + layer + r.stderr)
+        layers = list(h5["layers"])
+        kept = dequantized_cache.lookup(os.environ.get("RAANA_DEQUANTIZED_DIR"), container,
+                                        inspect, layers)
+        if kept:
+            print(f"check_export: raana-inspect --dequantize of {len(layers)} layers from {kept}")
+        for layer in layers:
+            if kept:  # check_container.py's runs of the same raana-inspect on this file
+                path = dequantized_cache.path(kept, layer)
+                check(os.path.getsize(path) == 4 * ckpt[layer + ".weight"].size,
+                      "raana-inspect --dequantize " + layer + ": size of the kept output")
+            else:
+                path = os.path.join(tmp, "w.f32")
+                r = subprocess.run([inspect, container, "--dequantize", layer, path],
+                                   capture_output=True, text=True)
+                check(r.returncode == 0, "raana-inspect --dequantize " + layer + r.stderr)
             w = np.fromfile(path, dtype="<f4")
             out[layer + ".weight"] = w.reshape(ckpt[layer + ".weight"].shape)
     return out
