@@ -28,8 +28,10 @@ struct raana_rabitq_work {
     uint32_t *keys;  /* radix sort scratch */
     uint32_t *order; /* coordinate indices by o ascending */
     uint32_t *tmp_keys, *tmp_order;
-    double *q; /* 1 / o over coordinates by o descending (q ascending) */
-    int *u;
+    double *q;      /* 1 / o over coordinates by o descending (q ascending) */
+    int *u, *u_top; /* the code; in the exact search, the events between two scales */
+    float o_max;    /* of o */
+    double sum_o;   /* of o */
     /* merge heap over the M event lists */
     double *heap_t;
     int *heap_c, *head;
@@ -63,12 +65,13 @@ raana_rabitq_work *raana_rabitq_work_create(int d)
     w->tmp_order = malloc(n * sizeof *w->tmp_order);
     w->q = malloc(n * sizeof *w->q);
     w->u = malloc(n * sizeof *w->u);
+    w->u_top = malloc(n * sizeof *w->u_top);
     w->heap_t = malloc(128 * sizeof *w->heap_t);
     w->heap_c = malloc(128 * sizeof *w->heap_c);
     w->head = malloc(129 * sizeof *w->head);
     w->qf = malloc(n * sizeof *w->qf);
     if (!w->qf || !w->o || !w->keys || !w->order || !w->tmp_keys || !w->tmp_order || !w->q ||
-        !w->u || !w->heap_t || !w->heap_c || !w->head) {
+        !w->u || !w->u_top || !w->heap_t || !w->heap_c || !w->head) {
         raana_rabitq_work_free(w);
         return NULL;
     }
@@ -91,6 +94,7 @@ void raana_rabitq_work_free(raana_rabitq_work *w)
     free(w->tmp_order);
     free(w->q);
     free(w->u);
+    free(w->u_top);
     free(w->heap_t);
     free(w->heap_c);
     free(w->head);
@@ -232,41 +236,79 @@ static int by_key(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+RAANA_HOT static void inverse_magnitudes(const float *restrict o, int d, float *restrict qf)
+{
+    for (int i = 0; i < d; i++)
+        qf[i] = o[i] > 0 ? 1.0f / o[i] : 0.0f;
+}
+
+/* u_i = the largest c in [0, M] with event_scale(c, qf_i) <= t (0 where
+ * o_i = 0): floor(t o_i) corrected by one either way so that it agrees
+ * with the event arithmetic exactly. t is finite. */
+RAANA_HOT static void codes_at_event_scale(const float *restrict o, const float *restrict qf, int d,
+                                           int m, float t, int *restrict u)
+{
+    float fm = (float)m;
+    for (int i = 0; i < d; i++) {
+        float f = t * o[i];
+        int c = (int)(f < fm ? f : fm);
+        c += c < m && event_scale(c + 1, qf[i]) <= t;
+        c -= c > 0 && event_scale(c, qf[i]) > t;
+        u[i] = o[i] > 0 ? c : 0;
+    }
+}
+
+/* The buckets of events (c, i) for i in [0, n): computed in vector lanes;
+ * a coordinate with o = 0 has no events and goes to the sink bucket past
+ * the last. */
+RAANA_HOT static void bucket_indices(const float *restrict o, const float *restrict qf, int n,
+                                     int c, bucket_map bm, uint32_t *restrict idx)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t b = float_bits(event_scale(c, qf[i]));
+        uint32_t k = b >= bm.cap_bits ? (uint32_t)bm.n_buckets - 1 : (b - bm.lo_bits) >> bm.shift;
+        idx[i] = o[i] > 0 ? k : (uint32_t)bm.n_buckets;
+    }
+}
+
 /* Pass 1: per bucket, the number of events and what they add to
- * <u+1/2, o> (sum of o) and ||u+1/2||^2 (sum of 2c). */
+ * <u+1/2, o> (sum of o) and ||u+1/2||^2 (sum of 2c): 64 coordinates at a
+ * time, their bucket indices for one c in vector lanes, then the sums. */
 __attribute__((noinline)) static void fill_buckets(raana_rabitq_work *w, int d, int m,
                                                    const bucket_map *bm)
 {
     raana_bucket *bk = w->buckets;
-    for (int i = 0; i < d; i++) {
-        float o = w->o[i], qf = w->qf[i];
-        if (o <= 0)
-            continue;
+    uint32_t idx[64];
+    for (int i0 = 0; i0 < d; i0 += 64) {
+        int n = d - i0 < 64 ? d - i0 : 64;
+        const float *o = w->o + i0;
         for (int c = 1; c <= m; c++) {
-            raana_bucket *b = &bk[bucket_of(bm, event_scale(c, qf))];
-            b->count++;
-            b->sum_o += o;
-            b->sum_2c += 2 * c;
+            bucket_indices(o, w->qf + i0, n, c, *bm, idx);
+            for (int l = 0; l < n; l++) {
+                raana_bucket *b = &bk[idx[l]];
+                b->count++;
+                b->sum_o += o[l];
+                b->sum_2c += 2 * c;
+            }
         }
     }
 }
 
 /* Pass 2: the events of the marked buckets, whose scales all lie in
- * [t_lo, t_hi] (t_hi may be +inf): per coordinate only the c with scales in
- * that window (+-1 for rounding; the bucket test decides). Returns the
- * number of events written. */
-__attribute__((noinline)) static size_t collect_marked(raana_rabitq_work *w, int d, int m,
-                                                       const bucket_map *bm, float t_lo, float t_hi)
+ * (t_lo, t_hi] (t_hi may be +inf). Coordinate i has exactly the events
+ * c in (u_i(t_lo), u_i(t_hi)] there (the event arithmetic is monotone in
+ * c), both counts computed in vector lanes, so the scalar loop touches only
+ * those events. Returns the number of events written. */
+__attribute__((noinline)) static size_t
+collect_marked(raana_rabitq_work *w, int d, const bucket_map *bm, int m, float t_lo, float t_hi)
 {
+    int *from = w->u, *to = w->u_top;
+    codes_at_event_scale(w->o, w->qf, d, m, t_lo, from);
+    codes_at_event_scale(w->o, w->qf, d, m, t_hi, to);
     size_t written = 0;
-    for (int i = 0; i < d; i++) {
-        float o = w->o[i], qf = w->qf[i];
-        if (o <= 0)
-            continue;
-        float lo = t_lo * o - 1, hi = t_hi * o + 1; /* hi may be +inf */
-        int c = lo < 1 ? 1 : (int)lo, c_end = hi >= (float)m ? m : (int)hi;
-        for (; c <= c_end; c++) {
-            float t = event_scale(c, qf);
+    for (int i = 0; i < d; i++)
+        for (int c = from[i] + 1; c <= to[i]; c++) {
+            float t = event_scale(c, w->qf[i]);
             int b = bucket_of(bm, t);
             if (w->bstate[b].mark) {
                 w->ev[w->bstate[b].start++] =
@@ -274,7 +316,6 @@ __attribute__((noinline)) static size_t collect_marked(raana_rabitq_work *w, int
                 written++;
             }
         }
-    }
     return written;
 }
 
@@ -304,7 +345,7 @@ static int sweep_marked(raana_rabitq_work *w, int d, int m, const bucket_map *bm
         uint32_t hi = bucket_end_bits(bm, last);
         memcpy(&t_hi, &hi, sizeof t_hi);
     }
-    if (collect_marked(w, d, m, bm, t_lo, t_hi) != total)
+    if (collect_marked(w, d, bm, m, t_lo, t_hi) != total)
         return -1; /* cannot happen; the caller falls back to the heap sweep */
     size_t at = 0;
     for (int b = first; b <= last; b++) {
@@ -335,10 +376,8 @@ static int sweep_marked(raana_rabitq_work *w, int d, int m, const bucket_map *bm
  * code), or -1 if out of memory. */
 static float bucket_best_t(raana_rabitq_work *w, int d, int m)
 {
-    float o_max = 0;
-    double sum_o = 0;
-    for (int i = 0; i < d; i++)
-        o_max = w->o[i] > o_max ? w->o[i] : o_max, sum_o += w->o[i];
+    float o_max = w->o_max;
+    double sum_o = w->sum_o;
     size_t events = (size_t)d * (size_t)m;
     bucket_map bm;
     bm.n_buckets = 16;
@@ -350,10 +389,10 @@ static float bucket_best_t(raana_rabitq_work *w, int d, int m)
     while (((bm.cap_bits - bm.lo_bits) >> bm.shift) >= (uint32_t)(bm.n_buckets - 1))
         bm.shift++;
     size_t nb = (size_t)bm.n_buckets;
-    if (reserve((void **)&w->buckets, &w->bucket_cap, nb, sizeof *w->buckets) != 0 ||
+    if (reserve((void **)&w->buckets, &w->bucket_cap, nb + 1, sizeof *w->buckets) != 0 ||
         reserve((void **)&w->bstate, &w->bstate_cap, nb, sizeof *w->bstate) != 0)
         return -1.0f;
-    memset(w->buckets, 0, nb * sizeof *w->buckets);
+    memset(w->buckets, 0, (nb + 1) * sizeof *w->buckets); /* + the sink of o = 0 */
     fill_buckets(w, d, m, &bm);
     /* every bucket boundary is a code: evaluate them all. The overflow
      * bucket's end is every coordinate at M, represented by +inf. */
@@ -389,28 +428,6 @@ static float bucket_best_t(raana_rabitq_work *w, int d, int m)
     float t;
     memcpy(&t, &best_bits, sizeof t);
     return t;
-}
-
-RAANA_HOT static void inverse_magnitudes(const float *restrict o, int d, float *restrict qf)
-{
-    for (int i = 0; i < d; i++)
-        qf[i] = o[i] > 0 ? 1.0f / o[i] : 0.0f;
-}
-
-/* u_i = the largest c in [0, M] with event_scale(c, qf_i) <= t (0 where
- * o_i = 0): floor(t o_i) corrected by one either way so that it agrees
- * with the event arithmetic exactly. t is finite. */
-RAANA_HOT static void codes_at_event_scale(const float *restrict o, const float *restrict qf, int d,
-                                           int m, float t, int *restrict u)
-{
-    float fm = (float)m;
-    for (int i = 0; i < d; i++) {
-        float f = t * o[i];
-        int c = (int)(f < fm ? f : fm);
-        c += c < m && event_scale(c + 1, qf[i]) <= t;
-        c -= c > 0 && event_scale(c, qf[i]) > t;
-        u[i] = o[i] > 0 ? c : 0;
-    }
 }
 
 /* The heap sweep over all critical scales (O(D) memory); returns the best
@@ -462,27 +479,32 @@ static double heap_best_t(raana_rabitq_work *w, int d, int m)
 #define LANES 16
 typedef float vfloat __attribute__((vector_size(4 * LANES)));
 typedef int vint __attribute__((vector_size(4 * LANES)));
+typedef float vhalf __attribute__((vector_size(2 * LANES)));
+typedef double vdouble __attribute__((vector_size(4 * LANES)));
 
 /* num^2 / s2 of u(t) = min(floor(t o), M), written with vector extensions
- * so that every target_clones copy is vectorized (used to compare scales). */
+ * so that every target_clones copy is vectorized (used to compare scales):
+ * t o is clipped to M in float before it is truncated (the same u), and two
+ * pairs of accumulators keep the loop from waiting on one chain of
+ * additions. */
 RAANA_HOT static double eval_scale(const float *restrict o, int d, int m, float t)
 {
-    vfloat num = {0}, s2 = {0}, half = num + 0.5f, tv = num + t;
-    vint mv = (vint){0} + m;
+    vfloat num[2] = {{0}, {0}}, s2[2] = {{0}, {0}}, tv = (vfloat){0} + t, fmv = tv * 0 + (float)m;
     int i = 0;
-    for (; i + LANES <= d; i += LANES) {
-        vfloat ov;
-        memcpy(&ov, o + i, sizeof ov);
-        vint k = __builtin_convertvector(tv * ov, vint); /* t o >= 0: truncation is floor */
-        vint lt = k < mv;
-        k = (k & lt) | (mv & ~lt);
-        vfloat y = __builtin_convertvector(k, vfloat) + half;
-        num += y * ov;
-        s2 += y * y;
-    }
+    for (; i + 2 * LANES <= d; i += 2 * LANES)
+        for (int h = 0; h < 2; h++) {
+            vfloat ov;
+            memcpy(&ov, o + i + h * LANES, sizeof ov);
+            vfloat f = tv * ov;
+            vint below = f < fmv;
+            f = (vfloat)(((vint)f & below) | ((vint)fmv & ~below)); /* t o >= 0: trunc = floor */
+            vfloat y = __builtin_convertvector(__builtin_convertvector(f, vint), vfloat) + 0.5f;
+            num[h] += y * ov;
+            s2[h] += y * y;
+        }
     double n_sum = 0, s_sum = 0;
     for (int l = 0; l < LANES; l++)
-        n_sum += num[l], s_sum += s2[l];
+        n_sum += num[0][l] + num[1][l], s_sum += s2[0][l] + s2[1][l];
     for (; i < d; i++) {
         int k = (int)(t * o[i]);
         double y = (double)(k < m ? k : m) + 0.5;
@@ -529,10 +551,13 @@ RAANA_HOT static void code_stats(const float *restrict o, const int *restrict u,
     *s2_out = s2;
 }
 
-/* o = |w| / ||w||; returns ||w|| (accumulated in LANES double lanes). */
-RAANA_HOT static double normalize_abs(const float *restrict w, int d, float *restrict o)
+/* o = |w| / ||w||, its largest value and its sum; returns ||w|| (sums in
+ * LANES double lanes, the largest in LANES float lanes). */
+RAANA_HOT static double normalize_abs(const float *restrict w, int d, float *restrict o,
+                                      float *o_max, double *sum_o)
 {
-    double acc[LANES] = {0}, norm2 = 0;
+    double acc[LANES] = {0}, norm2 = 0, sum = 0;
+    float big = 0;
     int i = 0;
     for (; i + LANES <= d; i += LANES)
         for (int l = 0; l < LANES; l++)
@@ -543,8 +568,28 @@ RAANA_HOT static double normalize_abs(const float *restrict w, int d, float *res
         norm2 += (double)w[i] * w[i];
     double norm = sqrt(norm2);
     float inv = norm > 0 ? (float)(1.0 / norm) : 0.0f;
-    for (i = 0; i < d; i++)
+    vfloat top = {0}, iv = top + inv;
+    vdouble sums[2] = {{0}, {0}};
+    for (i = 0; i + LANES <= d; i += LANES) {
+        vint wv;
+        memcpy(&wv, w + i, sizeof wv);
+        vfloat v = (vfloat)(wv & 0x7fffffff) * iv; /* |w| / ||w|| */
+        memcpy(o + i, &v, sizeof v);
+        vint above = v > top;
+        top = (vfloat)(((vint)v & above) | ((vint)top & ~above));
+        for (int h = 0; h < 2; h++) {
+            vhalf vh;
+            memcpy(&vh, (const float *)&v + h * (LANES / 2), sizeof vh);
+            sums[h] += __builtin_convertvector(vh, vdouble);
+        }
+    }
+    for (; i < d; i++) {
         o[i] = fabsf(w[i]) * inv;
+        big = o[i] > big ? o[i] : big, sum += o[i];
+    }
+    for (int l = 0; l < LANES; l++)
+        big = top[l] > big ? top[l] : big, sum += sums[l / 8][l % 8];
+    *o_max = big, *sum_o = sum;
     return norm;
 }
 
@@ -554,9 +599,7 @@ RAANA_HOT static double normalize_abs(const float *restrict w, int d, float *res
  * then a golden-section refinement between the best point's neighbours. */
 static void fast_code(raana_rabitq_work *w, int d, int m)
 {
-    float o_max = 0;
-    for (int i = 0; i < d; i++)
-        o_max = w->o[i] > o_max ? w->o[i] : o_max;
+    float o_max = w->o_max;
     if (o_max == 0) {
         memset(w->u, 0, (size_t)d * sizeof *w->u);
         return;
@@ -628,7 +671,7 @@ double raana_rabitq_encode_column(const float *wcol, int d, int bits, raana_enco
                                   raana_rabitq_work *w, uint8_t *codes, float *rescale)
 {
     int m = (1 << (bits - 1)) - 1, half = 1 << (bits - 1);
-    double norm = normalize_abs(wcol, d, w->o);
+    double norm = normalize_abs(wcol, d, w->o, &w->o_max, &w->sum_o);
     if (norm == 0) {
         memset(codes, half, (size_t)d);
         *rescale = 0;
