@@ -9,11 +9,11 @@
  * Exact search: the optimum is u(t)_i = min(floor(t o_i), M) for some
  * t > 0 (nearest half-integer grid point of t*o, clipped), so it suffices
  * to sweep the critical scales t = c / o_i, c = 1..M, in increasing order,
- * updating <u+1/2, o> and ||u+1/2||^2 in O(1) per event. The M lists
- * (list c is c / o over o sorted descending) are each sorted already; they
- * are merged pairwise (log2 M branchless passes) into one sequence, or, for
- * very many events, consumed through a heap with O(D) memory; O(D M log M)
- * per column either way. Ties are resolved by evaluating only after every
+ * updating <u+1/2, o> and ||u+1/2||^2 in O(1) per event. The events are
+ * counted into buckets of scale (O(D M)); every bucket boundary is a code,
+ * and a bound tells which buckets can hold a better one: only their events
+ * are gathered and sorted (docs/QUANTIZER.md). A heap sweep with O(D)
+ * memory is the fallback. Ties are resolved by evaluating only after every
  * event at the same t, and the code is rebuilt from the best t with the
  * same arithmetic. Tests check both paths against brute force. */
 #ifndef RAANA_RABITQ_H
@@ -28,8 +28,8 @@
 typedef struct raana_rabitq_work raana_rabitq_work;
 raana_rabitq_work *raana_rabitq_work_create(int d);
 void raana_rabitq_work_free(raana_rabitq_work *work);
-/* The exact search generates and merges all D*M events when they number at
- * most max_events (default 2^20), else uses a heap with O(D) memory. Both
+/* The exact search buckets all D*M events when they number at most
+ * max_events (default: no limit), else uses a heap with O(D) memory. Both
  * are exact; tests set this to exercise each path. */
 void raana_rabitq_work_set_merge_limit(raana_rabitq_work *work, size_t max_events);
 
