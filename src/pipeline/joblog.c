@@ -174,6 +174,7 @@ static void print_blas(FILE *out)
     raana_blas_info_read(&b);
     raana_blas_print_info(out, &b);
     raana_blas_print_warning(out, "blas: ", &b);
+    raana_blas_print_note(out, "blas: ", &b);
 }
 
 static void print_model(FILE *out, const raana_config *cfg, const raana_stage *s)

@@ -26,6 +26,17 @@ static void test_parse_flags(void)
     CHECK_INT(f.avx512, 0);
     raana_cpu_features_parse_flags("flags\t\t: avx512f", &f); /* last word, no newline */
     CHECK_INT(f.avx512, 1);
+    CHECK_INT(f.avx512_skx, 0);
+    /* SkylakeX's kernels need F, BW, DQ and VL (a Zen 5 EPYC has them; Knights
+     * Landing has F without BW, DQ, VL) */
+    raana_cpu_features_parse_flags(
+        "flags\t: avx2 avx512f avx512dq avx512ifma avx512cd avx512bw avx512vl avx512_bf16\n", &f);
+    CHECK_INT(f.avx512_skx, 1);
+    raana_cpu_features_parse_flags("flags\t: avx2 avx512f avx512pf avx512er avx512cd\n", &f);
+    CHECK_INT(f.avx512, 1);
+    CHECK_INT(f.avx512_skx, 0);
+    raana_cpu_features_parse_flags("flags\t: avx2 avx512f avx512bw avx512vl\n", &f); /* no dq */
+    CHECK_INT(f.avx512_skx, 0);
 }
 
 static void test_core_list(void)
@@ -48,7 +59,8 @@ static void test_core_list(void)
 static void test_decision(void)
 {
     char advice[400];
-    const raana_cpu_features none = {0, 0}, avx2 = {1, 0}, avx512 = {1, 1}, only512 = {0, 1};
+    const raana_cpu_features none = {0, 0, 0}, avx2 = {1, 0, 0}, avx512 = {1, 1, 1},
+                             only512 = {0, 1, 0};
     CHECK_INT(raana_blas_kernel_advice(&none, "Prescott", advice, sizeof advice), 0);
     CHECK(advice[0] == '\0');
     CHECK_INT(raana_blas_kernel_advice(&avx2, "Haswell", advice, sizeof advice), 0);
@@ -72,6 +84,31 @@ static void test_decision(void)
     CHECK_INT(strlen(small), sizeof small - 1);
 }
 
+/* the hint iff AVX-512 F/BW/DQ/VL and a core with AVX2 but not AVX-512
+ * kernels; never together with the warning */
+static void test_hint(void)
+{
+    char hint[400];
+    const raana_cpu_features avx2 = {1, 0, 0}, knl = {1, 1, 0}, skx = {1, 1, 1};
+    CHECK_INT(raana_blas_kernel_hint(&skx, "Haswell", hint, sizeof hint), 1);
+    CHECK(strstr(hint, "OPENBLAS_CORETYPE=SkylakeX") != NULL && strstr(hint, "Haswell") != NULL);
+    CHECK_INT(raana_blas_kernel_hint(&skx, "Zen", hint, sizeof hint), 1);
+    CHECK_INT(raana_blas_kernel_hint(&skx, "SkylakeX", hint, sizeof hint), 0);
+    CHECK(hint[0] == '\0');
+    CHECK_INT(raana_blas_kernel_hint(&skx, "COOPERLAKE", hint, sizeof hint), 0);
+    CHECK_INT(raana_blas_kernel_hint(&skx, "SapphireRapids", hint, sizeof hint), 0);
+    CHECK_INT(raana_blas_kernel_hint(&skx, "Prescott", hint, sizeof hint), 0); /* the warning's */
+    CHECK_INT(raana_blas_kernel_hint(&skx, NULL, hint, sizeof hint), 0);
+    CHECK_INT(raana_blas_kernel_hint(&avx2, "Haswell", hint, sizeof hint), 0);
+    CHECK_INT(raana_blas_kernel_hint(&knl, "Haswell", hint, sizeof hint), 0);
+    const char *cores[] = {"Haswell", "Zen", "SkylakeX", "Prescott", "Nehalem"};
+    const raana_cpu_features *cpus[] = {&avx2, &knl, &skx};
+    for (size_t c = 0; c < 3; c++)
+        for (size_t k = 0; k < sizeof cores / sizeof *cores; k++)
+            CHECK(!(raana_blas_kernel_hint(cpus[c], cores[k], hint, sizeof hint) &&
+                    raana_blas_kernel_advice(cpus[c], cores[k], hint, sizeof hint)));
+}
+
 /* The live reading: OpenBLAS's own answers, and the CPU's flags read here
  * independently of the parser. */
 static void test_live(void)
@@ -92,6 +129,7 @@ static void test_live(void)
     if (avx2 >= 0)
         CHECK_INT(b.cpu.avx2, avx2);
     CHECK_INT(b.warn, raana_blas_kernel_advice(&b.cpu, b.core, line, sizeof line));
+    CHECK_INT(b.note, raana_blas_kernel_hint(&b.cpu, b.core, line, sizeof line));
 }
 
 int main(void)
@@ -99,6 +137,7 @@ int main(void)
     test_parse_flags();
     test_core_list();
     test_decision();
+    test_hint();
     test_live();
     return check_summary("test_blas_info");
 }
