@@ -123,11 +123,11 @@ keep() { :; }
 # (a) the writer
 fault_loop raana-mpi "$work/out/kjv.h5" fresh_output "$mpi" "$work/job.ini"
 
-# (b) the readers, on that container
+# (b) the readers, on the container of the writer's last run above (fault
+# S + 1: no site fails, so it is the fault-free job's container; a second
+# fault-free job would write the same)
 container=$work/reader.h5
-fresh_output
-run "$mpi" "$work/job.ini"
-expect_rc 0 "the job without faults"
+[ -s "$work/out/kjv.h5" ] && ok || bad "the job without faults: no container $work/out/kjv.h5"
 mv "$work/out/kjv.h5" "$container"
 fault_loop raana-inspect "" keep "$inspect" --verify "$container"
 fault_loop raana-eval "" keep "$eval" --container "$container" --text "$model/heldout.txt" \
