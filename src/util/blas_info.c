@@ -94,8 +94,7 @@ int raana_blas_kernel_advice(const raana_cpu_features *cpu, const char *core, ch
     return 1;
 }
 
-int raana_blas_kernel_hint(const raana_cpu_features *cpu, const char *core, char *hint,
-                           size_t size)
+int raana_blas_kernel_hint(const raana_cpu_features *cpu, const char *core, char *hint, size_t size)
 {
     /* OpenBLAS's x86 targets with AVX-512 kernels */
     static const char *const wide[] = {"skylakex", "cooperlake", "sapphirerapids"};
