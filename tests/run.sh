@@ -9,7 +9,8 @@
 # time, the longest first (COST); the tests that start 3 or 4 ranks and the
 # Slurm tests are RUN_SERIAL (they run alone); one-process runs start no
 # orted (OMPI_MCA_ess_singleton_isolated, tests/CMakeLists.txt).
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 12; every target runs)
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 12; every target runs,
+#                    CTEST_JOBS of them at a time)
 #   CTEST_JOBS=N     tests run at once (default: the number of cores, at most 2)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -84,17 +85,35 @@ done
 CC=clang cmake -S . -B build-fuzz -DRAANA_WERROR=ON -DRAANA_SANITIZE=ON -DRAANA_FUZZ=ON \
   -DRAANA_OPENMP=OFF >/dev/null
 cmake --build build-fuzz -j"$jobs" --target "${fuzz_names[@]/#/fuzz_}"
+# $ctest_jobs targets at a time (each single-threaded, each its full
+# $fuzz_seconds), reported in the list's order
+batch=()
+fuzz_batch() { # runs the targets in batch=(NAME:CORPUS...) side by side
+  local target name corpus i
+  local -a works=() pids=()
+  for target in "${batch[@]}"; do
+    name=${target%%:*} corpus=tests/fuzz/corpus/${target##*:}
+    [ -d "$corpus" ] || { echo "tests/run.sh: no seed corpus $corpus for fuzz_$name"; exit 1; }
+    works+=("$(mktemp -d)")
+    # tests/lsan.supp: HDF5's own leak on a header that fails to decode
+    # (fuzz_container); the full unwind lets the suppression see HDF5's frames
+    LSAN_OPTIONS=suppressions=$src/tests/lsan.supp:print_suppressions=0 \
+      ASAN_OPTIONS=fast_unwind_on_malloc=0 \
+      ./build-fuzz/tests/fuzz_"$name" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+      "${works[-1]}" "$corpus" 2>"${works[-1]}.log" &
+    pids+=($!)
+  done
+  for i in "${!batch[@]}"; do
+    name=${batch[$i]%%:*}
+    wait "${pids[$i]}" || { tail -50 "${works[$i]}.log"; kill "${pids[@]}" 2>/dev/null; exit 1; }
+    grep -E 'stat::number_of_executed_units' "${works[$i]}.log" | sed "s/^/fuzz_$name: /"
+    rm -rf "${works[$i]}" "${works[$i]}.log"
+  done
+  batch=()
+}
 for target in "${fuzz_targets[@]}"; do
-  name=${target%%:*} corpus=tests/fuzz/corpus/${target##*:}
-  [ -d "$corpus" ] || { echo "tests/run.sh: no seed corpus $corpus for fuzz_$name"; exit 1; }
-  work=$(mktemp -d)
-  # tests/lsan.supp: HDF5's own leak on a header that fails to decode
-  # (fuzz_container); the full unwind lets the suppression see HDF5's frames
-  LSAN_OPTIONS=suppressions=$src/tests/lsan.supp:print_suppressions=0 \
-    ASAN_OPTIONS=fast_unwind_on_malloc=0 \
-    ./build-fuzz/tests/fuzz_"$name" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
-    "$work" "$corpus" 2>"$work.log" || { tail -50 "$work.log"; exit 1; }
-  grep -E 'stat::number_of_executed_units' "$work.log" | sed "s/^/fuzz_$name: /"
-  rm -rf "$work" "$work.log"
+  batch+=("$target")
+  [ ${#batch[@]} -lt "$ctest_jobs" ] || fuzz_batch
 done
+[ ${#batch[@]} -eq 0 ] || fuzz_batch
 step "all tests passed"
