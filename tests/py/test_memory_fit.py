@@ -21,7 +21,11 @@ the split of blocks nearest r/P of the parameters (plan.c).
   and leaves no output; at P = 3 (--calibrate-only) it runs.
 - windows_in_flight = auto is judged at 1 window, the least it is lowered to.
 - Room for no rank count: the dry run says so, with the smallest largest need.
-Usage: test_memory_fit.py RAANA_MPI SOURCE_DIR MPIEXEC"""
+Usage: test_memory_fit.py RAANA_MPI SOURCE_DIR MPIEXEC [PART]
+PART: "few" (the runs on 1 and 2 ranks), "many" (those on 3 and 4), or both
+(the default). ctest runs them as two entries: only "many" must run alone
+(RUN_SERIAL); "few", most of the runs, shares the machine with another test
+(tests/CMakeLists.txt)."""
 import json
 import math
 import os
@@ -123,6 +127,13 @@ def mib(b):
 
 def main():
     bin_, src, mpiexec = sys.argv[1:4]
+    part = sys.argv[4] if len(sys.argv) > 4 else "all"
+    if part not in ("few", "many", "all"):
+        sys.exit(f"test_memory_fit.py: PART is few, many or all, not {part}")
+
+    def mine(P):
+        """whether this part runs the checks at P ranks"""
+        return part == "all" or (part == "few") == (P <= 2)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1",
                OPENBLAS_NUM_THREADS="1")
@@ -148,7 +159,7 @@ def main():
              "--set", "quantize.tricks=centralize, norm_col", "--set", "quantize.norm_col_rate=0.003"]
     # (the sanitizer build, RAANA_TEST_QUICK=1: P = 1 and 3 only)
     quick = os.environ.get("RAANA_TEST_QUICK") == "1"
-    for P in (1, 3) if quick else (1, 2, 3, 4):
+    for P in [P for P in ((1, 3) if quick else (1, 2, 3, 4)) if mine(P)]:
         for args, t, w in ((fixed, T, M), (short, 16, 1)):
             r = raana(P, "--dry-run", job, *args)
             check(r.returncode == 0, f"P={P} T={t} dry run rc {r.returncode}: {r.stderr}")
@@ -164,7 +175,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         cg = f"{tmp}/cgroup"
         fake_cgroup(cg, room + BLAS_BUFFER)
-        for P in (1, 2):
+        for P in [P for P in (1, 2) if mine(P)]:
             r = raana(P, "--dry-run", job, *fixed, cgroup=cg)
             check(r.returncode == 0, f"P={P} in the cgroup: dry run rc {r.returncode}: {r.stderr}")
             over = [i for i, n in enumerate(needs(m, P, T, M)) if n > room]
@@ -177,24 +188,30 @@ def main():
                 check(all(s in text for s in line), f"P={P} rank {i}: expected {line} in '{text}'")
             want = f"the job needs at least 3 ranks: then the largest need is {mib(largest[3])}"
             check(want in r.stdout, f"P={P}: expected '{want}' in\n{r.stdout}")
-        r = raana(3, "--dry-run", job, *fixed, cgroup=cg)
-        check(f"memory limits: every rank fits; the largest need is {mib(largest[3])}" in r.stdout,
-              f"P=3 in the cgroup: expected every rank to fit:\n{r.stdout}")
-        check("does not fit" not in r.stdout, "P=3 in the cgroup: a rank said not to fit")
+        if mine(3):
+            r = raana(3, "--dry-run", job, *fixed, cgroup=cg)
+            check(f"memory limits: every rank fits; the largest need is {mib(largest[3])}" in r.stdout,
+                  f"P=3 in the cgroup: expected every rank to fit:\n{r.stdout}")
+            check("does not fit" not in r.stdout, "P=3 in the cgroup: a rank said not to fit")
 
         # the job: fails at once on 1 rank, saying so; runs on 3
         out = f"{tmp}/out.h5"
-        r = raana(1, job, *fixed, "--set", f"output.path={out}", cgroup=cg)
-        check(r.returncode == 6, f"job P=1 in the cgroup: rc {r.returncode}, expected 6: {r.stderr}")
-        errs = [l for l in r.stderr.splitlines() if l.startswith("raana-mpi: error:")]
-        check(len(errs) == 1, f"job P=1: {len(errs)} error lines: {r.stderr}")
-        for s in ("rank 0 on ", "out of memory before starting", f"memory cgroup ({cg}",
-                  f"rank 0 (blocks 0-3, embedding, lm_head) needs {mib(largest[1])} beyond the process",
-                  "the job needs at least 3 ranks"):
-            check(s in (errs or [""])[0], f"job P=1: error lacks '{s}': {errs}")
-        check(not os.path.exists(out), "job P=1: output left behind")
-        r = raana(3, "--calibrate-only", job, *fixed, "--set", f"output.path={out}", cgroup=cg)
-        check(r.returncode == 0, f"job P=3 in the cgroup: rc {r.returncode}: {r.stderr}")
+        if mine(1):
+            r = raana(1, job, *fixed, "--set", f"output.path={out}", cgroup=cg)
+            check(r.returncode == 6, f"job P=1 in the cgroup: rc {r.returncode}, expected 6: {r.stderr}")
+            errs = [l for l in r.stderr.splitlines() if l.startswith("raana-mpi: error:")]
+            check(len(errs) == 1, f"job P=1: {len(errs)} error lines: {r.stderr}")
+            for s in ("rank 0 on ", "out of memory before starting", f"memory cgroup ({cg}",
+                      f"rank 0 (blocks 0-3, embedding, lm_head) needs {mib(largest[1])} beyond the process",
+                      "the job needs at least 3 ranks"):
+                check(s in (errs or [""])[0], f"job P=1: error lacks '{s}': {errs}")
+            check(not os.path.exists(out), "job P=1: output left behind")
+        if mine(3):
+            r = raana(3, "--calibrate-only", job, *fixed, "--set", f"output.path={out}", cgroup=cg)
+            check(r.returncode == 0, f"job P=3 in the cgroup: rc {r.returncode}: {r.stderr}")
+        if not mine(1):  # the rest runs on 1 rank
+            print(f"test_memory_fit.py {part}: {'ok' if failures == 0 else f'{failures} failed'}")
+            sys.exit(1 if failures else 0)
 
         # auto: judged at one window in flight, the least auto lowers M to
         auto = sets + ["--set", "calibration.windows_in_flight=auto"]
@@ -216,7 +233,7 @@ def main():
         check(want in r.stdout, f"1 MiB of room: expected '{want}' in\n{r.stdout}")
 
     passed = "ok" if failures == 0 else f"{failures} failed"
-    print(f"test_memory_fit.py: {passed}")
+    print(f"test_memory_fit.py {part}: {passed}")
     sys.exit(1 if failures else 0)
 
 
