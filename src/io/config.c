@@ -79,7 +79,7 @@ static const config_key config_keys[] = {
     {"cost", "load_ns_per_weight", KEY_DOUBLE, FIELD(cost_load_ns), "11.6", 0, 1e6},
     {"cost", "calibrate_gflops_per_thread", KEY_DOUBLE, FIELD(cost_calibrate_gflops), "87", 0.001,
      1e9},
-    {"cost", "quantize_scale", KEY_DOUBLE, FIELD(cost_quantize_scale), "0.66", 0.001, 1e6},
+    {"cost", "quantize_scale", KEY_DOUBLE, FIELD(cost_quantize_scale), "1.7", 0.001, 1e6},
     {"cost", "write_mb_per_s", KEY_DOUBLE, FIELD(cost_write_mb_s), "350", 0.001, 1e9},
 };
 
