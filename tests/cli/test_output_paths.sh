@@ -108,17 +108,26 @@ fresh
 run $T env RAANA_FAULT_INJECT=quantize:0:5 "$bin" "$job" --set "output.path=$dst"
 [ "$rc" -ne 0 ] && [ -f "$dst.resume/MANIFEST" ] && ok || bad "kill in quantize: rc $rc"
 echo "mine" >"$dst.resume/layers/mine.txt"
-ln -s "$tmp/victim.txt" "$dst.resume/layers/model.layers.3.mlp.down_proj.bin"
+# a link named as a layer file the killed job had not written yet (which
+# layers finish first follows the quantize stage's cost order)
+link=
+for b in 3 2 1 0; do
+  for p in mlp.down_proj mlp.up_proj mlp.gate_proj self_attn.o_proj self_attn.q_proj; do
+    [ -n "$link" ] || [ -e "$dst.resume/layers/model.layers.$b.$p.bin" ] ||
+      link=model.layers.$b.$p.bin
+  done
+done
+[ -n "$link" ] && ok || bad "interrupted job: every layer name already written"
+ln -s "$tmp/victim.txt" "$dst.resume/layers/$link"
 raana
 expect_rc 5 "user files in an interrupted job's OUTPUT.resume"
 expect_err "holds 2 files raana did not create" "interrupted job's OUTPUT.resume"
 expect_err "layers/mine.txt" "interrupted job's OUTPUT.resume"
-expect_err "layers/model.layers.3.mlp.down_proj.bin (a symbolic link)" \
-  "interrupted job's OUTPUT.resume"
+expect_err "layers/$link (a symbolic link)" "interrupted job's OUTPUT.resume"
 same_text "$dst.resume/layers/mine.txt" "mine" "interrupted job's OUTPUT.resume"
 [ -f "$dst.resume/calibration.bin" ] && ok || bad "interrupted job's resume files were deleted"
 same_text "$tmp/victim.txt" "user file" "interrupted job's OUTPUT.resume"
-rm "$dst.resume/layers/mine.txt" "$dst.resume/layers/model.layers.3.mlp.down_proj.bin"
+rm "$dst.resume/layers/mine.txt" "$dst.resume/layers/$link"
 raana
 expect_rc 0 "resume after moving the user files out"; expect_out "(resumed)" "resume"
 same_as_lone "$dst" "resumed after user files"
