@@ -264,11 +264,9 @@ RAANA_HOT static void codes_at_event_scale(const float *restrict o, const float 
 RAANA_HOT static void bucket_indices(const float *restrict o, const float *restrict qf, int n,
                                      int c, bucket_map bm, uint32_t *restrict idx)
 {
-    for (int i = 0; i < n; i++) {
-        uint32_t b = float_bits(event_scale(c, qf[i]));
-        uint32_t k = b >= bm.cap_bits ? (uint32_t)bm.n_buckets - 1 : (b - bm.lo_bits) >> bm.shift;
-        idx[i] = o[i] > 0 ? k : (uint32_t)bm.n_buckets;
-    }
+    for (int i = 0; i < n; i++)
+        idx[i] =
+            o[i] > 0 ? (uint32_t)bucket_of(&bm, event_scale(c, qf[i])) : (uint32_t)bm.n_buckets;
 }
 
 /* Pass 1: per bucket, the number of events and what they add to
