@@ -47,7 +47,7 @@ static void make_block(raana_llama *net, int tile)
 /* Seconds of blocked attention alone, forward + backward, on random q/k/v. */
 static double attention_seconds(int t, int tile)
 {
-    raana_attention_shape s = {t, 32, 32, 128, tile};
+    raana_attention_shape s = {t, 32, 32, 128, tile, 0, 0};
     size_t n = (size_t)t * 4096;
     float *q = random_matrix(n, 20, 1), *k = random_matrix(n, 21, 1), *v = random_matrix(n, 22, 1);
     float *d = random_matrix(n, 23, 1), *ctx = malloc(n * 4), *lse = malloc((size_t)t * 32 * 4);

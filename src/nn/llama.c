@@ -187,14 +187,15 @@ static void rmsnorm_backward(const float *x, const float *r, int t, int h, const
     }
 }
 
-/* Rotates each head of x[T][n_heads * hd] by position (sign = +1), or
- * applies the transpose (sign = -1, for gradients). */
-static void rope(const raana_llama *net, float *x, int t, int n_heads, float sign)
+/* Rotates each head of x[T][n_heads * hd], rows at positions p0, p0 + 1,
+ * ..., by position (sign = +1), or applies the transpose (sign = -1, for
+ * gradients). */
+static void rope(const raana_llama *net, float *x, int p0, int t, int n_heads, float sign)
 {
     int hd = net->cfg.head_dim, half = hd / 2;
     for (int p = 0; p < t; p++)
         for (int i = 0; i < half; i++) {
-            float ang = (float)p * net->inv_freq[i], c = cosf(ang), s = sign * sinf(ang);
+            float ang = (float)(p0 + p) * net->inv_freq[i], c = cosf(ang), s = sign * sinf(ang);
             for (int hh = 0; hh < n_heads; hh++) {
                 float *v = x + (size_t)p * n_heads * hd + (size_t)hh * hd;
                 float a = v[i], b = v[i + half];
@@ -212,11 +213,15 @@ static void rope(const raana_llama *net, float *x, int t, int n_heads, float sig
 typedef struct {
     float *x_in, *r1, *h1, *q, *k, *v, *lse, *ctx, *x_mid, *r2, *h2, *g, *u, *a;
     float *q_pre, *k_pre, *rq, *rk; /* before q_norm/k_norm, and their 1/rms */
+    float *dk, *dv;                 /* the backward's key and value gradients, summed over the
+                                       chunks done so far (from its first chunk on) */
     raana_moe_trace *moe;           /* a sparse block's MLP */
 } block_trace;
 
 struct raana_llama_trace {
     int t, n_blocks;
+    int done;    /* rows [0, done) have been through the forward */
+    int pending; /* rows [0, pending) still wait for the backward */
     block_trace *blocks;
     raana_linear_stats *fwd; /* x_sq, y_sq and rows from the forward pass, by slot */
 };
@@ -295,8 +300,9 @@ void raana_llama_trace_add_grams(const raana_llama *net, const raana_llama_trace
 
 static void block_trace_free(block_trace *b)
 {
-    float **f[] = {&b->x_in, &b->r1, &b->h1, &b->q, &b->k, &b->v,     &b->lse,   &b->ctx, &b->x_mid,
-                   &b->r2,   &b->h2, &b->g,  &b->u, &b->a, &b->q_pre, &b->k_pre, &b->rq,  &b->rk};
+    float **f[] = {&b->x_in,  &b->r1,    &b->h1, &b->q,  &b->k,  &b->v, &b->lse,
+                   &b->ctx,   &b->x_mid, &b->r2, &b->h2, &b->g,  &b->u, &b->a,
+                   &b->q_pre, &b->k_pre, &b->rq, &b->rk, &b->dk, &b->dv};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(*f[i]), *f[i] = NULL;
     raana_moe_trace_free(b->moe);
@@ -359,53 +365,69 @@ raana_status raana_llama_embed(const raana_llama *net, const int *tokens, int t,
     return RAANA_OK;
 }
 
-static raana_attention_shape attention_shape(const raana_llama *net, int t)
+/* Rows [t0, t0 + n) of a window of T tokens: one chunk of it, or all. */
+typedef struct {
+    int t0, n, T;
+} chunk_rows;
+
+/* The attention of the chunk's queries over the window's keys up to its end. */
+static raana_attention_shape attention_shape(const raana_llama *net, chunk_rows rw)
 {
     const raana_model_config *c = &net->cfg;
-    return (raana_attention_shape){t, c->num_heads, c->num_kv_heads, c->head_dim,
-                                   net->attention_block};
+    return (raana_attention_shape){rw.t0 + rw.n, c->num_heads,         c->num_kv_heads,
+                                   c->head_dim,  net->attention_block, rw.t0,
+                                   rw.T};
+}
+
+static chunk_rows whole_window(int t)
+{
+    return (chunk_rows){0, t, t};
 }
 
 /* q and k of every head through q_norm/k_norm (qwen3), keeping the inputs. */
 static void qk_norm_forward(const raana_llama *net, const raana_block_weights *bw, block_trace *bt,
-                            int t)
+                            chunk_rows rw)
 {
     const raana_model_config *c = &net->cfg;
-    size_t T = (size_t)t, q = (size_t)c->num_heads * c->head_dim,
+    size_t R = (size_t)rw.n, o = (size_t)rw.t0, q = (size_t)c->num_heads * c->head_dim,
            kv = (size_t)c->num_kv_heads * c->head_dim;
-    memcpy(bt->q_pre, bt->q, T * q * 4);
-    memcpy(bt->k_pre, bt->k, T * kv * 4);
-    rmsnorm(bt->q_pre, t * c->num_heads, c->head_dim, bw->q_norm, c->rms_norm_eps, bt->rq, bt->q);
-    rmsnorm(bt->k_pre, t * c->num_kv_heads, c->head_dim, bw->k_norm, c->rms_norm_eps, bt->rk,
-            bt->k);
+    memcpy(bt->q_pre + o * q, bt->q + o * q, R * q * 4);
+    memcpy(bt->k_pre + o * kv, bt->k + o * kv, R * kv * 4);
+    rmsnorm(bt->q_pre + o * q, rw.n * c->num_heads, c->head_dim, bw->q_norm, c->rms_norm_eps,
+            bt->rq + o * c->num_heads, bt->q + o * q);
+    rmsnorm(bt->k_pre + o * kv, rw.n * c->num_kv_heads, c->head_dim, bw->k_norm, c->rms_norm_eps,
+            bt->rk + o * c->num_kv_heads, bt->k + o * kv);
 }
 
 static void attention_forward(const raana_llama *net, const raana_block_weights *bw, float *x,
-                              int t, block_trace *bt, raana_linear_stats *st, float *tmp,
+                              chunk_rows rw, block_trace *bt, raana_linear_stats *st, float *tmp,
                               float *work)
 {
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim;
-    size_t T = (size_t)t;
-    memcpy(bt->x_in, x, T * h * 4);
-    rmsnorm(x, t, h, bw->attn_norm, c->rms_norm_eps, bt->r1, bt->h1);
-    raana_nn_linear(bt->h1, t, h, q, bw->w[RAANA_LINEAR_Q], bw->b[RAANA_LINEAR_Q], bt->q);
-    raana_nn_linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_K], bw->b[RAANA_LINEAR_K], bt->k);
-    raana_nn_linear(bt->h1, t, h, kv, bw->w[RAANA_LINEAR_V], bw->b[RAANA_LINEAR_V], bt->v);
-    double h1_sq = raana_nn_sum_sq(bt->h1, T * h);
-    st[RAANA_LINEAR_Q] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(bt->q, T * q), 0, t};
-    st[RAANA_LINEAR_K] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(bt->k, T * kv), 0, t};
-    st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(bt->v, T * kv), 0, t};
+    int t = rw.n;
+    size_t R = (size_t)t, o = (size_t)rw.t0;
+    float *h1 = bt->h1 + o * h, *yq = bt->q + o * q, *yk = bt->k + o * kv, *yv = bt->v + o * kv;
+    memcpy(bt->x_in + o * h, x, R * h * 4);
+    rmsnorm(x, t, h, bw->attn_norm, c->rms_norm_eps, bt->r1 + o, h1);
+    raana_nn_linear(h1, t, h, q, bw->w[RAANA_LINEAR_Q], bw->b[RAANA_LINEAR_Q], yq);
+    raana_nn_linear(h1, t, h, kv, bw->w[RAANA_LINEAR_K], bw->b[RAANA_LINEAR_K], yk);
+    raana_nn_linear(h1, t, h, kv, bw->w[RAANA_LINEAR_V], bw->b[RAANA_LINEAR_V], yv);
+    double h1_sq = raana_nn_sum_sq(h1, R * h);
+    st[RAANA_LINEAR_Q] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(yq, R * q), 0, t};
+    st[RAANA_LINEAR_K] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(yk, R * kv), 0, t};
+    st[RAANA_LINEAR_V] = (raana_linear_stats){h1_sq, raana_nn_sum_sq(yv, R * kv), 0, t};
     if (c->qk_norm)
-        qk_norm_forward(net, bw, bt, t);
-    rope(net, bt->q, t, c->num_heads, 1.0f);
-    rope(net, bt->k, t, c->num_kv_heads, 1.0f);
-    raana_attention_shape as = attention_shape(net, t);
+        qk_norm_forward(net, bw, bt, rw);
+    rope(net, yq, rw.t0, t, c->num_heads, 1.0f);
+    rope(net, yk, rw.t0, t, c->num_kv_heads, 1.0f);
+    raana_attention_shape as = attention_shape(net, rw);
     raana_attention_forward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, work);
-    raana_nn_linear(bt->ctx, t, q, h, bw->w[RAANA_LINEAR_O], bw->b[RAANA_LINEAR_O], tmp);
+    const float *ctx = bt->ctx + o * q;
+    raana_nn_linear(ctx, t, q, h, bw->w[RAANA_LINEAR_O], bw->b[RAANA_LINEAR_O], tmp);
     st[RAANA_LINEAR_O] =
-        (raana_linear_stats){raana_nn_sum_sq(bt->ctx, T * q), raana_nn_sum_sq(tmp, T * h), 0, t};
-    for (size_t i = 0; i < T * h; i++)
+        (raana_linear_stats){raana_nn_sum_sq(ctx, R * q), raana_nn_sum_sq(tmp, R * h), 0, t};
+    for (size_t i = 0; i < R * h; i++)
         x[i] += tmp[i];
 }
 
@@ -420,112 +442,181 @@ static raana_swiglu dense_mlp(const raana_llama *net, const raana_block_weights 
                           RAANA_SILU_QUOTIENT};
 }
 
-static void dense_mlp_forward(const raana_llama *net, const raana_block_weights *bw, int t,
-                              block_trace *bt, raana_linear_stats *st, float *tmp)
+/* The chunk's rows of a dense block's SwiGLU trace. */
+static raana_swiglu_trace dense_mlp_rows(const raana_llama *net, const block_trace *bt,
+                                         chunk_rows rw)
 {
-    raana_swiglu mlp = dense_mlp(net, bw);
-    raana_swiglu_trace tr = {bt->g, bt->u, bt->a};
-    raana_swiglu_forward(&mlp, bt->h2, t, &tr, tmp, st + RAANA_LINEAR_GATE);
+    size_t o = (size_t)rw.t0 * (size_t)net->cfg.intermediate_size;
+    return (raana_swiglu_trace){bt->g + o, bt->u + o, bt->a + o};
 }
 
 static raana_status block_forward(const raana_llama *net, const raana_block_weights *bw, float *x,
-                                  int t, block_trace *bt, raana_linear_stats *st, float *tmp,
-                                  float *work, raana_error *err)
+                                  chunk_rows rw, block_trace *bt, raana_linear_stats *st,
+                                  float *tmp, float *work, raana_error *err)
 {
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size;
-    size_t T = (size_t)t;
-    attention_forward(net, bw, x, t, bt, st, tmp, work);
-    memcpy(bt->x_mid, x, T * h * 4);
-    rmsnorm(x, t, h, bw->mlp_norm, c->rms_norm_eps, bt->r2, bt->h2);
-    if (bw->moe)
+    size_t R = (size_t)rw.n, o = (size_t)rw.t0;
+    attention_forward(net, bw, x, rw, bt, st, tmp, work);
+    memcpy(bt->x_mid + o * h, x, R * h * 4);
+    rmsnorm(x, rw.n, h, bw->mlp_norm, c->rms_norm_eps, bt->r2 + o, bt->h2 + o * h);
+    if (bw->moe) {
+        if (rw.n != rw.T)
+            return RAANA_INTERNAL(err, "a sparse block runs whole windows only");
         RAANA_CALL(
-            raana_moe_forward(bw->moe, bt->h2, t, h, tmp, st + MOE_FIRST_SLOT, &bt->moe, err));
-    else
-        dense_mlp_forward(net, bw, t, bt, st, tmp);
-    for (size_t i = 0; i < T * h; i++)
+            raana_moe_forward(bw->moe, bt->h2, rw.n, h, tmp, st + MOE_FIRST_SLOT, &bt->moe, err));
+    } else {
+        raana_swiglu mlp = dense_mlp(net, bw);
+        raana_swiglu_trace tr = dense_mlp_rows(net, bt, rw);
+        raana_swiglu_forward(&mlp, bt->h2 + o * h, rw.n, &tr, tmp, st + RAANA_LINEAR_GATE);
+    }
+    for (size_t i = 0; i < R * h; i++)
         x[i] += tmp[i];
     return RAANA_OK;
+}
+
+/* A new trace of a window of t tokens, every block's buffers allocated. */
+static raana_status trace_create(const raana_llama *net, int t, raana_llama_trace **out,
+                                 raana_error *err)
+{
+    size_t n_slots = slot_base(net, net->n_blocks);
+    raana_llama_trace *tr = calloc(1, sizeof *tr);
+    *out = tr;
+    if (!tr ||
+        !(tr->blocks = calloc((size_t)(net->n_blocks ? net->n_blocks : 1), sizeof *tr->blocks)) ||
+        !(tr->fwd = calloc(n_slots ? n_slots : 1, sizeof *tr->fwd)))
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for activations");
+    tr->t = t;
+    tr->n_blocks = net->n_blocks;
+    for (int b = 0; b < net->n_blocks; b++)
+        if (!block_trace_alloc(&tr->blocks[b], &net->cfg, t, net->blocks[b].moe != NULL))
+            return raana_fail(err, RAANA_ERR_NOMEM,
+                              "out of memory for the activations of %d tokens", t);
+    return RAANA_OK;
+}
+
+/* The chunk's rows through every block; its statistics added to tr->fwd. */
+static raana_status forward_rows(const raana_llama *net, float *hidden, chunk_rows rw,
+                                 raana_llama_trace *tr, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    size_t n_slots = slot_base(net, net->n_blocks);
+    raana_attention_shape as = attention_shape(net, whole_window(rw.T));
+    float *tmp = raana_malloc_large((size_t)rw.n * net->cfg.hidden_size * 4);
+    float *work = raana_malloc_large(raana_attention_work_floats(&as) * sizeof *work);
+    raana_linear_stats *cs = calloc(n_slots ? n_slots : 1, sizeof *cs);
+    if (!tmp || !work || !cs)
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for activations");
+    for (int b = 0; b < net->n_blocks; b++)
+        RAANA_CHECK(block_forward(net, &net->blocks[b], hidden, rw, &tr->blocks[b],
+                                  cs + slot_base(net, b), tmp, work, err));
+    for (size_t k = 0; k < n_slots; k++) {
+        tr->fwd[k].x_sq += cs[k].x_sq, tr->fwd[k].y_sq += cs[k].y_sq;
+        tr->fwd[k].rows += cs[k].rows;
+    }
+    tr->done = tr->pending = rw.t0 + rw.n;
+cleanup:
+    free(tmp), free(work), free(cs);
+    return st;
+}
+
+raana_status raana_llama_forward_chunk(const raana_llama *net, float *hidden, int t0, int n, int t,
+                                       raana_llama_trace **trace, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    raana_llama_trace *tr = *trace;
+    if (t0 == 0 && !tr) {
+        RAANA_CHECK(raana_model_check_window(&net->cfg, t, "config.json", err));
+        RAANA_CHECK(trace_create(net, t, trace, err));
+        tr = *trace;
+    }
+    if (!tr || tr->t != t || tr->done != t0 || n <= 0 || t0 + n > t) {
+        st = RAANA_INTERNAL(err, "forward chunk [%d, %d) of a %d-token window out of order", t0,
+                            t0 + n, t);
+        goto cleanup;
+    }
+    RAANA_CHECK(forward_rows(net, hidden, (chunk_rows){t0, n, t}, tr, err));
+cleanup:
+    if (st != RAANA_OK) {
+        raana_llama_trace_free(*trace);
+        *trace = NULL;
+    }
+    return st;
 }
 
 raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, int t,
                                         raana_llama_trace **out, raana_error *err)
 {
-    raana_status st = RAANA_OK;
-    raana_attention_shape as = attention_shape(net, t);
-    size_t n_slots = slot_base(net, net->n_blocks);
-    raana_llama_trace *tr = calloc(1, sizeof *tr);
-    float *tmp = raana_malloc_large((size_t)t * net->cfg.hidden_size * 4);
-    float *work = raana_malloc_large(raana_attention_work_floats(&as) * sizeof *work);
     *out = NULL;
-    RAANA_CHECK(raana_model_check_window(&net->cfg, t, "config.json", err));
-    if (!tr || !tmp || !work ||
-        !(tr->blocks = calloc((size_t)(net->n_blocks ? net->n_blocks : 1), sizeof *tr->blocks)) ||
-        !(tr->fwd = calloc(n_slots ? n_slots : 1, sizeof *tr->fwd)))
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for activations");
-    tr->t = t;
-    tr->n_blocks = net->n_blocks;
-    for (int b = 0; b < net->n_blocks; b++) {
-        if (!block_trace_alloc(&tr->blocks[b], &net->cfg, t, net->blocks[b].moe != NULL))
-            RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the activations of %d tokens",
-                            t);
-        RAANA_CHECK(block_forward(net, &net->blocks[b], hidden, t, &tr->blocks[b],
-                                  tr->fwd + slot_base(net, b), tmp, work, err));
+    return raana_llama_forward_chunk(net, hidden, 0, t, t, out, err);
+}
+
+/* Row i's cross-entropy against target from its logits (double), and
+ * (dl non-NULL) dl = (softmax - onehot) / n_pred, which may be the row. */
+static double cross_entropy_row(const float *row, int v, int target, int n_pred, float *dl)
+{
+    float mx = row[0];
+    for (int j = 1; j < v; j++)
+        mx = row[j] > mx ? row[j] : mx;
+    double sum = 0;
+    for (int j = 0; j < v; j++)
+        sum += exp((double)row[j] - mx);
+    double loss = log(sum) + mx - row[target];
+    if (dl) {
+        for (int j = 0; j < v; j++)
+            dl[j] = (float)(exp((double)row[j] - mx) / sum / n_pred);
+        dl[target] -= 1.0f / (float)n_pred;
     }
-    *out = tr;
-    tr = NULL;
+    return loss;
+}
+
+raana_status raana_llama_head_rows(const raana_llama *net, const float *hidden, const int *tokens,
+                                   int t0, int n, int t, float *logits_out, double *loss_sum,
+                                   float *dhidden, raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    const raana_model_config *c = &net->cfg;
+    int h = c->hidden_size, v = c->vocab_size;
+    size_t nv = (size_t)n * v;
+    float *r = malloc((size_t)n * 4), *hn = raana_malloc_large((size_t)n * h * 4);
+    float *logits = logits_out ? logits_out : raana_malloc_large(nv * 4);
+    /* dlogits overwrite the logits unless the caller keeps them */
+    float *dlogits = !dhidden ? NULL : logits_out ? raana_calloc_large(nv, 4) : logits;
+    float *dhn = dhidden ? raana_malloc_large((size_t)n * h * 4) : NULL;
+    if (!r || !hn || !logits || (dhidden && (!dlogits || !dhn)))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for %d x %d logits", n, v);
+    rmsnorm(hidden, n, h, net->final_norm, c->rms_norm_eps, r, hn);
+    raana_nn_linear(hn, n, h, v, net->lm_head, NULL, logits);
+    double total = 0;
+    int n_pred = t - 1, end = t0 + n < n_pred ? n : n_pred - t0;
+    for (int i = 0; i < end; i++)
+        total += cross_entropy_row(logits + (size_t)i * v, v, tokens[t0 + i + 1], n_pred,
+                                   dlogits ? dlogits + (size_t)i * v : NULL);
+    *loss_sum = total;
+    if (dhidden) { /* position t - 1 predicts nothing: its gradient is 0 */
+        if (end < n)
+            memset(dlogits + (size_t)(end > 0 ? end : 0) * v, 0,
+                   (size_t)(n - (end > 0 ? end : 0)) * v * 4);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, h, v, 1.0f, dlogits, v,
+                    net->lm_head, h, 0.0f, dhn, h);
+        memset(dhidden, 0, (size_t)n * h * 4);
+        rmsnorm_backward(hidden, r, n, h, net->final_norm, dhn, dhidden);
+    }
 cleanup:
-    free(tmp), free(work);
-    raana_llama_trace_free(tr);
+    if (dlogits != logits)
+        free(dlogits);
+    if (!logits_out)
+        free(logits);
+    free(r), free(hn), free(dhn);
     return st;
 }
 
 raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens, int t,
-                              float *logits_out, double *loss, float *dhidden, raana_error *err)
+                              float *logits, double *loss, float *dhidden, raana_error *err)
 {
-    const raana_model_config *c = &net->cfg;
-    int h = c->hidden_size, v = c->vocab_size;
-    float *r = malloc((size_t)t * 4), *hn = raana_malloc_large((size_t)t * h * 4);
-    float *logits = logits_out ? logits_out : raana_malloc_large((size_t)t * v * 4);
-    float *dhn = raana_calloc_large((size_t)t * h, 4);
-    if (!r || !hn || !logits || !dhn) {
-        free(r), free(hn), free(dhn);
-        if (!logits_out)
-            free(logits);
-        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for %d x %d logits", t, v);
-    }
-    rmsnorm(hidden, t, h, net->final_norm, c->rms_norm_eps, r, hn);
-    raana_nn_linear(hn, t, h, v, net->lm_head, NULL, logits);
     double total = 0;
-    int n_pred = t - 1;
-    for (int p = 0; p < n_pred; p++) {
-        float *row = logits + (size_t)p * v, mx = row[0];
-        for (int j = 1; j < v; j++)
-            mx = row[j] > mx ? row[j] : mx;
-        double sum = 0;
-        for (int j = 0; j < v; j++)
-            sum += exp((double)row[j] - mx);
-        total += log(sum) + mx - row[tokens[p + 1]];
-        if (dhidden) { /* dlogits = (softmax - onehot) / n_pred, row by row */
-            float *dl = malloc((size_t)v * 4);
-            if (!dl)
-                continue;
-            for (int j = 0; j < v; j++)
-                dl[j] = (float)(exp((double)row[j] - mx) / sum / n_pred);
-            dl[tokens[p + 1]] -= 1.0f / (float)n_pred;
-            cblas_sgemv(CblasRowMajor, CblasTrans, v, h, 1.0f, net->lm_head, h, dl, 1, 0.0f,
-                        dhn + (size_t)p * h, 1);
-            free(dl);
-        }
-    }
-    *loss = n_pred > 0 ? total / n_pred : 0;
-    if (dhidden) {
-        memset(dhidden, 0, (size_t)t * h * 4);
-        rmsnorm_backward(hidden, r, t, h, net->final_norm, dhn, dhidden);
-    }
-    free(r), free(hn), free(dhn);
-    if (!logits_out)
-        free(logits);
+    RAANA_CALL(raana_llama_head_rows(net, hidden, tokens, 0, t, t, logits, &total, dhidden, err));
+    *loss = t > 1 ? total / (t - 1) : 0;
     return RAANA_OK;
 }
 
@@ -548,125 +639,176 @@ raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int
 /* ---- backward ------------------------------------------------------------------------ */
 
 typedef struct {
-    float *da, *dg, *du, *dh, *dctx, *dq, *dk, *dv, *dq_pre, *dk_pre, *work;
+    float *da, *dg, *du, *dh, *dctx, *dq, *dq_pre, *dk_pre, *work;
 } backward_scratch;
 
 static void scratch_free(backward_scratch *s)
 {
     free(s->da), free(s->dg), free(s->du), free(s->dh), free(s->dctx);
-    free(s->dq), free(s->dk), free(s->dv), free(s->dq_pre), free(s->dk_pre), free(s->work);
+    free(s->dq), free(s->dq_pre), free(s->dk_pre), free(s->work);
 }
 
-static int scratch_alloc(backward_scratch *s, const raana_llama *net, int t)
+/* Buffers of one chunk's rows (the attention's work: the window's). */
+static int scratch_alloc(backward_scratch *s, const raana_llama *net, chunk_rows rw)
 {
     const raana_model_config *c = &net->cfg;
-    raana_attention_shape as = attention_shape(net, t);
-    size_t T = (size_t)t, in = (size_t)c->intermediate_size, h = (size_t)c->hidden_size,
+    raana_attention_shape as = attention_shape(net, whole_window(rw.T));
+    size_t R = (size_t)rw.n, in = (size_t)c->intermediate_size, h = (size_t)c->hidden_size,
            q = (size_t)c->num_heads * c->head_dim, kv = (size_t)c->num_kv_heads * c->head_dim;
-    s->da = raana_malloc_large(T * in * 4), s->dg = raana_malloc_large(T * in * 4),
-    s->du = raana_malloc_large(T * in * 4);
-    s->dh = raana_malloc_large(T * h * 4), s->dctx = raana_malloc_large(T * q * 4),
-    s->dq = raana_malloc_large(T * q * 4);
-    s->dk = raana_malloc_large(T * kv * 4), s->dv = raana_malloc_large(T * kv * 4);
-    s->dq_pre = raana_malloc_large(T * q * 4), s->dk_pre = raana_malloc_large(T * kv * 4);
+    s->da = raana_malloc_large(R * in * 4), s->dg = raana_malloc_large(R * in * 4),
+    s->du = raana_malloc_large(R * in * 4);
+    s->dh = raana_malloc_large(R * h * 4), s->dctx = raana_malloc_large(R * q * 4),
+    s->dq = raana_malloc_large(R * q * 4);
+    s->dq_pre = raana_malloc_large(R * q * 4), s->dk_pre = raana_malloc_large(R * kv * 4);
     s->work = raana_malloc_large(raana_attention_work_floats(&as) * sizeof *s->work);
-    return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dk && s->dv && s->dq_pre &&
-           s->dk_pre && s->work;
+    return s->da && s->dg && s->du && s->dh && s->dctx && s->dq && s->dq_pre && s->dk_pre &&
+           s->work;
 }
 
 /* s->dh = gradient at the MLP input h2 from dx at the MLP output. */
 static void dense_mlp_backward(const raana_llama *net, const raana_block_weights *bw,
-                               const block_trace *bt, int t, const float *dx,
+                               const block_trace *bt, chunk_rows rw, const float *dx,
                                raana_linear_stats *st, backward_scratch *s)
 {
     raana_swiglu mlp = dense_mlp(net, bw);
-    raana_swiglu_trace tr = {bt->g, bt->u, bt->a};
+    raana_swiglu_trace tr = dense_mlp_rows(net, bt, rw);
     raana_swiglu_scratch sc = {s->da, s->dg, s->du};
-    raana_swiglu_backward(&mlp, &tr, t, dx, &sc, s->dh, st + RAANA_LINEAR_GATE);
+    raana_swiglu_backward(&mlp, &tr, rw.n, dx, &sc, s->dh, st + RAANA_LINEAR_GATE);
 }
 
-/* dq and dk (w.r.t. the normalized q and k) back through q_norm/k_norm:
- * returns the gradients at the projections' outputs in dq_pre/dk_pre. */
+/* dq and dk (the chunk's rows, w.r.t. the normalized q and k) back through
+ * q_norm/k_norm: the gradients at the projections' outputs in dq_pre/dk_pre. */
 static void qk_norm_backward(const raana_llama *net, const raana_block_weights *bw,
-                             const block_trace *bt, int t, backward_scratch *s)
+                             const block_trace *bt, chunk_rows rw, const float *dk,
+                             backward_scratch *s)
 {
     const raana_model_config *c = &net->cfg;
-    size_t T = (size_t)t, q = (size_t)c->num_heads * c->head_dim,
+    size_t R = (size_t)rw.n, o = (size_t)rw.t0, q = (size_t)c->num_heads * c->head_dim,
            kv = (size_t)c->num_kv_heads * c->head_dim;
-    memset(s->dq_pre, 0, T * q * 4);
-    memset(s->dk_pre, 0, T * kv * 4);
-    rmsnorm_backward(bt->q_pre, bt->rq, t * c->num_heads, c->head_dim, bw->q_norm, s->dq,
-                     s->dq_pre);
-    rmsnorm_backward(bt->k_pre, bt->rk, t * c->num_kv_heads, c->head_dim, bw->k_norm, s->dk,
-                     s->dk_pre);
+    memset(s->dq_pre, 0, R * q * 4);
+    memset(s->dk_pre, 0, R * kv * 4);
+    rmsnorm_backward(bt->q_pre + o * q, bt->rq + o * c->num_heads, rw.n * c->num_heads, c->head_dim,
+                     bw->q_norm, s->dq, s->dq_pre);
+    rmsnorm_backward(bt->k_pre + o * kv, bt->rk + o * c->num_kv_heads, rw.n * c->num_kv_heads,
+                     c->head_dim, bw->k_norm, dk, s->dk_pre);
 }
 
+/* The chunk's queries add to the window's key and value gradients (bt->dk,
+ * bt->dv); the chunk's own rows of those are then final (later chunks went
+ * first) and go back through the projections. */
 static void attention_backward(const raana_llama *net, const raana_block_weights *bw,
-                               const block_trace *bt, int t, float *dx, raana_linear_stats *st,
+                               block_trace *bt, chunk_rows rw, float *dx, raana_linear_stats *st,
                                backward_scratch *s)
 {
     const raana_model_config *c = &net->cfg;
     int h = c->hidden_size, q = c->num_heads * c->head_dim, kv = c->num_kv_heads * c->head_dim;
-    size_t T = (size_t)t;
-    st[RAANA_LINEAR_O].dy_sq += raana_nn_sum_sq(dx, T * h); /* dY_o = dx */
+    int t = rw.n;
+    size_t R = (size_t)t, o = (size_t)rw.t0;
+    st[RAANA_LINEAR_O].dy_sq += raana_nn_sum_sq(dx, R * h); /* dY_o = dx */
     raana_nn_linear_backward(dx, t, q, h, bw->w[RAANA_LINEAR_O], 0.0f, s->dctx);
-    raana_attention_shape as = attention_shape(net, t);
-    raana_attention_backward(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, s->dctx, s->dq, s->dk,
-                             s->dv, s->work);
-    rope(net, s->dq, t, c->num_heads, -1.0f); /* gradient w.r.t. the pre-RoPE q and k */
-    rope(net, s->dk, t, c->num_kv_heads, -1.0f);
-    const float *dq = s->dq, *dk = s->dk;
+    raana_attention_shape as = attention_shape(net, rw);
+    raana_attention_backward_rows(&as, bt->q, bt->k, bt->v, bt->ctx, bt->lse, s->dctx, s->dq,
+                                  bt->dk, bt->dv, s->work);
+    float *dk_rope = bt->dk + o * kv, *dv = bt->dv + o * kv;
+    rope(net, s->dq, rw.t0, t, c->num_heads, -1.0f); /* gradient w.r.t. the pre-RoPE q and k */
+    rope(net, dk_rope, rw.t0, t, c->num_kv_heads, -1.0f);
+    const float *dq = s->dq, *dk = dk_rope;
     if (c->qk_norm) {
-        qk_norm_backward(net, bw, bt, t, s);
+        qk_norm_backward(net, bw, bt, rw, dk_rope, s);
         dq = s->dq_pre, dk = s->dk_pre;
     }
-    st[RAANA_LINEAR_Q].dy_sq += raana_nn_sum_sq(dq, T * q);
-    st[RAANA_LINEAR_K].dy_sq += raana_nn_sum_sq(dk, T * kv);
-    st[RAANA_LINEAR_V].dy_sq += raana_nn_sum_sq(s->dv, T * kv);
+    st[RAANA_LINEAR_Q].dy_sq += raana_nn_sum_sq(dq, R * q);
+    st[RAANA_LINEAR_K].dy_sq += raana_nn_sum_sq(dk, R * kv);
+    st[RAANA_LINEAR_V].dy_sq += raana_nn_sum_sq(dv, R * kv);
     raana_nn_linear_backward(dq, t, h, q, bw->w[RAANA_LINEAR_Q], 0.0f, s->dh);
     raana_nn_linear_backward(dk, t, h, kv, bw->w[RAANA_LINEAR_K], 1.0f, s->dh);
-    raana_nn_linear_backward(s->dv, t, h, kv, bw->w[RAANA_LINEAR_V], 1.0f, s->dh);
-    rmsnorm_backward(bt->x_in, bt->r1, t, h, bw->attn_norm, s->dh, dx);
+    raana_nn_linear_backward(dv, t, h, kv, bw->w[RAANA_LINEAR_V], 1.0f, s->dh);
+    rmsnorm_backward(bt->x_in + o * h, bt->r1 + o, t, h, bw->attn_norm, s->dh, dx);
 }
 
 static raana_status block_backward(const raana_llama *net, const raana_block_weights *bw,
-                                   const block_trace *bt, int t, float *dx, raana_linear_stats *st,
-                                   backward_scratch *s, raana_error *err)
+                                   block_trace *bt, chunk_rows rw, float *dx,
+                                   raana_linear_stats *st, backward_scratch *s, raana_error *err)
 {
     const raana_model_config *c = &net->cfg;
-    if (bw->moe)
+    size_t o = (size_t)rw.t0 * (size_t)c->hidden_size;
+    if (bw->moe) {
+        if (rw.n != rw.T)
+            return RAANA_INTERNAL(err, "a sparse block runs whole windows only");
         RAANA_CALL(
             raana_moe_backward(bw->moe, bt->moe, bt->h2, dx, s->dh, st + MOE_FIRST_SLOT, err));
-    else
-        dense_mlp_backward(net, bw, bt, t, dx, st, s);
-    rmsnorm_backward(bt->x_mid, bt->r2, t, c->hidden_size, bw->mlp_norm, s->dh, dx);
-    attention_backward(net, bw, bt, t, dx, st, s);
+    } else
+        dense_mlp_backward(net, bw, bt, rw, dx, st, s);
+    rmsnorm_backward(bt->x_mid + o, bt->r2 + rw.t0, rw.n, c->hidden_size, bw->mlp_norm, s->dh, dx);
+    attention_backward(net, bw, bt, rw, dx, st, s);
     return RAANA_OK;
+}
+
+/* Block b's key and value gradient sums, at its first backward chunk (a
+ * whole window's: allocated just before the block and freed after it). */
+static raana_status key_value_sums(const raana_llama *net, block_trace *bt, int t, raana_error *err)
+{
+    if (bt->dk)
+        return RAANA_OK;
+    size_t kv = (size_t)t * (size_t)net->cfg.num_kv_heads * net->cfg.head_dim;
+    bt->dk = raana_calloc_large(kv, sizeof *bt->dk);
+    bt->dv = raana_calloc_large(kv, sizeof *bt->dv);
+    if (!bt->dk || !bt->dv)
+        return raana_fail(err, RAANA_ERR_NOMEM, "out of memory for the backward pass");
+    return RAANA_OK;
+}
+
+/* Before a window's first backward chunk (its last rows): the forward's
+ * statistics into stats. */
+static void add_forward_stats(const raana_llama *net, const raana_llama_trace *tr,
+                              raana_linear_stats *stats)
+{
+    for (size_t k = 0; k < slot_base(net, net->n_blocks); k++) {
+        stats[k].x_sq += tr->fwd[k].x_sq;
+        stats[k].y_sq += tr->fwd[k].y_sq;
+        stats[k].rows += tr->fwd[k].rows;
+    }
+}
+
+raana_status raana_llama_backward_chunk(const raana_llama *net, raana_llama_trace **trace,
+                                        float *dhidden, int t0, int n, raana_linear_stats *stats,
+                                        raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    raana_llama_trace *tr = *trace;
+    backward_scratch s;
+    memset(&s, 0, sizeof s);
+    if (!tr || tr->done != tr->t || tr->pending != t0 + n || n <= 0 || t0 < 0) {
+        st = RAANA_INTERNAL(err, "backward chunk [%d, %d) out of order", t0, t0 + n);
+        goto cleanup;
+    }
+    chunk_rows rw = {t0, n, tr->t};
+    if (tr->pending == tr->t)
+        add_forward_stats(net, tr, stats);
+    if (!scratch_alloc(&s, net, rw))
+        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the backward pass");
+    for (int b = net->n_blocks - 1; b >= 0; b--) {
+        RAANA_CHECK(key_value_sums(net, &tr->blocks[b], tr->t, err));
+        RAANA_CHECK(block_backward(net, &net->blocks[b], &tr->blocks[b], rw, dhidden,
+                                   stats + slot_base(net, b), &s, err));
+        if (t0 == 0)
+            block_trace_free(&tr->blocks[b]); /* its memory is not needed any more */
+    }
+    tr->pending = t0;
+cleanup:
+    scratch_free(&s);
+    if (st != RAANA_OK || t0 == 0) {
+        raana_llama_trace_free(*trace);
+        *trace = NULL;
+    }
+    return st;
 }
 
 raana_status raana_llama_backward_blocks(const raana_llama *net, raana_llama_trace *tr,
                                          float *dhidden, raana_linear_stats *stats,
                                          raana_error *err)
 {
-    raana_status st = RAANA_OK;
-    backward_scratch s;
-    memset(&s, 0, sizeof s);
-    if (!scratch_alloc(&s, net, tr->t))
-        RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the backward pass");
-    for (int b = net->n_blocks - 1; b >= 0; b--) {
-        size_t base = slot_base(net, b), n = slot_base(net, b + 1) - base;
-        raana_linear_stats *ls = stats + base;
-        for (size_t k = 0; k < n; k++) {
-            ls[k].x_sq += tr->fwd[base + k].x_sq;
-            ls[k].y_sq += tr->fwd[base + k].y_sq;
-            ls[k].rows += tr->fwd[base + k].rows;
-        }
-        RAANA_CHECK(
-            block_backward(net, &net->blocks[b], &tr->blocks[b], tr->t, dhidden, ls, &s, err));
-        block_trace_free(&tr->blocks[b]); /* its memory is not needed any more */
-    }
-cleanup:
-    scratch_free(&s);
-    raana_llama_trace_free(tr);
-    return st;
+    if (!tr)
+        return RAANA_INTERNAL(err, "backward without a trace");
+    return raana_llama_backward_chunk(net, &tr, dhidden, 0, tr->t, stats, err);
 }

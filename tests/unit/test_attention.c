@@ -95,7 +95,7 @@ static double rel_diff(const float *got, const double *want, size_t n)
 static void check_blocked(const problem *pb, int block, double *worst)
 {
     size_t t = (size_t)pb->t, nq = t * HEADS * HD, nkv = t * KV_HEADS * HD;
-    raana_attention_shape s = {pb->t, HEADS, KV_HEADS, HD, block};
+    raana_attention_shape s = {pb->t, HEADS, KV_HEADS, HD, block, 0, 0};
     float *work = malloc(raana_attention_work_floats(&s) * sizeof *work);
     float *ctx = malloc(nq * 4), *lse = malloc(t * HEADS * 4), *dq = malloc(nq * 4);
     float *dk = malloc(nkv * 4), *dv = malloc(nkv * 4);

@@ -34,38 +34,51 @@ static double jnum(const cJSON *obj, const char *key)
 
 /* Forward (and, if stats is not NULL, backward) of tokens through the
  * blocks split at `split` into two nets, as two pipeline stages would,
- * with attention tiles of `block` positions (0 = default). */
-static double run(const raana_model *m, const int *tokens, int t, int split, int block,
+ * with attention tiles of `block` positions (0 = default), in chunks of
+ * `chunk` rows as the calibration pipeline sends them (0 = whole). */
+static double run(const raana_model *m, const int *tokens, int t, int split, int block, int chunk,
                   float *logits, raana_linear_stats *stats)
 {
     raana_llama a, b;
     raana_error err;
-    int n = m->config.num_layers;
+    int n = m->config.num_layers, h = m->config.hidden_size, v = m->config.vocab_size;
     CHECK_INT(raana_llama_load(&a, m, 0, split, 1, 0, &err), RAANA_OK);
     CHECK_INT(raana_llama_load(&b, m, split, n - split, 0, 1, &err), RAANA_OK);
     a.attention_block = b.attention_block = block;
-    float *x = malloc((size_t)t * m->config.hidden_size * 4);
-    float *dx = stats ? malloc((size_t)t * m->config.hidden_size * 4) : NULL;
-    raana_llama_trace *ta, *tb;
-    double loss;
+    chunk = chunk > 0 && chunk < t ? chunk : t;
+    float *x = malloc((size_t)t * h * 4);
+    float *dx = stats ? malloc((size_t)t * h * 4) : NULL;
+    raana_llama_trace *ta = NULL, *tb = NULL;
+    double total = 0;
     CHECK_INT(raana_llama_embed(&a, tokens, t, x, &err), RAANA_OK);
-    CHECK_INT(raana_llama_forward_blocks(&a, x, t, &ta, &err), RAANA_OK);
-    CHECK_INT(raana_llama_forward_blocks(&b, x, t, &tb, &err), RAANA_OK);
-    CHECK_INT(raana_llama_head(&b, x, tokens, t, logits, &loss, dx, &err), RAANA_OK);
-    if (stats) {
-        CHECK_INT(raana_llama_backward_blocks(&b, tb, dx,
-                                              stats + (size_t)split * RAANA_LINEAR_COUNT, &err),
+    for (int t0 = 0; t0 < t; t0 += chunk) {
+        int rows = t - t0 < chunk ? t - t0 : chunk;
+        float *xc = x + (size_t)t0 * h;
+        double part;
+        CHECK_INT(raana_llama_forward_chunk(&a, xc, t0, rows, t, &ta, &err), RAANA_OK);
+        CHECK_INT(raana_llama_forward_chunk(&b, xc, t0, rows, t, &tb, &err), RAANA_OK);
+        CHECK_INT(raana_llama_head_rows(&b, xc, tokens, t0, rows, t,
+                                        logits ? logits + (size_t)t0 * v : NULL, &part,
+                                        dx ? dx + (size_t)t0 * h : NULL, &err),
                   RAANA_OK);
-        CHECK_INT(raana_llama_backward_blocks(&a, ta, dx, stats, &err), RAANA_OK);
-    } else {
-        raana_llama_trace_free(ta);
-        raana_llama_trace_free(tb);
+        total += part;
     }
+    for (int t0 = (t - 1) / chunk * chunk; stats && t0 >= 0; t0 -= chunk) {
+        int rows = t - t0 < chunk ? t - t0 : chunk;
+        float *dc = dx + (size_t)t0 * h;
+        CHECK_INT(raana_llama_backward_chunk(&b, &tb, dc, t0, rows,
+                                             stats + (size_t)split * RAANA_LINEAR_COUNT, &err),
+                  RAANA_OK);
+        CHECK_INT(raana_llama_backward_chunk(&a, &ta, dc, t0, rows, stats, &err), RAANA_OK);
+    }
+    CHECK(!stats || (!ta && !tb)); /* the chunk at row 0 freed the traces */
+    raana_llama_trace_free(ta);
+    raana_llama_trace_free(tb);
     raana_llama_free(&a);
     raana_llama_free(&b);
     free(x);
     free(dx);
-    return loss;
+    return total / (t - 1);
 }
 
 static void test_forward_check(const raana_model *m)
@@ -74,11 +87,13 @@ static void test_forward_check(const raana_model *m)
     int t, v = m->config.vocab_size;
     int *tokens = json_ints(cJSON_GetObjectItemCaseSensitive(fc, "input_ids"), &t);
     float *logits = malloc((size_t)t * v * 4);
-    /* (split, attention tile): t = 64 is one default tile, four of 16, two ragged of 50 */
-    const int cases[5][2] = {{0, 0}, {2, 0}, {4, 0}, {2, 16}, {0, 50}};
-    for (int c = 0; c < 5; c++) {
-        int split = cases[c][0], block = cases[c][1];
-        double loss = run(m, tokens, t, split, block, logits, NULL);
+    /* (split, attention tile, chunk): t = 64 is one default tile, four of 16, two ragged of 50;
+     * chunks of 16 and ragged ones of 24 */
+    const int cases[7][3] = {{0, 0, 0},  {2, 0, 0},   {4, 0, 0}, {2, 16, 0},
+                             {0, 50, 0}, {2, 16, 16}, {2, 0, 24}};
+    for (int c = 0; c < 7; c++) {
+        int split = cases[c][0], block = cases[c][1], chunk = cases[c][2];
+        double loss = run(m, tokens, t, split, block, chunk, logits, NULL);
         CHECK_NEAR(loss, jnum(fc, "mean_loss"), 1e-4 * jnum(fc, "mean_loss"));
         const cJSON *last = cJSON_GetObjectItemCaseSensitive(fc, "last_logits");
         double worst = 0;
@@ -101,10 +116,10 @@ static void test_forward_check(const raana_model *m)
             worst_rel = fmax(worst_rel, fabs(sqrt(s) - want) / want);
         }
         CHECK(worst_rel < 1e-4);
-        if (c == 0 || block)
-            printf("  forward_check (tile %d): loss %.7f (ref %.7f), max |logit diff| %.2e, norms "
-                   "rel %.2e\n",
-                   block, loss, jnum(fc, "mean_loss"), worst, worst_rel);
+        if (c == 0 || block || chunk)
+            printf("  forward_check (tile %d, chunk %d): loss %.7f (ref %.7f), max |logit diff| "
+                   "%.2e, norms rel %.2e\n",
+                   block, chunk, loss, jnum(fc, "mean_loss"), worst, worst_rel);
     }
     free(tokens);
     free(logits);
@@ -116,12 +131,14 @@ static void test_calibration_check(const raana_model *m)
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cc, "layers");
     int t, n = m->config.num_layers;
     int *tokens = json_ints(cJSON_GetObjectItemCaseSensitive(cc, "input_ids"), &t);
-    /* (split, attention tile): t = 362 in three default tiles, six of 64, four of 100 */
-    const int cases[4][2] = {{1, 0}, {3, 0}, {1, 64}, {3, 100}};
-    for (int c = 0; c < 4; c++) {
-        int split = cases[c][0], block = cases[c][1];
+    /* (split, attention tile, chunk): t = 362 in three default tiles, six of 64, four of 100;
+     * chunks of 128 (a tile's), ragged ones of 100, and of 48 across tiles of 64 */
+    const int cases[7][3] = {{1, 0, 0},   {3, 0, 0},   {1, 64, 0}, {3, 100, 0},
+                             {1, 0, 128}, {3, 0, 100}, {2, 64, 48}};
+    for (int c = 0; c < 7; c++) {
+        int split = cases[c][0], block = cases[c][1], chunk = cases[c][2];
         raana_linear_stats *stats = calloc((size_t)n * RAANA_LINEAR_COUNT, sizeof *stats);
-        double loss = run(m, tokens, t, split, block, NULL, stats);
+        double loss = run(m, tokens, t, split, block, chunk, NULL, stats);
         CHECK_NEAR(loss, jnum(cc, "loss"), 1e-4 * jnum(cc, "loss"));
         double worst[4] = {0};
         for (int b = 0; b < n; b++)
@@ -149,9 +166,10 @@ static void test_calibration_check(const raana_model *m)
             }
         for (int q = 0; q < 4; q++)
             CHECK(worst[q] < 1e-3);
-        printf("  calibration_check (split %d, tile %d): loss %.7f (ref %.7f); worst rel: x %.1e "
-               "y %.1e dy %.1e w %.1e\n",
-               split, block, loss, jnum(cc, "loss"), worst[0], worst[1], worst[2], worst[3]);
+        printf(
+            "  calibration_check (split %d, tile %d, chunk %d): loss %.7f (ref %.7f); worst rel: "
+            "x %.1e y %.1e dy %.1e w %.1e\n",
+            split, block, chunk, loss, jnum(cc, "loss"), worst[0], worst[1], worst[2], worst[3]);
         free(stats);
     }
     free(tokens);
@@ -185,6 +203,44 @@ static void test_finite_differences(void)
     for (int k = 0; k < 2 * RAANA_LINEAR_COUNT; k++)
         CHECK(stats[k].dy_sq > 0 && stats[k].x_sq > 0 && stats[k].y_sq > 0);
     raana_llama_free(&net);
+    raana_model_close(&m);
+    remove_tiny_model(dir);
+}
+
+/* Chunks of 4, 4 and 1 rows against the whole window of 9 tokens on tiny
+ * random models: qwen2 (GQA, biases, tied embeddings) and dense qwen3 (q/k
+ * norms, head_dim 6): logits, loss and every layer's statistics. */
+static void test_chunks_match_whole(const char *what, const char *cfg)
+{
+    char dir[] = "/tmp/raana-test-llama-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_INT(write_tiny_model(dir, cfg, NULL), 0);
+    raana_model m;
+    raana_error err;
+    CHECK_INT(raana_model_open(&m, dir, &err), RAANA_OK);
+    const int t = 9, v = m.config.vocab_size;
+    int tokens[9] = {1, 5, 9, 33, 2, 17, 17, 4, 39};
+    float logits[2][9 * 40];
+    raana_linear_stats stats[2][2 * RAANA_LINEAR_COUNT];
+    memset(stats, 0, sizeof stats);
+    CHECK(v <= 40);
+    double loss_whole = run(&m, tokens, t, 1, 0, 0, logits[0], stats[0]);
+    double loss_chunks = run(&m, tokens, t, 1, 0, 4, logits[1], stats[1]);
+    double worst_logit = 0, worst_stat = 0;
+    for (int i = 0; i < t * v; i++)
+        worst_logit = fmax(worst_logit, fabs(logits[0][i] - logits[1][i]));
+    for (int k = 0; k < 2 * RAANA_LINEAR_COUNT; k++) {
+        const raana_linear_stats *a = &stats[0][k], *b = &stats[1][k];
+        CHECK(a->dy_sq > 0 && a->rows == t && b->rows == t);
+        worst_stat = fmax(worst_stat, fabs(a->x_sq - b->x_sq) / a->x_sq);
+        worst_stat = fmax(worst_stat, fabs(a->y_sq - b->y_sq) / a->y_sq);
+        worst_stat = fmax(worst_stat, fabs(a->dy_sq - b->dy_sq) / a->dy_sq);
+    }
+    printf("  chunks against the whole window (%s): loss %.3e apart, max |logit diff| %.1e, worst "
+           "rel. statistic %.1e\n",
+           what, fabs(loss_whole - loss_chunks), worst_logit, worst_stat);
+    CHECK_NEAR(loss_chunks, loss_whole, 1e-6 * loss_whole);
+    CHECK(worst_logit < 1e-5 && worst_stat < 1e-5);
     raana_model_close(&m);
     remove_tiny_model(dir);
 }
@@ -238,6 +294,19 @@ int main(void)
     test_forward_check(&m);
     test_calibration_check(&m);
     test_finite_differences();
+    test_chunks_match_whole("qwen2",
+                            "{\"model_type\":\"qwen2\",\"vocab_size\":40,\"hidden_size\":16,"
+                            "\"intermediate_size\":24,\"num_hidden_layers\":2,"
+                            "\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+                            "\"rms_norm_eps\":1e-6,\"rope_theta\":1000.0,"
+                            "\"max_position_embeddings\":64,\"tie_word_embeddings\":true,"
+                            "\"mlp_bias\":true}");
+    test_chunks_match_whole("qwen3, q/k norms",
+                            "{\"model_type\":\"qwen3\",\"vocab_size\":40,\"hidden_size\":16,"
+                            "\"intermediate_size\":24,\"num_hidden_layers\":2,"
+                            "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":6,"
+                            "\"rms_norm_eps\":1e-6,\"rope_theta\":1000.0,"
+                            "\"max_position_embeddings\":64,\"attention_bias\":true}");
     test_rope_scaling();
     raana_model_close(&m);
     cJSON_Delete(reference);

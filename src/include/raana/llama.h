@@ -114,11 +114,29 @@ raana_status raana_llama_embed(const raana_llama *net, const int *tokens, int t,
 raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, int t,
                                         raana_llama_trace **trace, raana_error *err);
 
+/* A window of t tokens in chunks, for a pipeline whose unit is smaller
+ * than a window: runs the rows [t0, t0 + n) (hidden[n][H], in place)
+ * through the blocks. The first chunk (t0 = 0) creates *trace (NULL
+ * before); the others follow in order, each attending to the keys and
+ * values of the rows before it, which the trace holds. Only dense blocks
+ * take chunks smaller than the window. On failure the trace is freed and
+ * *trace is NULL. One chunk of t rows is raana_llama_forward_blocks. */
+raana_status raana_llama_forward_chunk(const raana_llama *net, float *hidden, int t0, int n, int t,
+                                       raana_llama_trace **trace, raana_error *err);
+
 /* Final norm, logits (optional out, [T][V]) and the mean cross-entropy of
  * predicting tokens[1..T) from positions 0..T-2; also dL/dhidden (the
  * gradient flowing back into the last block), [T][H]. */
 raana_status raana_llama_head(const raana_llama *net, const float *hidden, const int *tokens, int t,
                               float *logits, double *loss, float *dhidden, raana_error *err);
+
+/* raana_llama_head for the rows [t0, t0 + n) of a window of t tokens
+ * (hidden, logits and dhidden hold those rows): *loss_sum is the sum of
+ * the cross-entropies of the predictions at those rows (position t - 1
+ * predicts nothing), dhidden the gradient of the window's mean. */
+raana_status raana_llama_head_rows(const raana_llama *net, const float *hidden, const int *tokens,
+                                   int t0, int n, int t, float *logits, double *loss_sum,
+                                   float *dhidden, raana_error *err);
 
 /* Final norm and logits[T][V] only (what raana_llama_head computes first). */
 raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int t, float *logits,
@@ -133,6 +151,15 @@ raana_status raana_llama_logits(const raana_llama *net, const float *hidden, int
 raana_status raana_llama_backward_blocks(const raana_llama *net, raana_llama_trace *trace,
                                          float *dhidden, raana_linear_stats *stats,
                                          raana_error *err);
+
+/* The backward of the chunk [t0, t0 + n) of a forward trace (dhidden
+ * [n][H], in place, stats as above): chunks from the window's last to its
+ * first, the same chunks as the forward's. The first adds the forward's
+ * statistics to stats; the last (t0 = 0) frees the trace and sets *trace
+ * to NULL, as does a failure. */
+raana_status raana_llama_backward_chunk(const raana_llama *net, raana_llama_trace **trace,
+                                        float *dhidden, int t0, int n, raana_linear_stats *stats,
+                                        raana_error *err);
 void raana_llama_trace_free(raana_llama_trace *trace);
 
 #endif
