@@ -54,6 +54,7 @@ static const config_key config_keys[] = {
     {"calibration", "statistics", KEY_PATH, FIELD(statistics), "", 0, 0},
     {"calibration", "windows_in_flight", KEY_INT_AUTO, FIELD(windows_in_flight), "auto", 1,
      1000000},
+    {"calibration", "chunk_tokens", KEY_INT, FIELD(chunk_tokens), "512", 0, 1048576},
     {"calibration", "expert_ranks", KEY_INT_AUTO, FIELD(expert_ranks), "auto", 1, 4096},
     {"quantize", "avg_bits", KEY_DOUBLE, FIELD(avg_bits), "3", 0.5, 16},
     {"quantize", "bits", KEY_BITS, FIELD(bits), "1, 2, 3, 4, 5, 6, 7, 8", 0, 0},

@@ -251,9 +251,10 @@ typedef struct {
     const raana_windows *w;
     float *const *grams;        /* the stage's input grams, or NULL */
     int in_flight;              /* M, at most w->n */
+    int chunk;                  /* rows per pipeline message (plan.h's chunk_tokens) */
     size_t n_slots;             /* this rank's linear layers */
-    float *hidden;              /* one message: t x H activations or gradients + flag */
-    float *head_grads;          /* last rank: M head gradients, one message each */
+    float *hidden;              /* one message: chunk x H activations or gradients + flag */
+    float *head_grads;          /* last rank: M windows' head gradients, t x H each */
     raana_llama_trace **traces; /* [M]: the round's traces, slot i - round start */
     raana_linear_stats *ws;     /* [n_slots]: one window's sums of squares */
     double *acc;                /* [n_layers x ACC_COLS], summed in window order */
@@ -268,15 +269,17 @@ static raana_status calib_run_create(calib_run *c, MPI_Comm comm, const raana_ll
                                      raana_error *err)
 {
     memset(c, 0, sizeof *c);
-    raana_link_init(&c->l, comm, (size_t)w->len * net->cfg.hidden_size);
+    c->chunk = plan->chunk_tokens > 0 && plan->chunk_tokens < w->len ? plan->chunk_tokens : w->len;
+    raana_link_init(&c->l, comm, (size_t)c->chunk * net->cfg.hidden_size);
     c->net = net, c->plan = plan, c->w = w, c->progress = progress;
     c->in_flight = plan->windows_in_flight < w->n ? plan->windows_in_flight : w->n;
     c->n_slots = (size_t)(raana_block_linear_offset(&net->cfg, net->first_block + net->n_blocks) -
                           raana_block_linear_offset(&net->cfg, net->first_block));
-    size_t one = c->l.count + 1, m = (size_t)(c->in_flight > 0 ? c->in_flight : 1);
-    c->hidden = raana_malloc_large(one * sizeof *c->hidden);
+    size_t window = (size_t)w->len * net->cfg.hidden_size,
+           m = (size_t)(c->in_flight > 0 ? c->in_flight : 1);
+    c->hidden = raana_malloc_large((c->l.count + 1) * sizeof *c->hidden);
     c->head_grads =
-        c->l.rank == c->l.size - 1 ? raana_malloc_large(m * one * sizeof *c->head_grads) : NULL;
+        c->l.rank == c->l.size - 1 ? raana_malloc_large(m * window * sizeof *c->head_grads) : NULL;
     c->traces = calloc(m, sizeof *c->traces);
     c->ws = malloc((c->n_slots ? c->n_slots : 1) * sizeof *c->ws);
     c->acc = calloc((size_t)plan->n_layers * ACC_COLS, sizeof *c->acc);
@@ -298,20 +301,51 @@ static void calib_run_free(calib_run *c)
     memset(c, 0, sizeof *c);
 }
 
-/* Window i's forward pass (slot k of its round); on the last rank also the
- * loss and the head's gradient. Returns nonzero once any rank has failed. */
-static int forward_window(calib_run *c, int i, int k, int failed, raana_error *err)
+/* Rows of window rows [t0, ...): a chunk, or what is left. */
+static int chunk_rows(const calib_run *c, int t0)
+{
+    return c->w->len - t0 < c->chunk ? c->w->len - t0 : c->chunk;
+}
+
+/* The rows [t0, t0 + n) of window i (slot k) through this rank's blocks,
+ * the activations received from the rank before (or embedded) and passed
+ * on; on the last rank their part of the loss and the head's gradient. */
+static int forward_chunk(calib_run *c, int i, int k, int t0, int n, double *loss_sum, int failed,
+                         raana_error *err)
 {
     const raana_link *l = &c->l;
     const int *tokens = c->w->tokens + (size_t)i * c->w->len;
-    failed = raana_link_forward(l, &c->net, 1, tokens, c->w->len, i, c->hidden, &c->traces[k],
-                                failed, err);
+    int len = c->w->len, h = c->net->cfg.hidden_size;
+    if (l->rank > 0)
+        failed |= raana_link_recv(l, l->rank - 1, i, c->hidden);
+    if (!failed && l->rank == 0)
+        failed = raana_llama_embed(c->net, tokens + t0, n, c->hidden, err) != RAANA_OK;
+    if (!failed)
+        failed = raana_llama_forward_chunk(c->net, c->hidden, t0, n, len, &c->traces[k], err) !=
+                 RAANA_OK;
     if (l->rank == l->size - 1 && !failed) {
-        double loss;
-        failed = raana_llama_head(c->net, c->hidden, tokens, c->w->len, NULL, &loss,
-                                  c->head_grads + (size_t)k * (l->count + 1), err) != RAANA_OK;
-        c->loss_sum += loss;
+        double part = 0;
+        float *g = c->head_grads + ((size_t)k * len + (size_t)t0) * h;
+        failed = raana_llama_head_rows(c->net, c->hidden, tokens, t0, n, len, NULL, &part, g,
+                                       err) != RAANA_OK;
+        *loss_sum += part;
     }
+    if (l->rank < l->size - 1)
+        raana_link_send(l, l->rank + 1, i, c->hidden, failed);
+    return failed;
+}
+
+/* Window i's forward pass (slot k of its round), chunk by chunk; on
+ * the last rank also the loss and the head's gradient. Returns nonzero once
+ * any rank has failed. */
+static int forward_window(calib_run *c, int i, int k, int failed, raana_error *err)
+{
+    const raana_link *l = &c->l;
+    double loss_sum = 0;
+    for (int t0 = 0; t0 < c->w->len; t0 += c->chunk)
+        failed = forward_chunk(c, i, k, t0, chunk_rows(c, t0), &loss_sum, failed, err);
+    if (l->rank == l->size - 1 && c->w->len > 1)
+        c->loss_sum += loss_sum / (c->w->len - 1);
     if (!failed && c->grams && c->traces[k])
         raana_llama_trace_add_grams(c->net, c->traces[k], c->grams);
     raana_fault_point("calibrate", l->rank);
@@ -320,23 +354,39 @@ static int forward_window(calib_run *c, int i, int k, int failed, raana_error *e
     return failed;
 }
 
-/* Window i's backward pass (slot k of its round), its statistics into acc. */
+/* The gradients of the rows [t0, t0 + n) of window i (slot k), received
+ * from the rank after (on the last rank: the head's), back through this
+ * rank's blocks and on to the rank before. */
+static int backward_chunk(calib_run *c, int i, int k, int t0, int n, int failed, raana_error *err)
+{
+    const raana_link *l = &c->l;
+    size_t h = (size_t)c->net->cfg.hidden_size;
+    if (l->rank < l->size - 1)
+        failed |= raana_link_recv(l, l->rank + 1, c->w->n + i, c->hidden);
+    else
+        memcpy(c->hidden, c->head_grads + ((size_t)k * c->w->len + (size_t)t0) * h,
+               (size_t)n * h * sizeof *c->hidden);
+    if (!failed && c->traces[k]) /* the chunk at row 0 frees the trace */
+        failed = raana_llama_backward_chunk(c->net, &c->traces[k], c->hidden, t0, n, c->ws, err) !=
+                 RAANA_OK;
+    if (l->rank > 0)
+        raana_link_send(l, l->rank - 1, c->w->n + i, c->hidden, failed);
+    return failed;
+}
+
+/* Window i's backward pass (slot k of its round), chunk by chunk from the
+ * last, then its statistics into acc. */
 static int backward_window(calib_run *c, int i, int k, int failed, raana_error *err)
 {
     const raana_link *l = &c->l;
-    int n = c->w->n;
-    float *g = l->rank == l->size - 1 ? c->head_grads + (size_t)k * (l->count + 1) : c->hidden;
-    if (l->rank < l->size - 1)
-        failed |= raana_link_recv(l, l->rank + 1, n + i, g);
+    int n = c->w->n, had_trace = c->traces[k] != NULL;
     memset(c->ws, 0, (c->n_slots ? c->n_slots : 1) * sizeof *c->ws);
-    if (!failed && c->traces[k]) { /* backward frees the trace */
-        failed = raana_llama_backward_blocks(c->net, c->traces[k], g, c->ws, err) != RAANA_OK;
+    for (int t0 = (c->w->len - 1) / c->chunk * c->chunk; t0 >= 0; t0 -= c->chunk)
+        failed = backward_chunk(c, i, k, t0, chunk_rows(c, t0), failed, err);
+    if (!failed && had_trace)
         add_window_stats(c->plan, c->net, c->ws, c->acc);
-    } else
-        raana_llama_trace_free(c->traces[k]);
+    raana_llama_trace_free(c->traces[k]);
     c->traces[k] = NULL;
-    if (l->rank > 0)
-        raana_link_send(l, l->rank - 1, n + i, g, failed);
     if (l->rank == 0)
         raana_progress_line(c->progress, "calibrate (backward)", i + 1, n, c->t0);
     return failed;
@@ -368,9 +418,12 @@ raana_status raana_pipeline_calibrate(MPI_Comm comm, const raana_llama *net, con
     RAANA_CHECK(
         raana_comm_agree(comm, calib_run_create(&c, comm, net, plan, w, progress, err), err));
     c.grams = grams;
+    char chunks[48] = "";
+    if (c.chunk < w->len)
+        snprintf(chunks, sizeof chunks, " in chunks of %d", c.chunk);
     if (progress && c.l.rank == 0)
-        raana_log_line(progress, "calibrate: %d windows of %d tokens, %d in flight%s", w->n, w->len,
-                       c.in_flight,
+        raana_log_line(progress, "calibrate: %d windows of %d tokens%s, %d in flight%s", w->n,
+                       w->len, chunks, c.in_flight,
                        plan->windows_fit_from ? " (auto, lowered to fit the memory limits)" : "");
     if (progress && c.l.rank == 0 && team) {
         char desc[512];
@@ -399,7 +452,8 @@ static int fitting_windows(const raana_stage *s, int rank)
     raana_memory_read(&mem);
     const raana_plan_rank *r = &s->plan.ranks[rank];
     for (int m = s->plan.windows_in_flight; m > 1; m--) {
-        uint64_t calib = raana_estimate_calibration_bytes(&s->model.config, r, s->plan.seq_len, m);
+        uint64_t calib = raana_estimate_calibration_bytes(&s->model.config, r, s->plan.seq_len, m,
+                                                          s->plan.chunk_tokens);
         uint64_t need =
             4 * r->params + r->gram_bytes + (calib > r->quantize_bytes ? calib : r->quantize_bytes);
         raana_error scratch;

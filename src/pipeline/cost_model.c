@@ -36,8 +36,24 @@ static double window_flops(const raana_plan *plan, const raana_model_config *mod
     return flops;
 }
 
-/* GPipe over the ranks holding blocks: per round of m windows, (m - 1) x
- * the largest unit + the sum of the units. */
+/* Every linear layer's sgemm packs its weights once per call, which a
+ * window in chunks pays once per chunk: a chunk of R rows costs as R + this
+ * many rows would without packing (7B block shapes, one thread: chunks of
+ * 128 and of 64 rows of 256-token windows measured 7.5% and 16% more
+ * calibration time, docs/CALIBRATION.md). */
+#define CHUNK_PACK_ROWS 17.0
+
+/* The calibration time of a window in chunks of plan->chunk_tokens over
+ * that of a whole window; *chunks per window. */
+static double chunk_factor(const raana_plan *plan, int *chunks)
+{
+    int t = plan->seq_len, c = plan->chunk_tokens;
+    *chunks = c > 0 && c < t ? (t + c - 1) / c : 1;
+    return *chunks * ((double)t / *chunks + CHUNK_PACK_ROWS) / (t + CHUNK_PACK_ROWS);
+}
+
+/* GPipe over the ranks holding blocks: per round of m units (windows, or
+ * chunks of windows), (m - 1) x the largest unit + the sum of the units. */
 static double pipeline_seconds(const double *unit, int n_ranks, int windows, int in_flight)
 {
     double sum = 0, largest = 0, total = 0;
@@ -104,7 +120,8 @@ static void predict_calibrate(const raana_plan *plan, const raana_model_config *
     if (cfg->statistics[0]) /* statistics reused: no calibration */
         return;
     double rate = cfg->cost_calibrate_gflops * 1e9 * cost->threads.blas;
-    int holders = 0;
+    int holders = 0, chunks;
+    double factor = chunk_factor(plan, &chunks);
     for (int r = 0; r < plan->n_ranks; r++) {
         if (plan->ranks[r].n_blocks == 0)
             continue;
@@ -114,12 +131,12 @@ static void predict_calibrate(const raana_plan *plan, const raana_model_config *
                  (double)raana_estimate_gram_bytes(model, pr->first_block,
                                                    pr->first_block + pr->n_blocks, cfg) /
                  4;
-        unit[holders++] = flops / rate;
-        cost->ranks[r].calibrate = cost->windows * flops / rate;
+        unit[holders++] = flops / rate * factor / chunks;
+        cost->ranks[r].calibrate = cost->windows * flops / rate * factor;
         cost->calibrate_flops += cost->windows * flops;
     }
     int m = plan->windows_in_flight > 0 ? plan->windows_in_flight : 1;
-    cost->calibrate = pipeline_seconds(unit, holders, cost->windows, m);
+    cost->calibrate = pipeline_seconds(unit, holders, cost->windows * chunks, m * chunks);
 }
 
 static void predict_load_write(const raana_plan *plan, const raana_config *cfg, raana_cost *cost)

@@ -81,14 +81,15 @@ void raana_fingerprints_free(raana_fingerprints *f)
     memset(f, 0, sizeof *f);
 }
 
-uint64_t raana_fingerprint_calibration(const raana_fingerprints *f, const raana_windows *w)
+uint64_t raana_fingerprint_calibration(const raana_fingerprints *f, const raana_windows *w,
+                                       int chunk_tokens)
 {
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     static const char tag[] = "raana-calibration " RAANA_VERSION;
     XXH3_64bits_update(h, tag, sizeof tag);
     XXH3_64bits_update(h, &f->checkpoint, sizeof f->checkpoint);
-    int shape[2] = {w->n, w->len};
+    int shape[3] = {w->n, w->len, chunk_tokens};
     XXH3_64bits_update(h, shape, sizeof shape);
     XXH3_64bits_update(h, w->tokens, (size_t)w->n * (size_t)w->len * sizeof *w->tokens);
     uint64_t v = XXH3_64bits_digest(h);

@@ -90,9 +90,11 @@ uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int ne
 }
 
 /* Attention is blocked: a trace keeps one log-sum-exp per head and
- * position, and the tiles' scratch is 2 x 128^2 floats. */
+ * position, and the tiles' scratch is 2 x 128^2 floats. In chunks, the key
+ * and value gradient sums of every block live through a window's backward
+ * (whole windows: one block's at a time, with the working buffers). */
 uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raana_plan_rank *r,
-                                          int seq_len, int n_traces)
+                                          int seq_len, int n_traces, int chunk_tokens)
 {
     uint64_t t = (uint64_t)seq_len, h = (uint64_t)m->hidden_size,
              inter = (uint64_t)m->intermediate_size, heads = (uint64_t)m->num_heads;
@@ -102,7 +104,9 @@ uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raa
     uint64_t per_block = t * (8 * h + 3 * inter + 2 + heads);
     uint64_t acts = (uint64_t)n_traces * (uint64_t)r->n_blocks * per_block + 4 * t * h +
                     2 * t * inter + 2 * 128 * 128 + t;
-    if (r->owns_head) /* logits and their gradient, and one head gradient per trace */
-        acts += 2 * t * (uint64_t)m->vocab_size + (uint64_t)n_traces * (t * h + 1);
+    if (chunk_tokens > 0 && chunk_tokens < seq_len)
+        acts += 2 * t * (uint64_t)m->num_kv_heads * (uint64_t)m->head_dim * (uint64_t)r->n_blocks;
+    if (r->owns_head) /* logits (their gradient in place), and one head gradient per trace */
+        acts += t * (uint64_t)m->vocab_size + (uint64_t)n_traces * t * h;
     return 4 * acts;
 }

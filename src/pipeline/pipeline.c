@@ -154,7 +154,7 @@ static raana_status calibrate_or_resume(MPI_Comm comm, const raana_config *cfg, 
                                         job_run *j, int rank, FILE *progress, raana_error *err)
 {
     int n = s->plan.n_layers;
-    j->calib_fp = raana_fingerprint_calibration(&j->fp, &s->windows);
+    j->calib_fp = raana_fingerprint_calibration(&j->fp, &s->windows, s->plan.chunk_tokens);
     j->fp.calibration = j->calib_fp;
     if (cfg->statistics[0]) {
         RAANA_CALL(raana_statistics_reuse(comm, cfg, s, j->fp.checkpoint, j->calib_fp, j->stats,

@@ -89,9 +89,9 @@ static int split_point(const raana_model_config *m, int n_ranks, int r)
 static void estimate_peak(const raana_model_config *m, const raana_plan *plan, raana_plan_rank *r,
                           const raana_config *cfg)
 {
-    r->calibration_bytes =
-        raana_estimate_calibration_bytes(m, r, plan->seq_len, plan->windows_in_flight) +
-        r->expert_rows_bytes;
+    r->calibration_bytes = raana_estimate_calibration_bytes(
+                               m, r, plan->seq_len, plan->windows_in_flight, plan->chunk_tokens) +
+                           r->expert_rows_bytes;
     r->quantize_bytes =
         raana_estimate_quantize_bytes(plan, r->first_block, r->first_block + r->n_blocks, cfg);
     r->gram_bytes = raana_estimate_gram_bytes(m, r->first_block, r->first_block + r->n_blocks, cfg);
@@ -124,8 +124,8 @@ static void build_ranks(const raana_model_config *m, raana_plan *plan, const raa
         }
         estimate_peak(m, plan, rk, cfg);
         /* raana-eval: weights and one window's forward, on top of what runs */
-        rk->forward_peak_bytes =
-            4 * rk->params + raana_estimate_calibration_bytes(m, rk, plan->seq_len, 1);
+        rk->forward_peak_bytes = 4 * rk->params + raana_estimate_calibration_bytes(
+                                                      m, rk, plan->seq_len, 1, plan->chunk_tokens);
     }
 }
 
@@ -140,6 +140,8 @@ raana_status raana_plan_create(const raana_model_config *model, const raana_conf
     plan->block_params = raana_block_params(model);
     plan->seq_len = raana_plan_seq_len(model, cfg);
     RAANA_CHECK(raana_model_check_window(model, plan->seq_len, "config.json", err));
+    plan->chunk_tokens =
+        cfg->chunk_tokens < plan->seq_len && model->moe_experts <= 0 ? cfg->chunk_tokens : 0;
     for (int b = 0; b < model->num_layers; b++)
         plan->total_params += raana_block_params_at(model, b);
     plan->total_params += (uint64_t)model->hidden_size + (uint64_t)model->vocab_size *

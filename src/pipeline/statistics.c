@@ -462,8 +462,9 @@ raana_status raana_statistics_check(const raana_statistics *s, const char *path,
     }
     if (s->calibration_fp != calibration_fp) {
         snprintf(what, sizeof what,
-                 "other calibration tokens (fingerprint %016llx there, %016llx here: the "
-                 "calibration text, the tokenizer or raana's version differs)",
+                 "other calibration tokens or chunks (fingerprint %016llx there, %016llx here: "
+                 "the calibration text, the tokenizer, [calibration] chunk_tokens or raana's "
+                 "version differs)",
                  (unsigned long long)s->calibration_fp, (unsigned long long)calibration_fp);
         return refuse(path, err, what);
     }

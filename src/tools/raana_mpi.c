@@ -193,7 +193,7 @@ static raana_status calibrate(job_state *job, int rank, raana_statistics_output 
     RAANA_CALL(raana_job_load(MPI_COMM_WORLD, cfg, s, rank, err));
     RAANA_CALL(raana_fingerprint_checkpoint(MPI_COMM_WORLD, s, rank, fp, err));
     o->checkpoint_fp = fp->checkpoint;
-    o->calibration_fp = raana_fingerprint_calibration(fp, &s->windows);
+    o->calibration_fp = raana_fingerprint_calibration(fp, &s->windows, s->plan.chunk_tokens);
     if (cfg->statistics[0])
         return raana_statistics_reuse(MPI_COMM_WORLD, cfg, s, o->checkpoint_fp, o->calibration_fp,
                                       stats, &o->loss, err);

@@ -9,6 +9,10 @@
 # refused with exit 3 and a message naming the key; auto under a memory
 # cgroup with room for 2 windows but not 4 (P = 2, where auto would be 4)
 # lowers M to 2, says so, and gives the statistics of an unconstrained run.
+# Chunks ([calibration] chunk_tokens = 20: 20, 20 and 8 rows of each
+# window per pipeline message) give, for each P, the container of P = 1 with
+# the same chunks, the log says so, and the loss stays within 1e-6 of whole
+# windows'; chunk_tokens = -1 is refused.
 # Usage: test_windows_in_flight.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC
 # (RAANA_TEST_RANKS, RAANA_TEST_COMMON, RAANA_TEST_REF: tests/cli/lib.sh)
 set -u
@@ -57,8 +61,29 @@ for p in $test_ranks; do
     cmp -s "$ref/loss.txt" "$tmp/loss-p$p-m$m.txt" && ok ||
       bad "P=$p M=$m: loss $(cat "$tmp/loss-p$p-m$m.txt") differs from P=1 M=1 $(cat "$ref/loss.txt")"
   done
+  # chunks of a window as pipeline messages: the same result for every P
+  out_h5=$tmp/p$p-chunks.h5
+  run "$mpiexec" -n "$p" "$mpi_bin" "$job" "${small[@]}" --set "output.path=$out_h5" \
+    --set calibration.windows_in_flight=2 --set calibration.chunk_tokens=20
+  expect_rc 0 "P=$p chunks"
+  expect_err "calibrate: 5 windows of 48 tokens in chunks of 20, 2 in flight" "P=$p: the log names chunks"
+  loss=$(sed -n 's/^calibration: .* loss \([0-9.]*\)$/\1/p' <<<"$out")
+  whole=$(sed -n 's/^calibration: .* loss \([0-9.]*\)$/\1/p' "$tmp/loss-p$p-m1.txt")
+  awk -v a="$loss" -v b="$whole" 'BEGIN { d = a - b; exit !(a > 0 && d * d < 1e-12 * b * b) }' &&
+    ok || bad "P=$p chunks: loss $loss, whole windows $whole"
+  if [ "$p" = 1 ]; then
+    cp "$out_h5" "$ref/p1-chunks.h5"
+  elif has_ref "$ref/p1-chunks.h5" "P=$p chunks"; then
+    HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$ref/p1-chunks.h5" \
+      "$out_h5" --ignore config.ini >/dev/null && ok || bad "P=$p chunks: container differs from P=1's"
+  fi
 done
 [ "$test_common" = 1 ] || { finish; exit; }
+
+run "$mpi_bin" --dry-run --set calibration.chunk_tokens=-1 "$job"
+expect_rc 3 "chunk_tokens = -1"
+expect_err "calibration.chunk_tokens" "chunk_tokens = -1 names the key"
+expect_one_error_line "chunk_tokens = -1"
 
 # the key's values: an integer >= 1 or auto
 for v in 0 -1 x; do

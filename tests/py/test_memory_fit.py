@@ -88,8 +88,8 @@ def needs(m, P, T, M, avg_bits=3, rate=0.003):
             params += h + (0 if m["tied"] else V * h)
         acts = (M * nb * T * (8 * h + 3 * inter + 2 + m["heads"]) + 4 * T * h + 2 * T * inter
                 + 2 * 128 * 128 + T)
-        if r == P - 1:
-            acts += 2 * T * V + M * (T * h + 1)
+        if r == P - 1:  # logits (their gradient in place) and the head gradients
+            acts += T * V + M * T * h
         # the receive buffer for another rank's largest layer (when other ranks
         # hold blocks), the working copy of the largest layer it may encode, and
         # its blocks' quantized layers

@@ -151,11 +151,16 @@ static double simulate(const double *unit, int stages, int windows, int m)
     return t;
 }
 
-static void test_pipeline(int layers, int n_ranks, int windows, int in_flight)
+/* chunk > 0: windows of 64 tokens in chunks of that many rows, each chunk a
+ * pipeline unit costing (rows + 17) / (64 + 17) of a window's time. */
+static void test_pipeline(int layers, int n_ranks, int windows, int in_flight, int chunk)
 {
     raana_model_config m = tiny_llama_config(layers, 128, 344, 4, 4, 500);
     raana_config cfg = job(windows, 64, 3);
     cfg.windows_in_flight = in_flight;
+    cfg.chunk_tokens = chunk;
+    int chunks = chunk > 0 ? (64 + chunk - 1) / chunk : 1;
+    double share = (64.0 / chunks + 17) / (64 + 17);
     raana_plan plan;
     raana_cost cost;
     raana_error err;
@@ -165,12 +170,13 @@ static void test_pipeline(int layers, int n_ranks, int windows, int in_flight)
     int stages = 0;
     for (int r = 0; r < n_ranks; r++)
         if (plan.ranks[r].n_blocks > 0)
-            unit[stages++] =
-                flops(&m, plan.ranks[r].n_blocks, 64, plan.ranks[r].owns_head) / (50e9 * 3);
-    double expected = simulate(unit, stages, windows, plan.windows_in_flight);
+            unit[stages++] = flops(&m, plan.ranks[r].n_blocks, 64, plan.ranks[r].owns_head) /
+                             (50e9 * 3) * (chunk > 0 ? share : 1);
+    double expected = simulate(unit, stages, windows * chunks, plan.windows_in_flight * chunks);
     if (fabs(cost.calibrate - expected) > 1e-9 * expected)
-        printf("  %d blocks on %d ranks, %d windows, %d in flight: %.9f s, simulated %.9f s\n",
-               layers, n_ranks, windows, plan.windows_in_flight, cost.calibrate, expected);
+        printf("  %d blocks on %d ranks, %d windows, %d in flight, %d chunks: %.9f s, simulated "
+               "%.9f s\n",
+               layers, n_ranks, windows, plan.windows_in_flight, chunks, cost.calibrate, expected);
     CHECK_NEAR(cost.calibrate, expected, 1e-9);
     /* the quantize stage: every layer on some rank; LPT within its bound */
     double sum = 0, largest = 0, layer_max = 0;
@@ -190,9 +196,11 @@ int main(void)
 {
     test_one_rank();
     test_ldlq_memory();
-    int cases[][4] = {{4, 2, 4, 4}, {5, 2, 4, 4}, {5, 3, 7, 2}, {7, 4, 9, 3},
-                      {3, 5, 4, 4}, {6, 3, 1, 1}, {8, 4, 8, 0}};
+    /* blocks, ranks, windows, in flight, chunk rows (24: ragged chunks of 64 tokens) */
+    int cases[][5] = {{4, 2, 4, 4, 0},  {5, 2, 4, 4, 0}, {5, 3, 7, 2, 0}, {7, 4, 9, 3, 0},
+                      {3, 5, 4, 4, 0},  {6, 3, 1, 1, 0}, {8, 4, 8, 0, 0}, {4, 2, 4, 4, 16},
+                      {8, 4, 2, 2, 24}, {6, 3, 1, 1, 32}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        test_pipeline(cases[i][0], cases[i][1], cases[i][2], cases[i][3]);
+        test_pipeline(cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4]);
     return check_summary("test_cost_model");
 }

@@ -36,6 +36,11 @@ typedef struct raana_config {
     /* windows whose activations are held at once; 0 = auto (plan.h). Not
      * part of any fingerprint: it never changes a result. */
     int windows_in_flight;
+    /* tokens of a window per pipeline message: chunks of a window overlap
+     * across ranks; 0 = whole windows. Changes the rounding of the
+     * statistics (it is in the calibration's fingerprint), never with the
+     * rank count. */
+    int chunk_tokens;
     /* ranks per sparse block's experts (expert_teams.h); 0 = auto: more
      * than one only when the experts do not fit the owner's memory */
     int expert_ranks;

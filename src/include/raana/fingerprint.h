@@ -32,8 +32,10 @@ raana_status raana_fingerprint_checkpoint(MPI_Comm comm, const raana_stage *s, i
                                           raana_fingerprints *f, raana_error *err);
 void raana_fingerprints_free(raana_fingerprints *f);
 
-/* Of the checkpoint and the calibration windows (tokens). */
-uint64_t raana_fingerprint_calibration(const raana_fingerprints *f, const raana_windows *w);
+/* Of the checkpoint, the calibration windows (tokens) and the rows per
+ * pipeline chunk (plan.h's chunk_tokens: it changes the rounding). */
+uint64_t raana_fingerprint_calibration(const raana_fingerprints *f, const raana_windows *w,
+                                       int chunk_tokens);
 
 /* Of layer `name`'s weight and everything its codes depend on. */
 uint64_t raana_fingerprint_layer(const raana_fingerprints *f, const raana_model *m,

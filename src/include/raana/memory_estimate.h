@@ -23,11 +23,12 @@
 
 /* The calibration activations of rank r, kept for the backward pass: one
  * trace per window in flight and block (docs/SCALING.md, "Calibration
- * activations"), the buffers of one window, and on the last rank the
- * logits, their gradient and the head's gradient of every window in
- * flight. */
+ * activations"), the buffers of one window (in chunks of chunk_tokens > 0:
+ * also every block's key and value gradient sums), and on the last rank
+ * the logits (their gradient in place) and the head's gradient of every
+ * window in flight. */
 uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raana_plan_rank *r,
-                                          int seq_len, int n_traces);
+                                          int seq_len, int n_traces, int chunk_tokens);
 
 /* The quantize stage's working set on the rank that owns blocks
  * [first, next): the receive buffer for the largest layer of other ranks'

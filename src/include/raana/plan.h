@@ -46,6 +46,10 @@ typedef struct {
     uint64_t block_params; /* parameters of one decoder block (the largest one) */
     uint64_t total_params, quantized_params;
     int seq_len; /* calibration window actually used */
+    /* rows of a window per pipeline message ([calibration] chunk_tokens;
+     * 0, whole windows, when it is 0, not below seq_len, or the model has
+     * sparse blocks) */
+    int chunk_tokens;
     /* M: windows whose activations calibration holds at once (config.h's
      * windows_in_flight, at most n_samples); windows_auto when it was auto */
     int windows_in_flight, windows_auto;
