@@ -11,6 +11,7 @@
 #include "raana/attention.h"
 #include "raana/huge_alloc.h"
 #include "raana/moe.h"
+#include "raana/scores.h"
 #include "raana/swiglu.h"
 
 /* ---- loading ------------------------------------------------------------- */
@@ -551,20 +552,14 @@ raana_status raana_llama_forward_blocks(const raana_llama *net, float *hidden, i
     return raana_llama_forward_chunk(net, hidden, 0, t, t, out, err);
 }
 
-/* Row i's cross-entropy against target from its logits (double), and
+/* A row's cross-entropy against target from its logits (double), and
  * (dl non-NULL) dl = (softmax - onehot) / n_pred, which may be the row. */
 static double cross_entropy_row(const float *row, int v, int target, int n_pred, float *dl)
 {
-    float mx = row[0];
-    for (int j = 1; j < v; j++)
-        mx = row[j] > mx ? row[j] : mx;
-    double sum = 0;
-    for (int j = 0; j < v; j++)
-        sum += exp((double)row[j] - mx);
-    double loss = log(sum) + mx - row[target];
+    double lse = raana_logsumexp(row, v), loss = lse - row[target];
     if (dl) {
         for (int j = 0; j < v; j++)
-            dl[j] = (float)(exp((double)row[j] - mx) / sum / n_pred);
+            dl[j] = (float)(exp((double)row[j] - lse) / n_pred);
         dl[target] -= 1.0f / (float)n_pred;
     }
     return loss;
@@ -588,15 +583,15 @@ raana_status raana_llama_head_rows(const raana_llama *net, const float *hidden, 
     rmsnorm(hidden, n, h, net->final_norm, c->rms_norm_eps, r, hn);
     raana_nn_linear(hn, n, h, v, net->lm_head, NULL, logits);
     double total = 0;
-    int n_pred = t - 1, end = t0 + n < n_pred ? n : n_pred - t0;
+    int n_pred = t - 1, end = t0 + n < n_pred ? n : n_pred - t0; /* rows that predict */
+    end = end > 0 ? end : 0;
     for (int i = 0; i < end; i++)
         total += cross_entropy_row(logits + (size_t)i * v, v, tokens[t0 + i + 1], n_pred,
                                    dlogits ? dlogits + (size_t)i * v : NULL);
     *loss_sum = total;
     if (dhidden) { /* position t - 1 predicts nothing: its gradient is 0 */
         if (end < n)
-            memset(dlogits + (size_t)(end > 0 ? end : 0) * v, 0,
-                   (size_t)(n - (end > 0 ? end : 0)) * v * 4);
+            memset(dlogits + (size_t)end * v, 0, (size_t)(n - end) * v * 4);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, h, v, 1.0f, dlogits, v,
                     net->lm_head, h, 0.0f, dhn, h);
         memset(dhidden, 0, (size_t)n * h * 4);
