@@ -33,11 +33,8 @@ declare -A best
 for rep in 1 2; do
   for chunk in 0 256; do
     for p in 1 2; do
-      line=$(run "$chunk" "$p")
-      key=$chunk,$p
-      if [ -z "${best[$key]:-}" ] || awk -v a="${line%% *}" -v b="${best[$key]%% *}" 'BEGIN{exit !(a<b)}'; then
-        best[$key]=$line
-      fi
+      line=$(run "$chunk" "$p") # a failed run stops the script (set -e)
+      keep_faster "$chunk,$p" "$line"
     done
   done
 done

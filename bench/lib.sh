@@ -28,3 +28,11 @@ bench_write_job() {
     printf '%s\n' "[output]" "path = out.h5" "overwrite = true"
   } >"$file"
 }
+
+# keep_faster KEY LINE: best[KEY] (an associative array the caller declares)
+# becomes LINE when it is unset or LINE's first field (seconds) is smaller.
+keep_faster() {
+  if [ -z "${best[$1]:-}" ] || awk -v a="${2%% *}" -v b="${best[$1]%% *}" 'BEGIN{exit !(a<b)}'; then
+    best[$1]=$2
+  fi
+}
