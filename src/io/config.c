@@ -72,6 +72,8 @@ static const config_key config_keys[] = {
     {"quantize", "pca_rank", KEY_INT, FIELD(pca_rank), "0", 0, 4096},
     {"quantize", "lowrank_team_min_weights", KEY_INT, FIELD(lowrank_team_min_weights), "16777216",
      1, 2147483647},
+    {"quantize", "split_min_weights", KEY_INT_AUTO, FIELD(split_min_weights), "auto", 1,
+     2147483647},
     {"output", "path", KEY_PATH, FIELD(output_path), "quantized.h5", 0, 0},
     {"output", "zstd_level", KEY_INT, FIELD(zstd_level), "3", 1, 22},
     {"output", "overwrite", KEY_BOOL, FIELD(overwrite), "false", 0, 0},

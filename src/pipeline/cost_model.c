@@ -102,8 +102,13 @@ static raana_status predict_quantize(const raana_plan *plan, const raana_config 
                       svd
                 : -1;
     }
+    double split = 0; /* split layers: every rank a 1/P share (column_split.h) */
+    for (int i = 0; i < n; i++)
+        if (plan->layers[i].split && layer[i] > 0)
+            split += layer[i] / plan->n_ranks, layer[i] = -1;
     RAANA_CHECK(raana_balance_lpt(layer, NULL, n, plan->n_ranks, rank_of, load, err));
     for (int r = 0; r < plan->n_ranks; r++) {
+        load[r] += split;
         cost->ranks[r].quantize = load[r];
         cost->quantize = fmax(cost->quantize, load[r]);
     }

@@ -63,12 +63,22 @@ uint64_t raana_estimate_gram_bytes(const raana_model_config *m, int first, int n
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
                                        const raana_config *cfg)
 {
-    uint64_t own = 0, foreign = 0, kept = 0, ldlq = 0, gram = 0, lowrank = 0;
+    uint64_t own = 0, foreign = 0, kept = 0, ldlq = 0, gram = 0, lowrank = 0, split = 0;
     for (int i = 0; i < plan->n_layers; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         uint64_t weights = (uint64_t)l->d_in * (uint64_t)l->d_out;
         if (!l->quantize)
             continue;
+        if (l->block >= first && l->block < next)
+            kept += quantized_layer_bytes(l, cfg);
+        if (l->split) { /* a piece received and its tricked copy; the rescales twice and
+                           three sums per column (column_split.c) */
+            uint64_t piece = ((uint64_t)l->d_out + (uint64_t)plan->n_ranks - 1) /
+                             (uint64_t)plan->n_ranks * (uint64_t)l->d_in;
+            uint64_t work = 8 * piece + 32 * (uint64_t)l->d_out;
+            split = work > split ? work : split;
+            continue;
+        }
         uint64_t work, g;
         ldlq_bytes(l, cfg, &work, &g);
         ldlq = work > ldlq ? work : ldlq;
@@ -79,14 +89,15 @@ uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int ne
             gram = g > gram ? g : gram;
         if (l->block >= first && l->block < next) {
             own = 4 * weights > own ? 4 * weights : own;
-            kept += quantized_layer_bytes(l, cfg);
         } else if (moves) {
             foreign = 4 * weights > foreign ? 4 * weights : foreign;
         }
     }
-    /* the receive buffer stays through the stage; the working copy is of
-     * the layer being encoded, own or received */
-    return foreign + (own > foreign ? own : foreign) + kept + ldlq + gram + lowrank;
+    /* the receive buffer stays through the rounds; the working copy is of
+     * the layer being encoded, own or received; the split layers come
+     * first, with their own buffers (quantize.c) */
+    uint64_t rounds = foreign + (own > foreign ? own : foreign);
+    return (rounds > split ? rounds : split) + kept + ldlq + gram + lowrank;
 }
 
 /* Attention is blocked: a trace keeps one log-sum-exp per head and

@@ -3,6 +3,7 @@
 #include "raana/plan.h"
 
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,8 @@ raana_status raana_plan_create(const raana_model_config *model, const raana_conf
                                                              (uint64_t)model->hidden_size *
                                                              (model->tie_word_embeddings ? 1u : 2u);
     RAANA_CHECK(build_layers(model, cfg, plan, err));
+    for (int i = 0; i < plan->n_layers; i++)
+        plan->layers[i].split = raana_plan_layer_split(cfg, plan, &plan->layers[i]);
     plan->windows_auto = cfg->windows_in_flight == 0;
     plan->windows_in_flight = raana_plan_windows_in_flight(cfg, n_ranks);
     plan->ranks = calloc((size_t)n_ranks, sizeof *plan->ranks);
@@ -206,6 +209,25 @@ int raana_plan_layer_lowrank(const raana_config *cfg, const raana_plan_layer *l)
     if (r <= 0 || (cfg->pca_rank <= 0 && !raana_plan_layer_has_gram(cfg, l)))
         return 0;
     return r < k ? r : k;
+}
+
+int raana_plan_layer_split(const raana_config *cfg, const raana_plan *plan,
+                           const raana_plan_layer *l)
+{
+    uint64_t weights = (uint64_t)l->d_in * (uint64_t)l->d_out, p = (uint64_t)plan->n_ranks;
+    uint64_t piece = ((uint64_t)l->d_out + p - 1) / p * (uint64_t)l->d_in;
+    if (!l->quantize || (cfg->ldlq && raana_plan_layer_has_gram(cfg, l)) ||
+        raana_plan_layer_lowrank(cfg, l) > 0 || piece > INT_MAX)
+        return 0;
+    if (cfg->split_min_weights > 0)
+        return weights >= (uint64_t)cfg->split_min_weights;
+    return p > 1 && (weights * p > plan->quantized_params || weights > INT_MAX);
+}
+
+void raana_plan_split_piece(int d_out, int n_ranks, int k, int *c0, int *n)
+{
+    int64_t a = (int64_t)d_out * k / n_ranks, b = (int64_t)d_out * (k + 1) / n_ranks;
+    *c0 = (int)a, *n = (int)(b - a);
 }
 
 int raana_plan_lowrank_by_team(const raana_config *cfg, const raana_plan_layer *l, int n_ranks)
@@ -281,7 +303,7 @@ void raana_plan_print(FILE *out, const raana_plan *plan, const raana_model_confi
         const raana_plan_layer *l = &plan->layers[i];
         fprintf(out, "  %-40s %7d %7d %10llu  %s\n", l->name, l->d_in, l->d_out,
                 (unsigned long long)l->d_in * (unsigned long long)l->d_out,
-                l->quantize ? "yes"
+                l->quantize ? (l->split ? "yes (split by columns over all ranks)" : "yes")
                 : l->kind == RAANA_LINEAR_ROUTER || l->kind == RAANA_LINEAR_SHARED_GATE
                     ? "no (router)"
                     : "no (excluded)");

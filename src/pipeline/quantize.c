@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "raana/balance.h"
+#include "raana/column_split.h"
 #include "raana/comm.h"
 #include "raana/fault.h"
 #include "raana/half_scaled.h"
@@ -15,6 +16,7 @@
 #include "raana/joblog.h"
 #include "raana/lowrank.h"
 #include "raana/preempt.h"
+#include "raana/qlayer_encode.h"
 #include "raana/ranked.h"
 #include "raana/rng.h"
 #include "raana/svd.h"
@@ -42,24 +44,24 @@ void raana_quantized_free(raana_quantized *q)
     memset(q, 0, sizeof *q);
 }
 
-/* ||What - W||_F / ||W||_F. */
+/* ||What - W||_F / ||W||_F, summed column by column as a split layer
+ * sums it (qlayer_encode.h). */
 static raana_status relative_error(const raana_qlayer *q, const float *w, double *rel,
                                    raana_error *err)
 {
     raana_status st = RAANA_OK;
-    size_t n = (size_t)q->d_in * (size_t)q->d_out;
-    double diff = 0, ref = 0;
-    float *what = raana_malloc_large(n * sizeof *what);
-    if (!what)
+    size_t d_in = (size_t)q->d_in, d_out = (size_t)q->d_out;
+    float *what = raana_malloc_large(d_in * d_out * sizeof *what);
+    double *diff = malloc(2 * d_out * sizeof *diff), *ref = diff + d_out;
+    if (!what || !diff)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for a %dx%d layer", q->d_out, q->d_in);
     RAANA_CHECK(raana_qlayer_dequantize(q, what, err));
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)what[i] - w[i];
-        diff += d * d, ref += (double)w[i] * w[i];
-    }
-    *rel = ref > 0 ? sqrt(diff / ref) : sqrt(diff);
+    for (size_t j = 0; j < d_out; j++)
+        raana_qlayer_column_error(what + j * d_in, w + j * d_in, q->d_in, &diff[j], &ref[j]);
+    *rel = raana_qlayer_relative_error(diff, ref, q->d_out);
 cleanup:
     free(what);
+    free(diff);
     return st;
 }
 
@@ -191,6 +193,21 @@ static raana_status encode_and_save(const float *w, const float *gram, const raa
     return RAANA_OK;
 }
 
+/* The quantizer's parameters for layer l at bits (gram: its LDLQ gram or NULL). */
+static raana_qlayer_params layer_params(const raana_config *cfg, const raana_plan_layer *l,
+                                        double bits, const float *gram)
+{
+    return (raana_qlayer_params){bits,
+                                 cfg->tricks,
+                                 cfg->norm_col_rate,
+                                 raana_rng_layer_key(cfg->seed, l->name),
+                                 cfg->encoder,
+                                 raana_quantize_threads(cfg),
+                                 cfg->ldlq ? gram : NULL,
+                                 cfg->ldlq_damp,
+                                 cfg->side_bits};
+}
+
 /* One layer: from the resume directory when it holds this exact work,
  * else encoded now and saved there (or, *pending, once its team SVD is
  * done). */
@@ -206,15 +223,7 @@ static raana_status quantize_layer(const float *w, const float *gram, const raan
         q->side_bits = cfg->side_bits == 16 ? 16 : 32; /* part of the fingerprint */
         return RAANA_OK;
     }
-    raana_qlayer_params p = {bits,
-                             cfg->tricks,
-                             cfg->norm_col_rate,
-                             raana_rng_layer_key(cfg->seed, l->name),
-                             cfg->encoder,
-                             raana_quantize_threads(cfg),
-                             cfg->ldlq ? gram : NULL,
-                             cfg->ldlq_damp,
-                             cfg->side_bits};
+    raana_qlayer_params p = layer_params(cfg, l, bits, gram);
     if (encode_and_save(w, gram, cfg, l, &p, fingerprint, resume, lw, n_ranks, q, rel, pending,
                         err) != RAANA_OK)
         return raana_error_prefix(err, "%s", l->name);
@@ -275,6 +284,7 @@ typedef struct {
     const raana_plan_layer *layer; /* rank 0's layer of the last round, or NULL */
     double bits, rel;
     int reused;
+    int split_ranks; /* > 0: a split layer, encoded by that many ranks */
 } round_report;
 
 static void report_round(FILE *out, const round_report *r, const double *all, const raana_plan *p,
@@ -286,7 +296,10 @@ static void report_round(FILE *out, const round_report *r, const double *all, co
         n_quantized += p->layers[i].quantize;
     if (r->layer)
         snprintf(detail, sizeof detail, "%-40s %5g bits  rel.err %.4f%s", r->layer->name, r->bits,
-                 r->rel, r->reused ? "  [resumed]" : "");
+                 r->rel,
+                 r->reused            ? "  [resumed]"
+                 : r->split_ranks > 0 ? "  [split]"
+                                      : "");
     double left = (double)p->quantized_params - all[R_WEIGHTS];
     double eta = all[R_ENCODED] > 0 ? elapsed * left / all[R_ENCODED] : (left > 0 ? -1 : 0);
     raana_log_progress(out, "quantize", detail, all[R_LAYERS], n_quantized, "layers, all ranks",
@@ -334,6 +347,9 @@ typedef struct {
                           0 if the resume directory has it */
     double *load;      /* [n_ranks]: predicted seconds of the balanced assignment */
     double *by_blocks; /* [n_ranks]: the same if every rank encoded its own blocks' layers */
+    int *split;        /* [n]: encoded by every rank before the rounds (column_split.h) */
+    int n_split;
+    double split_share; /* predicted seconds of the split layers per rank */
 } schedule;
 
 /* Layer weights sent to the rank that encodes them: one message per layer,
@@ -346,6 +362,7 @@ static void schedule_free(schedule *sc)
 {
     free(sc->owner);
     free(sc->table);
+    free(sc->split);
     free(sc->cost); /* with load and by_blocks */
     memset(sc, 0, sizeof *sc);
 }
@@ -361,7 +378,7 @@ static raana_status fill_table(schedule *sc, const int *quantizer, int n, raana_
     if (!count || !mine)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the quantize schedule");
     for (int i = 0; i < n; i++)
-        if (quantizer[i] >= 0 && ++count[quantizer[i]] > sc->rounds)
+        if (quantizer[i] >= 0 && !sc->split[i] && ++count[quantizer[i]] > sc->rounds)
             sc->rounds = count[quantizer[i]];
     sc->table =
         malloc((size_t)sc->n_ranks * (size_t)(sc->rounds > 0 ? sc->rounds : 1) * sizeof *sc->table);
@@ -370,7 +387,7 @@ static raana_status fill_table(schedule *sc, const int *quantizer, int n, raana_
     for (int k = 0; k < sc->n_ranks; k++) {
         int m = 0;
         for (int i = 0; i < n; i++)
-            if (quantizer[i] == k)
+            if (quantizer[i] == k && !sc->split[i])
                 mine[m++] = (raana_ranked){sc->cost[i], i};
         raana_ranked_sort_desc(mine, (size_t)m);
         for (int r = 0; r < sc->rounds; r++)
@@ -393,7 +410,9 @@ static int too_large_to_move(const raana_config *cfg, const raana_plan_layer *l)
 
 /* Layers too large for one MPI message stay with their owner, and so do
  * layers the resume directory has (predicted at no cost: the owner reads
- * them back, and no weights travel); every other layer may move. */
+ * them back, and no weights travel); split layers (plan.h) are encoded by
+ * every rank before the rounds and stay with their owner; every other
+ * layer may move. */
 static raana_status build_schedule(const raana_stage *s, const raana_config *cfg, int n_ranks,
                                    const int *resumed, schedule *sc, int *quantizer,
                                    raana_error *err)
@@ -402,21 +421,32 @@ static raana_status build_schedule(const raana_stage *s, const raana_config *cfg
     const raana_plan *plan = &s->plan;
     int n = plan->n_layers;
     int *pinned = malloc((size_t)(n > 0 ? n : 1) * sizeof *pinned);
+    double *whole = malloc((size_t)(n > 0 ? n : 1) * sizeof *whole); /* costs for LPT */
     sc->owner = malloc((size_t)(n > 0 ? n : 1) * sizeof *sc->owner);
-    if (!pinned || !sc->owner)
+    sc->split = calloc((size_t)(n > 0 ? n : 1), sizeof *sc->split);
+    if (!pinned || !whole || !sc->owner || !sc->split)
         RAANA_FAIL_GOTO(err, RAANA_ERR_NOMEM, "out of memory for the quantize schedule");
     sc->n_ranks = n_ranks;
     for (int i = 0; i < n; i++) {
         const raana_plan_layer *l = &plan->layers[i];
         sc->owner[i] = l->quantize ? raana_expert_teams_holder(&s->teams, plan, i) : -1;
+        sc->split[i] = l->quantize && l->split && !resumed[i];
         pinned[i] = too_large_to_move(cfg, l) || resumed[i] ? sc->owner[i] : -1;
-        if (sc->owner[i] >= 0)
+        whole[i] = sc->split[i] ? -1 : sc->cost[i];
+        sc->n_split += sc->split[i];
+        sc->split_share += sc->split[i] ? sc->cost[i] / n_ranks : 0;
+        if (sc->owner[i] >= 0 && !sc->split[i])
             sc->by_blocks[sc->owner[i]] += sc->cost[i];
     }
-    RAANA_CHECK(raana_balance_lpt(sc->cost, pinned, n, n_ranks, quantizer, sc->load, err));
+    RAANA_CHECK(raana_balance_lpt(whole, pinned, n, n_ranks, quantizer, sc->load, err));
+    for (int k = 0; k < n_ranks; k++)
+        sc->load[k] += sc->split_share, sc->by_blocks[k] += sc->split_share;
+    for (int i = 0; i < n; i++)
+        quantizer[i] = sc->split[i] ? sc->owner[i] : quantizer[i];
     RAANA_CHECK(fill_table(sc, quantizer, n, err));
 cleanup:
     free(pinned);
+    free(whole);
     return st;
 }
 
@@ -564,7 +594,7 @@ static raana_status receive_buffer(const raana_plan *plan, const raana_config *c
  * layers in plan order. -1 when out of memory. */
 static double lockstep_seconds(const schedule *sc, int n, int by_blocks)
 {
-    double total = 0;
+    double total = sc->split_share; /* the split layers, every rank at once */
     if (!by_blocks) {
         for (int r = 0; r < sc->rounds; r++) {
             double worst = 0;
@@ -583,7 +613,7 @@ static double lockstep_seconds(const schedule *sc, int n, int by_blocks)
         double worst = 0;
         busy = 0;
         for (int k = 0; k < sc->n_ranks; k++) {
-            while (next[k] < n && sc->owner[next[k]] != k)
+            while (next[k] < n && (sc->owner[next[k]] != k || sc->split[next[k]]))
                 next[k]++;
             if (next[k] < n)
                 worst = fmax(worst, sc->cost[next[k]++]), busy = 1;
@@ -644,6 +674,7 @@ typedef struct {
     double busy; /* seconds receiving and encoding */
     int n_done;  /* layers this rank finished */
     round_report last_round;
+    double t_start;         /* the stage's start, for the progress lines' ETA */
     lowrank_work lw;        /* this rank's compensation; lw.layer: its team SVD to come */
     const float *pending_w; /* that layer's weights (valid until the round's sends end) */
     int *flags;             /* [n_ranks]: which ranks have a team SVD this round */
@@ -658,7 +689,7 @@ static void layer_done(stage_run *r, int i, raana_quantized *q, double rel, int 
     double weights = (double)l->d_in * l->d_out;
     r->work[R_LAYERS] += 1, r->work[R_WEIGHTS] += weights;
     r->work[R_ENCODED] += reused ? 0 : weights;
-    r->last_round = (round_report){l, r->alloc->bits[i], rel, reused};
+    r->last_round = (round_report){l, r->alloc->bits[i], rel, reused, 0};
 }
 
 /* Layer i on this rank: its weights (received if another rank owns it),
@@ -760,7 +791,7 @@ static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress,
 {
     raana_status st =
         receive_buffer(&r->s->plan, r->cfg, &r->sc, r->rank, &r->buf, &r->gram_buf, err);
-    double total[R_COUNT], t0 = MPI_Wtime();
+    double total[R_COUNT];
     for (int round = 0;; round++) { /* the agreement that ends round - 1 comes first */
         r->work[R_FAILED] = st != RAANA_OK;
         r->work[R_SIGNALLED] = raana_preempt_signal() != 0;
@@ -772,10 +803,75 @@ static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress,
             break;
         }
         if (round > 0 && progress)
-            report_round(progress, &r->last_round, total, &r->s->plan, MPI_Wtime() - t0);
+            report_round(progress, &r->last_round, total, &r->s->plan, MPI_Wtime() - r->t_start);
         if (round == r->sc.rounds)
             break;
         st = run_round(r, round, q, size, err);
+    }
+    return raana_comm_agree(r->comm, st, err);
+}
+
+/* Split layer i, every rank a piece of its columns (column_split.h); the
+ * layer then sits on its owner as if it had encoded it whole, saved for
+ * a resume there. Every rank reports it (rank 0 prints it). */
+static raana_status encode_split(stage_run *r, int i, raana_quantized *q, int size,
+                                 raana_error *err)
+{
+    const raana_plan_layer *l = &r->s->plan.layers[i];
+    int holder = r->sc.owner[i], mine = holder == r->rank;
+    double rel = 0, t0 = MPI_Wtime();
+    const float *w = mine ? raana_stage_layer_weight(r->s, i) : NULL;
+    raana_qlayer_params p = layer_params(r->cfg, l, r->alloc->bits[i], NULL);
+    raana_qlayer layer;
+    RAANA_CALL(raana_column_split_encode(r->comm, holder, w, l, &p, &layer, &rel, err));
+    r->busy += MPI_Wtime() - t0;
+    MPI_Bcast(&rel, 1, MPI_DOUBLE, holder, r->comm); /* for rank 0's progress line */
+    r->last_round = (round_report){l, r->alloc->bits[i], rel, 0, size};
+    if (!mine)
+        return RAANA_OK;
+    if (!(q->layers[i] = malloc(sizeof *q->layers[i]))) { /* the next agreement fails */
+        raana_qlayer_free(&layer);
+        return raana_fail(err, RAANA_ERR_NOMEM, "%s: out of memory", l->name);
+    }
+    *q->layers[i] = layer;
+    if (r->resume) {
+        uint64_t fpl =
+            raana_fingerprint_layer(r->fp, &r->s->model, l->name, r->cfg, r->alloc->bits[i]);
+        if (raana_resume_save_layer(r->resume, l->name, fpl, q->layers[i], rel, err) != RAANA_OK)
+            return raana_error_prefix(err, "%s", l->name);
+    }
+    raana_fault_point("quantize", r->rank);
+    layer_done(r, i, q, rel, 0);
+    r->last_round.split_ranks = size;
+    return RAANA_OK;
+}
+
+/* Collective: the split layers in plan order, each by every rank, with the
+ * rounds' agreement (failure, preemption, progress) before each one. */
+static raana_status run_split_layers(stage_run *r, raana_quantized *q, FILE *progress, int size,
+                                     raana_error *err)
+{
+    raana_status st = RAANA_OK;
+    double total[R_COUNT];
+    if (r->sc.n_split == 0)
+        return RAANA_OK;
+    for (int i = 0, done = 0;; i++) {
+        while (i < q->n_layers && !r->sc.split[i])
+            i++;
+        r->work[R_FAILED] = st != RAANA_OK;
+        r->work[R_SIGNALLED] = raana_preempt_signal() != 0;
+        MPI_Allreduce(r->work, total, R_COUNT, MPI_DOUBLE, MPI_SUM, r->comm);
+        if (total[R_FAILED] > 0)
+            break;
+        if (total[R_SIGNALLED] > 0) {
+            st = preempted(r->resume, total, &r->s->plan, size, err);
+            break;
+        }
+        if (done++ > 0 && progress)
+            report_round(progress, &r->last_round, total, &r->s->plan, MPI_Wtime() - r->t_start);
+        if (i >= q->n_layers)
+            break;
+        st = encode_split(r, i, q, size, err);
     }
     return raana_comm_agree(r->comm, st, err);
 }
@@ -849,7 +945,13 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
 {
     raana_status st = RAANA_OK;
     int n = s->plan.n_layers, size;
-    stage_run r = {.comm = comm, .s = s, .cfg = cfg, .alloc = alloc, .fp = fp, .resume = resume};
+    stage_run r = {.comm = comm,
+                   .s = s,
+                   .cfg = cfg,
+                   .alloc = alloc,
+                   .fp = fp,
+                   .resume = resume,
+                   .t_start = MPI_Wtime()};
     r.lw.layer = -1;
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &size);
@@ -868,6 +970,12 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
     if (progress && raana_config_has_factors(cfg))
         report_lowrank(progress, &s->plan, cfg, size);
     RAANA_CHECK(plan_rounds(comm, s, cfg, alloc, fp, resume, &r.sc, q->quantizer, err));
+    if (progress && r.sc.n_split > 0)
+        raana_log_line(progress,
+                       "quantize: %d layer%s split by output columns, each encoded by all %d "
+                       "ranks (docs/SCALING.md)",
+                       r.sc.n_split, r.sc.n_split == 1 ? "" : "s", size);
+    RAANA_CHECK(run_split_layers(&r, q, progress, size, err));
     RAANA_CHECK(run_rounds(&r, q, progress, size, err));
     RAANA_CHECK(gather_results(&r, q, progress, size, err));
 cleanup:

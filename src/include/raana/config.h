@@ -71,6 +71,10 @@ typedef struct raana_config {
     /* stored width of the per-column rescales and the trick vectors (mu,
      * row scales): 32 (float32) or 16 (half_scaled.h) */
     int side_bits;
+    /* layers with at least this many weights are encoded by every rank, each
+     * a piece of the output columns (column_split.h); 0 = auto (plan.h,
+     * raana_plan_layer_split) */
+    int split_min_weights;
     int n_exclude;
     char exclude[RAANA_MAX_EXCLUDE][RAANA_PATTERN_MAX];
     /* [output] */

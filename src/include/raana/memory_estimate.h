@@ -46,7 +46,10 @@ uint64_t raana_estimate_calibration_bytes(const raana_model_config *m, const raa
  * lowrank_rank the compensation's working set for the largest layer: its
  * weighted error in double (8 d_in d_out), the dequantized layer (4 d_in
  * d_out) and dgesvd's copy, U and V^T (8 (d_in d_out + k (d_in + d_out)),
- * k = min(d_in, d_out)); kept layers hold their factors too. */
+ * k = min(d_in, d_out)); kept layers hold their factors too. A layer
+ * split by output columns (plan.h) takes none of these receive buffers or
+ * copies: before the rounds, every rank holds its largest piece twice
+ * (received, then tricked) and 32 bytes per column (column_split.c). */
 uint64_t raana_estimate_quantize_bytes(const raana_plan *plan, int first, int next,
                                        const raana_config *cfg);
 

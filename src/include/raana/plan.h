@@ -24,6 +24,7 @@ typedef struct {
      * AllocateBits keeps the layer in 16 bits (kept_16bit) */
     int quantize;
     int kept_16bit; /* AllocateBits chose 16: the checkpoint's BF16/F16 weight is stored */
+    int split;      /* encoded by every rank, a piece of columns each (raana_plan_layer_split) */
 } raana_plan_layer;
 
 typedef struct {
@@ -78,6 +79,21 @@ int raana_config_wants_grams(const raana_config *cfg);
  * every layer of a dense block and the attention of a sparse one (an
  * expert's inputs are routed tokens). Its gram travels with its weights. */
 int raana_plan_layer_has_gram(const raana_config *cfg, const raana_plan_layer *l);
+
+/* Whether the quantize stage encodes layer l with every rank, each a piece
+ * of its output columns (column_split.h; docs/SCALING.md, "Layers split by
+ * output columns"): not a layer with LDLQ codes or low-rank factors (their
+ * terms span all columns); else with [quantize] split_min_weights set, a
+ * layer of at least that many weights; else (auto) on two or more ranks a
+ * layer holding more than 1/P of the quantized weights, which no balance
+ * of whole layers could spread, or too large for one MPI message. Never
+ * when a piece itself would not fit one message. */
+int raana_plan_layer_split(const raana_config *cfg, const raana_plan *plan,
+                           const raana_plan_layer *l);
+
+/* Piece k of n_ranks of a split layer with d_out columns: columns
+ * [*c0, *c0 + *n), floor(d_out k / n_ranks) onwards. */
+void raana_plan_split_piece(int d_out, int n_ranks, int k, int *c0, int *n);
 
 /* Whether layers store low-rank factors: [quantize] lowrank_rank (the
  * compensation) or pca_rank (the PCA trick) above 0. */
