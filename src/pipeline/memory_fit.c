@@ -96,6 +96,29 @@ static void format_estimate(char *buf, size_t size, const raana_plan *plan, int 
              grams);
 }
 
+/* With every layer split by output columns (plan.h), when that fits on
+ * fewer ranks than n (0: none): "; with ... N ranks fit", else "". */
+static raana_status format_split_advice(char *buf, size_t size, const raana_model_config *m,
+                                        const raana_config *cfg, uint64_t room, int n,
+                                        raana_error *err)
+{
+    raana_config split = *cfg;
+    int n_split;
+    uint64_t largest;
+    buf[0] = 0;
+    if (cfg->split_min_weights == 1)
+        return RAANA_OK;
+    split.split_min_weights = 1;
+    RAANA_CALL(
+        raana_ranks_to_fit(m, &split, room, raana_ranks_to_fit_max(m), &n_split, &largest, err));
+    if (n_split > 0 && (n == 0 || n_split < n))
+        snprintf(buf, size,
+                 "; with [quantize] split_min_weights = 1 (every layer encoded by all ranks, a "
+                 "piece of its columns each) %d rank%s fit, the largest need %.1f MiB",
+                 n_split, n_split == 1 ? "" : "s", (double)largest / MIB);
+    return RAANA_OK;
+}
+
 /* How many ranks would fit under room, as a clause. */
 static raana_status format_ranks_needed(char *buf, size_t size, const raana_model_config *m,
                                         const raana_config *cfg, uint64_t room, raana_error *err)
@@ -103,19 +126,21 @@ static raana_status format_ranks_needed(char *buf, size_t size, const raana_mode
     int n;
     uint64_t largest;
     int max = raana_ranks_to_fit_max(m);
+    char split[224];
     RAANA_CALL(raana_ranks_to_fit(m, cfg, room, max, &n, &largest, err));
+    RAANA_CALL(format_split_advice(split, sizeof split, m, cfg, room, n, err));
     if (n > 0)
         snprintf(buf, size,
                  "the job needs at least %d rank%s: then the largest need is %.1f MiB, within the "
                  "%.1f MiB of room (the limit less one OpenBLAS buffer; mpiexec -n %d raana-mpi "
-                 "--dry-run shows the plan)",
-                 n, n == 1 ? "" : "s", (double)largest / MIB, (double)room / MIB, n);
+                 "--dry-run shows the plan)%s",
+                 n, n == 1 ? "" : "s", (double)largest / MIB, (double)room / MIB, n, split);
     else
         snprintf(buf, size,
                  "no number of ranks fits: at best (any count up to %d ranks) the largest need is "
-                 "%.1f MiB, more than the %.1f MiB of room (a layer is not split across ranks); "
-                 "raise the limit or lower [calibration] seq_len or windows_in_flight",
-                 max, (double)largest / MIB, (double)room / MIB);
+                 "%.1f MiB, more than the %.1f MiB of room; raise the limit or lower "
+                 "[calibration] seq_len or windows_in_flight%s",
+                 max, (double)largest / MIB, (double)room / MIB, split);
     return RAANA_OK;
 }
 
@@ -141,7 +166,7 @@ raana_status raana_stage_check_fit(const raana_stage *s, const raana_config *cfg
         return RAANA_OK;
     const char *limit;
     uint64_t room = raana_memory_room(&mem, &limit);
-    char what[512], needed[320];
+    char what[512], needed[560];
     raana_error scratch;
     format_estimate(what, sizeof what, &s->plan, rank);
     if (format_ranks_needed(needed, sizeof needed, &s->model.config, cfg, room, &scratch) ==
@@ -215,7 +240,7 @@ static raana_status print_fit(FILE *out, const raana_stage *s, const raana_confi
                 (double)rank_need(&plan.ranks[at]) / MIB, at, (double)rooms[tight].room / MIB,
                 tight, rooms[tight].limit);
     } else {
-        char needed[320];
+        char needed[560];
         RAANA_CHECK(format_ranks_needed(needed, sizeof needed, &s->model.config, cfg,
                                         rooms[tight].room, err));
         fprintf(out, "memory: %d of %d rank%s do%s not fit; with the least room (rank %d's), %s\n",
