@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # bench_ranks.sh — do ranks speed the job up (issue 11)? The whole job on a
 # 4-block Llama-2-7B-shaped checkpoint (bench/make_real_shape_checkpoint.py,
-# BF16, 1.54 GiB) with 4 calibration windows of 256 tokens (kjv-tiny's
-# heldout.txt), avg_bits 3, exact encoder, one thread per rank, on 1 and 2
+# BF16, 1.54 GiB) with 4 calibration windows of SEQ_LEN tokens (default 256;
+# kjv-tiny's heldout.txt), avg_bits 3, exact encoder, one thread per rank, on 1 and 2
 # ranks: wall time, CPU time of all ranks (user + system, /usr/bin/time of
 # mpirun, which waits for its ranks), minor page faults and the job's stage
 # times. Each configuration runs twice with huge-page advice (the default)
 # and twice with RAANA_HUGE_PAGES=0 (the baseline, as before 2026-12-01),
-# alternating, and the faster run of each is shown. Acceptance: 1 -> 2 ranks
-# cuts the wall time by >= 1.7x, and 2 ranks use <= 1.15x the CPU time of 1.
-# Prints markdown. Usage: bench_ranks.sh BUILD_DIR [CHECKPOINT_DIR]
+# alternating, and the faster run of each is shown (with SEQ_LEN other than
+# 256 only the default, huge pages advised). Acceptance: 1 -> 2 ranks cuts
+# the wall time by >= 1.7x, and 2 ranks use <= 1.15x the CPU time of 1.
+# Prints markdown. Usage: bench_ranks.sh BUILD_DIR [CHECKPOINT_DIR [SEQ_LEN]]
 set -euo pipefail
 build=$1
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/bench/lib.sh"
 bench_setup # MPI settings, $tmp
 model=${2:-$tmp/model}
+seq_len=${3:-256}
+huge_modes="1 0"
+[ "$seq_len" = 256 ] || huge_modes=1
 if [ ! -f "$model/config.json" ]; then
   /usr/bin/python3 "$src/bench/make_real_shape_checkpoint.py" "$model" 7b 4 >/dev/null
 fi
 printf '%s\n' "[model]" "path = $model" "[calibration]" "source = text" \
-  "text_file = $src/tests/data/kjv-tiny/heldout.txt" "n_samples = 4" "seq_len = 256" \
+  "text_file = $src/tests/data/kjv-tiny/heldout.txt" "n_samples = 4" "seq_len = $seq_len" \
   "[quantize]" "avg_bits = 3" "[output]" "path = $tmp/out.h5" "overwrite = true" >"$tmp/job.ini"
 
 # run HP P: one job; prints "wall cpu faults | time-line"
@@ -32,7 +36,7 @@ run() {
 }
 declare -A best
 for rep in 1 2; do
-  for hp in 1 0; do
+  for hp in $huge_modes; do
     for p in 1 2; do
       line=$(run "$hp" "$p") # a failed run stops the script (set -e)
       keep_faster "$hp,$p" "$line"
@@ -40,11 +44,11 @@ for rep in 1 2; do
   done
 done
 core=$(sed -n 's/^blas: .*; core \(\S*\),.*/\1/p' "$tmp/log.txt")
-echo "BLAS core $core, 1 OpenBLAS and 1 OpenMP thread per rank; the faster of 2 runs each."
+echo "BLAS core $core, 1 OpenBLAS and 1 OpenMP thread per rank; 4 windows of $seq_len tokens; the faster of 2 runs each."
 echo
 echo "| huge pages | ranks | wall s | CPU s (all ranks) | minor faults | stage times | speedup 1 -> 2 | CPU 2 / CPU 1 |"
 echo "|---|---|---|---|---|---|---|---|"
-for hp in 1 0; do
+for hp in $huge_modes; do
   read -r w1 c1 f1 _ <<<"${best[$hp,1]}"
   read -r w2 c2 f2 _ <<<"${best[$hp,2]}"
   name=$([ "$hp" = 1 ] && echo "advised (default)" || echo "off (RAANA_HUGE_PAGES=0)")
