@@ -972,9 +972,9 @@ raana_status raana_stage_quantize(MPI_Comm comm, const raana_stage *s, const raa
     RAANA_CHECK(plan_rounds(comm, s, cfg, alloc, fp, resume, &r.sc, q->quantizer, err));
     if (progress && r.sc.n_split > 0)
         raana_log_line(progress,
-                       "quantize: %d layer%s split by output columns, each encoded by all %d "
-                       "ranks (docs/SCALING.md)",
-                       r.sc.n_split, r.sc.n_split == 1 ? "" : "s", size);
+                       "quantize: %d layer%s split by output columns over %d rank%s, a piece "
+                       "each (docs/SCALING.md)",
+                       r.sc.n_split, r.sc.n_split == 1 ? "" : "s", size, size == 1 ? "" : "s");
     RAANA_CHECK(run_split_layers(&r, q, progress, size, err));
     RAANA_CHECK(run_rounds(&r, q, progress, size, err));
     RAANA_CHECK(gather_results(&r, q, progress, size, err));

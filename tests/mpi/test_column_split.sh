@@ -53,7 +53,7 @@ for p in $test_ranks; do
   run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$out_h5" "${split[@]}"
   expect_rc 0 "split P=$p"
   expect_out "layers: 28 encoded, 0 resumed" "split P=$p"
-  grep -q "quantize: 28 layers split by output columns, each encoded by all $p ranks" <<<"$errout" &&
+  grep -q "quantize: 28 layers split by output columns over $p rank" <<<"$errout" &&
     ok || bad "split P=$p: no log line on the 28 split layers"
   same_as "$ref/whole.h5" "$out_h5" "split P=$p" --ignore config.ini
   rm -f "$out_h5"
@@ -82,7 +82,7 @@ run "$mpiexec" -n 2 "$mpi_bin" --dry-run "$job" "${mlp0[@]}"
 grep -q "split by columns" <<<"$out" && bad "dry run on 2 ranks lists a split layer" || ok
 run "$mpiexec" -n 4 "$mpi_bin" "$job" --set "output.path=$tmp/auto4.h5" "${mlp0[@]}"
 expect_rc 0 "auto, 4 ranks"
-grep -q "quantize: 3 layers split by output columns, each encoded by all 4 ranks" <<<"$errout" &&
+grep -q "quantize: 3 layers split by output columns over 4 ranks" <<<"$errout" &&
   ok || bad "auto, 4 ranks: no log line on 3 split layers"
 grep -q "model.layers.0.mlp.up_proj .* \[split\]" <<<"$errout" && ok ||
   bad "auto, 4 ranks: the progress line does not mark the split layer"

@@ -45,10 +45,12 @@ expect_rc 0 "raana-eval --container under valgrind"
 expect_out '"kl":{"mean":' "raana-eval --container under valgrind"
 # low-rank compensation on the Mixtral fixture (small: its 8 attention layers get
 # rank-2 factors from LAPACK's SVD, written, read back and verified; the experts
-# and the router go through the sparse path)
+# and the router go through the sparse path; the experts, which have no
+# factors, are encoded as split layers, column_split.h, one piece each)
 moe_window_job "$tmp/moe.ini" "$src/tests/data/mixtral-tiny-random" 3 "$tmp/moe.h5"
 run "${vg[@]}" "$mpi_bin" "$tmp/moe.ini" --set calibration.seq_len=48 \
-  --set quantize.lowrank_rank=2
+  --set quantize.lowrank_rank=2 --set quantize.split_min_weights=1
 expect_rc 0 "low-rank job under valgrind"
 expect_err "low-rank factors of rank 2 on 8 layers" "low-rank job under valgrind"
+expect_err "layers split by output columns over 1 rank, a piece each" "split layers under valgrind"
 finish
