@@ -92,8 +92,13 @@ INI
 #   RAANA_TEST_REF     where P = 1 leaves the outputs the other P compare
 #                      against (default: a directory under the script's tmp)
 # P = 1 always writes the reference; ctest runs that entry first (a fixture).
+# A script whose common checks are split (raana_ranks_test SPLIT_COMMON) also
+# takes RAANA_TEST_COMMON=few (the checks that start at most 2 ranks) or
+# many (the others) and asks common_part.
 test_ranks=${RAANA_TEST_RANKS-1 2 3 4}
 test_common=${RAANA_TEST_COMMON:-1}
+# common_part few|many: this run does that part of the common checks
+common_part() { [ "$test_common" = 1 ] || [ "$test_common" = "$1" ]; }
 # ref_dir TMP: the reference directory (created)
 ref_dir() {
   local d=${RAANA_TEST_REF:-$1/ref}

@@ -14,7 +14,10 @@
 # resumed job gives it again and another width encodes again (that last in
 # the Release build only).
 # Usage: test_container_ranks.sh RAANA_MPI RAANA_INSPECT PLUGIN_DIR SOURCE_DIR MPIEXEC
-# (RAANA_TEST_RANKS, RAANA_TEST_COMMON, RAANA_TEST_REF: tests/cli/lib.sh)
+# (RAANA_TEST_RANKS, RAANA_TEST_COMMON, RAANA_TEST_REF: tests/cli/lib.sh; the
+# common checks in two parts: "many", the jobs (threads, P = 6, the sub-bit
+# variant, side_bits = 16), and "few", the reads of P = 1's container, one
+# process at a time)
 set -u
 mpi_bin=$1 inspect_bin=$2 plugin_dir=$3 src=$4 mpiexec=$5
 . "$src/tests/cli/lib.sh"
@@ -77,55 +80,53 @@ for p in $test_ranks; do
   cmp -s "$ref/config1.ini" "$tmp/config$p.ini" && ok || bad "config.ini P=$p differs from P=1"
   cmp -s "$ref/report1.txt" "$tmp/report$p.txt" && ok || bad "report P=$p differs from P=1"
 done
-[ "$test_common" = 1 ] || { finish; exit; }
+[ "$test_common" != 0 ] || { finish; exit; }
 has_ref "$ref/p1.h5" "the checks on P=1's container" || { finish; exit; }
 cp "$ref/p1.h5" "$tmp/p1.h5"
 
-# OpenMP threads inside a rank do not change the codes either
-run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$out_h5" --set run.threads=2
-expect_rc 0 "job P=2, 2 threads"
-mv "$out_h5" "$tmp/threads.h5"
-HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
-  "$tmp/threads.h5" --ignore config.ini && ok || bad "container with 2 threads per rank differs"
-
-# more ranks than blocks: the two ranks without a block encode layers that
-# their owners send them, and the container is still P = 1's (Release build
-# only: six ranks under the sanitizers take a minute and a half on 2 cores,
-# and P = 3 already sends layers to ranks that do not own them)
-if [ "${RAANA_TEST_QUICK:-0}" != 1 ]; then
-  run "$mpiexec" -n 6 "$mpi_bin" "$job" --set "output.path=$out_h5"
-  expect_rc 0 "job P=6"
-  mv "$out_h5" "$tmp/p6.h5"
+if common_part many; then
+  # OpenMP threads inside a rank do not change the codes either
+  run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$out_h5" --set run.threads=2
+  expect_rc 0 "job P=2, 2 threads"
+  mv "$out_h5" "$tmp/threads.h5"
   HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
-    "$tmp/p6.h5" --ignore config.ini && ok || bad "container P=6 differs from P=1"
-  helpers=$(grep -cE "quantize: rank [0-9]+ encoded [1-9][0-9]* layers in [0-9.]+ s; predicted share [0-9.]+% \(its own blocks alone: 0\.0%\)" <<<"$errout")
-  [ "$helpers" -eq 2 ] && ok || bad "P=6: expected 2 block-less ranks encoding layers: $errout"
-fi
+    "$tmp/threads.h5" --ignore config.ini && ok || bad "container with 2 threads per rank differs"
 
-# numpy-only reconstruction, signs, rel_error, unquantized tensors
-HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" \
-  "$inspect_bin" "$fixture" && ok || bad "check_container on the fixture job"
-run "$mpiexec" -n 3 "$mpi_bin" "$job" --set "output.path=$tmp/sub.h5" \
-  --set quantize.bits=0.5,0.75,1,2 --set quantize.avg_bits=0.9 \
-  --set quantize.tricks=centralize,norm_col,norm_row --set 'quantize.exclude=*.k_proj' \
-  --set quantize.encoder=fast
-expect_rc 0 "sub-bit variant"
-HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/sub.h5" \
-  "$inspect_bin" "$fixture" && ok || bad "check_container on the sub-bit variant"
+  # more ranks than blocks: the two ranks without a block encode layers that
+  # their owners send them, and the container is still P = 1's (Release build
+  # only: six ranks under the sanitizers take a minute and a half on 2 cores,
+  # and P = 3 already sends layers to ranks that do not own them)
+  if [ "${RAANA_TEST_QUICK:-0}" != 1 ]; then
+    run "$mpiexec" -n 6 "$mpi_bin" "$job" --set "output.path=$out_h5"
+    expect_rc 0 "job P=6"
+    mv "$out_h5" "$tmp/p6.h5"
+    HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/p1.h5" \
+      "$tmp/p6.h5" --ignore config.ini && ok || bad "container P=6 differs from P=1"
+    helpers=$(grep -cE "quantize: rank [0-9]+ encoded [1-9][0-9]* layers in [0-9.]+ s; predicted share [0-9.]+% \(its own blocks alone: 0\.0%\)" <<<"$errout")
+    [ "$helpers" -eq 2 ] && ok || bad "P=6: expected 2 block-less ranks encoding layers: $errout"
+  fi
 
-# 16-bit side vectors ([quantize] side_bits = 16): the same container from 1
-# and 3 ranks, version 3, rebuilt by numpy (uint16 halves times 2^exponent)
-# to raana's dequantization; 16 bits counted per rescale, mean and row scale
-side16=(--set quantize.side_bits=16 --set quantize.tricks=centralize,norm_col,norm_row)
-for p in 1 3; do
-  run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$tmp/side16_$p.h5" "${side16[@]}"
-  expect_rc 0 "side_bits = 16, P=$p"
-done
-HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/side16_1.h5" \
-  "$tmp/side16_3.h5" --ignore config.ini && ok || bad "side_bits = 16: P=3 differs from P=1"
-HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/side16_3.h5" \
-  "$inspect_bin" "$fixture" && ok || bad "check_container with side_bits = 16"
-HDF5_PLUGIN_PATH=$plugin_dir "$py" - "$tmp/side16_1.h5" "$tmp/p1.h5" <<'PY' && ok ||
+  run "$mpiexec" -n 3 "$mpi_bin" "$job" --set "output.path=$tmp/sub.h5" \
+    --set quantize.bits=0.5,0.75,1,2 --set quantize.avg_bits=0.9 \
+    --set quantize.tricks=centralize,norm_col,norm_row --set 'quantize.exclude=*.k_proj' \
+    --set quantize.encoder=fast
+  expect_rc 0 "sub-bit variant"
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/sub.h5" \
+    "$inspect_bin" "$fixture" && ok || bad "check_container on the sub-bit variant"
+
+  # 16-bit side vectors ([quantize] side_bits = 16): the same container from 1
+  # and 3 ranks, version 3, rebuilt by numpy (uint16 halves times 2^exponent)
+  # to raana's dequantization; 16 bits counted per rescale, mean and row scale
+  side16=(--set quantize.side_bits=16 --set quantize.tricks=centralize,norm_col,norm_row)
+  for p in 1 3; do
+    run "$mpiexec" -n "$p" "$mpi_bin" "$job" --set "output.path=$tmp/side16_$p.h5" "${side16[@]}"
+    expect_rc 0 "side_bits = 16, P=$p"
+  done
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" "$tmp/side16_1.h5" \
+    "$tmp/side16_3.h5" --ignore config.ini && ok || bad "side_bits = 16: P=3 differs from P=1"
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/side16_3.h5" \
+    "$inspect_bin" "$fixture" && ok || bad "check_container with side_bits = 16"
+  HDF5_PLUGIN_PATH=$plugin_dir "$py" - "$tmp/side16_1.h5" "$tmp/p1.h5" <<'PY' && ok ||
 import sys, h5py
 # every side vector uint16 with an exponent; the effective bits are P=1's
 # float32 ones minus 16 bits per rescale, mean and row scale (P=1 has no
@@ -146,30 +147,36 @@ with h5py.File(sys.argv[1], "r") as h, h5py.File(sys.argv[2], "r") as f:
         compared += 1
 assert compared >= 10, compared  # layers of the same bits in both jobs
 PY
-  bad "side_bits = 16: dtypes, exponents or effective bits"
-# killed while writing, the rerun reuses every 16-bit layer and writes the
-# same container; the width is part of each layer's fingerprint, so a rerun
-# in float32 encodes every layer again (Release build only: the resume code
-# is mpi_resume's under the sanitizers, and this is its width)
-widths="16 32"
-[ "${RAANA_TEST_QUICK:-0}" = 1 ] && widths=
-for width in $widths; do
-  run env RAANA_FAULT_INJECT=write:0:10 "$mpiexec" -n 2 "$mpi_bin" "$job" \
-    --set "output.path=$tmp/side_resume.h5" "${side16[@]}"
-  [ "$rc" -ne 0 ] && [ ! -e "$tmp/side_resume.h5" ] && ok || bad "side_bits = 16: kill in writing"
-  run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$tmp/side_resume.h5" "${side16[@]}" \
-    --set "quantize.side_bits=$width"
-  expect_rc 0 "side_bits = $width after a kill"
-  if [ "$width" = 16 ]; then
-    expect_out "layers: 0 encoded, 28 resumed" "side_bits = 16 after a kill"
-    HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" \
-      "$tmp/side16_1.h5" "$tmp/side_resume.h5" --ignore config.ini && ok ||
-      bad "side_bits = 16: the resumed container differs"
-  else
-    expect_out "layers: 28 encoded, 0 resumed" "side_bits = 32 after a 16-bit kill"
-  fi
-  rm -f "$tmp/side_resume.h5"
-done
+    bad "side_bits = 16: dtypes, exponents or effective bits"
+  # killed while writing, the rerun reuses every 16-bit layer and writes the
+  # same container; the width is part of each layer's fingerprint, so a rerun
+  # in float32 encodes every layer again (Release build only: the resume code
+  # is mpi_resume's under the sanitizers, and this is its width)
+  widths="16 32"
+  [ "${RAANA_TEST_QUICK:-0}" = 1 ] && widths=
+  for width in $widths; do
+    run env RAANA_FAULT_INJECT=write:0:10 "$mpiexec" -n 2 "$mpi_bin" "$job" \
+      --set "output.path=$tmp/side_resume.h5" "${side16[@]}"
+    [ "$rc" -ne 0 ] && [ ! -e "$tmp/side_resume.h5" ] && ok || bad "side_bits = 16: kill in writing"
+    run "$mpiexec" -n 2 "$mpi_bin" "$job" --set "output.path=$tmp/side_resume.h5" "${side16[@]}" \
+      --set "quantize.side_bits=$width"
+    expect_rc 0 "side_bits = $width after a kill"
+    if [ "$width" = 16 ]; then
+      expect_out "layers: 0 encoded, 28 resumed" "side_bits = 16 after a kill"
+      HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/compare_containers.py" \
+        "$tmp/side16_1.h5" "$tmp/side_resume.h5" --ignore config.ini && ok ||
+        bad "side_bits = 16: the resumed container differs"
+    else
+      expect_out "layers: 28 encoded, 0 resumed" "side_bits = 32 after a 16-bit kill"
+    fi
+    rm -f "$tmp/side_resume.h5"
+  done
+fi
+common_part few || { finish; exit; }
+
+# numpy-only reconstruction, signs, rel_error, unquantized tensors
+HDF5_PLUGIN_PATH=$plugin_dir "$py" "$src/tests/py/check_container.py" "$tmp/p1.h5" \
+  "$inspect_bin" "$fixture" && ok || bad "check_container on the fixture job"
 
 # h5dump reads the zstd datasets only through the plugin; without it, it
 # prints DATA { } and exits 1

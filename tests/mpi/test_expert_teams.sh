@@ -21,8 +21,9 @@
 #   P = 4: expert_ranks = 3 (both spare ranks), the same container; outside
 #     the sanitizer build also qwen3-moe-tiny-random (8 experts: 3, 3, 2 per
 #     rank), against its own P = 1 reference.
-# Under RAANA_TEST_QUICK (the sanitizer build) the P = 3 leg only, against a
-# P = 1 reference it makes itself, and at P = 1 the forced team's refusal.
+# Under RAANA_TEST_QUICK (the sanitizer build) the P = 3 leg only, and at
+# P = 1 the forced team's refusal and the Mixtral reference (one rank: made
+# there rather than in the P = 3 entry, which runs alone).
 # Usage: test_expert_teams.sh RAANA_MPI PLUGIN_DIR SOURCE_DIR MPIEXEC
 set -u
 mpi_bin=$1 plugin_dir=$2 src=$(cd "$3" && pwd) mpiexec=$4
@@ -92,8 +93,8 @@ for p in $test_ranks; do
   1)
     write_job "$mixtral"
     forced_refusal 1 2 "" 4
-    [ -n "$quick" ] && continue
     reference mixtral "$mixtral"
+    [ -n "$quick" ] && continue
     reference qwen3-moe "$src/tests/data/qwen3-moe-tiny-random"
     write_job "$mixtral"
     forced_refusal 1 2 --dry-run 4
@@ -113,7 +114,7 @@ for p in $test_ranks; do
     no_output "$what"
     ;;
   3)
-    [ -z "$quick" ] && [ -e "$ref/mixtral.h5" ] || reference mixtral "$mixtral"
+    [ -e "$ref/mixtral.h5" ] || reference mixtral "$mixtral"
     write_job "$mixtral"
     mib=$(tight_cgroup 3)
     what="mixtral P=3 auto in a ($mib - 0.2) MiB budget"

@@ -133,10 +133,10 @@ if [ "$quick" != 1 ]; then
   rm -f "$out_h5"
 fi
 
-run "$mpi_bin" "$job" --set "output.path=$tmp/plain.h5"
-expect_rc 0 "the job without compensation"
+# (the statistics of P = 1's container: the refusal is the configuration's,
+# whatever the file holds; no job of its own)
 run "$mpi_bin" "$job" --set "output.path=$out_h5" "${lowrank[@]}" \
-  --set "calibration.statistics=$tmp/plain.h5"
+  --set "calibration.statistics=$c"
 expect_rc 3 "lowrank with statistics"
 expect_err "[quantize] lowrank_rank = 4 weights the error by the calibration inputs' second moments" \
   "lowrank with statistics"
