@@ -785,6 +785,23 @@ static raana_status run_round(stage_run *r, int round, raana_quantized *q, int s
     return st;
 }
 
+/* Collective, before each round or split layer: every rank's failure,
+ * preemption signal and work so far summed into total; 1 when the stage
+ * stops (a rank failed, or a signal: *st becomes the preemption). */
+static int agree_step(stage_run *r, raana_status *st, double *total, int size, raana_error *err)
+{
+    r->work[R_FAILED] = *st != RAANA_OK;
+    r->work[R_SIGNALLED] = raana_preempt_signal() != 0;
+    MPI_Allreduce(r->work, total, R_COUNT, MPI_DOUBLE, MPI_SUM, r->comm);
+    if (total[R_FAILED] > 0)
+        return 1;
+    if (total[R_SIGNALLED] > 0) {
+        *st = preempted(r->resume, total, &r->s->plan, size, err);
+        return 1;
+    }
+    return 0;
+}
+
 /* Collective: the rounds until done, failed or preempted. */
 static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress, int size,
                                raana_error *err)
@@ -793,15 +810,8 @@ static raana_status run_rounds(stage_run *r, raana_quantized *q, FILE *progress,
         receive_buffer(&r->s->plan, r->cfg, &r->sc, r->rank, &r->buf, &r->gram_buf, err);
     double total[R_COUNT];
     for (int round = 0;; round++) { /* the agreement that ends round - 1 comes first */
-        r->work[R_FAILED] = st != RAANA_OK;
-        r->work[R_SIGNALLED] = raana_preempt_signal() != 0;
-        MPI_Allreduce(r->work, total, R_COUNT, MPI_DOUBLE, MPI_SUM, r->comm);
-        if (total[R_FAILED] > 0)
+        if (agree_step(r, &st, total, size, err))
             break;
-        if (total[R_SIGNALLED] > 0) {
-            st = preempted(r->resume, total, &r->s->plan, size, err);
-            break;
-        }
         if (round > 0 && progress)
             report_round(progress, &r->last_round, total, &r->s->plan, MPI_Wtime() - r->t_start);
         if (round == r->sc.rounds)
@@ -858,15 +868,8 @@ static raana_status run_split_layers(stage_run *r, raana_quantized *q, FILE *pro
     for (int i = 0, done = 0;; i++) {
         while (i < q->n_layers && !r->sc.split[i])
             i++;
-        r->work[R_FAILED] = st != RAANA_OK;
-        r->work[R_SIGNALLED] = raana_preempt_signal() != 0;
-        MPI_Allreduce(r->work, total, R_COUNT, MPI_DOUBLE, MPI_SUM, r->comm);
-        if (total[R_FAILED] > 0)
+        if (agree_step(r, &st, total, size, err))
             break;
-        if (total[R_SIGNALLED] > 0) {
-            st = preempted(r->resume, total, &r->s->plan, size, err);
-            break;
-        }
         if (done++ > 0 && progress)
             report_round(progress, &r->last_round, total, &r->s->plan, MPI_Wtime() - r->t_start);
         if (i >= q->n_layers)
